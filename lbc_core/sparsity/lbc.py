@@ -1,0 +1,237 @@
+"""LBC (Learning Best Combination): learn one N:M combination per group by gradual removal.
+
+Memory-lean formulation: instead of a score per combination (``[G, C]``), every weight carries one
+score ``s_j`` trained by the same optimizer on the straight-through signal ``g_j = w_j * dL/dw~_j``.
+For SGD-family optimizers (momentum, Nesterov, L2 weight decay) the score of combination ``c`` is
+then exactly ``a0 + sum_{j in c} s_j`` with a common ``a0`` that never changes a ranking, so the
+alive sets are identical to the combination-score method. The score update is fused into the
+backward pass, so scores need no gradient buffer: state is one score (+ optimizer moments) per
+weight plus ``C/M`` packed alive bits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lbc_core.sparsity.base import Sparsifier
+from lbc_core.sparsity.pattern import NMPattern, from_groups, to_groups
+from lbc_core.sparsity.schedule import RemovalSchedule
+from lbc_core.sparsity.selection import LayerPolicy
+
+# Groups processed at once when ranking or rebuilding masks, so [G, C] is never materialised whole.
+_CHUNK_GROUPS = 1 << 16
+
+
+@dataclass(frozen=True)
+class ScoreOptimizer:
+    """How scores are trained. The authors use the weights' own SGD hyperparameters.
+
+    ``kind="adam"`` trains per-weight scores with Adam moments; unlike SGD this is only an
+    approximation of per-combination Adam, since Adam is not linear in the gradient.
+    """
+
+    kind: str = "sgd"  # "sgd" | "adam"
+    momentum: float = 0.9
+    nesterov: bool = False
+    dampening: float = 0.0
+    weight_decay: float = 5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("sgd", "adam"):
+            raise ValueError(f"score optimizer kind must be 'sgd' or 'adam', got {self.kind!r}")
+        if self.momentum < 0 or self.weight_decay < 0:
+            raise ValueError("score optimizer momentum and weight_decay must be >= 0")
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("Nesterov momentum requires momentum > 0 and dampening 0")
+
+    @property
+    def exact(self) -> bool:
+        """Whether the per-weight formulation equals the combination-score method exactly."""
+        return self.kind == "sgd"
+
+
+def pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    """``[G, C]`` bool -> ``[G, ceil(C/8)]`` uint8, little-endian within each byte."""
+    groups, c = bits.shape
+    padded = torch.zeros(groups, math.ceil(c / 8) * 8, dtype=torch.uint8, device=bits.device)
+    padded[:, :c] = bits.to(torch.uint8)
+    weights = (1 << torch.arange(8, dtype=torch.uint8, device=bits.device)).to(torch.uint8)
+    return (padded.view(groups, -1, 8) * weights).sum(dim=2, dtype=torch.uint8)
+
+
+def unpack_bits(packed: torch.Tensor, c: int) -> torch.Tensor:
+    """Inverse of :func:`pack_bits`."""
+    shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
+    bits = (packed.unsqueeze(-1) >> shifts) & 1
+    return bits.reshape(packed.shape[0], -1)[:, :c].bool()
+
+
+class _LBCMaskFn(torch.autograd.Function):
+    """``w~ = w * mask``; the weight gets the masked gradient, the scores get ``w * dL/dw~``."""
+
+    @staticmethod
+    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: LBCMask) -> torch.Tensor:
+        ctx.save_for_backward(weight, mask)
+        ctx.state = state
+        return weight * mask
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        weight, mask = ctx.saved_tensors
+        state: LBCMask = ctx.state
+        if state.scores_trainable:
+            state.update_scores(weight.detach() * grad_out)
+        return grad_out * mask, None, None
+
+
+class LBCMask(nn.Module):
+    """Parametrization holding one layer's LBC state as buffers (saved with the model)."""
+
+    def __init__(self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer) -> None:
+        super().__init__()
+        self.pattern = pattern
+        self.optimizer = optimizer
+        self.lr = 0.0
+        self.scores_trainable = True
+        num_groups = weight.numel() // pattern.m
+        c = pattern.num_combinations
+        like = {"dtype": weight.dtype, "device": weight.device}
+        self.register_buffer("mask", torch.ones(weight.shape, dtype=torch.bool, device=weight.device))
+        # s_j; every combination's score is a0 + sum of its weights' s_j (a0 = 1 / C(M-1, N-1) at start).
+        self.register_buffer("score", torch.zeros(weight.shape, **like))
+        self.register_buffer("alive", pack_bits(torch.ones(num_groups, c, dtype=torch.bool, device=weight.device)))
+        self.register_buffer("score_steps", torch.zeros((), dtype=torch.long, device=weight.device))
+        if optimizer.kind == "sgd" and optimizer.momentum > 0:
+            self.register_buffer("score_momentum", torch.zeros(weight.shape, **like))
+        if optimizer.kind == "adam":
+            self.register_buffer("score_exp_avg", torch.zeros(weight.shape, **like))
+            self.register_buffer("score_exp_avg_sq", torch.zeros(weight.shape, **like))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not (self.training and torch.is_grad_enabled() and self.scores_trainable):
+            return weight * self.mask
+        return _LBCMaskFn.apply(weight, self.mask, self)  # type: ignore[no-any-return]
+
+    @torch.no_grad()
+    def update_scores(self, grad: torch.Tensor) -> None:
+        """One optimizer step on the per-weight scores, mirroring ``torch.optim.SGD`` / ``Adam``."""
+        opt = self.optimizer
+        self.score_steps += 1
+        d = grad.add(self.score, alpha=opt.weight_decay) if opt.weight_decay else grad
+        if opt.kind == "sgd":
+            if opt.momentum > 0:
+                buf = self.score_momentum
+                if int(self.score_steps) == 1:
+                    buf.copy_(d)
+                else:
+                    buf.mul_(opt.momentum).add_(d, alpha=1 - opt.dampening)
+                d = d.add(buf, alpha=opt.momentum) if opt.nesterov else buf
+            self.score.add_(d, alpha=-self.lr)
+            return
+        beta1, beta2 = opt.betas
+        step = int(self.score_steps)
+        self.score_exp_avg.lerp_(d, 1 - beta1)
+        self.score_exp_avg_sq.mul_(beta2).addcmul_(d, d, value=1 - beta2)
+        denom = (self.score_exp_avg_sq / (1 - beta2**step)).sqrt_().add_(opt.eps)
+        self.score.addcdiv_(self.score_exp_avg, denom, value=-self.lr / (1 - beta1**step))
+
+    @torch.no_grad()
+    def remove(self, keep: int) -> None:
+        """Keep the ``keep`` best-scored alive combinations in every group; the rest die for good."""
+        m, c = self.pattern.m, self.pattern.num_combinations
+        table = self.pattern.combination_table(self.score.device).to(self.score.dtype)
+        score_groups = to_groups(self.score, m)
+        mask_groups = torch.empty(score_groups.shape, dtype=torch.bool, device=self.score.device)
+        for start in range(0, score_groups.shape[0], _CHUNK_GROUPS):
+            stop = start + _CHUNK_GROUPS
+            alive = unpack_bits(self.alive[start:stop], c)
+            sums = (score_groups[start:stop] @ table.T).masked_fill_(~alive, float("-inf"))
+            # Stable descending sort: ties go to the lexicographically first combination.
+            best = torch.sort(sums, dim=1, descending=True, stable=True).indices[:, :keep]
+            alive = torch.zeros_like(alive).scatter_(1, best, True)
+            self.alive[start:stop] = pack_bits(alive)
+            mask_groups[start:stop] = (alive.to(table.dtype) @ table) > 0
+        self.mask.copy_(from_groups(mask_groups, self.mask.shape))
+
+    def alive_bits(self) -> torch.Tensor:
+        return unpack_bits(self.alive, self.pattern.num_combinations)
+
+
+class LBCSparsifier(Sparsifier):
+    """Learning Best Combination (Zhang et al., NeurIPS 2022)."""
+
+    method = "lbc"
+
+    def __init__(
+        self,
+        pattern: NMPattern,
+        policy: LayerPolicy | None = None,
+        schedule: RemovalSchedule | None = None,
+        optimizer: ScoreOptimizer | None = None,
+    ) -> None:
+        super().__init__(pattern, policy)
+        self.schedule = schedule or RemovalSchedule()
+        self.score_optimizer = optimizer or ScoreOptimizer()
+        self.alive_per_group = pattern.num_combinations
+        self.removals = 0
+
+    def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
+        return LBCMask(weight, self.pattern, self.score_optimizer)
+
+    @property
+    def scores_frozen(self) -> bool:
+        return self.alive_per_group == 1
+
+    def on_step_start(self, epoch: int, step: int, steps_per_epoch: int, lr: float) -> None:
+        t = self.schedule.time(epoch, step, steps_per_epoch)
+        self._remove_to(self.schedule.alive_per_group(t, self.pattern.num_combinations))
+        for _, param in self._iter_parametrizations():
+            param.lr = lr
+
+    def _remove_to(self, target: int) -> None:
+        if target >= self.alive_per_group:
+            return
+        for _, param in self._iter_parametrizations():
+            param.remove(target)
+        self.alive_per_group = target
+        self.removals += 1
+        if self.scores_frozen:
+            for _, param in self._iter_parametrizations():
+                param.scores_trainable = False
+
+    def _before_finalize(self) -> None:
+        # A run stopped before t_f still ends exactly N:M: keep the best combination per group.
+        self._remove_to(1)
+
+    def metrics(self) -> dict[str, float]:
+        metrics = super().metrics()
+        metrics["alive_per_group"] = float(self.alive_per_group)
+        metrics["scores_frozen"] = float(self.scores_frozen)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        state.update(alive_per_group=self.alive_per_group, removals=self.removals)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.alive_per_group = int(state["alive_per_group"])
+        self.removals = int(state["removals"])
+        for _, param in self._iter_parametrizations():
+            param.scores_trainable = not self.scores_frozen
+
+    def state_bytes(self) -> dict[str, int]:
+        """Bytes of LBC state by kind, for the memory benchmark."""
+        totals: dict[str, int] = {}
+        for _, param in self._iter_parametrizations():
+            for key, buf in param.named_buffers():
+                totals[key] = totals.get(key, 0) + buf.numel() * buf.element_size()
+        return totals
