@@ -45,7 +45,8 @@ class SparsityConfig:
     pattern: NMPattern = field(default_factory=lambda: NMPattern(2, 4))
     layers: LayerPolicy = field(default_factory=LayerPolicy)
     schedule: RemovalSchedule = field(default_factory=RemovalSchedule)
-    score_optimizer: ScoreOptimizer = field(default_factory=ScoreOptimizer)
+    # None: follow the training optimizer (the pipeline fills it in); see ScoreOptimizer.
+    score_optimizer: ScoreOptimizer | None = None
     srste_decay: float = 2e-4
 
     def __post_init__(self) -> None:
@@ -55,7 +56,9 @@ class SparsityConfig:
 
 def build_sparsifier(config: SparsityConfig) -> Sparsifier:
     if config.method == "lbc":
-        return LBCSparsifier(config.pattern, config.layers, config.schedule, config.score_optimizer)
+        return LBCSparsifier(
+            config.pattern, config.layers, config.schedule, config.score_optimizer or ScoreOptimizer()
+        )
     if config.method == "srste":
         return SRSTESparsifier(config.pattern, config.layers, config.srste_decay)
     if config.method == "asp":

@@ -20,7 +20,8 @@ class DenseSparsifier(Sparsifier):
     def _select(self, model: nn.Module) -> LayerSelection:
         selection = select_layers(model, self.pattern, self.policy)
         dense = tuple(
-            SkippedLayer(t.name, t.kind, t.shape, "dense method keeps every layer dense") for t in selection.targets
+            SkippedLayer(t.name, t.kind, t.shape, "dense method keeps every layer dense")
+            for t in selection.targets
         )
         return LayerSelection((), dense + selection.skipped)
 

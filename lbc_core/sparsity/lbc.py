@@ -106,7 +106,9 @@ class LBCMask(nn.Module):
         self.register_buffer("mask", torch.ones(weight.shape, dtype=torch.bool, device=weight.device))
         # s_j; every combination's score is a0 + sum of its weights' s_j (a0 = 1 / C(M-1, N-1) at start).
         self.register_buffer("score", torch.zeros(weight.shape, **like))
-        self.register_buffer("alive", pack_bits(torch.ones(num_groups, c, dtype=torch.bool, device=weight.device)))
+        self.register_buffer(
+            "alive", pack_bits(torch.ones(num_groups, c, dtype=torch.bool, device=weight.device))
+        )
         self.register_buffer("score_steps", torch.zeros((), dtype=torch.long, device=weight.device))
         if optimizer.kind == "sgd" and optimizer.momentum > 0:
             self.register_buffer("score_momentum", torch.zeros(weight.shape, **like))

@@ -95,7 +95,9 @@ def group_direction(weight_shape: torch.Size | tuple[int, ...]) -> str:
         return "input features (out, in): M consecutive inputs of one output row"
     if len(weight_shape) == 4:
         return "input channels, (out, kh, kw, in) order: M consecutive channels at one (out, kh, kw)"
-    raise PatternError(f"only 2-D (Linear) and 4-D (Conv2d) weights are supported, got shape {tuple(weight_shape)}")
+    raise PatternError(
+        f"only 2-D (Linear) and 4-D (Conv2d) weights are supported, got shape {tuple(weight_shape)}"
+    )
 
 
 def to_groups(weight: torch.Tensor, m: int) -> torch.Tensor:
@@ -112,7 +114,9 @@ def to_groups(weight: torch.Tensor, m: int) -> torch.Tensor:
         if weight.shape[1] % m:
             raise PatternError(f"input channels {weight.shape[1]} are not divisible by M={m}")
         return weight.permute(0, 2, 3, 1).reshape(-1, m)
-    raise PatternError(f"only 2-D (Linear) and 4-D (Conv2d) weights are supported, got shape {tuple(weight.shape)}")
+    raise PatternError(
+        f"only 2-D (Linear) and 4-D (Conv2d) weights are supported, got shape {tuple(weight.shape)}"
+    )
 
 
 def from_groups(groups: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:

@@ -125,5 +125,7 @@ def select_layers(model: nn.Module, pattern: NMPattern, policy: LayerPolicy | No
         if reason:
             skip(reason)
             continue
-        targets.append(LayerTarget(name, kind, shape, module.weight.numel() // pattern.m, group_direction(shape)))
+        targets.append(
+            LayerTarget(name, kind, shape, module.weight.numel() // pattern.m, group_direction(shape))
+        )
     return LayerSelection(tuple(targets), tuple(skipped))

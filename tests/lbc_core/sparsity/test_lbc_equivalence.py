@@ -47,7 +47,9 @@ class ReferenceLBC(nn.Module):
         groups = weight.numel() // pattern.m
         c = pattern.num_combinations
         self.table = pattern.combination_table().to(weight.dtype)
-        self.alpha = nn.Parameter(torch.full((groups, c), 1.0 / pattern.combinations_per_weight, dtype=weight.dtype))
+        self.alpha = nn.Parameter(
+            torch.full((groups, c), 1.0 / pattern.combinations_per_weight, dtype=weight.dtype)
+        )
         self.alive = torch.ones(groups, c, dtype=weight.dtype)
 
     def mask(self) -> torch.Tensor:

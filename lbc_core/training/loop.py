@@ -1,0 +1,285 @@
+"""The training loop every method shares: deterministic batches, warm-up + schedule, callbacks,
+cooperative stop, and checkpoint/resume that reproduces an uninterrupted run exactly (CPU)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from lbc_core.sparsity import Sparsifier
+from lbc_core.training.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
+from lbc_core.training.config import TrainConfig, learning_rate
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+class SupervisedData(Protocol):
+    """Anything with in-memory tensors ``x`` (inputs) and ``y`` (int64 labels)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    epoch: int
+    step: int
+    steps_per_epoch: int
+    global_step: int
+    total_steps: int
+    loss: float
+    lr: float
+
+
+class TrainingCallback:
+    """Override what you need. ``should_stop`` is polled every step (e.g. a cancel flag)."""
+
+    def on_step(self, event: StepEvent) -> None:
+        """After every optimizer step."""
+
+    def on_epoch_end(self, record: dict[str, Any]) -> None:
+        """After validation at the end of every epoch, with that epoch's metrics."""
+
+    def on_checkpoint(self, path: Path, state: TrainingState) -> None:
+        """After a checkpoint has been written completely."""
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    status: str  # "completed" | "stopped"
+    epoch: int
+    step: int
+    global_step: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    return device
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
+
+
+def _batches(data: SupervisedData, config: TrainConfig, epoch: int) -> list[torch.Tensor]:
+    """The index batches of one epoch: a permutation that depends only on (seed, epoch)."""
+    n = int(data.y.shape[0])
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch)))
+    batches = list(order.split(config.batch_size))
+    if config.drop_last and len(batches) > 1 and batches[-1].numel() < config.batch_size:
+        batches.pop()
+    return batches
+
+
+def steps_per_epoch(data: SupervisedData, config: TrainConfig) -> int:
+    return len(_batches(data, config, 0))
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    return torch.optim.SGD(
+        params,
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: SupervisedData, batch_size: int = 512, device: torch.device | None = None
+) -> dict[str, float]:
+    """Mean cross-entropy and top-1 accuracy with the model's current weights and masks."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for start in range(0, int(data.y.shape[0]), batch_size):
+        x = data.x[start : start + batch_size].to(device)
+        y = data.y[start : start + batch_size].to(device)
+        logits = model(x)
+        total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == y).sum())
+        count += int(y.shape[0])
+    model.train(was_training)
+    return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1)}
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class Trainer:
+    """Trains a prepared model. The sparsifier must already be prepared on ``model``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sparsifier: Sparsifier,
+        config: TrainConfig,
+        train_data: SupervisedData,
+        val_data: SupervisedData | None = None,
+        *,
+        callbacks: Sequence[TrainingCallback] = (),
+        augment: Augment | None = None,
+        checkpoint_path: str | Path | None = None,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.sparsifier = sparsifier
+        self.train_data = train_data
+        self.val_data = val_data
+        self.callbacks = list(callbacks)
+        self.augment = augment
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.optimizer = build_optimizer(self.model, config)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+        self.history: list[dict[str, Any]] = []
+        self.running: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
+        self.epoch, self.step, self.global_step = 0, 0, 0
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def state(self) -> TrainingState:
+        return TrainingState(
+            epoch=self.epoch,
+            step=self.step,
+            global_step=self.global_step,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
+            sparsifier=self.sparsifier.state_dict(),
+            rng=_rng_state(self.device),
+            history=list(self.history),
+            running=dict(self.running),
+            config=asdict(self.config),
+        )
+
+    def save(self) -> Path | None:
+        if self.checkpoint_path is None:
+            return None
+        state = self.state()
+        path = save_checkpoint(state, self.checkpoint_path)
+        for callback in self.callbacks:
+            callback.on_checkpoint(path, state)
+        return path
+
+    def resume(self, path: str | Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        if (
+            state.config.get("seed") != self.config.seed
+            or state.config.get("batch_size") != self.config.batch_size
+        ):
+            raise CheckpointError(f"{path}: written by a run with a different seed or batch size")
+        self.model.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.sparsifier.load_state_dict(state.sparsifier)
+        _set_rng_state(state.rng, self.device)
+        self.history = list(state.history)
+        self.running = dict(state.running)
+        self.epoch, self.step, self.global_step = state.epoch, state.step, state.global_step
+
+    # -- training --------------------------------------------------------------------------------
+    def fit(self) -> TrainOutcome:
+        config = self.config
+        spe = steps_per_epoch(self.train_data, config)
+        total_steps = spe * config.epochs
+        self.model.train()
+        while self.epoch < config.epochs:
+            epoch = self.epoch
+            batches = _batches(self.train_data, config, epoch)
+            if self.step == 0:
+                self.running = {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
+            started = time.perf_counter()
+            for step in range(self.step, len(batches)):
+                if any(cb.should_stop() for cb in self.callbacks):
+                    self.running["seconds"] += time.perf_counter() - started
+                    self.save()
+                    return TrainOutcome(
+                        "stopped", self.epoch, self.step, self.global_step, list(self.history)
+                    )
+                loss, lr = self._train_step(epoch, step, spe, batches[step])
+                self.step, self.global_step = step + 1, self.global_step + 1
+                event = StepEvent(epoch, step, spe, self.global_step, total_steps, loss, lr)
+                for callback in self.callbacks:
+                    callback.on_step(event)
+            self.running["seconds"] += time.perf_counter() - started
+            self._end_epoch(epoch, learning_rate(config, epoch + (spe - 1) / spe))
+            self.epoch, self.step = epoch + 1, 0
+            self.save()
+        return TrainOutcome("completed", self.epoch, self.step, self.global_step, list(self.history))
+
+    def _train_step(self, epoch: int, step: int, spe: int, index: torch.Tensor) -> tuple[float, float]:
+        config = self.config
+        lr = learning_rate(config, epoch + step / spe)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.sparsifier.on_step_start(epoch, step, spe, lr)
+        x = self.train_data.x[index].to(self.device, non_blocking=True)
+        y = self.train_data.y[index].to(self.device, non_blocking=True)
+        if self.augment is not None:
+            # Seeded by position, so a resumed run augments exactly like an uninterrupted one.
+            generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + step + 1)
+            x = self.augment(x, generator)
+        logits = self.model(x)
+        loss = self.loss_fn(logits, y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {step}; try a lower lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip_norm:
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm)
+        self.optimizer.step()
+        self.running["loss"] += value * int(y.shape[0])
+        self.running["correct"] += int((logits.detach().argmax(dim=1) == y).sum())
+        self.running["count"] += int(y.shape[0])
+        return value, lr
+
+    def _end_epoch(self, epoch: int, lr: float) -> None:
+        running = self.running
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": running["loss"] / max(running["count"], 1),
+            "train_accuracy": running["correct"] / max(running["count"], 1),
+            "lr": lr,
+            "seconds": running["seconds"],
+        }
+        if self.val_data is not None:
+            val = evaluate(self.model, self.val_data, self.config.eval_batch_size, self.device)
+            record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
+        # Metrics always say which mask they were measured with.
+        record.update(self.sparsifier.metrics())
+        self.history.append(record)
+        for callback in self.callbacks:
+            callback.on_epoch_end(record)

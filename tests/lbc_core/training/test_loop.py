@@ -1,0 +1,177 @@
+"""The training loop: schedules, callbacks, cooperative stop and exact resume."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from lbc_core.sparsity import NMPattern, RemovalSchedule, SparsityConfig, build_sparsifier
+from lbc_core.training import (
+    CheckpointError,
+    StepEvent,
+    TrainConfig,
+    Trainer,
+    TrainingCallback,
+    learning_rate,
+    load_checkpoint,
+)
+
+
+def _data(n: int = 96, seed: int = 0) -> SimpleNamespace:
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.randn(4, 8, 4, 4, generator=g)
+    y = torch.randint(0, 4, (n,), generator=g)
+    x = templates[y] + 0.5 * torch.randn(n, 8, 4, 4, generator=g)
+    return SimpleNamespace(x=x, y=y)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Dropout(0.1),  # makes the RNG state part of what resume must restore
+        nn.Flatten(),
+        nn.Linear(256, 32),
+        nn.ReLU(),
+        nn.Linear(32, 4),
+    )
+
+
+def _trainer(method: str, tmp: Path | None, callbacks=(), epochs: int = 4) -> Trainer:
+    model = _model()
+    sparsifier = build_sparsifier(
+        SparsityConfig(method=method, pattern=NMPattern(2, 4), schedule=RemovalSchedule(0, 2, per_step=True))
+    )
+    sparsifier.prepare(model)
+    config = TrainConfig(epochs=epochs, batch_size=16, lr=0.05, warmup_epochs=1 if epochs > 1 else 0, seed=3)
+    return Trainer(
+        model,
+        sparsifier,
+        config,
+        _data(),
+        _data(32, seed=1),
+        callbacks=callbacks,
+        checkpoint_path=tmp / "ckpt.pt" if tmp else None,
+        augment=lambda x, g: x + 0.01 * torch.randn(x.shape, generator=g),
+    )
+
+
+class StopAfter(TrainingCallback):
+    def __init__(self, steps: int) -> None:
+        self.steps, self.seen = steps, 0
+
+    def on_step(self, event: StepEvent) -> None:
+        self.seen += 1
+
+    def should_stop(self) -> bool:
+        return self.seen >= self.steps
+
+
+@pytest.mark.parametrize("method", ["lbc", "srste", "asp"])
+@pytest.mark.parametrize("stop_after", [6, 9])  # an epoch boundary and mid-epoch
+def test_resume_from_a_mid_run_checkpoint_reproduces_the_uninterrupted_run(
+    tmp_path: Path, method: str, stop_after: int
+) -> None:
+    straight = _trainer(method, None)
+    straight.fit()
+    expected_masks = straight.sparsifier.masks()
+    expected_state = copy.deepcopy(straight.model.state_dict())
+
+    first = _trainer(method, tmp_path, callbacks=[StopAfter(stop_after)])
+    outcome = first.fit()
+    assert outcome.status == "stopped"
+    assert outcome.global_step == stop_after
+
+    resumed = _trainer(method, tmp_path)
+    resumed.resume(tmp_path / "ckpt.pt")
+    assert resumed.global_step == stop_after
+    final = resumed.fit()
+    assert final.status == "completed"
+    assert final.global_step == straight.global_step
+    for name, mask in resumed.sparsifier.masks().items():
+        assert torch.equal(mask, expected_masks[name]), name
+    for key, value in resumed.model.state_dict().items():
+        assert torch.equal(value, expected_state[key]), key
+    assert [r["val_accuracy"] for r in final.history] == [r["val_accuracy"] for r in straight.history]
+
+
+def test_history_records_which_mask_each_metric_was_measured_with() -> None:
+    trainer = _trainer("lbc", None)
+    outcome = trainer.fit()
+    alive = [record["alive_per_group"] for record in outcome.history]
+    assert alive[0] > 1 and alive[-1] == 1
+    assert outcome.history[-1]["mask_density"] == pytest.approx(0.5)
+    assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"} <= set(
+        outcome.history[0]
+    )
+
+
+def test_checkpoints_load_with_weights_only_and_reject_foreign_runs(tmp_path: Path) -> None:
+    trainer = _trainer("lbc", tmp_path, epochs=1)
+    trainer.fit()
+    state = load_checkpoint(tmp_path / "ckpt.pt")  # weights_only=True inside
+    assert state.epoch == 1 and state.step == 0
+    other = _trainer("lbc", None)
+    other.config = TrainConfig(epochs=4, batch_size=8, seed=3)
+    with pytest.raises(CheckpointError, match="different seed or batch size"):
+        other.resume(tmp_path / "ckpt.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"junk\.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_loss_going_to_nan_stops_with_a_clear_error() -> None:
+    trainer = _trainer("dense", None)
+    trainer.train_data = SimpleNamespace(
+        x=torch.full((32, 8, 4, 4), float("nan")), y=torch.zeros(32, dtype=torch.long)
+    )
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        trainer.fit()
+
+
+def test_warmup_then_cosine_learning_rate() -> None:
+    config = TrainConfig(epochs=10, lr=0.1, warmup_epochs=2, min_lr=0.001)
+    assert learning_rate(config, 1.0) == pytest.approx(0.05)
+    assert learning_rate(config, 2.0) == pytest.approx(0.1)
+    assert learning_rate(config, 6.0) == pytest.approx(0.001 + 0.5 * 0.099)
+    assert learning_rate(config, 10.0) == pytest.approx(0.001)
+    step = TrainConfig(epochs=10, lr=0.1, lr_schedule="step", step_milestones=(0.5, 0.75))
+    assert [learning_rate(step, e) for e in (0, 5, 8)] == pytest.approx([0.1, 0.01, 0.001])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("epochs", 0, "epochs"),
+        ("batch_size", 0, "batch_size"),
+        ("optimizer", "lamb", "optimizer"),
+        ("lr", -1.0, "lr"),
+        ("momentum", 1.0, "momentum"),
+        ("warmup_epochs", 10, "warmup_epochs"),
+        ("label_smoothing", 1.0, "label_smoothing"),
+        ("lr_schedule", "linear", "lr_schedule"),
+    ],
+)
+def test_invalid_training_settings_are_rejected_by_name(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_adamw_trains_weights_and_scores() -> None:
+    model = _model()
+    sparsifier = build_sparsifier(SparsityConfig(method="lbc", schedule=RemovalSchedule(0, 1)))
+    sparsifier.prepare(model)
+    trainer = Trainer(
+        model, sparsifier, TrainConfig(epochs=2, batch_size=16, optimizer="adamw", lr=1e-3), _data()
+    )
+    outcome = trainer.fit()
+    assert outcome.history[-1]["train_loss"] < outcome.history[0]["train_loss"] * 1.5
+    assert sparsifier.finalize().all_verified
