@@ -60,11 +60,15 @@ KEEP_N_SEMANTICS = "N:M keeps N of every M consecutive weights along the reducti
 
 
 class MaskedWeight(nn.Module):
-    """Parametrization: the layer computes with ``weight * mask`` (a cached boolean mask)."""
+    """Parametrization: the layer computes with ``weight * mask`` (a cached 0/1 mask).
 
-    def __init__(self, mask: torch.Tensor) -> None:
+    The mask is stored in the weight's dtype: multiplying by a bool tensor takes PyTorch's
+    mixed-dtype path, about 30x slower on CPU than a same-dtype multiply.
+    """
+
+    def __init__(self, mask: torch.Tensor, dtype: torch.dtype) -> None:
         super().__init__()
-        self.register_buffer("mask", mask)
+        self.register_buffer("mask", mask.to(dtype))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
@@ -128,7 +132,7 @@ class Sparsifier:
     def masks(self) -> dict[str, torch.Tensor]:
         """Current boolean masks by layer name (dense layers are absent)."""
         prepared = self._require_prepared()
-        return {name: self._parametrization(m).mask.detach().clone() for name, m in prepared.modules.items()}
+        return {name: self._parametrization(m).mask.detach() != 0 for name, m in prepared.modules.items()}
 
     def metrics(self) -> dict[str, float]:
         masks = self.masks() if self._prepared is not None else {}

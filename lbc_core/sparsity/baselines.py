@@ -33,7 +33,7 @@ class MagnitudeSparsifier(Sparsifier):
     method = "asp"
 
     def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
-        return MaskedWeight(magnitude_mask(weight, self.pattern))
+        return MaskedWeight(magnitude_mask(weight, self.pattern), weight.dtype)
 
 
 class _SRSTEFn(torch.autograd.Function):
@@ -49,7 +49,7 @@ class _SRSTEFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         weight, mask = ctx.saved_tensors
-        grad = grad_out + ctx.decay * weight * ~mask if ctx.decay else grad_out
+        grad = grad_out + ctx.decay * weight * (1 - mask) if ctx.decay else grad_out
         return grad, None, None
 
 
@@ -60,10 +60,10 @@ class SRSTEMask(nn.Module):
         super().__init__()
         self.pattern = pattern
         self.decay = decay
-        self.register_buffer("mask", magnitude_mask(weight, pattern))
+        self.register_buffer("mask", magnitude_mask(weight, pattern).to(weight.dtype))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        mask = magnitude_mask(weight, self.pattern)
+        mask = magnitude_mask(weight, self.pattern).to(weight.dtype)
         self.mask.copy_(mask)
         if self.training and torch.is_grad_enabled():
             return _SRSTEFn.apply(weight, mask, self.decay)  # type: ignore[no-any-return]

@@ -103,7 +103,8 @@ class LBCMask(nn.Module):
         num_groups = weight.numel() // pattern.m
         c = pattern.num_combinations
         like = {"dtype": weight.dtype, "device": weight.device}
-        self.register_buffer("mask", torch.ones(weight.shape, dtype=torch.bool, device=weight.device))
+        # 0/1 in the weight's dtype: a bool mask would hit PyTorch's slow mixed-dtype multiply.
+        self.register_buffer("mask", torch.ones(weight.shape, **like))
         # s_j; every combination's score is a0 + sum of its weights' s_j (a0 = 1 / C(M-1, N-1) at start).
         self.register_buffer("score", torch.zeros(weight.shape, **like))
         self.register_buffer(
