@@ -1,0 +1,109 @@
+"""Semi-structured 2:4 conversion: eligibility everywhere, conversion only where a kernel exists."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lbc_core.export import (
+    SHAPE_RULES,
+    semi_structured_ineligibility,
+    semi_structured_support,
+    to_semi_structured,
+)
+from lbc_core.sparsity import NMPattern, magnitude_mask
+
+CPU_REASON = "no semi-structured sparse kernel on this device (cpu): needs an NVIDIA GPU with compute capability >= 8.0"
+
+
+def _sparse_linear(out_features: int, in_features: int, pattern: NMPattern | None = None) -> nn.Linear:
+    layer = nn.Linear(in_features, out_features)
+    with torch.no_grad():
+        layer.weight.mul_(magnitude_mask(layer.weight, pattern or NMPattern(2, 4)))
+    return layer
+
+
+def _model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        _sparse_linear(128, 64),  # eligible
+        nn.ReLU(),
+        nn.Linear(128, 128),  # dense: not 2:4-compliant
+        _sparse_linear(64, 128, NMPattern(1, 4)),  # 1:4 is 2:4-compliant
+        _sparse_linear(10, 64),  # 10 rows: not a multiple of 32
+        _sparse_linear(64, 96, NMPattern(2, 8)),  # 96 columns: not a multiple of 64
+        nn.Conv2d(8, 8, 3),  # not a Linear: not considered
+    )
+
+
+def test_support_on_cpu() -> None:
+    assert semi_structured_support("cpu") == (False, CPU_REASON)
+    assert semi_structured_support(torch.device("cpu"))[0] is False
+
+
+def test_cpu_degrades_with_a_reason_and_never_calls_the_cuda_only_conversion(monkeypatch) -> None:
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("to_sparse_semi_structured must not be called on CPU")
+
+    monkeypatch.setattr(torch.sparse, "to_sparse_semi_structured", forbidden)
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = to_semi_structured(model)
+
+    assert result.converted == ()
+    assert not result.available
+    assert result.unavailable_reason == CPU_REASON
+    assert result.device == "cpu"
+    assert result.dtype == "torch.float16"
+    assert result.backend is None
+    assert result.eligible == ("0", "3")
+    reasons = {s.name: s.reason for s in result.skipped}
+    assert set(reasons) == {"2", "4", "5"}
+    assert reasons["2"].startswith("not 2:4-compliant")
+    assert "out features must be a multiple of 32" in reasons["4"]
+    assert "in features a multiple of 64" in reasons["5"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key])
+
+
+def test_eligibility_reasons() -> None:
+    dtype = torch.float16
+    assert semi_structured_ineligibility(_sparse_linear(64, 64), dtype) is None
+    assert semi_structured_ineligibility(_sparse_linear(64, 64, NMPattern(1, 16)), dtype) is None
+    assert "not nn.Linear" in (semi_structured_ineligibility(nn.Conv2d(4, 4, 1), dtype) or "")
+    # 4:8 can put 3 or 4 kept weights into one aligned block of 4.
+    layer = nn.Linear(64, 64)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[:, :4] = 1.0
+    reason = semi_structured_ineligibility(layer, dtype) or ""
+    assert reason == "not 2:4-compliant: 64 of 1024 aligned blocks of 4 inputs hold more than 2 non-zeros"
+
+
+def test_shape_table_is_keyed_by_dtype() -> None:
+    assert set(SHAPE_RULES) == {torch.float16, torch.bfloat16}
+    assert SHAPE_RULES[torch.float16].row_multiple == 32
+    assert SHAPE_RULES[torch.bfloat16].col_multiple == 64
+    with pytest.raises(ValueError, match=r"not torch\.float32"):
+        to_semi_structured(_model(), dtype=torch.float32)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.filterwarnings("ignore:The PyTorch API of SparseSemiStructuredTensor:UserWarning")
+def test_conversion_on_cuda() -> None:
+    model = _model().cuda().half().eval()
+    supported, reason = semi_structured_support("cuda")
+    x = torch.randn(64, 64, device="cuda", dtype=torch.float16)
+    with torch.no_grad():
+        expected = model[0](x)
+    result = to_semi_structured(model, dtype=torch.float16)
+    if not supported:
+        assert result.converted == ()
+        assert result.unavailable_reason == reason
+        return
+    assert result.converted == ("0", "3")
+    assert isinstance(model[0].weight, torch.sparse.SparseSemiStructuredTensor)
+    with torch.no_grad():
+        torch.testing.assert_close(model[0](x), expected, rtol=1e-2, atol=1e-2)
