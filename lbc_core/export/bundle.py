@@ -106,6 +106,7 @@ def export_all(
     metrics: dict[str, Any],
     data: dict[str, Any] | None = None,
     pattern: NMPattern | str,
+    extra: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Write the sparse checkpoint, masks, compressed form and manifest (last) into ``out_dir``."""
     pattern = as_pattern(pattern)
@@ -134,6 +135,7 @@ def export_all(
         report=checked,
         metrics=metrics,
         data=data,
+        extra=extra,
     )
     manifest["files"] = [
         {

@@ -56,6 +56,8 @@ class _SRSTEFn(torch.autograd.Function):
 class SRSTEMask(nn.Module):
     """Parametrization recomputing the magnitude mask every forward pass."""
 
+    mask: torch.Tensor
+
     def __init__(self, weight: torch.Tensor, pattern: NMPattern, decay: float) -> None:
         super().__init__()
         self.pattern = pattern
@@ -66,7 +68,7 @@ class SRSTEMask(nn.Module):
         mask = magnitude_mask(weight, self.pattern).to(weight.dtype)
         self.mask.copy_(mask)
         if self.training and torch.is_grad_enabled():
-            return _SRSTEFn.apply(weight, mask, self.decay)  # type: ignore[no-any-return]
+            return _SRSTEFn.apply(weight, mask, self.decay)
         return weight * mask
 
 

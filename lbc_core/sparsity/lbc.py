@@ -94,6 +94,14 @@ class _LBCMaskFn(torch.autograd.Function):
 class LBCMask(nn.Module):
     """Parametrization holding one layer's LBC state as buffers (saved with the model)."""
 
+    mask: torch.Tensor
+    score: torch.Tensor
+    alive: torch.Tensor
+    score_steps: torch.Tensor
+    score_momentum: torch.Tensor
+    score_exp_avg: torch.Tensor
+    score_exp_avg_sq: torch.Tensor
+
     def __init__(self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer) -> None:
         super().__init__()
         self.pattern = pattern
@@ -102,7 +110,7 @@ class LBCMask(nn.Module):
         self.scores_trainable = True
         num_groups = weight.numel() // pattern.m
         c = pattern.num_combinations
-        like = {"dtype": weight.dtype, "device": weight.device}
+        like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}
         # 0/1 in the weight's dtype: a bool mask would hit PyTorch's slow mixed-dtype multiply.
         self.register_buffer("mask", torch.ones(weight.shape, **like))
         # s_j; every combination's score is a0 + sum of its weights' s_j (a0 = 1 / C(M-1, N-1) at start).
@@ -120,7 +128,7 @@ class LBCMask(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not (self.training and torch.is_grad_enabled() and self.scores_trainable):
             return weight * self.mask
-        return _LBCMaskFn.apply(weight, self.mask, self)  # type: ignore[no-any-return]
+        return _LBCMaskFn.apply(weight, self.mask, self)
 
     @torch.no_grad()
     def update_scores(self, grad: torch.Tensor) -> None:

@@ -6,6 +6,7 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from lbc_core.sparsity.pattern import NMPattern, group_direction
@@ -57,7 +58,7 @@ class LayerSelection:
         return [t.name for t in self.targets]
 
 
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Linear | nn.Conv2d]]:
     """``nn.Linear`` and ``nn.Conv2d`` modules in registration order."""
     return [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear | nn.Conv2d)]
 
@@ -103,7 +104,8 @@ def select_layers(model: nn.Module, pattern: NMPattern, policy: LayerPolicy | No
     explicit = tuple(p for p in policy.include if p != "*")
     for name, module in layers:
         kind = type(module).__name__
-        shape = tuple(module.weight.shape)
+        weight: torch.Tensor = module.weight
+        shape = tuple(weight.shape)
 
         def skip(reason: str, name: str = name, kind: str = kind, shape: tuple[int, ...] = shape) -> None:
             skipped.append(SkippedLayer(name, kind, shape, reason))
@@ -125,7 +127,5 @@ def select_layers(model: nn.Module, pattern: NMPattern, policy: LayerPolicy | No
         if reason:
             skip(reason)
             continue
-        targets.append(
-            LayerTarget(name, kind, shape, module.weight.numel() // pattern.m, group_direction(shape))
-        )
+        targets.append(LayerTarget(name, kind, shape, weight.numel() // pattern.m, group_direction(shape)))
     return LayerSelection(tuple(targets), tuple(skipped))

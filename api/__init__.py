@@ -1,0 +1,1 @@
+"""The REST service (FastAPI). Never imports torch; talks to workers only through `jobs`."""

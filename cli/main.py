@@ -1,0 +1,47 @@
+"""Entry point of ``lbc``: builds the argument parser and dispatches to a sub-command module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog is rendered only when help is shown (it may need to import the spec)."""
+
+    def __init__(self, *args: Any, epilog_factory: Callable[[], str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._epilog_factory = epilog_factory
+
+    def format_help(self) -> str:
+        if self._epilog_factory is not None and self.epilog is None:
+            self.epilog = self._epilog_factory()
+        return super().format_help()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cli import spec_cmd, train
+
+    parser = Parser(
+        prog="lbc", description="Learn N:M structured sparsity (LBC, SR-STE, ASP) for PyTorch models."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    train.register(commands)
+    spec_cmd.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:  # Ctrl-C outside a run's own handling (e.g. while importing torch)
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

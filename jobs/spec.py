@@ -1,0 +1,889 @@
+"""The job spec: which model to sparsify, on what data, with which N:M method and training recipe.
+
+One schema for both front doors: the REST service validates request bodies with it and ``lbc train`` reads
+it from YAML or JSON. Every problem is reported up front as ``field.path: message``, never discovered by a
+crashing worker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from jobs.catalog import ARCHITECTURES, check_model_args
+
+METHODS = ("lbc", "srste", "asp", "dense")
+SOURCES = ("digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic")
+PATH_SOURCES = frozenset({"mnist", "npz", "imagefolder", "cifar10", "cifar100"})
+SPLIT_SOURCES = frozenset({"mnist", "cifar10", "cifar100"})
+# Class counts known before any data is read, for checking model.args.num_classes up front.
+_KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
+MAX_M = 16
+MAX_SYNTHETIC_VALUES = 1 << 28  # 1 GiB of float32 inputs
+DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:[0-9]{1,2})$"
+
+Device = Annotated[str, Field(pattern=DEVICE_PATTERN, examples=["auto", "cpu", "cuda", "cuda:1"])]
+Glob = Annotated[str, Field(min_length=1, max_length=256)]
+LocalRef = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class _Section(BaseModel):
+    # strict: YAML and JSON give real numbers and booleans, so "10" for an int or 1 for a bool is a mistake.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+def _problems_error(
+    title: str, problems: Sequence[tuple[tuple[str | int, ...], str, Any]]
+) -> ValidationError:
+    """Several field errors at once; pydantic prefixes each location with the section's own path."""
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("spec_invalid", "{reason}", {"reason": message}),
+                loc=loc,
+                input=value,
+            )
+            for loc, message, value in problems
+        ],
+    )
+
+
+class ModelSpec(_Section):
+    """The network to sparsify."""
+
+    architecture: str = Field(
+        description="Built-in architecture to build (see the architecture list).",
+        examples=["lenet5", "resnet20", "vit"],
+        json_schema_extra={"enum": list(ARCHITECTURES)},
+    )
+    args: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "Keyword arguments of the architecture, e.g. num_classes, in_channels, width. Unknown names are "
+            "rejected. num_classes, in_channels, input_features and image_size default to what the dataset says."
+        ),
+        examples=[{"width": 0.5}, {"num_classes": 10, "in_channels": 1}],
+    )
+    checkpoint: LocalRef | None = Field(
+        default=None,
+        description=(
+            "Dense starting weights for this architecture: a safetensors file or a torch state dict (loaded "
+            "with weights_only=True, never unpickled). For `lbc train` a local file path (relative paths are "
+            "resolved against the current directory); for the service the id of an uploaded checkpoint. "
+            "Omitted: train from random initialisation."
+        ),
+        examples=["dense-lenet5.safetensors"],
+    )
+
+    @field_validator("architecture")
+    @classmethod
+    def _known_architecture(cls, value: str) -> str:
+        if value not in ARCHITECTURES:
+            raise PydanticCustomError(
+                "unknown_architecture",
+                "unknown architecture '{name}'; valid choices: {choices}",
+                {"name": value, "choices": ", ".join(ARCHITECTURES)},
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _args_fit_architecture(self) -> ModelSpec:
+        problems = check_model_args(self.architecture, self.args)
+        if problems:
+            raise _problems_error(
+                "ModelSpec", [(("args", key), message, self.args.get(key)) for key, message in problems]
+            )
+        return self
+
+
+class SyntheticDataSpec(_Section):
+    """Shape of a generated data set (source ``synthetic``): noisy copies of one random template per class."""
+
+    num_samples: int = Field(
+        default=2048, ge=2, le=10_000_000, description="Samples to generate (train + validation)."
+    )
+    input_shape: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=lambda: [1, 8, 8],
+        min_length=1,
+        max_length=3,
+        description="Shape of one sample: [C, H, W] for images or [F] for flat vectors.",
+        examples=[[3, 32, 32], [64]],
+    )
+    num_classes: int = Field(default=10, ge=2, le=100_000, description="Number of classes.")
+    noise: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=100.0,
+        description="Standard deviation of the Gaussian noise around each class template.",
+    )
+
+    @model_validator(mode="after")
+    def _sane_size(self) -> SyntheticDataSpec:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        if len(self.input_shape) == 2:
+            problems.append((("input_shape",), "must be [C, H, W] or [F]", self.input_shape))
+        elif self.num_samples * math.prod(self.input_shape) > MAX_SYNTHETIC_VALUES:
+            problems.append(
+                (
+                    ("num_samples",),
+                    f"num_samples x prod(input_shape) exceeds {MAX_SYNTHETIC_VALUES} values",
+                    self.num_samples,
+                )
+            )
+        if problems:
+            raise _problems_error("SyntheticDataSpec", problems)
+        return self
+
+
+class DatasetSpec(_Section):
+    """Where the training data comes from and how the validation split is made."""
+
+    source: Literal["digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic"] = Field(
+        description=(
+            "Kind of data. digits: scikit-learn's bundled 8x8 digits (1,797 images, no path). mnist: a "
+            "directory of MNIST IDX files. npz: a .npz file with arrays x and y. imagefolder: a directory, zip "
+            "or tar with one sub-directory per class. cifar10/cifar100: the CIFAR python batches (directory or "
+            "archive). synthetic: generated data (no path; see synthetic)."
+        ),
+        examples=["digits", "mnist"],
+    )
+    path: LocalRef | None = Field(
+        default=None,
+        description=(
+            "Data location, required for mnist, npz, imagefolder, cifar10 and cifar100 and not allowed for "
+            "digits and synthetic. For `lbc train` a local path (relative to the current directory); for the "
+            "service the id of an uploaded dataset."
+        ),
+        examples=["../shared/data/mnist-t10k"],
+    )
+    split: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] | None = Field(
+        default=None,
+        description=(
+            "Which file set to read from path: the MNIST file prefix (train, t10k; omitted: the only pair in "
+            "the directory) or the CIFAR split (train, test; default train). Only for mnist, cifar10, cifar100."
+        ),
+        examples=["t10k", "train"],
+    )
+    val_fraction: float = Field(
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
+        description="Share of the samples held out for validation (stratified). Ignored with val_size or val_path.",
+    )
+    val_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000_000,
+        description="Exact number of validation samples; overrides val_fraction.",
+        examples=[2000],
+    )
+    val_path: LocalRef | None = Field(
+        default=None,
+        description="A separate validation set of the same kind as path; overrides val_fraction and val_size.",
+    )
+    image_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=4096,
+        description="Resize imagefolder images to image_size x image_size (default: the first image's size).",
+    )
+    augment: bool = Field(
+        default=False,
+        description="Random-crop augmentation of training batches (zero padding of 1/8 of the side).",
+    )
+    hflip: bool = Field(
+        default=False,
+        description="Also flip training images horizontally at random (needs augment; wrong for digits).",
+    )
+    seed: int = Field(
+        default=0,
+        ge=0,
+        le=2**32 - 1,
+        description="Seed of the shuffle behind limit and the validation split.",
+    )
+    limit: int | None = Field(
+        default=None,
+        ge=2,
+        le=1_000_000_000,
+        description="Use only this many samples (a deterministic random subset, taken before splitting).",
+        examples=[1000],
+    )
+    synthetic: SyntheticDataSpec | None = Field(
+        default=None,
+        description="Generated data set parameters; only for source synthetic (defaults apply when omitted).",
+    )
+
+    @model_validator(mode="after")
+    def _fields_fit_source(self) -> DatasetSpec:
+        source = self.source
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        if source in PATH_SOURCES and not self.path:
+            problems.append((("path",), f"required for source {source!r}", None))
+        for name in ("path", "val_path"):
+            if source not in PATH_SOURCES and getattr(self, name):
+                problems.append(
+                    ((name,), f"source {source!r} is built in and takes no {name}", getattr(self, name))
+                )
+        if self.split is not None and source not in SPLIT_SOURCES:
+            problems.append(
+                (("split",), f"only used by sources {', '.join(sorted(SPLIT_SOURCES))}", self.split)
+            )
+        if self.image_size is not None and source != "imagefolder":
+            problems.append((("image_size",), "only used by source 'imagefolder'", self.image_size))
+        if self.hflip and not self.augment:
+            problems.append((("hflip",), "needs augment: true", self.hflip))
+        if self.synthetic is not None and source != "synthetic":
+            problems.append((("synthetic",), "only used by source 'synthetic'", None))
+        if self.augment and source == "synthetic" and len(self.synthetic_or_default.input_shape) != 3:
+            problems.append((("augment",), "needs image samples ([C, H, W] synthetic.input_shape)", True))
+        if self.val_size is not None and self.limit is not None and self.val_size >= self.limit:
+            problems.append((("val_size",), f"must be smaller than limit ({self.limit})", self.val_size))
+        synthetic_size = self.synthetic_or_default.num_samples
+        if source == "synthetic" and self.val_size is not None and self.val_size >= synthetic_size:
+            problems.append((("val_size",), "must be smaller than synthetic.num_samples", self.val_size))
+        if problems:
+            raise _problems_error("DatasetSpec", problems)
+        return self
+
+    @property
+    def synthetic_or_default(self) -> SyntheticDataSpec:
+        return self.synthetic or SyntheticDataSpec()
+
+
+class ScheduleSpec(_Section):
+    """LBC's removal schedule: how fast candidate combinations per group are removed (times in epochs)."""
+
+    t_i: float = Field(default=0.0, ge=0.0, description="Epoch at which combination removal starts.")
+    t_f: float | None = Field(
+        default=None,
+        gt=0.0,
+        description=(
+            "Epoch by which every group is down to its final combination; must be > t_i and <= train.epochs. "
+            "Omitted: half of train.epochs, leaving the second half to fine-tune the final mask."
+        ),
+        examples=[5.0],
+    )
+    power: float = Field(
+        default=3.0, gt=0.0, le=100.0, description="Exponent of the polynomial removal curve."
+    )
+    per_step: bool = Field(
+        default=False,
+        description="Evaluate the schedule at fractional epochs, so removal also happens inside epochs.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ScheduleSpec:
+        if self.t_f is not None and self.t_f <= self.t_i:
+            raise _problems_error(
+                "ScheduleSpec",
+                [(("t_f",), f"must be greater than t_i ({self.t_i:g}), got {self.t_f:g}", self.t_f)],
+            )
+        return self
+
+
+class LayersSpec(_Section):
+    """Which Linear/Conv2d layers get an N:M mask, by module name."""
+
+    include: list[Glob] = Field(
+        default_factory=lambda: ["*"],
+        min_length=1,
+        max_length=256,
+        description="Shell-style globs of module names to sparsify (e.g. 'layer*.conv1'); each must match a layer.",
+        examples=[["*"], ["features.*", "classifier.0"]],
+    )
+    exclude: list[Glob] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Globs of module names to keep dense.",
+        examples=[["*.fc?"]],
+    )
+    keep_stem_dense: bool = Field(
+        default=True, description="Keep the first weight layer dense unless include names it explicitly."
+    )
+    keep_classifier_dense: bool = Field(
+        default=True,
+        description="Keep the last weight layer (the classifier) dense unless include names it explicitly.",
+    )
+
+
+class SparsitySpec(_Section):
+    """The N:M pattern, the method that learns it, and which layers it applies to."""
+
+    method: Literal["lbc", "srste", "asp", "dense"] = Field(
+        default="lbc",
+        description=(
+            "lbc: learn the best combination per group with a removal schedule. srste: sparse-refined "
+            "straight-through estimator. asp: magnitude masks (NVIDIA ASP style), recomputed each step. dense: "
+            "no mask (a baseline)."
+        ),
+    )
+    n: int = Field(
+        default=2,
+        ge=1,
+        le=MAX_M - 1,
+        description=(
+            "Weights KEPT (non-zero) in every group of m consecutive weights along the reduction dimension: "
+            "n=2, m=4 keeps 2 of every 4 (50% sparsity). 1 <= n < m."
+        ),
+    )
+    m: int = Field(
+        default=4,
+        ge=2,
+        le=MAX_M,
+        description="Group size; n:m with 2 <= m <= 16. 2:4 runs on sparse tensor cores.",
+    )
+    srste_lambda: float = Field(
+        default=2e-4,
+        ge=0.0,
+        le=1.0,
+        description="SR-STE decay applied to pruned weights (method srste only).",
+    )
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="LBC removal schedule.")
+    layers: LayersSpec = Field(default_factory=LayersSpec, description="Which layers are sparsified.")
+
+    @model_validator(mode="after")
+    def _n_below_m(self) -> SparsitySpec:
+        if self.n >= self.m:
+            raise _problems_error(
+                "SparsitySpec",
+                [
+                    (
+                        ("n",),
+                        f"must be smaller than m ({self.m}); n counts the weights kept per group of m",
+                        self.n,
+                    )
+                ],
+            )
+        return self
+
+    @property
+    def pattern(self) -> str:
+        return f"{self.n}:{self.m}"
+
+
+class TrainSpec(_Section):
+    """The training recipe shared by every method."""
+
+    epochs: int = Field(default=10, ge=1, le=10_000, description="Passes over the training set.")
+    batch_size: int = Field(default=128, ge=1, le=65_536, description="Training samples per optimizer step.")
+    optimizer: Literal["sgd", "adamw"] = Field(
+        default="sgd", description="Weight optimizer (LBC scores follow it)."
+    )
+    lr: float = Field(
+        default=0.1, gt=0.0, le=100.0, description="Peak learning rate (reached after warm-up)."
+    )
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD momentum.")
+    nesterov: bool = Field(default=False, description="Nesterov momentum for SGD (needs momentum > 0).")
+    weight_decay: float = Field(
+        default=5e-4, ge=0.0, le=1.0, description="L2 weight decay (decoupled for adamw)."
+    )
+    betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.9, 0.999],
+        min_length=2,
+        max_length=2,
+        description="AdamW betas [beta1, beta2].",
+    )
+    lr_schedule: Literal["cosine", "constant", "step"] = Field(
+        default="cosine", description="Learning-rate schedule after warm-up."
+    )
+    warmup_epochs: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Linear learning-rate warm-up, in (fractional) epochs; must be < epochs.",
+    )
+    min_lr: float = Field(
+        default=0.0, ge=0.0, description="Final learning rate of the cosine schedule (<= lr)."
+    )
+    step_milestones: list[Annotated[float, Field(gt=0.0, lt=1.0)]] = Field(
+        default_factory=lambda: [0.5, 0.75],
+        max_length=32,
+        description="For lr_schedule step: fractions of training after which lr is multiplied by step_gamma.",
+    )
+    step_gamma: float = Field(
+        default=0.1, gt=0.0, le=1.0, description="Factor applied at each step milestone."
+    )
+    label_smoothing: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Label smoothing of the cross-entropy loss."
+    )
+    grad_clip_norm: float | None = Field(
+        default=None, gt=0.0, description="Clip the gradient norm to this value (omitted: no clipping)."
+    )
+    seed: int = Field(
+        default=0, ge=0, le=2**32 - 1, description="Seed of initialisation, batch order and augmentation."
+    )
+    device: Device = Field(default="auto", description="auto (CUDA when available), cpu, cuda or cuda:N.")
+    eval_batch_size: int = Field(default=512, ge=1, le=65_536, description="Batch size for validation.")
+    drop_last: bool = Field(
+        default=False, description="Drop the last, incomplete training batch of every epoch."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainSpec:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        if self.warmup_epochs >= self.epochs:
+            problems.append(
+                (("warmup_epochs",), f"must be smaller than epochs ({self.epochs})", self.warmup_epochs)
+            )
+        if self.min_lr > self.lr:
+            problems.append((("min_lr",), f"must not exceed lr ({self.lr:g})", self.min_lr))
+        if self.nesterov and self.momentum == 0:
+            problems.append((("nesterov",), "needs momentum > 0", self.nesterov))
+        if list(self.step_milestones) != sorted(set(self.step_milestones)):
+            problems.append((("step_milestones",), "must be strictly increasing", self.step_milestones))
+        if problems:
+            raise _problems_error("TrainSpec", problems)
+        return self
+
+
+Dtype = Literal["float32", "float16", "bfloat16"]
+
+
+def _default_dtypes() -> list[Dtype]:
+    return ["float16"]
+
+
+class BenchmarkSpec(_Section):
+    """The speedup report measured after training: dense vs N:M sparse layers and end to end."""
+
+    enabled: bool = Field(default=True, description="Produce a speedup report after training.")
+    device: Device | None = Field(
+        default=None,
+        description="Device to measure on (omitted: train.device). CPU reports size/FLOP savings only.",
+    )
+    batch_sizes: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
+        default_factory=lambda: [1, 64, 256],
+        min_length=1,
+        max_length=16,
+        description="Batch sizes to time.",
+    )
+    dtypes: list[Dtype] = Field(
+        default_factory=_default_dtypes,
+        min_length=1,
+        max_length=3,
+        description="Data types to time; sparse tensor cores accelerate float16 and bfloat16.",
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> BenchmarkSpec:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        for name in ("batch_sizes", "dtypes"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                problems.append(((name,), "must not repeat a value", values))
+        if problems:
+            raise _problems_error("BenchmarkSpec", problems)
+        return self
+
+
+class LimitsSpec(_Section):
+    """Scheduling limits applied by the service."""
+
+    time_limit_s: int | None = Field(
+        default=None,
+        ge=1,
+        le=30 * 86_400,
+        description="Wall-clock limit of a run in seconds; the job fails when exceeded (omitted: service default).",
+        examples=[3600],
+    )
+    priority: int = Field(default=5, ge=0, le=9, description="Queue priority, 0 (lowest) to 9 (highest).")
+    queue: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = Field(
+        default="default",
+        description="Worker queue to send the job to (e.g. a pool of one GPU type).",
+        examples=["h100"],
+    )
+
+
+class JobSpec(_Section):
+    """A complete sparsification job."""
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+        default=None, description="A label for people (shown in listings).", examples=["lenet5 2:4 on digits"]
+    )
+    model: ModelSpec = Field(description="The network to sparsify.")
+    dataset: DatasetSpec = Field(description="Training and validation data.")
+    sparsity: SparsitySpec = Field(
+        default_factory=SparsitySpec, description="N:M pattern, method and layers."
+    )
+    train: TrainSpec = Field(default_factory=TrainSpec, description="Training recipe.")
+    benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec, description="Speedup report.")
+    limits: LimitsSpec = Field(default_factory=LimitsSpec, description="Time limit, priority and queue.")
+
+    @model_validator(mode="after")
+    def _sections_agree(self) -> JobSpec:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
+        schedule, epochs = self.sparsity.schedule, self.train.epochs
+        if schedule.t_f is not None and schedule.t_f > epochs:
+            problems.append(
+                (
+                    ("sparsity", "schedule", "t_f"),
+                    f"must be <= train.epochs ({epochs}), got {schedule.t_f:g}",
+                    schedule.t_f,
+                )
+            )
+        if schedule.t_f is None and schedule.t_i >= epochs / 2:
+            problems.append(
+                (
+                    ("sparsity", "schedule", "t_i"),
+                    f"must be smaller than t_f, which defaults to train.epochs / 2 = {epochs / 2:g}",
+                    schedule.t_i,
+                )
+            )
+        num_classes = self.model.args.get("num_classes")
+        known = _KNOWN_CLASSES.get(self.dataset.source)
+        if self.dataset.source == "synthetic":
+            known = self.dataset.synthetic_or_default.num_classes
+        if num_classes is not None and known is not None and num_classes < known:
+            problems.append(
+                (
+                    ("model", "args", "num_classes"),
+                    f"the {self.dataset.source} dataset has {known} classes, got {num_classes}",
+                    num_classes,
+                )
+            )
+        if problems:
+            raise _problems_error("JobSpec", problems)
+        return self
+
+    def effective_t_f(self) -> float:
+        """``sparsity.schedule.t_f``, or half of ``train.epochs`` when omitted."""
+        t_f = self.sparsity.schedule.t_f
+        return t_f if t_f is not None else self.train.epochs / 2
+
+
+# -- errors -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One validation problem: the dotted field path (``""`` for the document itself) and what is wrong."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class SpecError(ValueError):
+    """A job spec that cannot be read or does not validate; the message lists every problem."""
+
+    def __init__(self, problems: Sequence[FieldProblem], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        head = f"invalid job spec{f' {source}' if source else ''}"
+        super().__init__(head + ":\n" + "\n".join(f"  {problem}" for problem in self.problems))
+
+
+def format_path(loc: Sequence[str | int]) -> str:
+    """``("benchmark", "batch_sizes", 0)`` -> ``"benchmark.batch_sizes[0]"``."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def problems_from(error: ValidationError) -> list[FieldProblem]:
+    """Readable problems from a pydantic error raised while validating a JobSpec."""
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = tuple(item["loc"])
+        kind, message, value = item["type"], item["msg"], item.get("input")
+        if kind == "missing":
+            message = "required field is missing"
+        elif kind == "extra_forbidden":
+            allowed = _allowed_fields(loc[:-1])
+            message = "unknown field" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
+        elif kind not in ("spec_invalid", "unknown_architecture") and _is_scalar(value):
+            message = f"{message}, got {value!r}"
+        problems.append(FieldProblem(format_path(loc), message))
+    return problems
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _allowed_fields(loc: Sequence[str | int]) -> list[str]:
+    model: type[BaseModel] | None = JobSpec
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return []
+        model = _section_type(model.model_fields[part].annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+# -- loading ------------------------------------------------------------------------------------------------
+
+
+def parse_spec(data: Any, source: str | None = None) -> JobSpec:
+    """Validate already-parsed data (a mapping from YAML/JSON); raises SpecError."""
+    if not isinstance(data, Mapping):
+        raise SpecError(
+            [
+                FieldProblem(
+                    "",
+                    f"a job spec is a mapping with sections {', '.join(JobSpec.model_fields)}, "
+                    f"got {type(data).__name__}",
+                )
+            ],
+            source,
+        )
+    try:
+        return JobSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise SpecError(problems_from(exc), source) from None
+
+
+def load_spec(path_or_text: str | os.PathLike[str]) -> JobSpec:
+    """Read a job spec from a YAML or JSON file, or from YAML/JSON text; raises SpecError.
+
+    A ``Path`` (or a string naming an existing file, or ending in .yaml/.yml/.json) is read as a file;
+    any other string is parsed as the spec text itself.
+    """
+    source: str | None = None
+    if isinstance(path_or_text, os.PathLike) or _looks_like_path(path_or_text):
+        path = Path(path_or_text)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SpecError([FieldProblem("", "file not found")], source) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError([FieldProblem("", f"cannot read the file: {exc}")], source) from None
+        is_json = path.suffix.lower() == ".json"
+    else:
+        text = str(path_or_text)
+        is_json = text.lstrip().startswith("{")
+    return parse_spec(_parse_text(text, is_json, source), source)
+
+
+def _looks_like_path(text: str) -> bool:
+    if "\n" in text or text.lstrip().startswith("{"):
+        return False
+    return os.path.isfile(text) or text.lower().endswith((".yaml", ".yml", ".json"))
+
+
+def _parse_text(text: str, is_json: bool, source: str | None) -> Any:
+    if is_json:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(
+                [FieldProblem("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")],
+                source,
+            ) from None
+    try:
+        return yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        where = (
+            f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}"
+            if exc.problem_mark
+            else ""
+        )
+        raise SpecError([FieldProblem("", f"invalid YAML{where}: {exc.problem or exc}")], source) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([FieldProblem("", f"invalid YAML: {exc}")], source) from None
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML that rejects duplicate keys and reads ``1e-4`` as a number, as YAML 1.2 and JSON do."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def dump_spec(spec: JobSpec) -> dict[str, Any]:
+    """The spec as plain JSON data (every default filled in)."""
+    return spec.model_dump(mode="json")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of a job spec (what ``lbc spec schema`` prints and the API documents)."""
+    return JobSpec.model_json_schema()
+
+
+# -- documentation ------------------------------------------------------------------------------------------
+
+
+def render_field_docs(schema: Mapping[str, Any] | None = None, width: int = 100) -> str:
+    """Every field of the spec with its type, default, constraints and description, from the JSON schema."""
+    schema = schema or json_schema()
+    defs = schema.get("$defs", {})
+    lines: list[str] = []
+    for path, prop, required, is_section in _walk(schema, defs, ""):
+        description = prop.get("description", "")
+        if is_section:
+            lines.append("")
+            lines.append(f"{path}{'' if required else ' (optional section)'}")
+            if description:
+                lines.extend(textwrap.wrap(description, width, initial_indent="  ", subsequent_indent="  "))
+            continue
+        lines.append(f"  {path}: {_describe_type(prop, defs)}; {_describe_default(prop, required)}")
+        details = description
+        constraints = _describe_constraints(prop)
+        if constraints:
+            details += f" [{constraints}]"
+        if prop.get("examples"):
+            details += " Example: " + ", ".join(json.dumps(e) for e in prop["examples"][:2])
+        if details:
+            lines.extend(
+                textwrap.wrap(details.strip(), width, initial_indent="      ", subsequent_indent="      ")
+            )
+    return "\n".join(lines).lstrip("\n")
+
+
+def _resolve(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The section schema a property points at, if it is (optionally) a nested model."""
+    ref = prop.get("$ref")
+    if ref is None:
+        for option in [*prop.get("anyOf", ()), *prop.get("allOf", ())]:
+            if "$ref" in option:
+                ref = option["$ref"]
+                break
+    if ref is None:
+        return None
+    return defs[ref.rsplit("/", 1)[-1]]
+
+
+def _walk(
+    schema: Mapping[str, Any], defs: Mapping[str, Any], prefix: str
+) -> Iterator[tuple[str, Mapping[str, Any], bool, bool]]:
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        path = f"{prefix}.{name}" if prefix else name
+        section = _resolve(prop, defs)
+        if section is not None:
+            merged = {"description": prop.get("description") or section.get("description", "")}
+            yield path, merged, name in required, True
+            yield from _walk(section, defs, path)
+        else:
+            yield path, prop, name in required, False
+
+
+_JSON_TYPES = {
+    "integer": "integer",
+    "number": "number",
+    "string": "string",
+    "boolean": "boolean",
+    "null": "null",
+    "object": "mapping",
+    "array": "list",
+}
+
+
+def _describe_type(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> str:
+    if "anyOf" in prop:
+        return " or ".join(_describe_type(option, defs) for option in prop["anyOf"])
+    if "enum" in prop:
+        return "one of " + ", ".join(str(v) for v in prop["enum"])
+    if "const" in prop:
+        return json.dumps(prop["const"])
+    kind = prop.get("type")
+    if kind == "array":
+        items = prop.get("items", {})
+        return f"list of {_describe_type(items, defs)}" if items else "list"
+    return _JSON_TYPES.get(str(kind), "any")
+
+
+def _describe_default(prop: Mapping[str, Any], required: bool) -> str:
+    if required:
+        return "required"
+    if "default" in prop:
+        return f"default {json.dumps(prop['default'])}"
+    return "optional"
+
+
+_CONSTRAINTS = (
+    ("minimum", ">= {}"),
+    ("exclusiveMinimum", "> {}"),
+    ("maximum", "<= {}"),
+    ("exclusiveMaximum", "< {}"),
+    ("minLength", "length >= {}"),
+    ("maxLength", "length <= {}"),
+    ("minItems", "at least {} items"),
+    ("maxItems", "at most {} items"),
+    ("pattern", "matches {}"),
+)
+
+
+def _describe_constraints(prop: Mapping[str, Any]) -> str:
+    parts: list[str] = []
+
+    def collect(node: Mapping[str, Any], label: str = "") -> None:
+        for key, template in _CONSTRAINTS:
+            if key in node:
+                parts.append(label + template.format(node[key]))
+
+    collect(prop)
+    for option in prop.get("anyOf", ()):
+        collect(option)
+        if option.get("type") == "array" and "items" in option:
+            collect(option["items"], "each ")
+    if prop.get("type") == "array" and "items" in prop:
+        collect(prop["items"], "each ")
+    return ", ".join(parts)
+
+
+__all__ = [
+    "METHODS",
+    "SOURCES",
+    "BenchmarkSpec",
+    "DatasetSpec",
+    "FieldProblem",
+    "JobSpec",
+    "LayersSpec",
+    "LimitsSpec",
+    "ModelSpec",
+    "ScheduleSpec",
+    "SparsitySpec",
+    "SpecError",
+    "SyntheticDataSpec",
+    "TrainSpec",
+    "dump_spec",
+    "format_path",
+    "json_schema",
+    "load_spec",
+    "parse_spec",
+    "problems_from",
+    "render_field_docs",
+]

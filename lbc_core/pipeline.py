@@ -1,0 +1,214 @@
+"""One sparsification run end to end: data -> model -> sparsifier -> training -> verified exports.
+
+Used by the local CLI and by the service's workers. A run writes its training checkpoint under
+``out_dir/checkpoints`` every epoch and resumes from it when started again with the same output
+directory, so an interrupted run continues instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lbc_core.data import DataBundle, DataConfig, load_data
+from lbc_core.export import ExportResult, export_all, load_state_dict_file
+from lbc_core.models import build_model, get_architecture
+from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
+from lbc_core.training import TrainConfig, Trainer, TrainingCallback, evaluate
+
+CHECKPOINT_NAME = "checkpoints/last.pt"
+METRICS_NAME = "metrics.json"
+
+
+class RunError(ValueError):
+    """A run that cannot start as configured (e.g. a checkpoint that does not fit the model)."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A built-in architecture; ``num_classes``/``in_channels`` default to what the data says."""
+
+    architecture: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None  # dense starting weights: safetensors or a torch state dict
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: ModelConfig
+    data: DataConfig
+    sparsity: SparsityConfig = field(default_factory=SparsityConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: str  # "succeeded" | "stopped"
+    out_dir: Path
+    history: list[dict[str, Any]]
+    summary: dict[str, Any]
+    exports: ExportResult | None = None
+
+
+def model_arguments(config: ModelConfig, data: DataBundle) -> dict[str, Any]:
+    """Architecture arguments with the data's class count and input shape filled in."""
+    info = get_architecture(config.architecture)
+    args = dict(config.args)
+    args.setdefault("num_classes", data.num_classes)
+    if "in_channels" in info.defaults and len(data.input_shape) == 3:
+        args.setdefault("in_channels", data.input_shape[0])
+    if "input_features" in info.defaults:
+        args.setdefault("input_features", math.prod(data.input_shape))
+    if "image_size" in info.defaults and len(data.input_shape) == 3:
+        args.setdefault("image_size", data.input_shape[-1])
+    if args["num_classes"] < data.num_classes:
+        raise RunError(
+            f"model.num_classes={args['num_classes']} but the dataset has {data.num_classes} classes"
+        )
+    return args
+
+
+def load_dense_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load a dense starting checkpoint, naming every missing, unexpected or mis-shaped tensor."""
+    state = load_state_dict_file(path)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(unexpected[:8]) + (" ..." if len(unexpected) > 8 else ""))
+    if wrong:
+        problems.append(
+            "wrong shape "
+            + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in wrong[:8])
+        )
+    if problems:
+        raise RunError(f"checkpoint {Path(path).name} does not fit the model: " + "; ".join(problems))
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise RunError(f"checkpoint {Path(path).name}: tensor {key} contains NaN or infinity")
+    model.load_state_dict(state)
+
+
+def score_optimizer_for(train: TrainConfig) -> ScoreOptimizer:
+    """Scores follow the weights' optimizer, as in the LBC authors' runs."""
+    if train.optimizer == "adamw":
+        return ScoreOptimizer(kind="adam", momentum=0.0, weight_decay=0.0, betas=train.betas)
+    return ScoreOptimizer(
+        kind="sgd", momentum=train.momentum, nesterov=train.nesterov, weight_decay=train.weight_decay
+    )
+
+
+def run(
+    config: RunConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    callbacks: Sequence[TrainingCallback] = (),
+    resume: bool = True,
+    scratch_dir: str | os.PathLike[str] | None = None,
+    extra_manifest: Mapping[str, Any] | None = None,
+) -> RunResult:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_data(config.data, scratch_dir=scratch_dir)
+
+    torch.manual_seed(config.train.seed)
+    args = model_arguments(config.model, data)
+    model = build_model(config.model.architecture, **args)
+    if config.model.checkpoint:
+        load_dense_weights(model, config.model.checkpoint)
+
+    sparsity = config.sparsity
+    if sparsity.score_optimizer is None:
+        sparsity = replace(sparsity, score_optimizer=score_optimizer_for(config.train))
+    sparsifier = build_sparsifier(sparsity)
+    sparsifier.prepare(model)
+    trainer = Trainer(
+        model,
+        sparsifier,
+        config.train,
+        data.train,
+        data.val,
+        callbacks=callbacks,
+        augment=data.augment,
+        checkpoint_path=out / CHECKPOINT_NAME,
+    )
+    checkpoint = out / CHECKPOINT_NAME
+    resumed_from = None
+    if resume and checkpoint.exists():
+        trainer.resume(checkpoint)
+        resumed_from = {"epoch": trainer.epoch, "step": trainer.step, "global_step": trainer.global_step}
+    outcome = trainer.fit()
+    _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from})
+    if outcome.status == "stopped":
+        position = {"epoch": outcome.epoch, "step": outcome.step, "global_step": outcome.global_step}
+        return RunResult("stopped", out, outcome.history, dict(position))
+
+    report = sparsifier.finalize()
+    final = evaluate(model, data.val, config.train.eval_batch_size, trainer.device)
+    metrics = {
+        "val_accuracy": final["accuracy"],
+        "val_loss": final["loss"],
+        "measured_with": "exported model (exact N:M masks, parametrization removed)",
+        "epochs": config.train.epochs,
+        "history": outcome.history,
+    }
+    data_info = {
+        "source": config.data.source,
+        "num_classes": data.num_classes,
+        "input_shape": list(data.input_shape),
+        "train_size": int(data.train.y.shape[0]),
+        "val_size": int(data.val.y.shape[0]),
+        "mean": list(data.mean),
+        "std": list(data.std),
+    }
+    exports = export_all(
+        model.cpu(),
+        report,
+        out / "export",
+        architecture=config.model.architecture,
+        architecture_args=args,
+        metrics=metrics,
+        data=data_info,
+        pattern=config.sparsity.pattern,
+        extra={"config": _jsonable(asdict(config)), **(extra_manifest or {})},
+    )
+    summary = {
+        "val_accuracy": final["accuracy"],
+        "density": report.nonzero_params / max(report.dense_params, 1),
+        "verified_nm": report.all_verified,
+        "sparsified_layers": len(report.layers),
+        "skipped_layers": len(report.skipped),
+        "method": config.sparsity.method,
+        "pattern": str(config.sparsity.pattern),
+        "resumed_from": resumed_from,
+    }
+    _write_json(out / "summary.json", summary)
+    return RunResult("succeeded", out, outcome.history, summary, exports)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(payload), indent=2))
+    os.replace(tmp, path)

@@ -1,0 +1,69 @@
+"""The torch-free architecture catalog is an exact copy of the engine's registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from jobs.catalog import ARCHITECTURES, check_model_args, list_architectures, render_catalog
+from lbc_core import models
+
+
+def test_catalog_equals_the_engine_registry() -> None:
+    engine = [
+        (info.name, info.description, dict(info.defaults), tuple(info.input_size))
+        for info in models.list_architectures()
+    ]
+    catalog = [
+        (entry.name, entry.description, dict(entry.defaults), tuple(entry.input_size))
+        for entry in list_architectures()
+    ]
+    assert catalog == engine
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_default_arguments_pass_the_catalog_rules(name: str) -> None:
+    assert check_model_args(name, dict(ARCHITECTURES[name].defaults)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("lenet5", {"num_classes": 100_000, "in_channels": 1024, "width": 0.25}),
+        ("mlp", {"hidden_sizes": [8, 16], "input_features": 64, "depth": 1}),
+        ("vit", {"image_size": 16, "patch_size": 8, "embed_dim": 16, "num_heads": 4, "mlp_ratio": 2}),
+        ("mobilenetv2", {"dropout": 0.0, "width": 0.5}),
+    ],
+)
+def test_arguments_the_catalog_accepts_build_in_the_engine(name: str, args: dict[str, object]) -> None:
+    assert check_model_args(name, args) == []
+    models.build_model(name, **args)
+
+
+def test_render_catalog_names_every_architecture() -> None:
+    text = render_catalog()
+    assert all(f"  {name}: " in text for name in ARCHITECTURES)
+
+
+def test_jobs_imports_neither_torch_nor_the_engine() -> None:
+    code = (
+        "import sys, jobs, jobs.spec, jobs.catalog; "
+        "bad = [m for m in ('torch', 'lbc_core', 'fastapi') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_spec_choices_match_the_engine() -> None:
+    from typing import get_args
+
+    from jobs import spec
+    from lbc_core import data, sparsity, training
+
+    assert spec.METHODS == sparsity.METHODS == get_args(spec.SparsitySpec.model_fields["method"].annotation)
+    assert spec.SOURCES == data.SOURCES == get_args(spec.DatasetSpec.model_fields["source"].annotation)
+    assert get_args(spec.TrainSpec.model_fields["optimizer"].annotation) == training.OPTIMIZERS
+    assert get_args(spec.TrainSpec.model_fields["lr_schedule"].annotation) == training.LR_SCHEDULES
+    assert spec.MAX_M == sparsity.pattern.MAX_M
