@@ -1,0 +1,60 @@
+"""API keys: random bearer tokens, stored only as a SHA-256 digest, shown once at creation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from jobs.errors import Conflict, Unauthorized
+from jobs.models import ApiKey, Owner, utcnow
+
+KEY_PREFIX = "lbc_"
+
+
+def digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def generate_token() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def get_or_create_owner(session: Session, name: str, *, is_admin: bool = False) -> Owner:
+    owner = session.scalar(select(Owner).where(Owner.name == name))
+    if owner is None:
+        owner = Owner(name=name, is_admin=is_admin)
+        session.add(owner)
+        session.flush()
+    elif is_admin and not owner.is_admin:
+        owner.is_admin = True
+    return owner
+
+
+def create_api_key(session: Session, owner: Owner, name: str) -> tuple[ApiKey, str]:
+    """Returns the row and the plaintext token; the token is never stored or shown again."""
+    if not name.strip():
+        raise Conflict("an API key needs a name")
+    token = generate_token()
+    key = ApiKey(owner_id=owner.id, name=name, prefix=token[: len(KEY_PREFIX) + 6], digest=digest(token))
+    session.add(key)
+    session.flush()
+    return key, token
+
+
+def authenticate(session: Session, token: str | None) -> Owner:
+    if not token:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
+    wanted = digest(token)
+    key = session.scalar(select(ApiKey).where(ApiKey.digest == wanted, ApiKey.revoked_at.is_(None)))
+    # compare_digest keeps the final check constant-time even though the lookup is by digest.
+    if key is None or not hmac.compare_digest(key.digest, wanted):
+        raise Unauthorized("invalid or revoked API key")
+    owner = session.get(Owner, key.owner_id)
+    if owner is None:
+        raise Unauthorized("invalid or revoked API key")
+    key.last_used_at = utcnow()
+    return owner

@@ -1,0 +1,56 @@
+"""The queue contract between the API and the workers: task names, queues, and Celery settings.
+
+The queue is only a doorbell: a task carries a job id and nothing else; the job row says what to
+do. Tasks are sent by name, so the API never imports worker code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from jobs.settings import Settings
+
+RUN_JOB_TASK = "lbc.run_job"
+REAP_TASK = "lbc.reap"
+GPU_QUEUE = "gpu"
+CPU_QUEUE = "cpu"
+MAINTENANCE_QUEUE = "maintenance"
+QUEUES = (GPU_QUEUE, CPU_QUEUE, MAINTENANCE_QUEUE)
+
+
+def make_celery(settings: Settings, name: str = "lbc") -> Celery:
+    app = Celery(name, broker=settings.broker_url)
+    app.conf.update(
+        task_ignore_result=True,  # results live in the database, not in a result backend
+        task_default_queue=settings.default_queue,
+        # One job per worker process at a time, no hoarding of queued jobs by a busy worker,
+        # and a fresh process per job so no CUDA or memory state leaks from one job to the next.
+        worker_prefetch_multiplier=1,
+        worker_concurrency=1,
+        worker_max_tasks_per_child=1,
+        # Ack on receipt: redelivery of long tasks is the reaper's job (the DB knows the truth),
+        # which sidesteps Redis' visibility-timeout redelivery of hour-long training tasks.
+        task_acks_late=False,
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        beat_schedule={
+            "reap-lost-jobs": {
+                "task": REAP_TASK,
+                "schedule": settings.reaper_interval_seconds,
+                "options": {"queue": MAINTENANCE_QUEUE},
+            }
+        },
+    )
+    return app
+
+
+def send_job(app: Celery, job_id: str, queue: str, *, time_limit_s: int | None = None) -> None:
+    """Ring the bell for ``job_id``; call only after the job row is committed."""
+    options: dict[str, Any] = {"queue": queue}
+    if time_limit_s:
+        # The training loop enforces the limit itself and fails cleanly; the hard limit is a backstop.
+        options["time_limit"] = time_limit_s + 120
+    app.send_task(RUN_JOB_TASK, args=[job_id], **options)

@@ -1,0 +1,426 @@
+"""Data access for jobs, events and artifacts. Functions here never commit: the caller owns the
+transaction (one per request or task step), so a multi-row change is all-or-nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
+from jobs.models import Artifact, Job, JobEvent, Owner, utcnow
+from jobs.states import TERMINAL, JobState, transition
+
+NON_RETRYABLE_ERRORS = frozenset({"invalid_input", "spec_error", "dataset_error", "checkpoint_error", "time_limit"})
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    state: str | None = None
+    method: str | None = None
+    pattern: str | None = None
+
+
+# -- ownership -----------------------------------------------------------------------------------
+def owned(session: Session, model: type[Any], object_id: str, owner: Owner) -> Any:
+    """Fetch ``object_id`` if ``owner`` may see it; another owner's object is a 404, not a 403."""
+    obj = session.get(model, object_id)
+    if obj is None or (obj.owner_id != owner.id and not owner.is_admin):
+        raise NotFound(f"{model.__name__.lower()} {object_id} not found")
+    return obj
+
+
+def get_job(session: Session, job_id: str, owner: Owner) -> Job:
+    job: Job = owned(session, Job, job_id, owner)
+    return job
+
+
+# -- submit --------------------------------------------------------------------------------------
+def create_job(
+    session: Session,
+    *,
+    owner: Owner,
+    spec: dict[str, Any],
+    summary: dict[str, Any],
+    idempotency_key: str | None,
+    max_attempts: int,
+    max_active_jobs: int,
+) -> tuple[Job, bool]:
+    """Insert a queued job; returns ``(job, created)``. A repeated ``idempotency_key`` returns the
+    existing job when the spec is the same and is a 409 when it differs."""
+    if idempotency_key:
+        existing = session.scalar(select(Job).where(Job.owner_id == owner.id, Job.idempotency_key == idempotency_key))
+        if existing is not None:
+            if _canonical(existing.spec) != _canonical(spec):
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was already used for a different job spec",
+                    details={"job_id": existing.id},
+                )
+            return existing, False
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.owner_id == owner.id, Job.state.notin_([s.value for s in TERMINAL]))
+    )
+    if (active or 0) >= max_active_jobs:
+        raise QuotaExceeded(f"owner already has {active} unfinished jobs (limit {max_active_jobs})")
+    now = utcnow()
+    job = Job(
+        owner_id=owner.id,
+        name=summary.get("name"),
+        spec=spec,
+        method=summary["method"],
+        pattern=summary["pattern"],
+        architecture=summary["architecture"],
+        dataset_id=summary.get("dataset_id"),
+        checkpoint_id=summary.get("checkpoint_id"),
+        queue=summary["queue"],
+        priority=summary.get("priority", 5),
+        time_limit_s=summary.get("time_limit_s"),
+        idempotency_key=idempotency_key,
+        state=JobState.QUEUED.value,
+        phase="queued",
+        progress={},
+        attempt=0,
+        max_attempts=max_attempts,
+        created_at=now,
+        queued_at=now,
+        updated_at=now,
+    )
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent retry with the same key won the race
+        session.rollback()
+        if idempotency_key:
+            existing = session.scalar(
+                select(Job).where(Job.owner_id == owner.id, Job.idempotency_key == idempotency_key)
+            )
+            if existing is not None:
+                return existing, False
+        raise Conflict("job could not be created") from exc
+    session.add(JobEvent(job_id=job.id, kind="state", attempt=0, data={"state": "queued"}))
+    return job, True
+
+
+def _canonical(spec: dict[str, Any]) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+# -- listing -------------------------------------------------------------------------------------
+def _encode_cursor(job: Job) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, job_id = json.loads(base64.urlsafe_b64decode(padded))
+        return datetime.fromisoformat(created), str(job_id)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput("cursor is malformed; pass the next_cursor of a previous page") from exc
+
+
+def list_jobs(
+    session: Session, owner: Owner, filters: JobFilters, *, limit: int = 50, cursor: str | None = None
+) -> tuple[list[Job], str | None]:
+    """Newest first; filters apply before the limit; keyset pagination on (created_at, id)."""
+    query = select(Job)
+    if not owner.is_admin:
+        query = query.where(Job.owner_id == owner.id)
+    if filters.state:
+        query = query.where(Job.state == filters.state)
+    if filters.method:
+        query = query.where(Job.method == filters.method)
+    if filters.pattern:
+        query = query.where(Job.pattern == filters.pattern)
+    if cursor:
+        created, job_id = _decode_cursor(cursor)
+        query = query.where(or_(Job.created_at < created, (Job.created_at == created) & (Job.id < job_id)))
+    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+# -- user actions --------------------------------------------------------------------------------
+def request_cancel(session: Session, job: Job) -> None:
+    """Queued jobs are cancelled at once; running ones are asked to stop (cooperative)."""
+    if job.state == JobState.QUEUED:
+        transition(session, job.id, JobState.CANCELLED, expected={JobState.QUEUED}, finished_at=utcnow(), phase=None)
+    elif job.state == JobState.RUNNING:
+        transition(session, job.id, JobState.CANCELLING, expected={JobState.RUNNING}, cancel_requested=True)
+    elif job.state == JobState.CANCELLING:
+        return
+    else:
+        transition(session, job.id, JobState.CANCELLED, expected=set())  # raises the 409 with the state
+
+
+def retry_job(session: Session, job: Job, max_attempts: int) -> None:
+    """A failed or cancelled job goes back to the queue with a fresh attempt budget, keeping its
+    latest checkpoint so training continues where it stopped."""
+    now = utcnow()
+    transition(
+        session,
+        job.id,
+        JobState.QUEUED,
+        expected={JobState.FAILED, JobState.CANCELLED},
+        event={"reason": "retry requested"},
+        attempt=0,
+        max_attempts=max_attempts,
+        cancel_requested=False,
+        error_type=None,
+        error_message=None,
+        finished_at=None,
+        queued_at=now,
+        phase="queued",
+        worker_id=None,
+        lease_expires_at=None,
+    )
+
+
+# -- worker side ---------------------------------------------------------------------------------
+def claim_job(session: Session, job_id: str, worker_id: str, lease_seconds: float) -> Job | None:
+    """Compare-and-set ``queued -> running``; ``None`` when someone else has it (duplicate delivery)."""
+    now = utcnow()
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+        .values(
+            state=JobState.RUNNING.value,
+            attempt=Job.attempt + 1,
+            worker_id=worker_id,
+            started_at=now,
+            heartbeat_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            phase="preparing",
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    session.add(JobEvent(job_id=job_id, kind="state", attempt=job.attempt, data={"state": "running", "worker": worker_id}))
+    return job
+
+
+def heartbeat(
+    session: Session,
+    job_id: str,
+    worker_id: str,
+    lease_seconds: float,
+    *,
+    progress: dict[str, Any] | None = None,
+    phase: str | None = None,
+) -> tuple[bool, bool]:
+    """Extend the lease of the job this worker owns. Returns ``(still_owned, cancel_requested)``;
+    a worker that no longer owns the job (re-queued after a lost lease) must stop."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "heartbeat_at": now,
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        "updated_at": now,
+    }
+    if progress is not None:
+        values["progress"] = progress
+    if phase is not None:
+        values["phase"] = phase
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.worker_id == worker_id,
+            Job.state.in_([JobState.RUNNING.value, JobState.CANCELLING.value]),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False, False
+    cancel = session.scalar(select(Job.cancel_requested).where(Job.id == job_id))
+    return True, bool(cancel)
+
+
+def add_event(session: Session, job_id: str, kind: str, data: dict[str, Any], attempt: int = 0) -> None:
+    session.add(JobEvent(job_id=job_id, kind=kind, data=data, attempt=attempt))
+
+
+def list_events(
+    session: Session, job_id: str, *, after_id: int = 0, kinds: list[str] | None = None, limit: int = 1000
+) -> list[JobEvent]:
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_id)
+    if kinds:
+        query = query.where(JobEvent.kind.in_(kinds))
+    return list(session.scalars(query.order_by(JobEvent.id).limit(limit)))
+
+
+def set_checkpoint(session: Session, job_id: str, worker_id: str, key: str) -> bool:
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.worker_id == worker_id)
+        .values(checkpoint_key=key, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def finish_success(
+    session: Session, job_id: str, worker_id: str, artifacts: list[dict[str, Any]], result: dict[str, Any]
+) -> None:
+    """Artifacts rows and ``succeeded`` in one transaction (the caller commits once)."""
+    transition(
+        session,
+        job_id,
+        JobState.SUCCEEDED,
+        expected={JobState.RUNNING},
+        finished_at=utcnow(),
+        phase="done",
+        result=result,
+        lease_expires_at=None,
+    )
+    for artifact in artifacts:
+        session.add(Artifact(job_id=job_id, **artifact))
+
+
+def finish_cancelled(session: Session, job_id: str) -> None:
+    transition(
+        session,
+        job_id,
+        JobState.CANCELLED,
+        expected={JobState.CANCELLING, JobState.RUNNING},
+        finished_at=utcnow(),
+        phase=None,
+        lease_expires_at=None,
+    )
+
+
+def finish_failure(session: Session, job_id: str, error_type: str, message: str, *, retryable: bool) -> JobState:
+    """Record the error; re-queue when retrying can help and attempts remain, else ``failed``."""
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    message = message[:4000]
+    if job.state == JobState.CANCELLING:
+        finish_cancelled(session, job_id)
+        return JobState.CANCELLED
+    if retryable and error_type not in NON_RETRYABLE_ERRORS and job.attempt < job.max_attempts:
+        transition(
+            session,
+            job_id,
+            JobState.QUEUED,
+            expected={JobState.RUNNING},
+            event={"reason": f"{error_type}: {message}"[:500]},
+            error_type=error_type,
+            error_message=message,
+            queued_at=utcnow(),
+            worker_id=None,
+            lease_expires_at=None,
+            phase="queued",
+        )
+        return JobState.QUEUED
+    transition(
+        session,
+        job_id,
+        JobState.FAILED,
+        expected={JobState.RUNNING, JobState.QUEUED},
+        event={"error_type": error_type},
+        error_type=error_type,
+        error_message=message,
+        finished_at=utcnow(),
+        lease_expires_at=None,
+    )
+    return JobState.FAILED
+
+
+@dataclass(frozen=True)
+class ReapResult:
+    requeued: list[str]
+    failed: list[str]
+    cancelled: list[str]
+    resend: list[tuple[str, str]]  # (job id, queue) whose task must be sent again
+
+
+def reap(session: Session, *, now: datetime | None = None, queued_resend_seconds: float) -> ReapResult:
+    """Find running jobs whose lease expired (worker lost) and queued jobs waiting too long
+    (message lost). Lost jobs go back to the queue while attempts remain, else fail with the reason."""
+    now = now or utcnow()
+    requeued: list[str] = []
+    failed: list[str] = []
+    cancelled: list[str] = []
+    expired = session.scalars(
+        select(Job).where(
+            Job.state.in_([JobState.RUNNING.value, JobState.CANCELLING.value]),
+            Job.lease_expires_at < now,
+        )
+    ).all()
+    for job in expired:
+        lost = f"worker {job.worker_id} stopped heartbeating (lease expired) during attempt {job.attempt}"
+        if job.state == JobState.CANCELLING:
+            finish_cancelled(session, job.id)
+            cancelled.append(job.id)
+        elif job.attempt < job.max_attempts:
+            transition(
+                session,
+                job.id,
+                JobState.QUEUED,
+                expected={JobState.RUNNING},
+                event={"reason": lost},
+                error_type="worker_lost",
+                error_message=lost,
+                queued_at=now,
+                worker_id=None,
+                lease_expires_at=None,
+                phase="queued",
+            )
+            requeued.append(job.id)
+        else:
+            transition(
+                session,
+                job.id,
+                JobState.FAILED,
+                expected={JobState.RUNNING},
+                event={"error_type": "worker_lost"},
+                error_type="worker_lost",
+                error_message=f"{lost}; gave up after {job.attempt} attempts (max_attempts={job.max_attempts})",
+                finished_at=now,
+                lease_expires_at=None,
+            )
+            failed.append(job.id)
+    stale = session.execute(
+        select(Job.id, Job.queue).where(
+            Job.state == JobState.QUEUED.value,
+            Job.queued_at < now - timedelta(seconds=queued_resend_seconds),
+        )
+    ).all()
+    resend = [(row[0], row[1]) for row in stale]
+    if resend:  # restart the clock so a lost message is re-sent once per interval, not every tick
+        session.execute(
+            update(Job)
+            .where(Job.id.in_([job_id for job_id, _ in resend]))
+            .values(queued_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return ReapResult(requeued, failed, cancelled, resend + [(j, _queue_of(session, j)) for j in requeued])
+
+
+def _queue_of(session: Session, job_id: str) -> str:
+    return str(session.scalar(select(Job.queue).where(Job.id == job_id)))
+
+
+def list_artifacts(session: Session, job_id: str) -> list[Artifact]:
+    return list(session.scalars(select(Artifact).where(Artifact.job_id == job_id).order_by(Artifact.name)))
+
+
+def get_artifact(session: Session, job_id: str, name: str) -> Artifact:
+    artifact = session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
+    if artifact is None:
+        raise NotFound(f"artifact {name!r} not found for job {job_id}")
+    return artifact

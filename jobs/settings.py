@@ -1,0 +1,65 @@
+"""Typed settings for the service, read from ``LBC_*`` environment variables (one prefix)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Embedded mode by default (SQLite, local store, SQLite broker, all under ``home``).
+
+    The distributed mode sets ``LBC_DATABASE_URL`` (PostgreSQL), ``LBC_BROKER_URL`` (Redis) and
+    ``LBC_STORAGE_BACKEND=s3`` with its bucket and endpoint. Nothing else changes.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LBC_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=Path(".lbc"), description="Directory holding all embedded-mode state")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite under home")
+    broker_url: str = Field(default="", description="Celery broker URL; default SQLite broker under home")
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_path: Path | None = Field(default=None, description="Local object store root; default home/objects")
+    s3_bucket: str = "lbc-artifacts"
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    auth_enabled: bool = True
+
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    lease_seconds: float = Field(default=60.0, gt=0, description="A running job whose heartbeat is older is re-queued")
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    queued_resend_seconds: float = Field(default=120.0, gt=0, description="Re-send the task of a job queued this long")
+    reaper_interval_seconds: float = Field(default=15.0, gt=0)
+    progress_interval_seconds: float = Field(default=1.0, ge=0, description="Throttle for progress writes")
+    max_concurrent_jobs_per_owner: int = Field(default=16, ge=1)
+    default_queue: str = "gpu"
+
+    @model_validator(mode="after")
+    def _fill_embedded_defaults(self) -> Settings:
+        home = self.home.expanduser().resolve()
+        object.__setattr__(self, "home", home)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{home / 'lbc.db'}")
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", f"sqla+sqlite:///{home / 'broker.db'}")
+        if self.storage_path is None:
+            object.__setattr__(self, "storage_path", home / "objects")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
