@@ -1,0 +1,279 @@
+"""Job rows as the source of truth: guarded transitions, claims, leases, idempotency, pagination.
+
+Every test runs on SQLite (embedded mode) and on PostgreSQL (distributed mode), on schemas built
+by the real migrations.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobs import repository as repo
+from jobs.auth import authenticate, create_api_key, get_or_create_owner
+from jobs.db import make_engine, make_session_factory, transaction
+from jobs.errors import Conflict, IllegalTransition, NotFound, QuotaExceeded, Unauthorized
+from jobs.models import ApiKey, Job, JobEvent, Owner, utcnow
+from jobs.states import JobState
+
+SPEC: dict[str, Any] = {"model": {"architecture": "mlp"}, "sparsity": {"method": "lbc", "n": 2, "m": 4}}
+
+
+def _summary(method: str = "lbc", pattern: str = "2:4") -> dict[str, Any]:
+    return {"method": method, "pattern": pattern, "architecture": "mlp", "queue": "cpu"}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def factory(request: pytest.FixtureRequest) -> Iterator[sessionmaker[Session]]:
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    engine = make_engine(url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def _owner(factory: sessionmaker[Session], name: str = "alice", admin: bool = False) -> Owner:
+    with transaction(factory) as session:
+        return get_or_create_owner(session, name, is_admin=admin)
+
+
+def _submit(factory: sessionmaker[Session], owner: Owner, key: str | None = None, **summary: Any) -> Job:
+    with transaction(factory) as session:
+        job, _ = repo.create_job(
+            session,
+            owner=owner,
+            spec=SPEC,
+            summary=_summary(**summary),
+            idempotency_key=key,
+            max_attempts=2,
+            max_active_jobs=100,
+        )
+        return job
+
+
+def _claim(factory: sessionmaker[Session], job_id: str, worker: str = "w1", lease: float = 60) -> Job | None:
+    with transaction(factory) as session:
+        return repo.claim_job(session, job_id, worker, lease)
+
+
+def _state(factory: sessionmaker[Session], job_id: str) -> Job:
+    with factory() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def test_idempotency_key_returns_the_existing_job_and_rejects_a_different_spec(factory) -> None:
+    owner = _owner(factory)
+    first = _submit(factory, owner, key="k1")
+    with transaction(factory) as session:
+        again, created = repo.create_job(
+            session, owner=owner, spec=dict(SPEC), summary=_summary(), idempotency_key="k1", max_attempts=2,
+            max_active_jobs=100,
+        )  # fmt: skip
+    assert not created and again.id == first.id
+    with pytest.raises(Conflict, match="different job spec"), transaction(factory) as session:
+        repo.create_job(
+            session, owner=owner, spec={**SPEC, "name": "other"}, summary=_summary(), idempotency_key="k1",
+            max_attempts=2, max_active_jobs=100,
+        )  # fmt: skip
+    other_owner = _owner(factory, "bob")
+    assert _submit(factory, other_owner, key="k1").id != first.id  # keys are per owner
+
+
+def test_unfinished_job_quota_per_owner(factory) -> None:
+    owner = _owner(factory)
+    _submit(factory, owner)
+    with pytest.raises(QuotaExceeded), transaction(factory) as session:
+        repo.create_job(
+            session, owner=owner, spec=SPEC, summary=_summary(), idempotency_key=None, max_attempts=2,
+            max_active_jobs=1,
+        )  # fmt: skip
+
+
+def test_claim_is_a_compare_and_set_so_duplicate_deliveries_are_harmless(factory) -> None:
+    job = _submit(factory, _owner(factory))
+    claimed = _claim(factory, job.id, "w1")
+    assert claimed is not None and claimed.attempt == 1 and claimed.state == "running"
+    assert _claim(factory, job.id, "w2") is None
+    row = _state(factory, job.id)
+    assert row.worker_id == "w1"
+    # Timestamps come back timezone-aware on SQLite too, so Python-side comparisons work everywhere.
+    assert row.lease_expires_at is not None and row.lease_expires_at > utcnow()
+
+
+def test_concurrent_claims_have_exactly_one_winner(factory) -> None:
+    job = _submit(factory, _owner(factory))
+    results: list[Job | None] = []
+    barrier = threading.Barrier(4)
+
+    def claim(worker: str) -> None:
+        barrier.wait()
+        try:
+            results.append(_claim(factory, job.id, worker))
+        except Exception:  # SQLite may report "database is locked" to a loser; it must not win
+            results.append(None)
+
+    threads = [threading.Thread(target=claim, args=(f"w{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r is not None for r in results) == 1
+    assert _state(factory, job.id).attempt == 1
+
+
+def test_cancel_queued_is_immediate_running_is_cooperative_terminal_is_409(factory) -> None:
+    owner = _owner(factory)
+    queued = _submit(factory, owner)
+    with transaction(factory) as session:
+        repo.request_cancel(session, repo.get_job(session, queued.id, owner))
+    assert _state(factory, queued.id).state == "cancelled"
+
+    running = _submit(factory, owner)
+    _claim(factory, running.id)
+    with transaction(factory) as session:
+        repo.request_cancel(session, repo.get_job(session, running.id, owner))
+    row = _state(factory, running.id)
+    assert row.state == "cancelling" and row.cancel_requested
+    with transaction(factory) as session:
+        assert repo.heartbeat(session, running.id, "w1", 60) == (True, True)
+        repo.finish_cancelled(session, running.id)
+
+    with pytest.raises(IllegalTransition, match="is cancelled") as err, transaction(factory) as session:
+        repo.request_cancel(session, repo.get_job(session, running.id, owner))
+    assert err.value.status_code == 409 and err.value.details["state"] == "cancelled"
+
+
+def test_success_writes_artifacts_and_state_together(factory) -> None:
+    job = _submit(factory, _owner(factory))
+    _claim(factory, job.id)
+    artifact = {"name": "model.safetensors", "size": 3, "sha256": "a" * 64, "content_type": "x", "storage_key": "k"}
+    with pytest.raises(RuntimeError), transaction(factory) as session:
+        repo.finish_success(session, job.id, "w1", [artifact], {"val_accuracy": 0.9})
+        raise RuntimeError("crash before commit")
+    assert _state(factory, job.id).state == "running"
+    with factory() as session:
+        assert repo.list_artifacts(session, job.id) == []
+    with transaction(factory) as session:
+        repo.finish_success(session, job.id, "w1", [artifact], {"val_accuracy": 0.9})
+    assert _state(factory, job.id).state == "succeeded"
+    with factory() as session:
+        assert [a.name for a in repo.list_artifacts(session, job.id)] == ["model.safetensors"]
+
+
+def test_failures_requeue_while_attempts_remain_unless_retrying_cannot_help(factory) -> None:
+    owner = _owner(factory)
+    job = _submit(factory, owner)
+    _claim(factory, job.id)
+    with transaction(factory) as session:
+        assert repo.finish_failure(session, job.id, "internal_error", "boom", retryable=True) == JobState.QUEUED
+    _claim(factory, job.id)
+    with transaction(factory) as session:  # attempt 2 of 2: no attempts left
+        assert repo.finish_failure(session, job.id, "internal_error", "boom", retryable=True) == JobState.FAILED
+    row = _state(factory, job.id)
+    assert (row.state, row.error_type, row.error_message) == ("failed", "internal_error", "boom")
+
+    bad = _submit(factory, owner)
+    _claim(factory, bad.id)
+    with transaction(factory) as session:
+        assert repo.finish_failure(session, bad.id, "invalid_input", "no", retryable=True) == JobState.FAILED
+
+    with transaction(factory) as session:
+        repo.retry_job(session, repo.get_job(session, job.id, owner), max_attempts=3)
+    row = _state(factory, job.id)
+    assert (row.state, row.attempt, row.error_type) == ("queued", 0, None)
+
+
+def test_reaper_requeues_lost_workers_fails_after_the_cap_and_resends_lost_messages(factory) -> None:
+    owner = _owner(factory)
+    lost = _submit(factory, owner)
+    _claim(factory, lost.id, lease=0.01)
+    later = utcnow() + timedelta(seconds=5)
+    with transaction(factory) as session:
+        result = repo.reap(session, now=later, queued_resend_seconds=3600)
+    assert result.requeued == [lost.id]
+    assert (lost.id, "cpu") in result.resend
+    row = _state(factory, lost.id)
+    assert row.state == "queued" and row.error_type == "worker_lost"
+
+    _claim(factory, lost.id, lease=0.01)  # attempt 2 of 2 is lost as well
+    with transaction(factory) as session:
+        result = repo.reap(session, now=utcnow() + timedelta(seconds=5), queued_resend_seconds=3600)
+    assert result.failed == [lost.id]
+    assert "gave up after 2 attempts" in (_state(factory, lost.id).error_message or "")
+
+    waiting = _submit(factory, owner)
+    with transaction(factory) as session:
+        result = repo.reap(session, now=utcnow() + timedelta(seconds=10), queued_resend_seconds=5)
+    assert (waiting.id, "cpu") in result.resend
+    with transaction(factory) as session:  # the clock restarted: not re-sent on the next tick
+        assert repo.reap(session, now=utcnow() + timedelta(seconds=11), queued_resend_seconds=5).resend == []
+
+
+def test_a_worker_that_lost_its_lease_cannot_heartbeat_or_checkpoint(factory) -> None:
+    job = _submit(factory, _owner(factory))
+    _claim(factory, job.id, "w1", lease=0.01)
+    with transaction(factory) as session:
+        repo.reap(session, now=utcnow() + timedelta(seconds=5), queued_resend_seconds=3600)
+    _claim(factory, job.id, "w2")
+    with transaction(factory) as session:
+        assert repo.heartbeat(session, job.id, "w1", 60) == (False, False)
+        assert not repo.set_checkpoint(session, job.id, "w1", "jobs/x/checkpoints/1.pt")
+        assert repo.heartbeat(session, job.id, "w2", 60, progress={"epoch": 1}) == (True, False)
+
+
+def test_listing_filters_before_paginating_and_hides_other_owners(factory) -> None:
+    alice, bob = _owner(factory), _owner(factory, "bob")
+    lbc_ids = {_submit(factory, alice, method="lbc").id for _ in range(5)}
+    for _ in range(3):
+        _submit(factory, alice, method="srste")
+    _submit(factory, bob, method="lbc")
+    seen: list[str] = []
+    cursor = None
+    with factory() as session:
+        while True:
+            page, cursor = repo.list_jobs(session, alice, repo.JobFilters(method="lbc"), limit=2, cursor=cursor)
+            seen += [job.id for job in page]
+            if cursor is None:
+                break
+    assert len(seen) == len(set(seen)) == 5 and set(seen) == lbc_ids
+    admin = _owner(factory, "root", admin=True)
+    with factory() as session:
+        everything, _ = repo.list_jobs(session, admin, repo.JobFilters(), limit=100)
+    assert len(everything) == 9
+
+
+def test_another_owners_job_is_not_found(factory) -> None:
+    job = _submit(factory, _owner(factory))
+    with factory() as session, pytest.raises(NotFound):
+        repo.get_job(session, job.id, _owner(factory, "mallory"))
+
+
+def test_every_transition_is_recorded_as_an_event(factory) -> None:
+    job = _submit(factory, _owner(factory))
+    _claim(factory, job.id)
+    with transaction(factory) as session:
+        repo.finish_success(session, job.id, "w1", [], {})
+    with factory() as session:
+        states = [e.data["state"] for e in session.scalars(select(JobEvent).where(JobEvent.kind == "state"))]
+    assert states == ["queued", "running", "succeeded"]
+
+
+def test_api_keys_are_stored_hashed_and_authenticate(factory) -> None:
+    owner = _owner(factory)
+    with transaction(factory) as session:
+        _, token = create_api_key(session, owner, "laptop")
+    with factory() as session:
+        stored = session.scalars(select(ApiKey)).one()
+        assert token not in (stored.digest, stored.prefix) and len(stored.digest) == 64
+    with transaction(factory) as session:
+        assert authenticate(session, token).id == owner.id
+    for bad in (None, "", token + "x", "lbc_guess"):
+        with pytest.raises(Unauthorized), transaction(factory) as session:
+            authenticate(session, bad)
