@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,6 +14,7 @@ from jobs.errors import Conflict, Unauthorized
 from jobs.models import ApiKey, Owner, utcnow
 
 KEY_PREFIX = "lbc_"
+LAST_USED_RESOLUTION = timedelta(seconds=60)
 
 
 def digest(token: str) -> str:
@@ -56,5 +58,8 @@ def authenticate(session: Session, token: str | None) -> Owner:
     owner = session.get(Owner, key.owner_id)
     if owner is None:
         raise Unauthorized("invalid or revoked API key")
-    key.last_used_at = utcnow()
+    now = utcnow()
+    # Throttled: writing on every request would make every GET a write transaction.
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        key.last_used_at = now
     return owner

@@ -12,13 +12,13 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    MetaData,
     BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    MetaData,
     String,
     Text,
     UniqueConstraint,
@@ -60,7 +60,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012 (read by SQLAlchemy)
     # Named constraints, matching the migrations, so later batch migrations on SQLite can drop them.
     metadata = MetaData(
         naming_convention={
@@ -114,8 +114,10 @@ class Job(Base):
     method: Mapped[str] = mapped_column(String(16))
     pattern: Mapped[str] = mapped_column(String(8))
     architecture: Mapped[str] = mapped_column(String(64))
-    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), index=True)
-    checkpoint_id: Mapped[str | None] = mapped_column(ForeignKey("checkpoints.id"), index=True)
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id", ondelete="SET NULL"), index=True)
+    checkpoint_id: Mapped[str | None] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="SET NULL"), index=True
+    )
     queue: Mapped[str] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer, default=5)
     time_limit_s: Mapped[int | None] = mapped_column(Integer)
@@ -151,7 +153,9 @@ class JobEvent(Base):
     __tablename__ = "job_events"
     __table_args__ = (Index("ix_job_events_job_id_id", "job_id", "id"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     kind: Mapped[str] = mapped_column(String(16))  # state | phase | progress | metrics | log
     data: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -17,7 +17,9 @@ from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from jobs.models import Artifact, Job, JobEvent, Owner, utcnow
 from jobs.states import TERMINAL, JobState, transition
 
-NON_RETRYABLE_ERRORS = frozenset({"invalid_input", "spec_error", "dataset_error", "checkpoint_error", "time_limit"})
+NON_RETRYABLE_ERRORS = frozenset(
+    {"invalid_input", "spec_error", "dataset_error", "checkpoint_error", "time_limit"}
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,9 @@ def create_job(
     """Insert a queued job; returns ``(job, created)``. A repeated ``idempotency_key`` returns the
     existing job when the spec is the same and is a 409 when it differs."""
     if idempotency_key:
-        existing = session.scalar(select(Job).where(Job.owner_id == owner.id, Job.idempotency_key == idempotency_key))
+        existing = session.scalar(
+            select(Job).where(Job.owner_id == owner.id, Job.idempotency_key == idempotency_key)
+        )
         if existing is not None:
             if _canonical(existing.spec) != _canonical(spec):
                 raise Conflict(
@@ -63,13 +67,7 @@ def create_job(
                     details={"job_id": existing.id},
                 )
             return existing, False
-    active = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.owner_id == owner.id, Job.state.notin_([s.value for s in TERMINAL]))
-    )
-    if (active or 0) >= max_active_jobs:
-        raise QuotaExceeded(f"owner already has {active} unfinished jobs (limit {max_active_jobs})")
+    check_active_quota(session, owner.id, max_active_jobs)
     now = utcnow()
     job = Job(
         owner_id=owner.id,
@@ -93,11 +91,11 @@ def create_job(
         queued_at=now,
         updated_at=now,
     )
-    session.add(job)
     try:
-        session.flush()
+        with session.begin_nested():  # a savepoint: losing the race must not undo the caller's work
+            session.add(job)
+            session.flush()
     except IntegrityError as exc:  # a concurrent retry with the same key won the race
-        session.rollback()
         if idempotency_key:
             existing = session.scalar(
                 select(Job).where(Job.owner_id == owner.id, Job.idempotency_key == idempotency_key)
@@ -107,6 +105,16 @@ def create_job(
         raise Conflict("job could not be created") from exc
     session.add(JobEvent(job_id=job.id, kind="state", attempt=0, data={"state": "queued"}))
     return job, True
+
+
+def check_active_quota(session: Session, owner_id: str, max_active_jobs: int) -> None:
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.owner_id == owner_id, Job.state.notin_([s.value for s in TERMINAL]))
+    )
+    if (active or 0) >= max_active_jobs:
+        raise QuotaExceeded(f"owner already has {active} unfinished jobs (limit {max_active_jobs})")
 
 
 def _canonical(spec: dict[str, Any]) -> str:
@@ -153,7 +161,9 @@ def list_jobs(
 def request_cancel(session: Session, job: Job) -> None:
     """Queued jobs are cancelled at once; running ones are asked to stop (cooperative)."""
     if job.state == JobState.QUEUED:
-        transition(session, job.id, JobState.CANCELLED, expected={JobState.QUEUED}, finished_at=utcnow(), phase=None)
+        transition(
+            session, job.id, JobState.CANCELLED, expected={JobState.QUEUED}, finished_at=utcnow(), phase=None
+        )
     elif job.state == JobState.RUNNING:
         transition(session, job.id, JobState.CANCELLING, expected={JobState.RUNNING}, cancel_requested=True)
     elif job.state == JobState.CANCELLING:
@@ -162,9 +172,11 @@ def request_cancel(session: Session, job: Job) -> None:
         transition(session, job.id, JobState.CANCELLED, expected=set())  # raises the 409 with the state
 
 
-def retry_job(session: Session, job: Job, max_attempts: int) -> None:
+def retry_job(session: Session, job: Job, max_attempts: int, max_active_jobs: int | None = None) -> None:
     """A failed or cancelled job goes back to the queue with a fresh attempt budget, keeping its
     latest checkpoint so training continues where it stopped."""
+    if max_active_jobs is not None and job.state in (JobState.FAILED, JobState.CANCELLED):
+        check_active_quota(session, job.owner_id, max_active_jobs)
     now = utcnow()
     transition(
         session,
@@ -208,7 +220,11 @@ def claim_job(session: Session, job_id: str, worker_id: str, lease_seconds: floa
         return None
     job = session.get(Job, job_id, populate_existing=True)
     assert job is not None
-    session.add(JobEvent(job_id=job_id, kind="state", attempt=job.attempt, data={"state": "running", "worker": worker_id}))
+    session.add(
+        JobEvent(
+            job_id=job_id, kind="state", attempt=job.attempt, data={"state": "running", "worker": worker_id}
+        )
+    )
     return job
 
 
@@ -302,7 +318,9 @@ def finish_cancelled(session: Session, job_id: str) -> None:
     )
 
 
-def finish_failure(session: Session, job_id: str, error_type: str, message: str, *, retryable: bool) -> JobState:
+def finish_failure(
+    session: Session, job_id: str, error_type: str, message: str, *, retryable: bool
+) -> JobState:
     """Record the error; re-queue when retrying can help and attempts remain, else ``failed``."""
     job = session.get(Job, job_id, populate_existing=True)
     if job is None:

@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     database_url: str = Field(default="", description="SQLAlchemy URL; default sqlite under home")
     broker_url: str = Field(default="", description="Celery broker URL; default SQLite broker under home")
     storage_backend: Literal["local", "s3"] = "local"
-    storage_path: Path | None = Field(default=None, description="Local object store root; default home/objects")
+    storage_path: Path | None = Field(
+        default=None, description="Local object store root; default home/objects"
+    )
     s3_bucket: str = "lbc-artifacts"
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
@@ -35,9 +37,13 @@ class Settings(BaseSettings):
 
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=20)
-    lease_seconds: float = Field(default=60.0, gt=0, description="A running job whose heartbeat is older is re-queued")
+    lease_seconds: float = Field(
+        default=60.0, gt=0, description="A running job whose heartbeat is older is re-queued"
+    )
     heartbeat_seconds: float = Field(default=5.0, gt=0)
-    queued_resend_seconds: float = Field(default=120.0, gt=0, description="Re-send the task of a job queued this long")
+    queued_resend_seconds: float = Field(
+        default=120.0, gt=0, description="Re-send the task of a job queued this long"
+    )
     reaper_interval_seconds: float = Field(default=15.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, ge=0, description="Throttle for progress writes")
     max_concurrent_jobs_per_owner: int = Field(default=16, ge=1)

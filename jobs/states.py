@@ -29,7 +29,9 @@ TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 # target state -> states it may be entered from
 ALLOWED: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}),  # lost worker / retry
+    JobState.QUEUED: frozenset(
+        {JobState.RUNNING, JobState.FAILED, JobState.CANCELLED}
+    ),  # lost worker / retry
     JobState.RUNNING: frozenset({JobState.QUEUED}),
     JobState.CANCELLING: frozenset({JobState.RUNNING}),
     JobState.SUCCEEDED: frozenset({JobState.RUNNING}),
@@ -74,4 +76,6 @@ def transition(
         )
     job = session.get(Job, job_id, populate_existing=True)
     attempt = job.attempt if job else 0
-    session.add(JobEvent(job_id=job_id, kind="state", attempt=attempt, data={"state": target.value, **(event or {})}))
+    session.add(
+        JobEvent(job_id=job_id, kind="state", attempt=attempt, data={"state": target.value, **(event or {})})
+    )

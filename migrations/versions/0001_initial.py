@@ -120,9 +120,14 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["owner_id"], ["owners.id"], name="fk_jobs_owner_id_owners", ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(["dataset_id"], ["datasets.id"], name="fk_jobs_dataset_id_datasets"),
         sa.ForeignKeyConstraint(
-            ["checkpoint_id"], ["checkpoints.id"], name="fk_jobs_checkpoint_id_checkpoints"
+            ["dataset_id"], ["datasets.id"], name="fk_jobs_dataset_id_datasets", ondelete="SET NULL"
+        ),
+        sa.ForeignKeyConstraint(
+            ["checkpoint_id"],
+            ["checkpoints.id"],
+            name="fk_jobs_checkpoint_id_checkpoints",
+            ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name="pk_jobs"),
         sa.UniqueConstraint("owner_id", "idempotency_key", name="uq_jobs_owner_idempotency"),

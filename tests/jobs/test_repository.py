@@ -153,7 +153,13 @@ def test_cancel_queued_is_immediate_running_is_cooperative_terminal_is_409(facto
 def test_success_writes_artifacts_and_state_together(factory) -> None:
     job = _submit(factory, _owner(factory))
     _claim(factory, job.id)
-    artifact = {"name": "model.safetensors", "size": 3, "sha256": "a" * 64, "content_type": "x", "storage_key": "k"}
+    artifact = {
+        "name": "model.safetensors",
+        "size": 3,
+        "sha256": "a" * 64,
+        "content_type": "x",
+        "storage_key": "k",
+    }
     with pytest.raises(RuntimeError), transaction(factory) as session:
         repo.finish_success(session, job.id, "w1", [artifact], {"val_accuracy": 0.9})
         raise RuntimeError("crash before commit")
@@ -172,10 +178,14 @@ def test_failures_requeue_while_attempts_remain_unless_retrying_cannot_help(fact
     job = _submit(factory, owner)
     _claim(factory, job.id)
     with transaction(factory) as session:
-        assert repo.finish_failure(session, job.id, "internal_error", "boom", retryable=True) == JobState.QUEUED
+        assert (
+            repo.finish_failure(session, job.id, "internal_error", "boom", retryable=True) == JobState.QUEUED
+        )
     _claim(factory, job.id)
     with transaction(factory) as session:  # attempt 2 of 2: no attempts left
-        assert repo.finish_failure(session, job.id, "internal_error", "boom", retryable=True) == JobState.FAILED
+        assert (
+            repo.finish_failure(session, job.id, "internal_error", "boom", retryable=True) == JobState.FAILED
+        )
     row = _state(factory, job.id)
     assert (row.state, row.error_type, row.error_message) == ("failed", "internal_error", "boom")
 
@@ -238,7 +248,9 @@ def test_listing_filters_before_paginating_and_hides_other_owners(factory) -> No
     cursor = None
     with factory() as session:
         while True:
-            page, cursor = repo.list_jobs(session, alice, repo.JobFilters(method="lbc"), limit=2, cursor=cursor)
+            page, cursor = repo.list_jobs(
+                session, alice, repo.JobFilters(method="lbc"), limit=2, cursor=cursor
+            )
             seen += [job.id for job in page]
             if cursor is None:
                 break
@@ -277,3 +289,29 @@ def test_api_keys_are_stored_hashed_and_authenticate(factory) -> None:
     for bad in (None, "", token + "x", "lbc_guess"):
         with pytest.raises(Unauthorized), transaction(factory) as session:
             authenticate(session, bad)
+
+
+def test_key_use_is_recorded_at_most_once_a_minute(factory) -> None:
+    owner = _owner(factory)
+    with transaction(factory) as session:
+        _, token = create_api_key(session, owner, "ci")
+    with transaction(factory) as session:
+        authenticate(session, token)
+    with factory() as session:
+        first = session.scalars(select(ApiKey)).one().last_used_at
+    with transaction(factory) as session:
+        authenticate(session, token)
+        assert not session.dirty  # a read-only request stays read-only
+    with factory() as session:
+        assert session.scalars(select(ApiKey)).one().last_used_at == first
+
+
+def test_retry_respects_the_unfinished_job_quota(factory) -> None:
+    owner = _owner(factory)
+    failed = _submit(factory, owner)
+    _claim(factory, failed.id)
+    with transaction(factory) as session:
+        repo.finish_failure(session, failed.id, "invalid_input", "bad", retryable=False)
+    _submit(factory, owner)
+    with pytest.raises(QuotaExceeded), transaction(factory) as session:
+        repo.retry_job(session, repo.get_job(session, failed.id, owner), max_attempts=3, max_active_jobs=1)

@@ -1,0 +1,105 @@
+"""The FastAPI application factory: ``uvicorn --factory api.app:create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from api.errors import register_error_handlers
+from api.observability import LatencyMiddleware, RequestIdMiddleware, ServiceMetrics
+from api.routes import artifacts, health, jobs, models, streams, uploads
+from jobs.db import make_engine, make_session_factory
+from jobs.queue import make_celery
+from jobs.settings import Settings, get_settings
+from jobs.spec import JobSpec
+from jobs.storage import make_store
+
+DESCRIPTION = """
+Submit N:M sparsification jobs (LBC, SR-STE, ASP or a dense baseline), follow them live, and download
+the sparse checkpoint, its masks, the compressed form and the speedup report.
+
+Every request under `/v1` needs `Authorization: Bearer <api key>`. Every error has one shape:
+`{"error": {"code", "message", "details", "request_id"}}`; a 422 lists each problem as `{field, message}`.
+"""
+
+TAGS = [
+    {"name": "jobs", "description": "Submit, list, inspect, cancel and retry jobs."},
+    {"name": "job progress", "description": "Live events (SSE), logs and metrics of a job."},
+    {"name": "artifacts", "description": "Checkpoints, masks and reports a job produced."},
+    {"name": "datasets", "description": "Uploaded training data, referenced by id from a job spec."},
+    {"name": "checkpoints", "description": "Uploaded dense starting weights, referenced by id."},
+    {"name": "models", "description": "Built-in architectures and their sparsifiable layers."},
+    {"name": "operations", "description": "Health, readiness and Prometheus metrics (no auth)."},
+]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+    session_factory = make_session_factory(engine)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="LBC sparsification service",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory
+    app.state.celery = make_celery(settings)
+    app.state.store = make_store(settings)
+    app.state.metrics = ServiceMetrics(session_factory)
+    app.state.sse_poll_seconds = 0.5
+    app.state.sse_heartbeat_seconds = 15.0
+
+    register_error_handlers(app)
+    app.add_middleware(LatencyMiddleware, histogram=app.state.metrics.request_latency)
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so every response carries the id
+
+    for router in (
+        jobs.router,
+        streams.router,
+        artifacts.router,
+        uploads.datasets,
+        uploads.checkpoints,
+        models.router,
+        health.router,
+    ):
+        app.include_router(router)
+    app.openapi = _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's schema plus the JobSpec schema, which the submit route validates itself (so that its
+    422 uses the spec's own field messages) and references by ``$ref``."""
+
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        spec_schema = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(spec_schema.pop("$defs", {}))
+        components["JobSpec"] = spec_schema
+        app.openapi_schema = schema
+        return schema
+
+    return build

@@ -1,0 +1,147 @@
+"""Request dependencies, declared once as named ``Annotated`` types and used in every route signature.
+
+``SessionDep`` is the request's single transaction: it commits after the route returns (before the
+response is sent) and rolls back on any error. Work that must only happen once the data is durable
+(ringing the queue, deleting stored files) is registered with :func:`after_commit` and runs after the
+commit; cleanup of side effects that must not outlive a failed request goes to :func:`on_rollback`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from jobs import repository
+from jobs.auth import authenticate, get_or_create_owner
+from jobs.models import Checkpoint, Dataset, Job, Owner
+from jobs.settings import Settings
+from jobs.storage import ObjectStore
+
+log = logging.getLogger("api")
+
+LOCAL_OWNER = "local"
+_AFTER_COMMIT = "lbc_after_commit"
+_ON_ROLLBACK = "lbc_on_rollback"
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key as a bearer token: `Authorization: Bearer lbc_...`.",
+)
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once this request's transaction has committed (never if it rolls back)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def on_rollback(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` if this request's transaction is rolled back (undo a side effect)."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(callback)
+
+
+def _run(callbacks: list[Callable[[], None]], what: str) -> None:
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # the data is committed (or gone); a failed hook must not turn into a 500
+            log.exception("%s hook failed", what)
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    session: Session = request.app.state.session_factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        _run(session.info.pop(_ON_ROLLBACK, []), "rollback")
+        raise
+    finally:
+        session.close()
+    _run(session.info.pop(_AFTER_COMMIT, []), "after-commit")
+
+
+# scope="function": the commit happens before the response goes out, so a client never sees a 201 for
+# a row that is not there, and a failed commit is still reported as an error.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_current_owner(
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Owner:
+    if not settings.auth_enabled:
+        # One implicit owner: still owner-scoped, so turning auth on later changes nothing else.
+        return get_or_create_owner(session, LOCAL_OWNER)
+    return authenticate(session, credentials.credentials if credentials else None)
+
+
+CurrentOwner = Annotated[Owner, Depends(get_current_owner)]
+
+JobId = Annotated[
+    str, Path(description="Job id.", max_length=64, examples=["3f2b9c1d0e8a4f6b9c2d1e0f8a7b6c5d"])
+]
+
+
+def get_job(job_id: JobId, session: SessionDep, owner: CurrentOwner) -> Job:
+    """The job if this owner may see it; another owner's job is a 404, as is a missing one."""
+    return repository.get_job(session, job_id, owner)
+
+
+JobDep = Annotated[Job, Depends(get_job)]
+
+
+def get_dataset(
+    dataset_id: Annotated[str, Path(description="Dataset id.", max_length=64)],
+    session: SessionDep,
+    owner: CurrentOwner,
+) -> Dataset:
+    dataset: Dataset = repository.owned(session, Dataset, dataset_id, owner)
+    return dataset
+
+
+DatasetDep = Annotated[Dataset, Depends(get_dataset)]
+
+
+def get_checkpoint(
+    checkpoint_id: Annotated[str, Path(description="Checkpoint id.", max_length=64)],
+    session: SessionDep,
+    owner: CurrentOwner,
+) -> Checkpoint:
+    checkpoint: Checkpoint = repository.owned(session, Checkpoint, checkpoint_id, owner)
+    return checkpoint
+
+
+CheckpointDep = Annotated[Checkpoint, Depends(get_checkpoint)]
+
+
+def get_store(request: Request) -> ObjectStore:
+    store: ObjectStore = request.app.state.store
+    return store
+
+
+StoreDep = Annotated[ObjectStore, Depends(get_store)]
+
+
+def get_queue(request: Request) -> Celery:
+    celery: Celery = request.app.state.celery
+    return celery
+
+
+QueueDep = Annotated[Celery, Depends(get_queue)]

@@ -1,0 +1,127 @@
+"""A job's outputs: listed with size and sha256, downloaded as streams with Range and ETag support."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Path, Response
+from fastapi.responses import StreamingResponse
+
+from api.deps import JobDep, SessionDep, StoreDep
+from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
+from api.schemas import ArtifactList, ArtifactOut
+from jobs import repository
+from jobs.errors import NotFound, ServiceError
+from jobs.storage import ObjectNotFound
+
+router = APIRouter(prefix="/v1/jobs", tags=["artifacts"], responses={**ERROR_RESPONSES, **NOT_FOUND})
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class RangeNotSatisfiable(ServiceError):
+    status_code, code = 416, "range_not_satisfiable"
+
+
+@router.get("/{job_id}/artifacts", response_model=ArtifactList, summary="List artifacts")
+def list_artifacts(job: JobDep, session: SessionDep) -> ArtifactList:
+    return ArtifactList(items=[ArtifactOut.of(a) for a in repository.list_artifacts(session, job.id)])
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """``(start, end)`` inclusive for one ``bytes=`` range, or None to send the whole object.
+
+    A header that is not a single well-formed byte range is ignored (RFC 9110 allows that); a
+    well-formed range that selects nothing raises 416.
+    """
+    if not header:
+        return None
+    match = _RANGE_RE.match(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # suffix: the last N bytes
+        length = int(last)
+        if length == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(0, size - length), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if last and end < start:
+        return None  # syntactically invalid: ignore
+    if start >= size:
+        raise _unsatisfiable(size)
+    return start, min(end, size - 1)
+
+
+def _unsatisfiable(size: int) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable(
+        f"requested range is outside the {size}-byte artifact",
+        details={"size": size},
+        headers={"Content-Range": f"bytes */{size}"},
+    )
+
+
+def _etag_matches(header: str | None, etag: str) -> bool:
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    candidates = [tag.strip().removeprefix("W/") for tag in header.split(",")]
+    return etag in candidates
+
+
+@router.get(
+    "/{job_id}/artifacts/{name:path}",
+    summary="Download an artifact",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "The whole artifact", "content": {"application/octet-stream": {}}},
+        206: {"description": "The requested byte range (Content-Range)"},
+        304: {"description": "Not modified (If-None-Match matched the ETag)"},
+        416: {"model": ErrorEnvelope, "description": "Range not satisfiable"},
+    },
+)
+def download_artifact(
+    job: JobDep,
+    session: SessionDep,
+    store: StoreDep,
+    name: Annotated[str, Path(description="Artifact name", max_length=200)],
+    range_header: Annotated[
+        str | None, Header(alias="Range", description="bytes=a-b, bytes=a- or bytes=-n")
+    ] = None,
+    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
+    if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+) -> Response:
+    """Streamed from object storage. The ETag is the quoted sha256, so a cached copy is revalidated
+    with `If-None-Match` (304) and an interrupted download resumes with `Range` (206)."""
+    artifact = repository.get_artifact(session, job.id, name)
+    etag = f'"{artifact.sha256}"'
+    filename = artifact.name.rsplit("/", 1)[-1]
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-cache",
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+    }
+    if _etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    try:
+        size = store.stat(artifact.storage_key).size
+    except ObjectNotFound:
+        raise NotFound(f"the stored content of artifact {name!r} is missing") from None
+    if if_range is not None and if_range.strip() != etag:
+        range_header = None  # the client's partial copy is of another version: send everything
+    selected = parse_range(range_header, size)
+    if selected is None:
+        start, end, status = 0, size - 1, 200
+    else:
+        (start, end), status = selected, 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(max(0, end - start + 1))
+    body = store.open_range(artifact.storage_key, start, end) if size else iter(())
+    return StreamingResponse(body, status_code=status, media_type=artifact.content_type, headers=headers)

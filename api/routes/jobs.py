@@ -1,0 +1,263 @@
+"""Submit, list, inspect, cancel and retry sparsification jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Header, Query, Response
+from sqlalchemy.orm import Session
+
+from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, after_commit
+from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
+from api.schemas import JobDetail, JobPage, JobSummary
+from jobs import repository
+from jobs.errors import InvalidInput
+from jobs.models import Checkpoint, Dataset, Owner
+from jobs.queue import send_job
+from jobs.settings import Settings
+from jobs.spec import PATH_SOURCES, JobSpec, SpecError, dump_spec, parse_spec
+from jobs.states import JobState
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
+
+SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
+    "digits": {
+        "summary": "LeNet-5, 2:4 with LBC on the bundled digits set",
+        "value": {
+            "name": "lenet5 2:4 on digits",
+            "model": {"architecture": "lenet5", "args": {"width": 0.5}},
+            "dataset": {"source": "digits", "val_fraction": 0.2},
+            "sparsity": {"method": "lbc", "n": 2, "m": 4, "schedule": {"t_i": 0, "t_f": 5, "power": 3}},
+            "train": {"epochs": 10, "batch_size": 128, "lr": 0.1},
+            "benchmark": {"enabled": True, "batch_sizes": [1, 64]},
+            "limits": {"time_limit_s": 3600, "priority": 5},
+        },
+    },
+    "uploaded": {
+        "summary": "ResNet-20 on an uploaded CIFAR-10 archive, from an uploaded dense checkpoint",
+        "value": {
+            "model": {"architecture": "resnet20", "checkpoint": "0b6f4f3a8f0e4c8e9a3d2b1c0f9e8d7c"},
+            "dataset": {"source": "cifar10", "path": "5d1e2c3b4a5f6e7d8c9b0a1f2e3d4c5b", "split": "train"},
+            "sparsity": {"method": "srste", "n": 2, "m": 4},
+            "train": {"epochs": 30, "optimizer": "sgd", "lr": 0.05, "warmup_epochs": 1},
+            "limits": {"queue": "default"},
+        },
+    },
+}
+
+
+def _problem(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def check_references(
+    session: Session, owner: Owner, spec: JobSpec
+) -> tuple[list[dict[str, str]], str | None]:
+    """Service-mode rules: data and checkpoints are ids of this owner's uploads, of the right kind.
+
+    Another owner's upload gets the same message as a missing one, so ids cannot be probed.
+    """
+    problems: list[dict[str, str]] = []
+    dataset_id: str | None = None
+    source = spec.dataset.source
+    if source in PATH_SOURCES:
+        for field in ("path", "val_path"):
+            ref = getattr(spec.dataset, field)
+            if ref is None:
+                continue
+            dataset = session.get(Dataset, ref)
+            if dataset is None or dataset.owner_id != owner.id:
+                problems.append(_problem(f"dataset.{field}", f"dataset {ref} does not exist"))
+                continue
+            if dataset.format != source:
+                problems.append(
+                    _problem(f"dataset.{field}", f"dataset {ref} is a {dataset.format} upload, not {source}")
+                )
+                continue
+            problems.extend(_split_problems(dataset, spec))
+            if field == "path":
+                dataset_id = dataset.id
+                known = dataset.summary.get("num_classes")
+                wanted = spec.model.args.get("num_classes")
+                if isinstance(known, int) and isinstance(wanted, int) and wanted < known:
+                    problems.append(
+                        _problem("model.args.num_classes", f"dataset {ref} has {known} classes, got {wanted}")
+                    )
+    ref = spec.model.checkpoint
+    if ref is not None:
+        checkpoint = session.get(Checkpoint, ref)
+        if checkpoint is None or checkpoint.owner_id != owner.id:
+            problems.append(_problem("model.checkpoint", f"checkpoint {ref} does not exist"))
+    return problems, dataset_id
+
+
+def _split_problems(dataset: Dataset, spec: JobSpec) -> list[dict[str, str]]:
+    splits = dataset.summary.get("splits")
+    if not isinstance(splits, dict) or not splits:
+        return []
+    available = ", ".join(sorted(splits))
+    split = spec.dataset.split
+    if split is None and dataset.format in ("cifar10", "cifar100"):
+        split = "train"  # the engine's default CIFAR split
+    if split is None:
+        if len(splits) > 1:
+            return [
+                _problem(
+                    "dataset.split", f"dataset {dataset.id} holds several splits ({available}); choose one"
+                )
+            ]
+        return []
+    if split not in splits:
+        return [
+            _problem("dataset.split", f"dataset {dataset.id} has no split {split!r} (available: {available})")
+        ]
+    return []
+
+
+def job_summary(spec: JobSpec, settings: Settings, dataset_id: str | None) -> dict[str, Any]:
+    queue = spec.limits.queue
+    return {
+        "method": spec.sparsity.method,
+        "pattern": spec.sparsity.pattern,
+        "architecture": spec.model.architecture,
+        "dataset_id": dataset_id,
+        "checkpoint_id": spec.model.checkpoint,
+        "queue": settings.default_queue if queue == "default" else queue,
+        "priority": spec.limits.priority,
+        "time_limit_s": spec.limits.time_limit_s,
+        "name": spec.name,
+    }
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=JobDetail,
+    summary="Submit a job",
+    responses={
+        200: {
+            "model": JobDetail,
+            "description": "The job an earlier request with this Idempotency-Key created",
+        },
+        201: {"description": "Created and queued", "headers": {"Location": {"schema": {"type": "string"}}}},
+        409: {"model": ErrorEnvelope, "description": "Idempotency-Key reused with a different spec"},
+        429: {"model": ErrorEnvelope, "description": "Too many unfinished jobs for this owner"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/JobSpec"},
+                    "examples": SPEC_EXAMPLES,
+                }
+            },
+        }
+    },
+)
+def submit_job(
+    body: Annotated[Any, Body(description="A job spec (see the JobSpec schema)")],
+    response: Response,
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    celery: QueueDep,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=200,
+            description="Retrying with the same key and spec returns the first job (200) instead of a new one",
+        ),
+    ] = None,
+) -> JobDetail:
+    """Validate the spec, check the uploads it names, queue the job and ring the workers after commit.
+
+    Every problem is reported at once as `{field, message}` in the 422 envelope.
+    """
+    try:
+        spec = parse_spec(body)
+    except SpecError as exc:
+        problems = [_problem(p.path or "body", p.message) for p in exc.problems]
+        raise InvalidInput("invalid job spec", details=problems) from None
+    problems, dataset_id = check_references(session, owner, spec)
+    if problems:
+        raise InvalidInput("invalid job spec", details=problems)
+    job, created = repository.create_job(
+        session,
+        owner=owner,
+        spec=dump_spec(spec),
+        summary=job_summary(spec, settings, dataset_id),
+        idempotency_key=idempotency_key,
+        max_attempts=settings.max_attempts,
+        max_active_jobs=settings.max_concurrent_jobs_per_owner,
+    )
+    if created:
+        job_id, queue, time_limit = job.id, job.queue, job.time_limit_s
+        after_commit(session, lambda: send_job(celery, job_id, queue, time_limit_s=time_limit))
+        response.headers["Location"] = f"/v1/jobs/{job.id}"
+    else:
+        response.status_code = 200
+    return JobDetail.of(job)
+
+
+@router.get("", response_model=JobPage, summary="List jobs")
+def list_jobs(
+    session: SessionDep,
+    owner: CurrentOwner,
+    status: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
+    method: Annotated[
+        Literal["lbc", "srste", "asp", "dense"] | None, Query(description="Only this method")
+    ] = None,
+    pattern: Annotated[
+        str | None,
+        Query(pattern=r"^[0-9]{1,2}:[0-9]{1,2}$", description="Only this N:M pattern", examples=["2:4"]),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="next_cursor of the previous page")
+    ] = None,
+) -> JobPage:
+    """Newest first. Filters apply before the limit; pages are keyset-based, so no job is skipped or
+    repeated while new ones arrive. Admin keys see every owner's jobs."""
+    filters = repository.JobFilters(state=status.value if status else None, method=method, pattern=pattern)
+    try:
+        jobs, next_cursor = repository.list_jobs(session, owner, filters, limit=limit, cursor=cursor)
+    except InvalidInput as exc:  # only the cursor can be malformed here
+        raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
+    return JobPage(items=[JobSummary.model_validate(job) for job in jobs], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobDetail, summary="Get a job", responses=NOT_FOUND)
+def get_job(job: JobDep) -> JobDetail:
+    return JobDetail.of(job)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=202,
+    response_model=JobDetail,
+    summary="Cancel a job",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def cancel_job(job: JobDep, session: SessionDep) -> JobDetail:
+    """A queued job is cancelled at once; a running one is asked to stop (state `cancelling`) and
+    checkpoints and stops within seconds. A finished job is a 409 naming its state."""
+    repository.request_cancel(session, job)
+    return JobDetail.of(job)
+
+
+@router.post(
+    "/{job_id}/retry",
+    status_code=202,
+    response_model=JobDetail,
+    summary="Retry a failed or cancelled job",
+    responses={**NOT_FOUND, **CONFLICT},
+)
+def retry_job(job: JobDep, session: SessionDep, settings: SettingsDep, celery: QueueDep) -> JobDetail:
+    """Back to `queued` with a fresh attempt budget, resuming from its latest checkpoint."""
+    repository.retry_job(session, job, settings.max_attempts, settings.max_concurrent_jobs_per_owner)
+    job_id, queue, time_limit = job.id, job.queue, job.time_limit_s
+    after_commit(session, lambda: send_job(celery, job_id, queue, time_limit_s=time_limit))
+    return JobDetail.of(job)

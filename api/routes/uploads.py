@@ -1,0 +1,297 @@
+"""Uploaded datasets and dense checkpoints: streamed in, validated without torch, stored, listed, deleted."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import (
+    CheckpointDep,
+    CurrentOwner,
+    DatasetDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    after_commit,
+    on_rollback,
+)
+from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
+from api.multipart import ReceivedUpload, receive_upload
+from api.schemas import CheckpointList, CheckpointOut, DatasetList, DatasetOut
+from jobs.errors import Conflict
+from jobs.models import Checkpoint, Dataset, Job, Owner, new_id
+from jobs.settings import Settings
+from jobs.states import TERMINAL
+from jobs.storage import ObjectStore
+from jobs.uploads import (
+    CHECKPOINT_FORMATS,
+    DATASET_FORMATS,
+    Accepted,
+    UploadInvalid,
+    safe_filename,
+    validate_checkpoint,
+    validate_dataset,
+)
+
+datasets = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses={**ERROR_RESPONSES})
+checkpoints = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses={**ERROR_RESPONSES})
+
+Upload = TypeVar("Upload", Dataset, Checkpoint)
+
+_UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorEnvelope, "description": "The file exceeds the upload limit"},
+    415: {"model": ErrorEnvelope, "description": "Not multipart/form-data"},
+}
+
+
+def _multipart_body(formats: tuple[str, ...], format_required: bool, example_file: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "file": {"type": "string", "format": "binary", "description": f"The file, e.g. {example_file}"},
+        "format": {"type": "string", "enum": list(formats)},
+        "name": {"type": "string", "maxLength": 200, "description": "A label (default: the file name)"},
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file", "format"] if format_required else ["file"],
+                        "properties": properties,
+                    },
+                    "encoding": {"file": {"contentType": "application/octet-stream"}},
+                }
+            },
+        }
+    }
+
+
+def _label(received: ReceivedUpload, fallback: str) -> str:
+    name = (received.fields.get("name") or received.filename or fallback).strip()
+    return name[:200] or fallback
+
+
+async def _store_upload(
+    session: Session,
+    store: ObjectStore,
+    received: ReceivedUpload,
+    accepted: Accepted,
+    kind: str,
+    make_row: Callable[[str, str, str], Upload],
+) -> Upload:
+    """Put the validated file under ``<kind>/<id>/<safe name>`` and add its row (committed by the request)."""
+    upload_id = new_id()
+    filename = safe_filename(received.filename, accepted.suffix, kind.rstrip("s"))
+    key = f"{kind}/{upload_id}/{filename}"
+    stored = await run_in_threadpool(store.put_file, key, received.path, "application/octet-stream")
+    on_rollback(session, lambda: store.delete(key))
+    if stored.sha256 != received.sha256 or stored.size != received.size:  # pragma: no cover - disk trouble
+        raise RuntimeError(f"stored upload {key} does not match what was received")
+    row = make_row(upload_id, filename, key)
+    session.add(row)
+    await run_in_threadpool(session.flush)
+    return row
+
+
+async def _receive(request: Request, session: Session, settings: Settings) -> ReceivedUpload:
+    # Commit the authentication touch first: no transaction (or SQLite write lock) is held open while
+    # a large file crosses the network. The upload's row gets the request's next transaction.
+    await run_in_threadpool(session.commit)
+    return await receive_upload(request, settings.home / "tmp", settings.max_upload_bytes)
+
+
+def _referencing_jobs(session: Session, owner_id: str, check: Callable[[Job], bool]) -> list[str]:
+    """Unfinished jobs of ``owner_id`` that use an upload (few: owners have a cap on unfinished jobs)."""
+    active = session.scalars(
+        select(Job).where(Job.owner_id == owner_id, Job.state.notin_([s.value for s in TERMINAL]))
+    )
+    return [job.id for job in active if check(job)]
+
+
+# -- datasets ---------------------------------------------------------------------------------------
+
+
+@datasets.post(
+    "",
+    status_code=201,
+    response_model=DatasetOut,
+    summary="Upload a dataset",
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra=_multipart_body(
+        DATASET_FORMATS, True, "mnist.zip, data.npz, images.tar.gz, cifar-10-python.tar.gz"
+    ),
+)
+async def upload_dataset(
+    request: Request, session: SessionDep, owner: CurrentOwner, settings: SettingsDep, store: StoreDep
+) -> DatasetOut:
+    """Multipart fields `file`, `format` (mnist: zip/tar of IDX files; npz: arrays x and y; imagefolder:
+    zip/tar with one directory per class; cifar10/cifar100: the python-version tar.gz) and optional
+    `name`. The file is validated before it is accepted; use the returned id as `dataset.path`."""
+    received = await _receive(request, session, settings)
+    try:
+        fmt = received.fields.get("format", "").strip()
+        if not fmt:
+            raise UploadInvalid(
+                f"the form needs a 'format' field: one of {', '.join(DATASET_FORMATS)}", field="format"
+            )
+        accepted = await run_in_threadpool(validate_dataset, received.path, fmt)
+
+        def make_row(upload_id: str, filename: str, key: str) -> Dataset:
+            return Dataset(
+                id=upload_id,
+                owner_id=owner.id,
+                name=_label(received, filename),
+                format=accepted.format,
+                filename=filename,
+                size=received.size,
+                sha256=received.sha256,
+                storage_key=key,
+                summary=accepted.summary,
+            )
+
+        row = await _store_upload(session, store, received, accepted, "datasets", make_row)
+    finally:
+        received.path.unlink(missing_ok=True)
+    return DatasetOut.of(row)
+
+
+@datasets.get("", response_model=DatasetList, summary="List datasets")
+def list_datasets(
+    session: SessionDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many")] = 200,
+) -> DatasetList:
+    return DatasetList(items=[DatasetOut.of(d) for d in _list(session, Dataset, owner, limit)])
+
+
+@datasets.get("/{dataset_id}", response_model=DatasetOut, summary="Get a dataset", responses=NOT_FOUND)
+def get_dataset(dataset: DatasetDep) -> DatasetOut:
+    return DatasetOut.of(dataset)
+
+
+@datasets.delete(
+    "/{dataset_id}", status_code=204, summary="Delete a dataset", responses={**NOT_FOUND, **CONFLICT}
+)
+def delete_dataset(dataset: DatasetDep, session: SessionDep, store: StoreDep) -> Response:
+    """409 while an unfinished job uses it; finished jobs keep their spec but lose the link."""
+    dataset_id = dataset.id
+    users = _referencing_jobs(
+        session,
+        dataset.owner_id,
+        lambda job: (
+            job.dataset_id == dataset_id or (job.spec.get("dataset") or {}).get("val_path") == dataset_id
+        ),
+    )
+    if users:
+        raise Conflict(
+            f"dataset {dataset_id} is used by {len(users)} unfinished job(s)", details={"jobs": users}
+        )
+    session.execute(
+        update(Job)
+        .where(Job.dataset_id == dataset_id)
+        .values(dataset_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    _delete(session, store, dataset)
+    return Response(status_code=204)
+
+
+# -- checkpoints ------------------------------------------------------------------------------------
+
+
+@checkpoints.post(
+    "",
+    status_code=201,
+    response_model=CheckpointOut,
+    summary="Upload a dense checkpoint",
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra=_multipart_body(CHECKPOINT_FORMATS, False, "dense.safetensors or model.pt"),
+)
+async def upload_checkpoint(
+    request: Request, session: SessionDep, owner: CurrentOwner, settings: SettingsDep, store: StoreDep
+) -> CheckpointOut:
+    """Multipart fields `file`, optional `format` (safetensors or torch; default: from the content) and
+    optional `name`. Torch files must be the zip format of `torch.save` and may hold only tensors and
+    containers: the pickle is scanned, never loaded. Use the returned id as `model.checkpoint`."""
+    received = await _receive(request, session, settings)
+    try:
+        fmt = received.fields.get("format", "").strip() or None
+        accepted = await run_in_threadpool(validate_checkpoint, received.path, fmt)
+
+        def make_row(upload_id: str, filename: str, key: str) -> Checkpoint:
+            return Checkpoint(
+                id=upload_id,
+                owner_id=owner.id,
+                name=_label(received, filename),
+                format=accepted.format,
+                filename=filename,
+                size=received.size,
+                sha256=received.sha256,
+                storage_key=key,
+                summary=accepted.summary,
+            )
+
+        row = await _store_upload(session, store, received, accepted, "checkpoints", make_row)
+    finally:
+        received.path.unlink(missing_ok=True)
+    return CheckpointOut.of(row)
+
+
+@checkpoints.get("", response_model=CheckpointList, summary="List checkpoints")
+def list_checkpoints(
+    session: SessionDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many")] = 200,
+) -> CheckpointList:
+    return CheckpointList(items=[CheckpointOut.of(c) for c in _list(session, Checkpoint, owner, limit)])
+
+
+@checkpoints.get(
+    "/{checkpoint_id}", response_model=CheckpointOut, summary="Get a checkpoint", responses=NOT_FOUND
+)
+def get_checkpoint(checkpoint: CheckpointDep) -> CheckpointOut:
+    return CheckpointOut.of(checkpoint)
+
+
+@checkpoints.delete(
+    "/{checkpoint_id}", status_code=204, summary="Delete a checkpoint", responses={**NOT_FOUND, **CONFLICT}
+)
+def delete_checkpoint(checkpoint: CheckpointDep, session: SessionDep, store: StoreDep) -> Response:
+    checkpoint_id = checkpoint.id
+    users = _referencing_jobs(session, checkpoint.owner_id, lambda job: job.checkpoint_id == checkpoint_id)
+    if users:
+        raise Conflict(
+            f"checkpoint {checkpoint_id} is used by {len(users)} unfinished job(s)", details={"jobs": users}
+        )
+    session.execute(
+        update(Job)
+        .where(Job.checkpoint_id == checkpoint_id)
+        .values(checkpoint_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    _delete(session, store, checkpoint)
+    return Response(status_code=204)
+
+
+# -- shared -----------------------------------------------------------------------------------------
+
+
+def _list(session: Session, model: type[Upload], owner: Owner, limit: int) -> list[Upload]:
+    query = select(model)
+    if not owner.is_admin:
+        query = query.where(model.owner_id == owner.id)
+    return list(session.scalars(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit)))
+
+
+def _delete(session: Session, store: ObjectStore, row: Dataset | Checkpoint) -> None:
+    key = row.storage_key
+    session.delete(row)
+    # The file goes only once the row is gone for good; a failed delete leaves an orphan, never a row
+    # pointing at nothing.
+    after_commit(session, lambda: store.delete(key))

@@ -1,0 +1,204 @@
+"""Response bodies of the REST API (request bodies are ``jobs.spec.JobSpec`` and multipart uploads)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from jobs.models import Artifact, Checkpoint, Dataset, Job, JobEvent
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class JobSummary(_Out):
+    """A job as listed: state and the fields it is filtered by; the spec is in the detail view."""
+
+    id: str = Field(examples=["3f2b9c1d0e8a4f6b9c2d1e0f8a7b6c5d"])
+    owner_id: str
+    name: str | None = Field(examples=["lenet5 2:4 on digits"])
+    state: str = Field(
+        description="queued, running, cancelling, succeeded, failed or cancelled", examples=["queued"]
+    )
+    phase: str | None = Field(
+        description="What the job is doing now (preparing, training, ...)", examples=["queued"]
+    )
+    method: str = Field(examples=["lbc"])
+    pattern: str = Field(description="N:M pattern", examples=["2:4"])
+    architecture: str = Field(examples=["lenet5"])
+    dataset_id: str | None
+    checkpoint_id: str | None
+    queue: str = Field(examples=["gpu"])
+    priority: int = Field(examples=[5])
+    time_limit_s: int | None
+    attempt: int = Field(description="Attempts started so far (0 while waiting for the first)")
+    max_attempts: int
+    cancel_requested: bool
+    progress: dict[str, Any] = Field(
+        description="Latest throttled progress report", examples=[{"epoch": 2, "step": 120, "loss": 0.41}]
+    )
+    error_type: str | None
+    error_message: str | None
+    created_at: datetime
+    queued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+class JobDetail(JobSummary):
+    spec: dict[str, Any] = Field(description="The validated job spec with every default filled in")
+    result: dict[str, Any] | None = Field(description="Final metrics and report summary once succeeded")
+    links: dict[str, str] = Field(default_factory=dict, description="Related resources")
+
+    @classmethod
+    def of(cls, job: Job) -> JobDetail:
+        detail = cls.model_validate(job)
+        base = f"/v1/jobs/{job.id}"
+        detail.links = {
+            name: f"{base}/{name}" for name in ("events", "logs", "metrics", "artifacts", "cancel", "retry")
+        }
+        return detail
+
+
+class JobPage(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class EventOut(_Out):
+    id: int = Field(description="Monotonic event id (the SSE id)")
+    kind: str = Field(examples=["state", "phase", "progress", "metrics", "log"])
+    attempt: int
+    created_at: datetime
+    data: dict[str, Any]
+
+    @classmethod
+    def of(cls, event: JobEvent) -> EventOut:
+        return cls.model_validate(event)
+
+
+class MetricsHistory(BaseModel):
+    job_id: str
+    history: list[dict[str, Any]] = Field(
+        description="One entry per reported epoch, oldest first",
+        examples=[[{"epoch": 1, "train_loss": 0.52, "val_accuracy": 0.91, "lr": 0.1}]],
+    )
+
+
+class LogLine(BaseModel):
+    event_id: int
+    attempt: int
+    created_at: datetime
+    line: str
+
+
+class LogPage(BaseModel):
+    items: list[LogLine]
+    next_after: int = Field(description="Pass as `after` to continue from here")
+
+
+class ArtifactOut(BaseModel):
+    name: str = Field(examples=["sparse.safetensors"])
+    size: int
+    sha256: str
+    content_type: str = Field(examples=["application/octet-stream"])
+    created_at: datetime
+    url: str = Field(description="Download path (supports Range and If-None-Match)")
+
+    @classmethod
+    def of(cls, artifact: Artifact) -> ArtifactOut:
+        return cls(
+            name=artifact.name,
+            size=artifact.size,
+            sha256=artifact.sha256,
+            content_type=artifact.content_type,
+            created_at=artifact.created_at,
+            url=f"/v1/jobs/{artifact.job_id}/artifacts/{quote(artifact.name, safe='/')}",
+        )
+
+
+class ArtifactList(BaseModel):
+    items: list[ArtifactOut]
+
+
+class UploadOut(_Out):
+    id: str
+    owner_id: str
+    name: str
+    format: str
+    filename: str = Field(description="Stored file name (sanitised)")
+    size: int
+    sha256: str
+    summary: dict[str, Any] = Field(description="What validation found: samples, classes, shapes, tensors")
+    created_at: datetime
+
+
+class DatasetOut(UploadOut):
+    format: str = Field(examples=["npz"], description="mnist, npz, imagefolder, cifar10 or cifar100")
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> DatasetOut:
+        return cls.model_validate(dataset)
+
+
+class CheckpointOut(UploadOut):
+    format: str = Field(examples=["safetensors"], description="safetensors or torch")
+
+    @classmethod
+    def of(cls, checkpoint: Checkpoint) -> CheckpointOut:
+        return cls.model_validate(checkpoint)
+
+
+class DatasetList(BaseModel):
+    items: list[DatasetOut]
+
+
+class CheckpointList(BaseModel):
+    items: list[CheckpointOut]
+
+
+class ModelArgument(BaseModel):
+    name: str
+    default: Any
+    help: str
+
+
+class LayerInfo(BaseModel):
+    name: str = Field(examples=["features.3"])
+    kind: str = Field(examples=["Conv2d"])
+    shape: list[int]
+    sparsified: dict[str, bool] = Field(description="By M (as a string): sparsified under the default policy")
+    reasons: dict[str, str] = Field(description="By M: why the layer stays dense (absent when sparsified)")
+
+
+class ModelOut(BaseModel):
+    name: str = Field(examples=["lenet5"])
+    description: str
+    input_size: list[int] | None = Field(description="[H, W] the defaults are designed for; null: flat input")
+    args: list[ModelArgument]
+    layers: list[LayerInfo] = Field(description="Linear/Conv2d layers at default arguments")
+
+
+class ModelList(BaseModel):
+    items: list[ModelOut]
+    m_values: list[int] = Field(description="The M values the layer table covers")
+
+
+class ComponentStatus(BaseModel):
+    ok: bool
+    detail: str | None = None
+    latency_ms: float | None = None
+
+
+class Readiness(BaseModel):
+    status: str = Field(examples=["ready"])
+    components: dict[str, ComponentStatus]
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])

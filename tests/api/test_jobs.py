@@ -1,0 +1,260 @@
+"""Submitting, listing, cancelling and retrying jobs over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jobs.db import transaction
+from jobs.models import Job, JobEvent
+from tests.api.conftest import Service, digits_spec
+
+BOTH = pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
+
+
+@BOTH
+def test_submit_queues_the_job_and_rings_the_broker_after_commit(service: Service) -> None:
+    alice = service.caller("alice")
+    response = service.client.post("/v1/jobs", json=digits_spec(name="first"), headers=alice.headers)
+
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert response.headers["Location"] == f"/v1/jobs/{job['id']}"
+    assert job["state"] == "queued"
+    assert (job["method"], job["pattern"], job["architecture"], job["name"]) == (
+        "lbc",
+        "2:4",
+        "lenet5",
+        "first",
+    )
+    assert job["queue"] == "gpu"  # limits.queue "default" maps to settings.default_queue
+    assert job["owner_id"] == alice.owner_id
+    assert job["spec"]["train"]["epochs"] == 2 and job["spec"]["train"]["lr"] == 0.1  # defaults filled in
+    assert service.queued_messages("gpu") == [job["id"]]
+
+    fetched = service.client.get(f"/v1/jobs/{job['id']}", headers=alice.headers)
+    assert fetched.status_code == 200
+    assert fetched.json()["id"] == job["id"]
+    assert fetched.json()["links"]["events"] == f"/v1/jobs/{job['id']}/events"
+
+
+def test_submit_to_a_named_queue_with_limits(service: Service) -> None:
+    alice = service.caller()
+    spec = digits_spec(limits={"queue": "h100", "priority": 9, "time_limit_s": 600})
+    job = service.submit(alice, spec)
+    assert (job["queue"], job["priority"], job["time_limit_s"]) == ("h100", 9, 600)
+    assert service.queued_messages("h100") == [job["id"]]
+    assert service.queued_messages("gpu") == []
+
+
+def _problems(response: Any) -> dict[str, str]:
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["request_id"] == response.headers["X-Request-ID"]
+    return {p["field"]: p["message"] for p in error["details"]}
+
+
+@BOTH
+def test_every_spec_problem_is_a_422_naming_its_field(service: Service) -> None:
+    alice = service.caller()
+    spec = digits_spec(
+        model={"architecture": "resnet9000"},
+        sparsity={"n": 4, "m": 4},
+        train={"epochs": 0, "bogus": 1},
+    )
+    problems = _problems(service.client.post("/v1/jobs", json=spec, headers=alice.headers))
+    assert "unknown architecture 'resnet9000'" in problems["model.architecture"]
+    assert "must be smaller than m (4)" in problems["sparsity.n"]
+    assert "train.epochs" in problems
+    assert problems["train.bogus"].startswith("unknown field")
+    assert service.queued_messages("gpu") == []
+    with transaction(service.sessions) as session:
+        assert session.query(Job).filter(Job.owner_id == alice.owner_id).count() == 0
+
+
+def test_malformed_bodies_use_the_same_envelope(service: Service) -> None:
+    alice = service.caller()
+    headers = {**alice.headers, "Content-Type": "application/json"}
+    not_json = service.client.post("/v1/jobs", content=b"{not json", headers=headers)
+    assert _problems(not_json)["body"].startswith("JSON decode error")
+    a_list = service.client.post("/v1/jobs", json=[1, 2], headers=alice.headers)
+    assert "a job spec is a mapping" in _problems(a_list)["body"]
+    missing = _problems(
+        service.client.post("/v1/jobs", json={"model": {"architecture": "mlp"}}, headers=alice.headers)
+    )
+    assert missing["dataset"] == "required field is missing"
+
+
+def test_service_specs_name_uploads_not_paths(service: Service) -> None:
+    alice = service.caller()
+    spec = digits_spec(
+        dataset={"source": "npz", "path": "/etc/passwd"}, model={"architecture": "mlp", "checkpoint": "x.pt"}
+    )
+    problems = _problems(service.client.post("/v1/jobs", json=spec, headers=alice.headers))
+    assert problems["dataset.path"] == "dataset /etc/passwd does not exist"
+    assert problems["model.checkpoint"] == "checkpoint x.pt does not exist"
+
+
+@BOTH
+def test_idempotency_key_returns_the_same_job_and_rejects_another_spec(service: Service) -> None:
+    alice = service.caller()
+    headers = {**alice.headers, "Idempotency-Key": "submit-1"}
+    first = service.client.post("/v1/jobs", json=digits_spec(), headers=headers)
+    again = service.client.post("/v1/jobs", json=digits_spec(), headers=headers)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["id"] == first.json()["id"]
+    assert service.queued_messages("gpu") == [first.json()["id"]]  # rung once
+
+    other = service.client.post("/v1/jobs", json=digits_spec(train={"epochs": 3}), headers=headers)
+    assert other.status_code == 409
+    assert other.json()["error"]["details"] == {"job_id": first.json()["id"]}
+
+    # Keys are per owner: bob's "submit-1" is a different job.
+    bob = service.caller("bob")
+    bobs = service.client.post(
+        "/v1/jobs", json=digits_spec(), headers={**bob.headers, "Idempotency-Key": "submit-1"}
+    )
+    assert bobs.status_code == 201 and bobs.json()["id"] != first.json()["id"]
+
+
+@BOTH
+def test_pagination_applies_filters_before_the_limit(service: Service) -> None:
+    alice, bob = service.caller("alice"), service.caller("bob")
+    methods = ["lbc", "srste", "lbc", "asp", "lbc", "srste", "lbc"]
+    ids = {m: [] for m in set(methods)}  # type: dict[str, list[str]]
+    for method in methods:
+        job = service.submit(alice, digits_spec(sparsity={"method": method, "n": 2, "m": 4}))
+        ids[method].append(job["id"])
+    service.submit(bob)  # another owner's lbc job never shows up
+
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        params: dict[str, Any] = {"method": "lbc", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
+        page = service.client.get("/v1/jobs", params=params, headers=alice.headers).json()
+        assert len(page["items"]) <= 2
+        assert {item["method"] for item in page["items"]} <= {"lbc"}
+        seen += [item["id"] for item in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages == 2
+    assert seen == list(reversed(ids["lbc"]))  # newest first, no duplicates, no omissions
+
+    everything = service.client.get("/v1/jobs", params={"limit": 200}, headers=alice.headers).json()
+    assert len(everything["items"]) == 7 and everything["next_cursor"] is None
+    by_status = service.client.get(
+        "/v1/jobs", params={"status": "queued", "pattern": "2:4"}, headers=alice.headers
+    )
+    assert len(by_status.json()["items"]) == 7
+
+
+def test_listing_parameters_are_validated(service: Service) -> None:
+    alice = service.caller()
+    bad = service.client.get("/v1/jobs", params={"limit": 0, "status": "sleeping"}, headers=alice.headers)
+    problems = _problems(bad)
+    assert set(problems) == {"limit", "status"}
+    assert _problems(service.client.get("/v1/jobs", params={"cursor": "!!"}, headers=alice.headers))
+
+
+@BOTH
+def test_admin_keys_see_every_owner_and_others_get_404(service: Service) -> None:
+    alice, bob, admin = service.caller("alice"), service.caller("bob"), service.caller("root", admin=True)
+    job = service.submit(alice)
+    bobs = service.submit(bob)
+
+    for method, path in [
+        ("GET", ""),
+        ("POST", "/cancel"),
+        ("POST", "/retry"),
+        ("GET", "/events?follow=false"),
+        ("GET", "/logs"),
+        ("GET", "/metrics"),
+        ("GET", "/artifacts"),
+        ("GET", "/artifacts/model.safetensors"),
+    ]:
+        response = service.client.request(method, f"/v1/jobs/{job['id']}{path}", headers=bob.headers)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["error"]["code"] == "not_found"
+        assert job["id"] in response.json()["error"]["message"]
+    listed = {item["id"] for item in service.client.get("/v1/jobs", headers=bob.headers).json()["items"]}
+    assert listed == {bobs["id"]}
+
+    admin_list = service.client.get("/v1/jobs", params={"limit": 200}, headers=admin.headers).json()["items"]
+    assert {job["id"], bobs["id"]} <= {item["id"] for item in admin_list}
+    assert service.client.get(f"/v1/jobs/{job['id']}", headers=admin.headers).status_code == 200
+
+
+@BOTH
+def test_cancel_queued_is_immediate_and_a_finished_job_is_409(service: Service) -> None:
+    alice = service.caller()
+    job = service.submit(alice)
+    cancelled = service.client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert cancelled.status_code == 202
+    assert cancelled.json()["state"] == "cancelled"
+    assert cancelled.json()["finished_at"] is not None
+
+    again = service.client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert again.status_code == 409
+    error = again.json()["error"]
+    assert error["code"] == "illegal_transition"
+    assert error["details"]["state"] == "cancelled"
+    with transaction(service.sessions) as session:
+        kinds = [
+            e.data["state"] for e in session.query(JobEvent).filter_by(job_id=job["id"]).order_by(JobEvent.id)
+        ]
+    assert kinds == ["queued", "cancelled"]
+
+
+def test_cancel_running_asks_the_worker_to_stop(service: Service) -> None:
+    alice = service.caller()
+    job = service.submit(alice)
+    service.worker_runs(job["id"])
+    response = service.client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert response.status_code == 202
+    assert response.json()["state"] == "cancelling"
+    assert response.json()["cancel_requested"] is True
+    # Asking twice is fine while the worker winds down.
+    assert service.client.post(f"/v1/jobs/{job['id']}/cancel", headers=alice.headers).status_code == 202
+
+
+@BOTH
+def test_retry_requeues_failed_and_cancelled_jobs_and_rings_again(service: Service) -> None:
+    alice = service.caller()
+    job = service.submit(alice)
+    assert service.queued_messages("gpu") == [job["id"]]
+
+    queued_retry = service.client.post(f"/v1/jobs/{job['id']}/retry", headers=alice.headers)
+    assert queued_retry.status_code == 409
+    assert queued_retry.json()["error"]["details"]["state"] == "queued"
+
+    service.worker_runs(job["id"], finish="failed")
+    failed = service.client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+    assert (failed["state"], failed["error_type"]) == ("failed", "spec_error")
+
+    retried = service.client.post(f"/v1/jobs/{job['id']}/retry", headers=alice.headers)
+    assert retried.status_code == 202
+    body = retried.json()
+    assert (body["state"], body["attempt"], body["error_type"], body["finished_at"]) == (
+        "queued",
+        0,
+        None,
+        None,
+    )
+    assert service.queued_messages("gpu") == [job["id"]]
+
+
+def test_unfinished_job_quota_is_a_429(app_factory: Any) -> None:
+    service = app_factory(max_concurrent_jobs_per_owner=2)
+    alice = service.caller()
+    service.submit(alice)
+    service.submit(alice)
+    third = service.client.post("/v1/jobs", json=digits_spec(), headers=alice.headers)
+    assert third.status_code == 429
+    assert third.json()["error"]["code"] == "quota_exceeded"
