@@ -22,7 +22,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import spec_cmd, train
+    from cli import keys, service, spec_cmd, train
 
     parser = Parser(
         prog="lbc", description="Learn N:M structured sparsity (LBC, SR-STE, ASP) for PyTorch models."
@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train.register(commands)
     spec_cmd.register(commands)
+    service.register(commands)
+    keys.register(commands)
     return parser
 
 

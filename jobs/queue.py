@@ -40,7 +40,13 @@ def make_celery(settings: Settings, name: str = "lbc") -> Celery:
             "reap-lost-jobs": {
                 "task": REAP_TASK,
                 "schedule": settings.reaper_interval_seconds,
-                "options": {"queue": MAINTENANCE_QUEUE},
+                # Behind a busy worker (embedded mode) reap messages would pile up; a stale one is
+                # superseded by newer ones, so it expires, but only after several intervals: a
+                # shorter expiry silently drops reaps and delays recovery.
+                "options": {
+                    "queue": MAINTENANCE_QUEUE,
+                    "expires": max(4 * settings.reaper_interval_seconds, 30.0),
+                },
             }
         },
     )

@@ -301,6 +301,9 @@ def finish_success(
         phase="done",
         result=result,
         lease_expires_at=None,
+        # Errors of earlier attempts stay in the event history; the job itself did not fail.
+        error_type=None,
+        error_message=None,
     )
     for artifact in artifacts:
         session.add(Artifact(job_id=job_id, **artifact))

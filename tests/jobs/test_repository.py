@@ -315,3 +315,16 @@ def test_retry_respects_the_unfinished_job_quota(factory) -> None:
     _submit(factory, owner)
     with pytest.raises(QuotaExceeded), transaction(factory) as session:
         repo.retry_job(session, repo.get_job(session, failed.id, owner), max_attempts=3, max_active_jobs=1)
+
+
+def test_a_job_that_succeeds_after_a_lost_attempt_shows_no_error(factory) -> None:
+    job = _submit(factory, _owner(factory))
+    _claim(factory, job.id, lease=0.01)
+    with transaction(factory) as session:
+        repo.reap(session, now=utcnow() + timedelta(seconds=5), queued_resend_seconds=3600)
+    assert _state(factory, job.id).error_type == "worker_lost"
+    _claim(factory, job.id, "w2")
+    with transaction(factory) as session:
+        repo.finish_success(session, job.id, "w2", [], {"val_accuracy": 1.0})
+    row = _state(factory, job.id)
+    assert (row.state, row.error_type, row.error_message) == ("succeeded", None, None)

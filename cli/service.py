@@ -1,0 +1,390 @@
+"""The service's processes: ``lbc api``, ``lbc worker``, ``lbc beat``, ``lbc migrate`` and ``lbc serve``.
+
+Each reads its configuration from ``LBC_*`` environment variables (``jobs.settings.Settings``); flags
+only override a few of them. ``lbc serve`` is the embedded default: one command, all state under one
+home directory, the API, a worker and the reaper's scheduler as child processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jobs.settings import Settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s [%(context)s] %(message)s"
+ALL_QUEUES = "gpu,cpu,maintenance"
+LOCAL_KEY_FILE = "local-key"
+LOCAL_OWNER = "local"
+
+
+def register(commands: Any) -> None:
+    api = commands.add_parser("api", help="run the HTTP API (uvicorn)", description=_doc(run_api))
+    api.add_argument("--host", help="bind address (default: LBC_API_HOST, 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port (default: LBC_API_PORT, 8000)")
+    api.set_defaults(handler=run_api)
+
+    worker = commands.add_parser(
+        "worker", help="run a Celery worker that executes jobs", description=_doc(run_worker)
+    )
+    worker.add_argument(
+        "--queues",
+        default=ALL_QUEUES,
+        help=f"comma-separated queues to consume (default {ALL_QUEUES}; 'maintenance' runs the reaper's task)",
+    )
+    worker.add_argument("--name", help="Celery node name (default lbc-<pid>@<host>); %%h is the host name")
+    worker.add_argument("--loglevel", default="INFO", help="log level (default INFO)")
+    worker.set_defaults(handler=run_worker)
+
+    beat = commands.add_parser(
+        "beat", help="run the scheduler that triggers the reaper", description=_doc(run_beat)
+    )
+    beat.add_argument("--loglevel", default="INFO", help="log level (default INFO)")
+    beat.set_defaults(handler=run_beat)
+
+    migrate = commands.add_parser(
+        "migrate", help="create or upgrade the database schema", description=_doc(run_migrate)
+    )
+    migrate.set_defaults(handler=run_migrate)
+
+    serve = commands.add_parser(
+        "serve",
+        help="embedded mode: API + worker + scheduler on this machine",
+        description=_doc(run_serve),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--home", help="directory for all state (default: LBC_HOME, ./.lbc)")
+    serve.add_argument("--port", type=int, help="API port (default: LBC_API_PORT, 8000)")
+    serve.add_argument("--host", help="API bind address (default: LBC_API_HOST, 127.0.0.1)")
+    serve.set_defaults(handler=run_serve)
+
+
+def _doc(fn: Any) -> str:
+    return (fn.__doc__ or "").strip()
+
+
+def _settings(**overrides: Any) -> Settings:
+    from jobs.settings import Settings, get_settings
+
+    given = {key: value for key, value in overrides.items() if value is not None}
+    return Settings(**given) if given else get_settings()
+
+
+def configure_logging(level: str | int = "INFO") -> None:
+    """One stderr handler on the root logger; ``%(context)s`` names the task and job of a line."""
+    from worker.tasks import LogContextFilter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(LogContextFilter())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level if isinstance(level, int) else level.upper())
+
+
+# -- lbc api --------------------------------------------------------------------------------------------
+def run_api(args: argparse.Namespace) -> int:
+    """Serve the REST API with uvicorn on LBC_API_HOST:LBC_API_PORT."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(api_host=args.host, api_port=args.port)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        # Live event streams stay open until their job ends; do not let them hold up a shutdown.
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+# -- lbc worker -----------------------------------------------------------------------------------------
+def parse_queues(text: str) -> list[str]:
+    queues = [q.strip() for q in text.split(",") if q.strip()]
+    if not queues:
+        raise SystemExit("lbc worker: --queues needs at least one queue name")
+    return queues
+
+
+def celery_worker_argv(queues: list[str], name: str, loglevel: str) -> list[str]:
+    """Job workers: one job at a time, no prefetch, a fresh forked process per job (no CUDA state or
+    leaked memory carries over; the parent never opens a database connection or CUDA).
+
+    A worker of the maintenance queue alone runs only the reaper's short database task: it runs tasks
+    in its main process (solo pool), without forking a process per task.
+    """
+    from jobs.queue import MAINTENANCE_QUEUE
+
+    if set(queues) <= {MAINTENANCE_QUEUE}:
+        pool = ["--pool", "solo"]
+    else:
+        pool = [
+            "--pool",
+            "prefork",
+            "--concurrency",
+            "1",
+            "--prefetch-multiplier",
+            "1",
+            "--max-tasks-per-child",
+            "1",
+        ]
+    return [
+        "worker",
+        "--queues",
+        ",".join(queues),
+        *pool,
+        "--hostname",
+        name,
+        "--loglevel",
+        loglevel,
+        # No cluster chatter: the database coordinates workers, not Celery's gossip.
+        "--without-mingle",
+        "--without-gossip",
+        "--without-heartbeat",
+    ]
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    """Run a Celery worker that executes jobs from the given queues (one job at a time, one fresh
+    process per job). Start one per GPU."""
+    from celery import signals
+
+    from jobs.queue import MAINTENANCE_QUEUE
+
+    queues = parse_queues(args.queues)
+    settings = _settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    if set(queues) - {MAINTENANCE_QUEUE}:
+        # Import torch and the engine once in the parent: every job's forked child starts with them loaded.
+        # Importing torch does not initialise CUDA, so the fork stays safe.
+        import worker.execution  # noqa: F401
+
+    from worker.celery_app import create_worker_app
+
+    app = create_worker_app(settings)
+    signals.setup_logging.connect(lambda **_: configure_logging(args.loglevel), weak=False)
+    name = args.name or f"lbc-{os.getpid()}@%h"
+    result = app.worker_main(celery_worker_argv(queues, name, args.loglevel))
+    return int(result or 0)
+
+
+# -- lbc beat -------------------------------------------------------------------------------------------
+def run_beat(args: argparse.Namespace) -> int:
+    """Run the Celery beat scheduler that sends the reaper's task every LBC_REAPER_INTERVAL_SECONDS
+    (run exactly one per deployment; its schedule file lives under LBC_HOME)."""
+    from celery import signals
+
+    from jobs.queue import make_celery
+
+    settings = _settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app = make_celery(settings, name="lbc-beat")
+    signals.setup_logging.connect(lambda **_: configure_logging(args.loglevel), weak=False)
+    argv = ["beat", "--schedule", str(settings.home / "celerybeat-schedule"), "--loglevel", args.loglevel]
+    result = app.start(argv)
+    return int(result or 0)
+
+
+# -- lbc migrate ----------------------------------------------------------------------------------------
+def run_migrate(args: argparse.Namespace) -> int:
+    """Create or upgrade the database schema to the latest migration (safe to run again)."""
+    from jobs.migrate import upgrade
+
+    settings = _settings()
+    if settings.embedded:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.database_url)
+    print(f"database schema is up to date ({_redacted(settings.database_url)})")
+    return 0
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# -- lbc serve ------------------------------------------------------------------------------------------
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+
+
+def ensure_local_key(settings: Settings) -> tuple[str, bool]:
+    """The local admin key, created on first start and kept in ``home/local-key`` (mode 0600).
+
+    Returns ``(token, created)``. A stored key that no longer authenticates (the database was reset)
+    is replaced.
+    """
+    from jobs import auth
+    from jobs.db import make_engine, make_session_factory, transaction
+    from jobs.errors import Unauthorized
+
+    path = settings.home / LOCAL_KEY_FILE
+    engine = make_engine(settings.database_url)
+    try:
+        sessions = make_session_factory(engine)
+        if path.exists():
+            token = path.read_text().strip()
+            try:
+                with transaction(sessions) as session:
+                    auth.authenticate(session, token)
+                return token, False
+            except Unauthorized:
+                pass
+        with transaction(sessions) as session:
+            owner = auth.get_or_create_owner(session, LOCAL_OWNER, is_admin=True)
+            _, token = auth.create_api_key(session, owner, "lbc serve local key")
+    finally:
+        engine.dispose()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return token, True
+
+
+def _wait_healthy(url: str, children: list[Child], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(c.process is not None and c.process.poll() is not None for c in children):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _signal_group(child: Child, sig: int) -> None:
+    if child.process is None or child.process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.process.pid, sig)
+
+
+def _stop_children(children: list[Child], grace: float) -> None:
+    """SIGTERM everyone (the API and beat stop at once; the worker finishes a warm shutdown), then
+    a cold shutdown of a worker still busy with a job (the job resumes from its checkpoint on the next
+    start), then SIGKILL whatever is left."""
+    for child in children:
+        _signal_group(child, signal.SIGTERM)
+    for sig, wait in ((signal.SIGQUIT, grace), (signal.SIGKILL, 5.0)):
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and any(c.process and c.process.poll() is None for c in children):
+            time.sleep(0.1)
+        for child in children:
+            if child.process is not None and child.process.poll() is None:
+                print(
+                    f"lbc serve: {child.name} still running; sending {signal.Signals(sig).name}",
+                    file=sys.stderr,
+                )
+                _signal_group(child, sig)
+    for child in children:
+        if child.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.process.wait(timeout=5)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Embedded mode: SQLite, a local object store and an SQLite broker, all under LBC_HOME.
+
+    Creates the home directory, migrates the database, creates a local admin API key on first start
+    (printed once, and kept in LBC_HOME/local-key with mode 0600), then runs the API, one worker
+    (all queues) and the reaper's scheduler as child processes until Ctrl-C or SIGTERM.
+    """
+    from jobs.migrate import upgrade
+
+    overrides: dict[str, Any] = {"api_port": args.port, "api_host": args.host}
+    if args.home:
+        overrides["home"] = Path(args.home)
+    settings = _settings(**overrides)
+    settings.home.mkdir(parents=True, exist_ok=True)
+
+    stop: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.append(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    children: list[Child] = []
+    try:
+        upgrade(settings.database_url)
+        token, created = ensure_local_key(settings)
+        key_path = settings.home / LOCAL_KEY_FILE
+        shown_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+        base_url = f"http://{shown_host}:{settings.api_port}"
+        print(f"lbc serve: state in {settings.home}", flush=True)
+        if created:
+            print(
+                f"lbc serve: new local admin API key (shown once, saved in {key_path}): {token}", flush=True
+            )
+            print(f"lbc serve: open {base_url}/?key={token}", flush=True)
+        else:
+            print(f"lbc serve: using the local admin API key saved in {key_path}", flush=True)
+            print(f"lbc serve: open {base_url}/", flush=True)
+
+        env = {
+            **os.environ,
+            "LBC_HOME": str(settings.home),
+            "LBC_API_HOST": settings.api_host,
+            "LBC_API_PORT": str(settings.api_port),
+        }
+        lbc = [sys.executable, "-m", "cli.main"]
+        children = [
+            Child("api", [*lbc, "api"]),
+            Child("worker", [*lbc, "worker", "--queues", ALL_QUEUES, "--name", "lbc-serve@%h"]),
+            Child("beat", [*lbc, "beat"]),
+        ]
+        for child in children:
+            if stop:
+                break
+            # Own process group: a terminal's Ctrl-C reaches only us, and we decide how each child stops.
+            child.process = subprocess.Popen(child.argv, env=env, start_new_session=True)
+        if not stop:
+            if _wait_healthy(f"{base_url}/healthz", children, timeout=120):
+                print(f"lbc serve: ready at {base_url} (Ctrl-C to stop)", flush=True)
+            else:
+                print(f"lbc serve: the API at {base_url} is not answering", file=sys.stderr, flush=True)
+        while not stop:
+            dead = [c for c in children if c.process is not None and c.process.poll() is not None]
+            if dead:
+                for child in dead:
+                    assert child.process is not None
+                    print(
+                        f"lbc serve: {child.name} exited with code {child.process.returncode}; stopping",
+                        file=sys.stderr,
+                    )
+                return 1
+            time.sleep(0.2)
+        print("lbc serve: stopping", flush=True)
+        return 0
+    finally:
+        _stop_children(children, grace=10.0)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if stop:
+            print("lbc serve: stopped", flush=True)

@@ -1,0 +1,130 @@
+"""The service commands of ``lbc``: migrate, keys create, the help of every process command, and the
+local key of ``lbc serve``."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from api.app import create_app
+from cli.service import celery_worker_argv, ensure_local_key, parse_queues
+from jobs import auth
+from jobs.db import make_engine, make_session_factory, transaction
+from jobs.migrate import current_revision, head_revision, upgrade
+from jobs.settings import Settings
+
+LBC = str(Path(sys.executable).with_name("lbc"))
+
+
+def lbc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LBC_")}
+    return subprocess.run(
+        [LBC, *args], env={**base, **(env or {})}, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("command", ["api", "worker", "beat", "migrate", "serve", "keys", "keys create"])
+def test_every_service_command_has_help(command: str) -> None:
+    result = lbc(*command.split(), "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: lbc {command}")
+
+
+def test_migrate_creates_the_schema_and_is_idempotent(tmp_path: Path) -> None:
+    env = {"LBC_HOME": str(tmp_path / "home")}
+    first, second = lbc("migrate", env=env), lbc("migrate", env=env)
+
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert current_revision(f"sqlite:///{tmp_path / 'home' / 'lbc.db'}") == head_revision()
+    assert "up to date" in first.stdout
+
+
+def test_migrate_on_postgresql(empty_postgres_url: str) -> None:
+    result = lbc("migrate", env={"LBC_DATABASE_URL": empty_postgres_url})
+
+    assert result.returncode == 0, result.stderr
+    assert current_revision(empty_postgres_url) == head_revision()
+    assert "password" not in result.stdout.lower() or "***" in result.stdout
+
+
+def test_keys_create_prints_a_key_that_authenticates(tmp_path: Path) -> None:
+    database_url = f"sqlite:///{tmp_path / 'lbc.db'}"
+    upgrade(database_url)
+    env = {"LBC_DATABASE_URL": database_url, "LBC_HOME": str(tmp_path)}
+
+    admin = lbc("keys", "create", "--name", "ops", "--admin", env=env)
+    user = lbc("keys", "create", "--name", "ci", "--owner", "team-a", env=env)
+
+    assert admin.returncode == 0 and user.returncode == 0, admin.stderr + user.stderr
+    admin_key, user_key = admin.stdout.strip(), user.stdout.strip()
+    assert admin_key.startswith("lbc_") and "\n" not in admin_key and admin_key != user_key
+    assert "not shown again" in admin.stderr
+    engine = make_engine(database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            ops, team = auth.authenticate(session, admin_key), auth.authenticate(session, user_key)
+            assert (ops.name, ops.is_admin) == ("ops", True)
+            assert (team.name, team.is_admin) == ("team-a", False)
+    finally:
+        engine.dispose()
+    app = create_app(Settings(home=tmp_path, database_url=database_url))
+
+    async def status(key: str) -> int:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lbc.test") as client:
+            return (await client.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"})).status_code
+
+    try:
+        assert anyio.run(status, user_key) == 200
+        assert anyio.run(status, "lbc_nope") == 401
+    finally:
+        app.state.engine.dispose()
+
+
+def test_keys_create_needs_a_migrated_database(tmp_path: Path) -> None:
+    result = lbc("keys", "create", "--name", "x", env={"LBC_HOME": str(tmp_path)})
+    assert result.returncode != 0
+
+
+def test_serve_keeps_one_local_key_readable_only_by_its_owner(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    upgrade(settings.database_url)
+
+    token, created = ensure_local_key(settings)
+    again, created_again = ensure_local_key(settings)
+
+    assert created and not created_again and again == token
+    key_file = tmp_path / "local-key"
+    assert key_file.read_text().strip() == token
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    # A database reset makes the stored key useless: a new one replaces it.
+    (tmp_path / "lbc.db").unlink()
+    upgrade(settings.database_url)
+    replaced, created_new = ensure_local_key(settings)
+    assert created_new and replaced != token
+
+
+def test_worker_runs_one_job_per_fresh_process_without_prefetch() -> None:
+    argv = celery_worker_argv(["gpu", "cpu"], "w@%h", "INFO")
+    options = dict(zip(argv[1::2], argv[2::2], strict=False))
+    assert argv[0] == "worker"
+    assert options["--concurrency"] == "1" and options["--prefetch-multiplier"] == "1"
+    assert options["--max-tasks-per-child"] == "1" and options["--pool"] == "prefork"
+    assert options["--queues"] == "gpu,cpu" and options["--hostname"] == "w@%h"
+    assert parse_queues(" gpu, cpu ,") == ["gpu", "cpu"]
+    with pytest.raises(SystemExit):
+        parse_queues(" , ")
+
+
+def test_a_maintenance_only_worker_runs_the_reaper_in_its_main_process() -> None:
+    argv = celery_worker_argv(["maintenance"], "m@%h", "INFO")
+    assert argv[argv.index("--pool") + 1] == "solo" and "--max-tasks-per-child" not in argv
+    mixed = celery_worker_argv(["gpu", "maintenance"], "w@%h", "INFO")
+    assert mixed[mixed.index("--pool") + 1] == "prefork"

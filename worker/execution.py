@@ -1,0 +1,350 @@
+"""One attempt of one job, from the claimed row to the terminal transaction.
+
+``claim`` (compare-and-set ``queued -> running``), ``execute`` (inputs, training, uploads; never raises
+for a job problem, returns an :class:`Outcome`) and ``finish`` (one transaction, then the re-send of a
+re-queued job after commit). Celery is not needed here: the task bodies in ``worker.tasks`` call these,
+and so do the tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import torch
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from jobs import repository
+from jobs.db import transaction
+from jobs.errors import IllegalTransition
+from jobs.models import Job, utcnow
+from jobs.spec import SpecError, parse_spec
+from jobs.states import JobState
+from lbc_core.pipeline import METRICS_NAME, RunResult
+from lbc_core.training import resolve_device
+from worker.callback import CheckpointPublisher, ServiceCallback, checkpoint_prefix
+from worker.context import WorkerContext
+from worker.inputs import InputError, fetch_resume_checkpoint, resolve_inputs
+from worker.reporting import JobLogHandler, JobReporter, jsonable
+from worker.runner import JobInputError, run_spec
+
+log = logging.getLogger(__name__)
+
+LOG_NAME = "job.log"
+LOG_CONTENT_TYPE = "text/plain; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json"
+
+Status = Literal["succeeded", "cancelled", "failed", "lost"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended. ``lost``: another worker owns the job now; nothing more may be written."""
+
+    status: Status
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    result: dict[str, Any] | None = None
+    error_type: str | None = None
+    message: str = ""
+    retryable: bool = False
+
+
+class TimeLimitExceeded(Exception):
+    pass
+
+
+def artifact_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}/artifacts/"
+
+
+def classify(exc: BaseException) -> tuple[str, str, bool]:
+    """``(error_type, message, retryable)`` of an attempt's exception.
+
+    Input problems (spec, data, checkpoint, layer patterns, exports of a bad model) fail at once;
+    so do CUDA OOM and a diverged loss, which would happen again at the same step. Anything else
+    may be the machine's fault and is retried while attempts remain.
+    """
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, TimeLimitExceeded):
+        return "time_limit", message, False
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return "cuda_oom", f"CUDA out of memory: {message}", False
+    if isinstance(exc, JobInputError):
+        return "invalid_input", f"{exc.error_type}: {message}", False
+    if isinstance(exc, SpecError | InputError | ValueError):
+        # DatasetError, PatternError, LayerSelectionError, ExportError, RunError, CheckpointError: all ValueErrors.
+        return "invalid_input", f"{type(exc).__name__}: {message}", False
+    if isinstance(exc, FloatingPointError):
+        return "diverged", message, False
+    return "internal_error", f"{type(exc).__name__}: {message}", True
+
+
+# -- claim ----------------------------------------------------------------------------------------------
+def claim(ctx: WorkerContext, job_id: str) -> Job | None:
+    """The job, now ``running`` and owned by this worker; ``None`` when another delivery has it."""
+    with transaction(ctx.sessions) as session:
+        job = repository.claim_job(session, job_id, ctx.worker_id, ctx.settings.lease_seconds)
+    if job is None:
+        log.info("job %s is not queued any more (duplicate or stale delivery); nothing to do", job_id)
+    else:
+        log.info(
+            "claimed job %s (attempt %d of %d) as %s", job.id, job.attempt, job.max_attempts, ctx.worker_id
+        )
+    return job
+
+
+# -- execute --------------------------------------------------------------------------------------------
+def execute(ctx: WorkerContext, job: Job) -> Outcome:
+    """Run one attempt of a claimed job. Job problems come back as an Outcome, never as an exception."""
+    with JobAttempt(ctx, job) as attempt:
+        return attempt.outcome()
+
+
+class JobAttempt:
+    """The resources of one attempt: a scratch directory, the captured log, the heartbeat thread.
+
+    All of them are released on exit (thread stopped, handler removed, scratch deleted), whatever happened.
+    """
+
+    def __init__(self, ctx: WorkerContext, job: Job) -> None:
+        self.ctx = ctx
+        self.job = job
+        scratch_root = ctx.settings.home / "scratch"
+        self.scratch = scratch_root / f"{job.id}-{job.attempt}"
+        self.out_dir = self.scratch / "run"
+        self.log_path = self.scratch / LOG_NAME
+        self.started = time.monotonic()
+        self._logs: JobLogHandler | None = None
+        self._old_level: int | None = None
+        self.reporter: JobReporter | None = None
+
+    def __enter__(self) -> JobAttempt:
+        for stale in (self.ctx.settings.home / "scratch").glob(f"{self.job.id}-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # left behind by an attempt whose process died
+        self.out_dir.mkdir(parents=True)
+        self._logs = JobLogHandler(self.log_path)
+        logging.getLogger().addHandler(self._logs)
+        package = logging.getLogger("worker")
+        if package.getEffectiveLevel() > logging.INFO:
+            self._old_level = package.level
+            package.setLevel(logging.INFO)
+        self.reporter = JobReporter(self.ctx, self.job.id, self.job.attempt, self._logs)
+        self.reporter.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self.reporter is not None:
+                self.reporter.stop()
+                self.reporter.beat()  # the last log lines, before the terminal transaction
+        finally:
+            if self._logs is not None:
+                logging.getLogger().removeHandler(self._logs)
+                self._logs.close()
+            if self._old_level is not None:
+                logging.getLogger("worker").setLevel(self._old_level)
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    # -- the attempt ------------------------------------------------------------------------------------
+    def outcome(self) -> Outcome:
+        assert self.reporter is not None
+        try:
+            return self._run(self.reporter)
+        except Exception as exc:
+            if self.reporter.lost:
+                return Outcome("lost")
+            error_type, message, retryable = classify(exc)
+            level = logging.ERROR if retryable else logging.WARNING
+            log.log(level, "job %s failed: %s: %s", self.job.id, error_type, message, exc_info=retryable)
+            return Outcome("failed", error_type=error_type, message=message, retryable=retryable)
+
+    def _deadline(self) -> float | None:
+        limit = self.job.time_limit_s or self._limit_from_spec()
+        return self.started + limit if limit else None
+
+    def _limit_from_spec(self) -> int | None:
+        limits = self.job.spec.get("limits") if isinstance(self.job.spec, dict) else None
+        value = limits.get("time_limit_s") if isinstance(limits, dict) else None
+        return int(value) if isinstance(value, int) else None
+
+    def _run(self, reporter: JobReporter) -> Outcome:
+        job, ctx = self.job, self.ctx
+        deadline = self._deadline()
+        reporter.phase("preparing data")
+        spec = parse_spec(job.spec, source=f"job {job.id}")
+        spec = resolve_inputs(ctx, job, spec, self.scratch)
+        resume = fetch_resume_checkpoint(ctx, job, self.out_dir)
+        device = resolve_device(spec.train.device)
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeLimitExceeded(
+                f"time limit of {deadline - self.started:.0f}s reached while preparing data"
+            )
+        if reporter.lost:
+            return Outcome("lost")
+        if reporter.cancel_requested:  # asked while the data was downloading: no training at all
+            return Outcome("cancelled")
+
+        training: dict[str, Any] = {"epochs": spec.train.epochs, "device": str(device)}
+        if resume is not None:
+            training.update(resume.as_event())
+            log.info(
+                "resuming from %s: epoch %d, step %d (global step %d)",
+                resume.key,
+                resume.epoch + 1,
+                resume.step,
+                resume.global_step,
+            )
+        reporter.phase("training", **training)
+        checkpoints = CheckpointPublisher(ctx, job, reporter)
+        callback = ServiceCallback(reporter, checkpoints, epochs=spec.train.epochs, deadline=deadline)
+        result = run_spec(
+            spec, self.out_dir, callbacks=[callback], resume=True, scratch_dir=self.scratch / "tmp"
+        )
+
+        if reporter.lost:
+            return Outcome("lost")
+        if result.status == "stopped":
+            if reporter.cancel_requested:
+                log.info("job %s stopped on request at %s", job.id, result.summary)
+                return Outcome("cancelled")
+            if callback.timed_out:
+                limit = (deadline or self.started) - self.started
+                raise TimeLimitExceeded(
+                    f"time limit of {limit:.0f}s reached at epoch {result.summary.get('epoch', 0) + 1}, "
+                    f"step {result.summary.get('step')}; the checkpoint is kept"
+                )
+            raise RuntimeError(f"training stopped without a reason at {result.summary}")
+        if reporter.cancel_requested:
+            return Outcome("cancelled")
+
+        reporter.phase("uploading")
+        artifacts = self._upload(result)
+        summary = dict(result.summary)
+        summary.update(
+            device=str(device),
+            attempt=job.attempt,
+            duration_s=round(time.monotonic() - self.started, 3),
+        )
+        log.info(
+            "job %s done: val_accuracy=%.4f density=%.4f verified_nm=%s",
+            job.id,
+            summary.get("val_accuracy", float("nan")),
+            summary.get("density", float("nan")),
+            summary.get("verified_nm"),
+        )
+        return Outcome("succeeded", artifacts=artifacts, result=jsonable(summary))
+
+    def _upload(self, result: RunResult) -> list[dict[str, Any]]:
+        """Every export, the metrics history and the job log, each checked against its local sha256."""
+        if result.exports is None:
+            raise RuntimeError("the run finished without exports")
+        files: list[tuple[str, Path, str, str | None]] = [
+            (f.name, f.path, f.content_type, f.sha256) for f in result.exports.files
+        ]
+        files.append((METRICS_NAME, result.out_dir / METRICS_NAME, JSON_CONTENT_TYPE, None))
+        artifacts = [self._put(*entry) for entry in files]
+        log.info("uploaded %d artifacts; uploading %s", len(artifacts), LOG_NAME)
+        assert self._logs is not None
+        self._logs.flush()
+        artifacts.append(self._put(LOG_NAME, self.log_path, LOG_CONTENT_TYPE, None))
+        return artifacts
+
+    def _put(self, name: str, path: Path, content_type: str, sha256: str | None) -> dict[str, Any]:
+        key = artifact_prefix(self.job.id) + name
+        stored = self.ctx.store.put_file(key, path, content_type)
+        if sha256 is not None and stored.sha256 != sha256:
+            raise OSError(f"{name}: stored sha256 {stored.sha256} differs from the exported file's {sha256}")
+        return {
+            "name": name,
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "content_type": stored.content_type or content_type,
+            "storage_key": stored.key,
+        }
+
+
+# -- finish ---------------------------------------------------------------------------------------------
+def _lock_if_owned(session: Session, job_id: str, worker_id: str) -> str | None:
+    """The job's state if this worker still owns it, with the row locked until commit; else None.
+
+    The repository's finish functions check the state but not the owner; this guard, in the same
+    transaction, keeps a worker that lost its lease from finishing a job another worker now runs.
+    """
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.worker_id == worker_id,
+            Job.state.in_([JobState.RUNNING.value, JobState.CANCELLING.value]),
+        )
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return session.scalar(select(Job.state).where(Job.id == job_id))
+
+
+def finish(ctx: WorkerContext, job: Job, outcome: Outcome) -> JobState | None:
+    """Write the attempt's end in one transaction; re-send a re-queued job after the commit.
+
+    Returns the job's new state, or None when the job is no longer this worker's to finish.
+    """
+    if outcome.status == "lost":
+        log.warning("job %s was taken over by another worker; leaving it alone", job.id)
+        return None
+    try:
+        with transaction(ctx.sessions) as session:
+            state = _lock_if_owned(session, job.id, ctx.worker_id)
+            if state is None:
+                log.warning("job %s is no longer owned by %s; not finishing it", job.id, ctx.worker_id)
+                return None
+            if outcome.status == "succeeded" and state == JobState.RUNNING:
+                assert outcome.result is not None
+                repository.finish_success(session, job.id, ctx.worker_id, outcome.artifacts, outcome.result)
+                final = JobState.SUCCEEDED
+            elif outcome.status in ("succeeded", "cancelled"):
+                repository.finish_cancelled(session, job.id)
+                final = JobState.CANCELLED
+            else:
+                final = repository.finish_failure(
+                    session,
+                    job.id,
+                    outcome.error_type or "internal_error",
+                    outcome.message,
+                    retryable=outcome.retryable,
+                )
+    except IllegalTransition as exc:
+        log.warning("job %s could not be finished: %s", job.id, exc)
+        return None
+    log.info("job %s is now %s", job.id, final.value)
+    if final == JobState.QUEUED:
+        ctx.send(job.id, job.queue, job.time_limit_s)
+    elif final == JobState.SUCCEEDED:
+        _delete_prefix(ctx, checkpoint_prefix(job.id))  # the job is done; its training state is not needed
+    if outcome.status == "succeeded" and final != JobState.SUCCEEDED:
+        _delete_prefix(ctx, artifact_prefix(job.id))  # cancelled while uploading: nothing references them
+    return final
+
+
+def _delete_prefix(ctx: WorkerContext, prefix: str) -> None:
+    try:
+        ctx.store.delete_prefix(prefix)
+    except Exception as exc:
+        log.warning("could not delete %s: %s", prefix, exc)
+
+
+def run_job(ctx: WorkerContext, job_id: str) -> JobState | None:
+    """Claim, execute and finish ``job_id`` in this process (what the Celery task does)."""
+    job = claim(ctx, job_id)
+    if job is None:
+        return None
+    return finish(ctx, job, execute(ctx, job))
