@@ -1,0 +1,76 @@
+"""The sparse kernel a report times: PyTorch's semi-structured 2:4 tensors where the device has them.
+
+The report takes the kernel as a value so its decision logic can be exercised with a stand-in on
+machines without sparse tensor cores; real reports always use :func:`semi_structured_kernel`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lbc_core.export import SHAPE_RULES, SemiStructuredResult, semi_structured_support, to_semi_structured
+
+CUSPARSELT = "cuSPARSELt"
+CUTLASS = "CUTLASS"
+NO_BACKEND = "none"
+
+# PyTorch pads the dense operand's rows to a multiple of 8 inside the semi-structured matmul (fp16/bf16,
+# both backends, PyTorch 2.1x). Doing it explicitly inside the timed call makes the padding's cost part
+# of the sparse time on every version, and lets the report say when it happened.
+DENSE_ROW_MULTIPLE = 8
+
+
+@dataclass(frozen=True)
+class SparseKernel:
+    """How to turn weights and models into their sparse-kernel form on one device."""
+
+    backend: str  # CUSPARSELT | CUTLASS (or a test stand-in's name)
+    description: str  # why this device has it, in words
+    dtypes: tuple[torch.dtype, ...]  # dtypes the kernel serves; others are timed dense only
+    # A 2-D dense ``(out, in)`` weight in a served dtype, on the device -> the operand F.linear runs sparse.
+    convert_weight: Callable[[torch.Tensor], torch.Tensor]
+    # Converts eligible Linear layers in place (see lbc_core.export.to_semi_structured).
+    convert_model: Callable[[nn.Module, torch.dtype], SemiStructuredResult]
+    dense_row_multiple: int = DENSE_ROW_MULTIPLE
+
+
+def backend_name() -> str:
+    """The backend ``to_semi_structured`` picks: cuSPARSELt when PyTorch was built with it, else CUTLASS."""
+    return CUSPARSELT if torch.backends.cusparselt.is_available() else CUTLASS
+
+
+def _convert_weight(backend: str, weight: torch.Tensor) -> torch.Tensor:
+    if backend == CUSPARSELT:
+        return torch.sparse.to_sparse_semi_structured(weight)
+    # Same choice as lbc_core.export.to_semi_structured: the CUTLASS class directly, so no process-wide
+    # flag has to be flipped to force the backend.
+    return torch.sparse.SparseSemiStructuredTensorCUTLASS.from_dense(weight)
+
+
+def _convert_model(model: nn.Module, dtype: torch.dtype) -> SemiStructuredResult:
+    return to_semi_structured(model, dtype=dtype)
+
+
+def semi_structured_kernel(device: torch.device | str) -> tuple[SparseKernel | None, str]:
+    """The semi-structured kernel of ``device``, or None, with a sentence saying why (not).
+
+    Never calls ``to_sparse_semi_structured`` where it cannot work (on CPU it raises).
+    """
+    supported, reason = semi_structured_support(device)
+    if not supported:
+        return None, reason
+    backend = backend_name()
+    return (
+        SparseKernel(
+            backend=backend,
+            description=reason,
+            dtypes=tuple(SHAPE_RULES),
+            convert_weight=lambda weight: _convert_weight(backend, weight),
+            convert_model=_convert_model,
+        ),
+        reason,
+    )

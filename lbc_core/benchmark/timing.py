@@ -1,0 +1,124 @@
+"""Wall-clock timing of one callable: warm-up, then the median and p10-p90 spread over repeats.
+
+On CUDA each repeat is bracketed by CUDA events (GPU time, no host-side jitter); on CPU by
+``time.perf_counter``. A repeat runs the callable ``inner`` times and reports the mean per call, with
+``inner`` calibrated after warm-up so that one repeat lasts at least ``min_repeat_ms``: a single small
+GEMM takes microseconds, close to the timers' resolution and to launch overhead noise.
+
+``torch.utils.benchmark.Timer`` would also do; it is not used because it reports per-run means of its
+own choosing, hides the per-repeat samples the spread is computed from, and does not use CUDA events.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+CUDA_EVENT_TIMER = "cuda-event"
+PERF_COUNTER_TIMER = "perf_counter"
+
+# Upper bound on calls per repeat: beyond it the calibration has measured nothing useful anyway.
+MAX_INNER = 10_000
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Milliseconds per call: the median and the 10th/90th percentiles over ``repeats`` repeats."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+    inner: int  # calls per repeat; each sample is the repeat's time divided by this
+    timer: str  # CUDA_EVENT_TIMER | PERF_COUNTER_TIMER
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated percentile ``q`` in [0, 100] of an ascending, non-empty list."""
+    if not sorted_values:
+        raise ValueError("percentile of an empty list")
+    position = (len(sorted_values) - 1) * q / 100.0
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    fraction = position - low
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
+
+
+def summarize(samples_ms: list[float], *, inner: int, timer: str) -> Timing:
+    """A Timing from per-call samples (already divided by ``inner``)."""
+    ordered = sorted(samples_ms)
+    return Timing(
+        median_ms=percentile(ordered, 50),
+        p10_ms=percentile(ordered, 10),
+        p90_ms=percentile(ordered, 90),
+        repeats=len(ordered),
+        inner=inner,
+        timer=timer,
+    )
+
+
+def _run_cuda(fn: Callable[[], object], device: torch.device, inner: int, repeats: int) -> list[float]:
+    pairs = [
+        (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)
+    ]
+    torch.cuda.synchronize(device)
+    for start, end in pairs:
+        start.record()
+        for _ in range(inner):
+            fn()
+        end.record()
+    # One synchronisation at the end: syncing per repeat would idle the GPU between repeats.
+    torch.cuda.synchronize(device)
+    return [start.elapsed_time(end) / inner for start, end in pairs]
+
+
+def _run_cpu(fn: Callable[[], object], inner: int, repeats: int) -> list[float]:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - start) * 1e3 / inner)
+    return samples
+
+
+def time_callable(
+    fn: Callable[[], object],
+    *,
+    device: torch.device | str,
+    warmup: int = 10,
+    repeats: int = 30,
+    min_repeat_ms: float = 1.0,
+) -> Timing:
+    """Time ``fn()`` on ``device``: ``warmup`` untimed calls, calibration, then ``repeats`` timed repeats.
+
+    Warm-up absorbs one-time costs (kernel selection, cuSPARSELt plan creation, allocator growth,
+    lazy CUDA init) that a long-running model never pays again.
+    """
+    if warmup < 0 or repeats < 1 or min_repeat_ms < 0:
+        raise ValueError(
+            f"need warmup >= 0, repeats >= 1, min_repeat_ms >= 0; got {warmup}, {repeats}, {min_repeat_ms}"
+        )
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+
+    def run(inner: int, count: int) -> list[float]:
+        return _run_cuda(fn, device, inner, count) if on_cuda else _run_cpu(fn, inner, count)
+
+    if warmup:
+        run(1, warmup)
+    # Calibrate on the median of a few single calls, so one slow outlier does not set ``inner``.
+    probe = sorted(run(1, 3))[1]
+    if min_repeat_ms == 0:
+        inner = 1
+    elif probe <= 0:  # below the timer's resolution
+        inner = MAX_INNER
+    else:
+        inner = int(min(MAX_INNER, max(1, math.ceil(min_repeat_ms / probe))))
+    return summarize(
+        run(inner, repeats), inner=inner, timer=CUDA_EVENT_TIMER if on_cuda else PERF_COUNTER_TIMER
+    )
