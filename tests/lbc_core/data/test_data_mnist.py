@@ -19,8 +19,7 @@ def test_repo_root_is_computed_correctly() -> None:
 
 @pytest.fixture(scope="module")
 def real_t10k() -> Path:
-    if not MNIST_T10K.is_dir():
-        pytest.skip(f"real MNIST t10k files not present at {MNIST_T10K}")
+    assert MNIST_T10K.is_dir(), f"real MNIST t10k files missing at {MNIST_T10K} (they live in ../shared/data)"
     return MNIST_T10K
 
 
