@@ -18,6 +18,10 @@ $(BIN)/python:
 install: $(BIN)/python ## Create .venv and install the project with its dev tools
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
 
+.PHONY: serve
+serve: install ## Install, then run the service in its embedded default (API + worker + reaper, state in .lbc/)
+	$(BIN)/lbc serve
+
 .PHONY: quickstart
 quickstart: install ## Install, then learn 2:4 sparsity on the bundled digits set (SPEC=..., OUT=...)
 	$(BIN)/lbc train $(SPEC) --out $(OUT)
