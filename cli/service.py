@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -29,6 +30,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s [%(context)s] %
 ALL_QUEUES = "gpu,cpu,maintenance"
 LOCAL_KEY_FILE = "local-key"
 LOCAL_OWNER = "local"
+PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 
 
 def register(commands: Any) -> None:
@@ -264,6 +266,16 @@ def ensure_local_key(settings: Settings) -> tuple[str, bool]:
     return token, True
 
 
+def _die_with_parent() -> None:
+    """Runs in each child before exec: if ``lbc serve`` itself is killed (even with SIGKILL), the
+    kernel sends its children SIGTERM instead of leaving them orphaned (Linux; a no-op elsewhere)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def _wait_healthy(url: str, children: list[Child], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -346,6 +358,13 @@ def run_serve(args: argparse.Namespace) -> int:
         else:
             print(f"lbc serve: using the local admin API key saved in {key_path}", flush=True)
             print(f"lbc serve: open {base_url}/", flush=True)
+        try:  # so that `lbc submit`, `lbc jobs`, ... on this machine talk to this server without flags
+            from client.config import save_config
+
+            config_file = save_config(base_url, token)
+            print(f"lbc serve: client config saved in {config_file}", flush=True)
+        except OSError as exc:
+            print(f"lbc serve: could not save the client config: {exc}", file=sys.stderr, flush=True)
 
         env = {
             **os.environ,
@@ -363,7 +382,9 @@ def run_serve(args: argparse.Namespace) -> int:
             if stop:
                 break
             # Own process group: a terminal's Ctrl-C reaches only us, and we decide how each child stops.
-            child.process = subprocess.Popen(child.argv, env=env, start_new_session=True)
+            child.process = subprocess.Popen(
+                child.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent
+            )
         if not stop:
             if _wait_healthy(f"{base_url}/healthz", children, timeout=120):
                 print(f"lbc serve: ready at {base_url} (Ctrl-C to stop)", flush=True)

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -109,4 +110,6 @@ def clean_environment() -> dict[str, str]:
     """This environment without any LBC_* setting of the developer's shell."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LBC_")}
     env["PYTHONUNBUFFERED"] = "1"
+    # `lbc serve` saves the client config; keep it away from the developer's own config file.
+    env["LBC_CONFIG"] = os.path.join(tempfile.mkdtemp(prefix="lbc-config-"), "config.json")
     return env

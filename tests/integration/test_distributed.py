@@ -203,6 +203,12 @@ def test_submitted_job_runs_and_its_artifacts_download_intact(stack: Stack, tmp_
             groups = weight.reshape(weight.shape[0], -1, 4)
             assert int((groups != 0).sum(dim=-1).max()) <= 2
     assert "job.log" in names and b"phase: uploading" in files["job.log"].read_bytes()
+    # The speedup report (benchmark.enabled defaults to true), measured by the worker and served by the API.
+    assert {"speedup_report.json", "speedup_report.html", "speedup_chart.svg"} <= set(names)
+    report = client.get(f"/v1/jobs/{job_id}/report")
+    assert report.status_code == 200, report.text
+    assert report.content == files["speedup_report.json"].read_bytes()
+    assert detail["result"]["speedup"]["verdict"] == report.json()["summary"]["verdict"]
 
 
 def test_cancel_stops_a_running_job_within_seconds(stack: Stack) -> None:

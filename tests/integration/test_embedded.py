@@ -110,3 +110,14 @@ def test_serve_runs_a_job_end_to_end_and_stops_cleanly_on_ctrl_c(
     ) as client:
         assert client.get(f"/v1/jobs/{job_id}").json()["state"] == "succeeded"
     stop(again, signal.SIGTERM)
+
+
+def test_children_do_not_outlive_a_killed_serve(processes: Processes, tmp_path: Path) -> None:
+    home, port = tmp_path / "home", free_port()
+    server = processes.start("serve", "serve", "--home", str(home), "--port", str(port))
+    wait_for(lambda: "lbc serve: ready" in server.log(), 120, "the server to be ready")
+    children = children_of(server.pid)
+    assert len(children) == 3, children
+    os.kill(server.pid, signal.SIGKILL)  # no chance to clean up: the kernel must stop the children
+    server.popen.wait(timeout=10)
+    wait_for(lambda: not any(alive(pid) for pid in children), 30, "the orphaned children to exit")
