@@ -22,16 +22,20 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli import keys, service, spec_cmd, train
+    from cli import client_cmds, keys, service, spec_cmd, train
 
     parser = Parser(
-        prog="lbc", description="Learn N:M structured sparsity (LBC, SR-STE, ASP) for PyTorch models."
+        prog="lbc",
+        description="Learn N:M structured sparsity (LBC, SR-STE, ASP) for PyTorch models.",
+        epilog=client_cmds.EXIT_CODES_HELP,
+        formatter_class=client_cmds.HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train.register(commands)
     spec_cmd.register(commands)
     service.register(commands)
     keys.register(commands)
+    client_cmds.register(commands)
     return parser
 
 

@@ -1,0 +1,61 @@
+"""A typed Python client of the sparsification service's REST API (no torch, no server code).
+
+from client import Client
+with Client.from_config() as lbc:
+    job = lbc.wait(lbc.submit("spec.yaml").id)
+"""
+
+from client.client import Client, parse_spec_text, read_spec
+from client.config import Config, load_config, resolve_config, save_config
+from client.errors import (
+    ApiError,
+    ChecksumMismatch,
+    ClientError,
+    ConfigError,
+    ConnectionFailed,
+    SpecFileError,
+    WaitTimeout,
+)
+from client.models import (
+    JOB_STATES,
+    METHODS,
+    TERMINAL_STATES,
+    Artifact,
+    CheckpointInfo,
+    Dataset,
+    Event,
+    Job,
+    JobPage,
+    LogLine,
+    LogPage,
+    ModelInfo,
+)
+
+__all__ = [
+    "JOB_STATES",
+    "METHODS",
+    "TERMINAL_STATES",
+    "ApiError",
+    "Artifact",
+    "CheckpointInfo",
+    "ChecksumMismatch",
+    "Client",
+    "ClientError",
+    "Config",
+    "ConfigError",
+    "ConnectionFailed",
+    "Dataset",
+    "Event",
+    "Job",
+    "JobPage",
+    "LogLine",
+    "LogPage",
+    "ModelInfo",
+    "SpecFileError",
+    "WaitTimeout",
+    "load_config",
+    "parse_spec_text",
+    "read_spec",
+    "resolve_config",
+    "save_config",
+]
