@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api.errors import register_error_handlers
 from api.observability import LatencyMiddleware, RequestIdMiddleware, ServiceMetrics
-from api.routes import artifacts, health, jobs, models, streams, uploads
+from api.routes import artifacts, benchmarks, health, jobs, models, streams, uploads
 from jobs.db import make_engine, make_session_factory
 from jobs.queue import make_celery
 from jobs.settings import Settings, get_settings
@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         jobs.router,
         streams.router,
         artifacts.router,
+        benchmarks.router,
         uploads.datasets,
         uploads.checkpoints,
         models.router,

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, or_, update
+from sqlalchemy.orm import Session, attributes
 
 from jobs import repository
 from jobs.auth import authenticate, get_or_create_owner
-from jobs.models import Checkpoint, Dataset, Job, Owner
+from jobs.models import ApiKey, Checkpoint, Dataset, Job, Owner
 from jobs.settings import Settings
 from jobs.storage import ObjectStore
 
@@ -82,6 +84,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_current_owner(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
@@ -89,7 +92,38 @@ def get_current_owner(
     if not settings.auth_enabled:
         # One implicit owner: still owner-scoped, so turning auth on later changes nothing else.
         return get_or_create_owner(session, LOCAL_OWNER)
-    return authenticate(session, credentials.credentials if credentials else None)
+    owner = authenticate(session, credentials.credentials if credentials else None)
+    _touch_key_after_commit(session, request.app.state.engine)
+    return owner
+
+
+def _touch_key_after_commit(session: Session, engine: Engine) -> None:
+    """Move the key's throttled ``last_used_at`` stamp out of the request's transaction.
+
+    Flushed in the request's session, that UPDATE would hold the key's row lock (SQLite: the database's
+    write lock) until the request commits, several worker-thread hops later, so every concurrent request
+    with the same key queued behind it; once all worker threads wait on that lock or on the connection
+    pool, the holder never gets a thread back and the API hangs until the pool times out (30 s, then
+    500s). The stamp is written after the commit instead, in its own one-statement transaction that
+    skips a stamp another request already wrote.
+    """
+    for key in [obj for obj in session.dirty if isinstance(obj, ApiKey)]:
+        stamp = key.last_used_at
+        if stamp is None or not attributes.get_history(key, "last_used_at").added:
+            continue
+        attributes.set_committed_value(key, "last_used_at", stamp)  # no longer pending in this session
+        key_id = key.id
+
+        def touch(key_id: str = key_id, stamp: datetime = stamp) -> None:
+            with engine.begin() as connection:
+                connection.execute(
+                    update(ApiKey)
+                    .where(ApiKey.id == key_id)
+                    .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stamp))
+                    .values(last_used_at=stamp)
+                )
+
+        after_commit(session, touch)
 
 
 CurrentOwner = Annotated[Owner, Depends(get_current_owner)]

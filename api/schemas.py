@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,10 @@ class JobSummary(_Out):
     id: str = Field(examples=["3f2b9c1d0e8a4f6b9c2d1e0f8a7b6c5d"])
     owner_id: str
     name: str | None = Field(examples=["lenet5 2:4 on digits"])
+    kind: str = Field(
+        description="sparsify (trains an N:M model) or benchmark (measures one: POST /v1/benchmarks)",
+        examples=["sparsify"],
+    )
     state: str = Field(
         description="queued, running, cancelling, succeeded, failed or cancelled", examples=["queued"]
     )
@@ -48,19 +52,33 @@ class JobSummary(_Out):
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    result: dict[str, Any] | None = Field(
+        description="Final metrics once succeeded (val_accuracy, density, verified_nm, ...)"
+    )
+    dataset_source: str | None = Field(
+        default=None, description="The spec's dataset.source (digits, mnist, npz, ...)", examples=["digits"]
+    )
+
+    @classmethod
+    def of(cls, job: Job) -> Self:
+        summary = cls.model_validate(job)
+        dataset = job.spec.get("dataset") if isinstance(job.spec, dict) else None
+        source = dataset.get("source") if isinstance(dataset, dict) else None
+        summary.dataset_source = source if isinstance(source, str) else None
+        return summary
 
 
 class JobDetail(JobSummary):
     spec: dict[str, Any] = Field(description="The validated job spec with every default filled in")
-    result: dict[str, Any] | None = Field(description="Final metrics and report summary once succeeded")
     links: dict[str, str] = Field(default_factory=dict, description="Related resources")
 
     @classmethod
-    def of(cls, job: Job) -> JobDetail:
-        detail = cls.model_validate(job)
+    def of(cls, job: Job) -> Self:
+        detail = super().of(job)
         base = f"/v1/jobs/{job.id}"
         detail.links = {
-            name: f"{base}/{name}" for name in ("events", "logs", "metrics", "artifacts", "cancel", "retry")
+            name: f"{base}/{name}"
+            for name in ("events", "logs", "metrics", "artifacts", "report", "cancel", "retry")
         }
         return detail
 

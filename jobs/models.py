@@ -108,9 +108,10 @@ class Job(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
     name: Mapped[str | None] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(32), default="sparsify")  # later: "benchmark"
+    kind: Mapped[str] = mapped_column(String(32), default="sparsify")  # "sparsify" | "benchmark"
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # Denormalised from the spec for filtering and listing.
+    # Denormalised from the spec for filtering and listing (a benchmark job: method "benchmark", and the
+    # pattern and architecture of the model it measures).
     method: Mapped[str] = mapped_column(String(16))
     pattern: Mapped[str] = mapped_column(String(8))
     architecture: Mapped[str] = mapped_column(String(64))

@@ -27,6 +27,7 @@ class JobFilters:
     state: str | None = None
     method: str | None = None
     pattern: str | None = None
+    kind: str | None = None
 
 
 # -- ownership -----------------------------------------------------------------------------------
@@ -72,6 +73,7 @@ def create_job(
     job = Job(
         owner_id=owner.id,
         name=summary.get("name"),
+        kind=summary.get("kind", "sparsify"),
         spec=spec,
         method=summary["method"],
         pattern=summary["pattern"],
@@ -149,6 +151,8 @@ def list_jobs(
         query = query.where(Job.method == filters.method)
     if filters.pattern:
         query = query.where(Job.pattern == filters.pattern)
+    if filters.kind:
+        query = query.where(Job.kind == filters.kind)
     if cursor:
         created, job_id = _decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created, (Job.created_at == created) & (Job.id < job_id)))

@@ -450,17 +450,23 @@ class TrainSpec(_Section):
 Dtype = Literal["float32", "float16", "bfloat16"]
 
 
-def _default_dtypes() -> list[Dtype]:
-    return ["float16"]
-
-
 class BenchmarkSpec(_Section):
     """The speedup report measured after training: dense vs N:M sparse layers and end to end."""
 
-    enabled: bool = Field(default=True, description="Produce a speedup report after training.")
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Produce a speedup report after training (artifacts speedup_report.json, speedup_report.html, "
+            "speedup_chart.svg; summary in the job's result.speedup). A failed benchmark does not fail the job."
+        ),
+    )
     device: Device | None = Field(
         default=None,
-        description="Device to measure on (omitted: train.device). CPU reports size/FLOP savings only.",
+        description=(
+            "Device to measure on; auto: CUDA when the worker has it, else CPU (omitted: train.device for a "
+            "sparsification job, auto for a benchmark job). A CPU has no sparse kernel: its report gives dense "
+            "timings and the size/FLOP savings only."
+        ),
     )
     batch_sizes: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(
         default_factory=lambda: [1, 64, 256],
@@ -468,11 +474,16 @@ class BenchmarkSpec(_Section):
         max_length=16,
         description="Batch sizes to time.",
     )
-    dtypes: list[Dtype] = Field(
-        default_factory=_default_dtypes,
+    dtypes: list[Dtype] | None = Field(
+        default=None,
         min_length=1,
         max_length=3,
-        description="Data types to time; sparse tensor cores accelerate float16 and bfloat16.",
+        description=(
+            "Data types to time; sparse tensor cores accelerate float16 and bfloat16. Omitted: float16 where a "
+            "2:4 sparse kernel exists, float32 elsewhere (half precision on a CPU is slow and says nothing "
+            "about sparse speed)."
+        ),
+        examples=[["float16"], ["float16", "bfloat16"]],
     )
 
     @model_validator(mode="after")
@@ -480,7 +491,7 @@ class BenchmarkSpec(_Section):
         problems: list[tuple[tuple[str | int, ...], str, Any]] = []
         for name in ("batch_sizes", "dtypes"):
             values = getattr(self, name)
-            if len(set(values)) != len(values):
+            if values is not None and len(set(values)) != len(values):
                 problems.append(((name,), "must not repeat a value", values))
         if problems:
             raise _problems_error("BenchmarkSpec", problems)
@@ -597,8 +608,8 @@ def format_path(loc: Sequence[str | int]) -> str:
     return path
 
 
-def problems_from(error: ValidationError) -> list[FieldProblem]:
-    """Readable problems from a pydantic error raised while validating a JobSpec."""
+def problems_from(error: ValidationError, root: type[BaseModel] | None = None) -> list[FieldProblem]:
+    """Readable problems from a pydantic error raised while validating ``root`` (default: a JobSpec)."""
     problems = []
     for item in error.errors(include_url=False):
         loc = tuple(item["loc"])
@@ -606,7 +617,7 @@ def problems_from(error: ValidationError) -> list[FieldProblem]:
         if kind == "missing":
             message = "required field is missing"
         elif kind == "extra_forbidden":
-            allowed = _allowed_fields(loc[:-1])
+            allowed = _allowed_fields(loc[:-1], root or JobSpec)
             message = "unknown field" + (f"; expected one of: {', '.join(allowed)}" if allowed else "")
         elif kind not in ("spec_invalid", "unknown_architecture") and _is_scalar(value):
             message = f"{message}, got {value!r}"
@@ -628,8 +639,8 @@ def _section_type(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _allowed_fields(loc: Sequence[str | int]) -> list[str]:
-    model: type[BaseModel] | None = JobSpec
+def _allowed_fields(loc: Sequence[str | int], root: type[BaseModel]) -> list[str]:
+    model: type[BaseModel] | None = root
     for part in loc:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return []

@@ -21,13 +21,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from jobs import repository
+from jobs.benchmarks import BENCHMARK_KIND, SPARSIFY_KIND, parse_benchmark_spec, requested_device
 from jobs.db import transaction
 from jobs.errors import IllegalTransition
 from jobs.models import Job, utcnow
 from jobs.spec import SpecError, parse_spec
 from jobs.states import JobState
+from lbc_core.export import MANIFEST_FILE
 from lbc_core.pipeline import METRICS_NAME, RunResult
 from lbc_core.training import resolve_device
+from worker import benchmarking
+from worker.benchmarking import BenchmarkStopped, StopCheck
 from worker.callback import CheckpointPublisher, ServiceCallback, checkpoint_prefix
 from worker.context import WorkerContext
 from worker.inputs import InputError, fetch_resume_checkpoint, resolve_inputs
@@ -175,7 +179,26 @@ class JobAttempt:
         value = limits.get("time_limit_s") if isinstance(limits, dict) else None
         return int(value) if isinstance(value, int) else None
 
+    def _stop_check(self, reporter: JobReporter, deadline: float | None) -> StopCheck:
+        """Raises BenchmarkStopped when the job must stop; called between two benchmark timings."""
+
+        def check() -> None:
+            if reporter.lost:
+                raise BenchmarkStopped("lost", "another worker owns the job now")
+            if reporter.cancel_requested:
+                raise BenchmarkStopped("cancelled", "cancel requested while benchmarking")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise BenchmarkStopped(
+                    "time_limit", f"time limit of {deadline - self.started:.0f}s reached while benchmarking"
+                )
+
+        return check
+
     def _run(self, reporter: JobReporter) -> Outcome:
+        if self.job.kind == BENCHMARK_KIND:
+            return self._run_benchmark(reporter)
+        if self.job.kind != SPARSIFY_KIND:
+            raise JobInputError(f"unknown job kind {self.job.kind!r}", "SpecError")
         job, ctx = self.job, self.ctx
         deadline = self._deadline()
         reporter.phase("preparing data")
@@ -225,14 +248,35 @@ class JobAttempt:
         if reporter.cancel_requested:
             return Outcome("cancelled")
 
+        report_files: list[tuple[str, Path, str]] = []
+        speedup: dict[str, Any] | None = None
+        if spec.benchmark.enabled:
+            assert result.exports is not None
+            reporter.phase("benchmarking", device=spec.benchmark.device or spec.train.device)
+            try:
+                report_files, speedup = benchmarking.report_after_training(
+                    spec,
+                    result.exports.file(MANIFEST_FILE).path.parent,
+                    self.scratch / "report",
+                    stop=self._stop_check(reporter, deadline),
+                )
+            except BenchmarkStopped as exc:  # cancel or lost lease; a time limit is a benchmark_error
+                return Outcome("lost") if exc.reason == "lost" else Outcome("cancelled")
+        if reporter.lost:
+            return Outcome("lost")
+        if reporter.cancel_requested:
+            return Outcome("cancelled")
+
         reporter.phase("uploading")
-        artifacts = self._upload(result)
+        artifacts = self._upload(result, report_files)
         summary = dict(result.summary)
         summary.update(
             device=str(device),
             attempt=job.attempt,
             duration_s=round(time.monotonic() - self.started, 3),
         )
+        if speedup is not None:
+            summary["speedup"] = speedup
         log.info(
             "job %s done: val_accuracy=%.4f density=%.4f verified_nm=%s",
             job.id,
@@ -242,20 +286,69 @@ class JobAttempt:
         )
         return Outcome("succeeded", artifacts=artifacts, result=jsonable(summary))
 
-    def _upload(self, result: RunResult) -> list[dict[str, Any]]:
-        """Every export, the metrics history and the job log, each checked against its local sha256."""
+    def _run_benchmark(self, reporter: JobReporter) -> Outcome:
+        """A benchmark job: fetch the model, measure it, publish the report (no training)."""
+        job, ctx = self.job, self.ctx
+        deadline = self._deadline()
+        stop = self._stop_check(reporter, deadline)
+        reporter.phase("preparing model")
+        spec = parse_benchmark_spec(job.spec, source=f"job {job.id}")
+        target = benchmarking.fetch_target(ctx, job, spec, self.scratch)
+        device = benchmarking.benchmark_device(requested_device(spec))
+        try:
+            stop()
+            reporter.phase("benchmarking", device=str(device))
+            measured = benchmarking.measure(
+                target, spec.benchmark, device, self.scratch / "report", stop=stop
+            )
+        except BenchmarkStopped as exc:
+            if exc.reason == "time_limit":
+                raise TimeLimitExceeded(str(exc)) from None
+            return Outcome("lost") if exc.reason == "lost" else Outcome("cancelled")
+        if reporter.lost:
+            return Outcome("lost")
+        if reporter.cancel_requested:
+            return Outcome("cancelled")
+
+        reporter.phase("uploading")
+        artifacts = [self._put(name, path, content_type, None) for name, path, content_type in measured.files]
+        artifacts.append(self._put_log(len(artifacts)))
+        source = spec.source.model_dump(exclude_none=True, mode="json")
+        result = {
+            "kind": BENCHMARK_KIND,
+            "source": source,
+            "architecture": target.name,
+            "pattern": str(target.pattern),
+            "layers": len(measured.report.layers),
+            "val_accuracy": target.accuracy,
+            "speedup": measured.summary,
+            "device": str(device),
+            "attempt": job.attempt,
+            "duration_s": round(time.monotonic() - self.started, 3),
+        }
+        log.info("job %s done: %s", job.id, measured.summary["verdict"])
+        return Outcome("succeeded", artifacts=artifacts, result=jsonable(result))
+
+    def _upload(self, result: RunResult, extra: list[tuple[str, Path, str]]) -> list[dict[str, Any]]:
+        """Every export, the metrics history, the speedup report files (``extra``) and the job log, each
+        checked against its local sha256."""
         if result.exports is None:
             raise RuntimeError("the run finished without exports")
         files: list[tuple[str, Path, str, str | None]] = [
             (f.name, f.path, f.content_type, f.sha256) for f in result.exports.files
         ]
         files.append((METRICS_NAME, result.out_dir / METRICS_NAME, JSON_CONTENT_TYPE, None))
+        files.extend((name, path, content_type, None) for name, path, content_type in extra)
         artifacts = [self._put(*entry) for entry in files]
-        log.info("uploaded %d artifacts; uploading %s", len(artifacts), LOG_NAME)
+        artifacts.append(self._put_log(len(artifacts)))
+        return artifacts
+
+    def _put_log(self, uploaded: int) -> dict[str, Any]:
+        """The job log, last, so that it records every other upload."""
+        log.info("uploaded %d artifacts; uploading %s", uploaded, LOG_NAME)
         assert self._logs is not None
         self._logs.flush()
-        artifacts.append(self._put(LOG_NAME, self.log_path, LOG_CONTENT_TYPE, None))
-        return artifacts
+        return self._put(LOG_NAME, self.log_path, LOG_CONTENT_TYPE, None)
 
     def _put(self, name: str, path: Path, content_type: str, sha256: str | None) -> dict[str, Any]:
         key = artifact_prefix(self.job.id) + name

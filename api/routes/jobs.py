@@ -208,11 +208,15 @@ def list_jobs(
     owner: CurrentOwner,
     status: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
     method: Annotated[
-        Literal["lbc", "srste", "asp", "dense"] | None, Query(description="Only this method")
+        Literal["lbc", "srste", "asp", "dense", "benchmark"] | None, Query(description="Only this method")
     ] = None,
     pattern: Annotated[
         str | None,
         Query(pattern=r"^[0-9]{1,2}:[0-9]{1,2}$", description="Only this N:M pattern", examples=["2:4"]),
+    ] = None,
+    kind: Annotated[
+        Literal["sparsify", "benchmark"] | None,
+        Query(description="Only sparsification jobs, or only benchmark jobs (POST /v1/benchmarks)"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200, description="Page size")] = 50,
     cursor: Annotated[
@@ -221,12 +225,14 @@ def list_jobs(
 ) -> JobPage:
     """Newest first. Filters apply before the limit; pages are keyset-based, so no job is skipped or
     repeated while new ones arrive. Admin keys see every owner's jobs."""
-    filters = repository.JobFilters(state=status.value if status else None, method=method, pattern=pattern)
+    filters = repository.JobFilters(
+        state=status.value if status else None, method=method, pattern=pattern, kind=kind
+    )
     try:
         jobs, next_cursor = repository.list_jobs(session, owner, filters, limit=limit, cursor=cursor)
     except InvalidInput as exc:  # only the cursor can be malformed here
         raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
-    return JobPage(items=[JobSummary.model_validate(job) for job in jobs], next_cursor=next_cursor)
+    return JobPage(items=[JobSummary.of(job) for job in jobs], next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobDetail, summary="Get a job", responses=NOT_FOUND)

@@ -164,6 +164,9 @@ def test_success_publishes_every_artifact_and_the_summary(ctx: WorkerContext, tm
         "model.nm.safetensors",
         "manifest.json",
         "metrics.json",
+        "speedup_report.json",  # benchmark.enabled defaults to true (tests/worker/test_benchmarking.py)
+        "speedup_report.html",
+        "speedup_chart.svg",
         "job.log",
     }
     for artifact in artifacts.values():
@@ -181,7 +184,7 @@ def test_success_publishes_every_artifact_and_the_summary(ctx: WorkerContext, tm
     assert "phase: uploading" in (tmp_path / "job.log").read_text()
 
     phases = [e.data["phase"] for e in events(ctx, job_id, "phase")]
-    assert phases == ["preparing data", "training", "finalizing", "uploading"]
+    assert phases == ["preparing data", "training", "finalizing", "benchmarking", "uploading"]
     assert len(events(ctx, job_id, "metrics")) == 2
     assert events(ctx, job_id, "progress")
     log_lines = [line for e in events(ctx, job_id, "log") for line in e.data["lines"]]
