@@ -11,7 +11,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api.errors import register_error_handlers
 from api.observability import LatencyMiddleware, RequestIdMiddleware, ServiceMetrics
-from api.routes import artifacts, benchmarks, health, jobs, models, streams, uploads
+from api.routes import artifacts, benchmarks, dashboard, health, jobs, masks, models, streams, uploads
 from jobs.db import make_engine, make_session_factory
 from jobs.queue import make_celery
 from jobs.settings import Settings, get_settings
@@ -72,12 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streams.router,
         artifacts.router,
         benchmarks.router,
+        masks.router,
         uploads.datasets,
         uploads.checkpoints,
         models.router,
         health.router,
     ):
         app.include_router(router)
+    dashboard.register(app)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
 
