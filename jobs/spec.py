@@ -325,8 +325,8 @@ class SparsitySpec(_Section):
         default="lbc",
         description=(
             "lbc: learn the best combination per group with a removal schedule. srste: sparse-refined "
-            "straight-through estimator. asp: magnitude masks (NVIDIA ASP style), recomputed each step. dense: "
-            "no mask (a baseline)."
+            "straight-through estimator. asp: one-shot magnitude masks (NVIDIA ASP style), computed once at "
+            "the start and then fixed while the weights fine-tune. dense: no mask (a baseline)."
         ),
     )
     n: int = Field(

@@ -182,7 +182,12 @@ def run(
         metrics=metrics,
         data=data_info,
         pattern=config.sparsity.pattern,
-        extra={"config": _jsonable(asdict(config)), **(extra_manifest or {})},
+        extra={
+            "config": _jsonable(asdict(replace(config, sparsity=sparsity))),
+            # Per-weight scores equal LBC's combination scores exactly only for SGD-family optimizers.
+            "score_optimizer_exact": bool(sparsity.score_optimizer and sparsity.score_optimizer.exact),
+            **(extra_manifest or {}),
+        },
     )
     summary = {
         "val_accuracy": final["accuracy"],

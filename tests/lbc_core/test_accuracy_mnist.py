@@ -34,6 +34,10 @@ def test_lbc_2of4_lenet_reaches_97_percent_on_mnist_with_the_exported_model(tmp_
     export = tmp_path / "export"
     manifest = json.loads((export / "manifest.json").read_text())
     assert manifest["verified"] and manifest["pattern"]["n"] == 2 and manifest["pattern"]["m"] == 4
+    # The manifest records the score optimizer actually used: the weights' SGD, so scores are exact.
+    assert manifest["extra"]["config"]["sparsity"]["score_optimizer"]["kind"] == "sgd"
+    assert manifest["extra"]["config"]["sparsity"]["score_optimizer"]["momentum"] == 0.9
+    assert manifest["extra"]["score_optimizer_exact"] is True
 
     # Evaluate the model a user would load: rebuilt from the compressed N:M file alone.
     model = rebuild_model(export / "manifest.json", export / "model.nm.safetensors")
