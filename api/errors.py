@@ -134,8 +134,16 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 422, "validation_error", f"invalid request: {summary}", problems)
 
 
+# FastAPI's 400 for a JSON body it cannot decode at all (e.g. not UTF-8), where a body that decodes but is
+# not JSON is its 422 json_invalid: both are the same client error, reported as the documented 422.
+_BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and exc.detail == _BODY_PARSE_ERROR:
+        problems = [{"field": "body", "message": "the body is not valid JSON text", "location": "body"}]
+        return error_response(request, 422, "validation_error", "invalid request: body is not JSON", problems)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and exc.detail == "Not Found":

@@ -26,6 +26,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["job progress"], responses={**ERROR_
 
 EVENT_BATCH = 500
 MAX_METRICS_EVENTS = 100_000
+# Event ids are 64-bit integer keys: a larger id is refused up front, not sent to the database (where it
+# overflows the column type: a 500, or a stream that dies after its 200).
+MAX_EVENT_ID = 2**63 - 1
 
 
 def _event_text(event: EventOut) -> str:
@@ -77,7 +80,7 @@ def _parse_last_event_id(value: str | None) -> int | None:
         number = int(value.strip())
     except ValueError:
         number = -1
-    if number < 0:
+    if number < 0 or number > MAX_EVENT_ID:
         raise InvalidInput(
             "Last-Event-ID must be a non-negative integer event id",
             details=[
@@ -111,7 +114,9 @@ def stream_events(
         str | None,
         Header(alias="Last-Event-ID", description="Resume after this event id (sent by EventSource)"),
     ] = None,
-    after: Annotated[int | None, Query(ge=0, description="Resume after this event id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id")
+    ] = None,
     follow: Annotated[bool, Query(description="Keep the stream open until the job finishes")] = True,
 ) -> StreamingResponse:
     """Replays the events after `Last-Event-ID` (or `after`), then follows new ones until the job is
@@ -185,7 +190,8 @@ def job_logs(
     session: SessionDep,
     tail: Annotated[int | None, Query(ge=1, le=100_000, description="Only the last N lines")] = None,
     after: Annotated[
-        int | None, Query(ge=0, description="Only lines of log records after this event id")
+        int | None,
+        Query(ge=0, le=MAX_EVENT_ID, description="Only lines of log records after this event id"),
     ] = None,
     limit: Annotated[
         int, Query(ge=1, le=100_000, description="Stop after this many lines (the last record is kept whole)")
