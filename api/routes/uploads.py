@@ -77,6 +77,27 @@ def _label(received: ReceivedUpload, fallback: str) -> str:
     return name[:200] or fallback
 
 
+def _row_maker(
+    model: type[Upload], owner: Owner, received: ReceivedUpload, accepted: Accepted
+) -> Callable[[str, str, str], Upload]:
+    """Datasets and checkpoints share their row shape; only the table differs."""
+
+    def make_row(upload_id: str, filename: str, key: str) -> Upload:
+        return model(
+            id=upload_id,
+            owner_id=owner.id,
+            name=_label(received, filename),
+            format=accepted.format,
+            filename=filename,
+            size=received.size,
+            sha256=received.sha256,
+            storage_key=key,
+            summary=accepted.summary,
+        )
+
+    return make_row
+
+
 async def _store_upload(
     session: Session,
     store: ObjectStore,
@@ -142,19 +163,7 @@ async def upload_dataset(
             )
         accepted = await run_in_threadpool(validate_dataset, received.path, fmt)
 
-        def make_row(upload_id: str, filename: str, key: str) -> Dataset:
-            return Dataset(
-                id=upload_id,
-                owner_id=owner.id,
-                name=_label(received, filename),
-                format=accepted.format,
-                filename=filename,
-                size=received.size,
-                sha256=received.sha256,
-                storage_key=key,
-                summary=accepted.summary,
-            )
-
+        make_row = _row_maker(Dataset, owner, received, accepted)
         row = await _store_upload(session, store, received, accepted, "datasets", make_row)
     finally:
         received.path.unlink(missing_ok=True)
@@ -224,19 +233,7 @@ async def upload_checkpoint(
         fmt = received.fields.get("format", "").strip() or None
         accepted = await run_in_threadpool(validate_checkpoint, received.path, fmt)
 
-        def make_row(upload_id: str, filename: str, key: str) -> Checkpoint:
-            return Checkpoint(
-                id=upload_id,
-                owner_id=owner.id,
-                name=_label(received, filename),
-                format=accepted.format,
-                filename=filename,
-                size=received.size,
-                sha256=received.sha256,
-                storage_key=key,
-                summary=accepted.summary,
-            )
-
+        make_row = _row_maker(Checkpoint, owner, received, accepted)
         row = await _store_upload(session, store, received, accepted, "checkpoints", make_row)
     finally:
         received.path.unlink(missing_ok=True)
