@@ -127,6 +127,15 @@ def evaluate(
     return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1)}
 
 
+RESUME_MAY_CHANGE = frozenset({"device", "eval_batch_size"})
+
+
+def _jsonable_config(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
+    """Field values comparable across a checkpoint round trip (tuples come back as tuples or lists)."""
+    values = asdict(config) if isinstance(config, TrainConfig) else dict(config)
+    return {k: list(v) if isinstance(v, tuple | list) else v for k, v in values.items()}
+
+
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -196,11 +205,15 @@ class Trainer:
 
     def resume(self, path: str | Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
-        if (
-            state.config.get("seed") != self.config.seed
-            or state.config.get("batch_size") != self.config.batch_size
-        ):
-            raise CheckpointError(f"{path}: written by a run with a different seed or batch size")
+        # Continuing under other hyperparameters would silently train a different run (the LR
+        # schedule depends on the epoch count, the batches on seed and batch size). Only where the
+        # run executes may change.
+        current = _jsonable_config(self.config)
+        saved = _jsonable_config(state.config)
+        changed = sorted(k for k in current if k not in RESUME_MAY_CHANGE and saved.get(k) != current[k])
+        if changed:
+            details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in changed)
+            raise CheckpointError(f"{path}: written by a run with different training settings ({details})")
         self.model.load_state_dict(state.model)
         self.optimizer.load_state_dict(state.optimizer)
         self.sparsifier.load_state_dict(state.sparsifier)

@@ -121,8 +121,11 @@ def test_checkpoints_load_with_weights_only_and_reject_foreign_runs(tmp_path: Pa
     assert state.epoch == 1 and state.step == 0
     other = _trainer("lbc", None)
     other.config = TrainConfig(epochs=4, batch_size=8, seed=3)
-    with pytest.raises(CheckpointError, match="different seed or batch size"):
+    with pytest.raises(CheckpointError, match="batch_size: 16 -> 8"):
         other.resume(tmp_path / "ckpt.pt")
+    longer = _trainer("lbc", None, epochs=3)  # a different LR schedule: not the same run
+    with pytest.raises(CheckpointError, match="epochs: 1 -> 3"):
+        longer.resume(tmp_path / "ckpt.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match=r"junk\.pt"):
         load_checkpoint(tmp_path / "junk.pt")
