@@ -38,7 +38,9 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies that only read app.state are ``async def``: a plain ``def`` dependency costs a hop
+# to the thread pool and back on every request (one wake-up and GIL hand-off each way).
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -165,7 +167,7 @@ def get_checkpoint(
 CheckpointDep = Annotated[Checkpoint, Depends(get_checkpoint)]
 
 
-def get_store(request: Request) -> ObjectStore:
+async def get_store(request: Request) -> ObjectStore:
     store: ObjectStore = request.app.state.store
     return store
 
@@ -173,7 +175,7 @@ def get_store(request: Request) -> ObjectStore:
 StoreDep = Annotated[ObjectStore, Depends(get_store)]
 
 
-def get_queue(request: Request) -> Celery:
+async def get_queue(request: Request) -> Celery:
     celery: Celery = request.app.state.celery
     return celery
 

@@ -1,0 +1,654 @@
+"""Load test of the HTTP API with real processes: submit, status and list latency under N concurrent
+clients, and the queued -> running latency of a job with a worker (prints tables, asserts nothing).
+
+Modes (every state lives in a temporary directory, database or Redis DB that is removed at the end):
+
+  --mode embedded      SQLite database and SQLite broker under a temporary LBC_HOME (what `lbc serve`
+                       uses); starts `lbc api` and, with --with-worker, `lbc worker`.
+  --mode distributed   PostgreSQL (a fresh database created from --pg-admin-url, dropped at the end)
+                       and Redis (--redis-url, a DB number that must be empty; flushed at the end).
+
+Both run `lbc migrate` and `lbc keys create` with the same environment, then start `lbc api` on a
+free port (each process in its own process group, logs under the temporary home).
+
+Load phase (default): --clients virtual users, each with its own httpx.AsyncClient connection, loop
+for --duration seconds (after --warmup seconds that are not counted). Each request is a submit
+(POST /v1/jobs, a tiny digits + mlp + 1 epoch spec), a status read (GET /v1/jobs/{id} of a job this
+client submitted) or a list (GET /v1/jobs?limit=20), drawn with the --mix weights. A client's first
+request is a submit. --think adds a random pause (exponential, mean --think seconds) between a
+client's requests; 0 (default) is a closed loop that saturates the server. Without a worker every
+submitted job stays queued, so the owner quota is lifted (LBC_MAX_CONCURRENT_JOBS_PER_OWNER).
+
+Latency probe (--latency-probe N, implies --with-worker, skips the load phase): submits N tiny jobs
+one at a time, waits for each to finish (bounded), and reports started_at - queued_at of each job as
+recorded by the API and the worker.
+
+Client-side latencies include the load generator's own scheduling delay: on a small machine it shares
+the cores with the server, so the table also prints the server-side histogram (the API's own
+lbc_http_request_duration_seconds, time to response headers) and the CPU each side used.
+
+Usage:
+  python benchmarks/load.py --mode distributed --clients 50 --duration 20
+  python benchmarks/load.py --mode embedded --clients 50 --duration 20
+  python benchmarks/load.py --mode distributed --latency-probe 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+OPS = ("submit", "status", "list")
+EXPECTED_STATUS = {"submit": 201, "status": 200, "list": 200}
+ROUTES = {  # the API's route templates, as its latency histogram labels them
+    "submit": ("POST", "/v1/jobs"),
+    "status": ("GET", "/v1/jobs/{job_id}"),
+    "list": ("GET", "/v1/jobs"),
+}
+TINY_SPEC: dict[str, Any] = {  # about a second of training on 2 cores once a worker picks it up
+    "name": "load-benchmark",
+    "model": {"architecture": "mlp"},
+    "dataset": {"source": "digits"},
+    "sparsity": {"method": "lbc", "n": 2, "m": 4},
+    "train": {"epochs": 1},
+}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+SERVER_BUCKETS_MS = (5, 10, 25, 50, 100, 250, 500, 1000)
+
+
+# -- processes ------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Child:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, sig)
+
+
+@dataclass
+class Stack:
+    """The environment of one run: a temporary home, maybe a database and a Redis DB, and the children."""
+
+    mode: str
+    pg_admin_url: str
+    redis_url: str
+    max_jobs: int
+    home: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lbc-load-")))
+    env: dict[str, str] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+    database: str | None = None
+    redis_claimed: bool = False
+    base_url: str = ""
+
+    # -- setup ------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LBC_")}
+        env.update(
+            {
+                "PYTHONUNBUFFERED": "1",
+                "LBC_HOME": str(self.home / "home"),
+                "LBC_STORAGE_PATH": str(self.home / "objects"),
+                "LBC_MAX_CONCURRENT_JOBS_PER_OWNER": str(self.max_jobs),
+            }
+        )
+        if self.mode == "distributed":
+            self._claim_redis()
+            self.database = f"lbc_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+            self._admin_sql(f'CREATE DATABASE "{self.database}"')
+            env["LBC_DATABASE_URL"] = self._database_url(self.database)
+            env["LBC_BROKER_URL"] = self.redis_url
+        self.env = env
+        self.run_lbc("migrate")
+
+    def _claim_redis(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=3)
+        try:
+            size = client.dbsize()
+        finally:
+            client.close()
+        if size:
+            raise SystemExit(
+                f"load.py: Redis {self.redis_url} holds {size} keys; pick an empty DB number "
+                "(--redis-url redis://host:port/N): it is flushed at the end"
+            )
+        self.redis_claimed = True
+
+    def _database_url(self, name: str) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.pg_admin_url).set(database=name).render_as_string(hide_password=False)
+
+    def _admin_sql(self, statement: str) -> None:
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.pg_admin_url)
+        with psycopg.connect(
+            host=url.host or "127.0.0.1",
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password,
+            dbname=url.database or "postgres",
+            autocommit=True,
+            connect_timeout=5,
+        ) as connection:
+            connection.execute(statement.encode())
+
+    def run_lbc(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "cli.main", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise SystemExit(f"load.py: lbc {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def start(self, name: str, *args: str) -> Child:
+        log_path = self.home / f"{len(self.children):02d}-{name}.log"
+        with log_path.open("wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", *args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # own process group: Ctrl-C reaches only us, we stop the group
+            )
+        child = Child(name, popen, log_path)
+        self.children.append(child)
+        return child
+
+    def start_api(self) -> Child:
+        port = free_port()
+        api = self.start("api", "api", "--port", str(port))
+        self.base_url = f"http://127.0.0.1:{port}"
+        self._wait(lambda: httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200, api, 60)
+        return api
+
+    def start_worker(self) -> Child:
+        worker = self.start("worker", "worker", "--queues", "gpu,cpu,maintenance", "--name", "load@%h")
+        self._wait(lambda: " ready." in worker.log(), worker, 120)
+        return worker
+
+    @staticmethod
+    def _wait(condition: Any, child: Child, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not child.alive():
+                raise SystemExit(f"load.py: {child.name} exited early:\n{child.log()[-5000:]}")
+            with contextlib.suppress(httpx.HTTPError, OSError):
+                if condition():
+                    return
+            time.sleep(0.1)
+        raise SystemExit(f"load.py: {child.name} not ready after {timeout:.0f}s:\n{child.log()[-5000:]}")
+
+    # -- teardown ---------------------------------------------------------------------------------------
+    def close(self, keep_logs: Path | None = None) -> None:
+        """Stop every process group (SIGTERM, then SIGKILL), then remove the home, database, Redis keys."""
+        for child in self.children:
+            child.signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(c.alive() for c in self.children):
+            time.sleep(0.1)
+        for child in self.children:
+            child.signal_group(signal.SIGKILL)  # the group: a worker's pool children too
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.popen.wait(timeout=10)
+        if keep_logs is not None:
+            keep_logs.mkdir(parents=True, exist_ok=True)
+            for log in self.home.glob("*.log"):
+                shutil.copy(log, keep_logs / log.name)
+        if self.database is not None:
+            try:
+                self._admin_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            except Exception as exc:
+                print(f"load.py: could not drop database {self.database}: {exc}", file=sys.stderr)
+        if self.redis_claimed:
+            import redis
+
+            try:
+                client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=3)
+                client.flushdb()
+                client.close()
+            except Exception as exc:
+                print(f"load.py: could not flush {self.redis_url}: {exc}", file=sys.stderr)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+# -- CPU accounting (Linux /proc) ------------------------------------------------------------------------
+def process_cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def machine_busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
+# -- server-side histogram -------------------------------------------------------------------------------
+def scrape_histogram(base_url: str) -> dict[tuple[str, str], dict[float, float]]:
+    """Cumulative bucket counts of lbc_http_request_duration_seconds per (method, route), all statuses."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    out: dict[tuple[str, str], dict[float, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "lbc_http_request_duration_seconds":
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_bucket"):
+                continue
+            key = (sample.labels["method"], sample.labels["route"])
+            bound = float(sample.labels["le"])
+            buckets = out.setdefault(key, {})
+            buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return out
+
+
+def histogram_delta(
+    before: dict[tuple[str, str], dict[float, float]], after: dict[tuple[str, str], dict[float, float]]
+) -> dict[tuple[str, str], dict[float, float]]:
+    return {
+        key: {b: n - before.get(key, {}).get(b, 0.0) for b, n in buckets.items()}
+        for key, buckets in after.items()
+    }
+
+
+# -- load phase -----------------------------------------------------------------------------------------
+@dataclass
+class OpStats:
+    latencies: list[float] = field(default_factory=list)  # seconds, successful requests
+    errors: dict[str, int] = field(default_factory=dict)  # "HTTP 500" / exception name -> count
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+async def virtual_user(
+    base_url: str,
+    token: str,
+    spec: dict[str, Any],
+    weights: list[float],
+    think: float,
+    counting_from: float,
+    deadline: float,
+    stats: dict[str, OpStats],
+    warmup_stats: dict[str, OpStats],
+    seed: int,
+) -> None:
+    rng = random.Random(seed)
+    submitted: list[str] = []
+    async with httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=httpx.Timeout(30.0),
+        limits=httpx.Limits(max_connections=1),
+    ) as client:
+        while time.monotonic() < deadline:
+            op = rng.choices(OPS, weights)[0] if submitted else "submit"
+            started = time.monotonic()
+            try:
+                if op == "submit":
+                    response = await client.post("/v1/jobs", json=spec)
+                elif op == "status":
+                    response = await client.get(f"/v1/jobs/{rng.choice(submitted)}")
+                else:
+                    response = await client.get("/v1/jobs", params={"limit": 20})
+                elapsed = time.monotonic() - started
+                error = (
+                    None if response.status_code == EXPECTED_STATUS[op] else f"HTTP {response.status_code}"
+                )
+                if op == "submit" and error is None:
+                    submitted.append(response.json()["id"])
+            except httpx.HTTPError as exc:
+                elapsed, error = time.monotonic() - started, type(exc).__name__
+            bucket = stats[op] if started >= counting_from else warmup_stats[op]
+            if error is None:
+                bucket.latencies.append(elapsed)
+            else:
+                bucket.error(error)
+            if think > 0:
+                await asyncio.sleep(min(rng.expovariate(1.0 / think), 10 * think))
+
+
+async def run_load(
+    base_url: str, token: str, args: argparse.Namespace
+) -> tuple[dict[str, OpStats], float, float]:
+    weights = [float(w) for w in args.mix.split(",")]
+    now = time.monotonic()
+    counting_from = now + args.warmup
+    deadline = counting_from + args.duration
+    stats = {op: OpStats() for op in OPS}
+    warmup_stats = {op: OpStats() for op in OPS}
+    cpu_before = time.process_time()
+    await asyncio.gather(
+        *(
+            virtual_user(
+                base_url,
+                token,
+                TINY_SPEC,
+                weights,
+                args.think,
+                counting_from,
+                deadline,
+                stats,
+                warmup_stats,
+                args.seed + i,
+            )
+            for i in range(args.clients)
+        )
+    )
+    # Not deadline - counting_from: a request still open at the deadline is waited for (30 s at most).
+    measured = time.monotonic() - counting_from
+    warm = [x for op in OPS for x in warmup_stats[op].latencies]
+    warm_errors: dict[str, int] = {}
+    for op in OPS:
+        for what, count in warmup_stats[op].errors.items():
+            warm_errors[what] = warm_errors.get(what, 0) + count
+    print(
+        f"warmup (not in the table): {len(warm)} ok"
+        + (f", slowest {max(warm) * 1000:.0f} ms" if warm else "")
+        + (", errors: " + ", ".join(f"{k} x{v}" for k, v in warm_errors.items()) if warm_errors else "")
+    )
+    if measured > args.duration + 1:
+        print(f"the last requests ended {measured - args.duration:.1f} s after the measured window")
+    return stats, measured, time.process_time() - cpu_before
+
+
+def print_load_table(stats: dict[str, OpStats], measured: float) -> None:
+    print(
+        f"\n{'operation':<9} {'ok':>7} {'errors':>6} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'p99 ms':>8} {'max ms':>8}"
+    )
+    total_ok = total_err = 0
+    for op in OPS:
+        s = stats[op]
+        n, e = len(s.latencies), sum(s.errors.values())
+        total_ok, total_err = total_ok + n, total_err + e
+        if n:
+            ms = [x * 1000 for x in s.latencies]
+            cells = [percentile(ms, 50), percentile(ms, 95), percentile(ms, 99), max(ms)]
+            row = " ".join(f"{c:8.1f}" for c in cells)
+        else:
+            row = " ".join(f"{'-':>8}" for _ in range(4))
+        print(f"{op:<9} {n:>7} {e:>6} {n / measured:>8.1f} {row}")
+    all_ms = [x * 1000 for op in OPS for x in stats[op].latencies]
+    if all_ms:
+        print(
+            f"{'all':<9} {total_ok:>7} {total_err:>6} {total_ok / measured:>8.1f} "
+            f"{percentile(all_ms, 50):8.1f} {percentile(all_ms, 95):8.1f} {percentile(all_ms, 99):8.1f} "
+            f"{max(all_ms):8.1f}"
+        )
+    for op in OPS:
+        if stats[op].errors:
+            print(f"  {op} errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(stats[op].errors.items())))
+
+
+def print_server_table(delta: dict[tuple[str, str], dict[float, float]]) -> None:
+    print(
+        "\nserver side (the API's lbc_http_request_duration_seconds, time to response headers, "
+        "all statuses, warmup included):"
+    )
+    header = " ".join(f"{'<=' + str(b):>7}" for b in SERVER_BUCKETS_MS)
+    print(f"{'operation':<9} {'count':>7} {header}   p99 within")
+    for op in OPS:
+        buckets = delta.get(ROUTES[op], {})
+        count = buckets.get(float("inf"), 0.0)
+        if not count:
+            continue
+        shares = " ".join(f"{100 * buckets.get(b / 1000, 0.0) / count:6.1f}%" for b in SERVER_BUCKETS_MS)
+        bound = next((f"<= {b * 1000:g} ms" for b in sorted(buckets) if buckets[b] >= 0.99 * count), "?")
+        bound = "> 10000 ms" if bound == "<= inf ms" else bound
+        print(f"{op:<9} {int(count):>7} {shares}   {bound}")
+
+
+# -- latency probe --------------------------------------------------------------------------------------
+def run_probe(base_url: str, token: str, jobs: int, timeout: float, gap: float) -> None:
+    client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    rows: list[tuple[str, float, float, str]] = []
+    try:
+        print(f"\n{'job':<34} {'queued->running ms':>18} {'queued->finished s':>18} state")
+        for _ in range(jobs):
+            response = client.post("/v1/jobs", json=TINY_SPEC)
+            response.raise_for_status()
+            job_id = response.json()["id"]
+            deadline = time.monotonic() + timeout
+            detail: dict[str, Any] = response.json()
+            while detail["state"] not in TERMINAL and time.monotonic() < deadline:
+                time.sleep(0.1)
+                detail = client.get(f"/v1/jobs/{job_id}").json()
+            if detail["started_at"] is None:
+                print(f"{job_id:<34} {'never started':>18} {'':>18} {detail['state']} (after {timeout:.0f}s)")
+                continue
+            queued = datetime.fromisoformat(detail["queued_at"])
+            started = datetime.fromisoformat(detail["started_at"])
+            to_run = (started - queued).total_seconds()
+            finished = (
+                (datetime.fromisoformat(detail["finished_at"]) - queued).total_seconds()
+                if detail["finished_at"]
+                else float("nan")
+            )
+            rows.append((job_id, to_run, finished, detail["state"]))
+            print(f"{job_id:<34} {to_run * 1000:>18.1f} {finished:>18.2f} {detail['state']}")
+            if gap > 0:
+                time.sleep(gap)
+    finally:
+        client.close()
+    if rows:
+        lat = [r[1] * 1000 for r in rows]
+        print(
+            f"\nqueued -> running over {len(lat)} jobs: p50 {statistics.median(lat):.1f} ms, "
+            f"max {max(lat):.1f} ms, mean {statistics.fmean(lat):.1f} ms"
+        )
+
+
+# -- main -----------------------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mode", choices=("embedded", "distributed"), default="distributed")
+    parser.add_argument("--with-worker", action="store_true", help="also start `lbc worker`")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent virtual users (default 50)")
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds (default 20)")
+    parser.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds run first, not counted (default 2)"
+    )
+    parser.add_argument(
+        "--mix", default="1,3,1", help="weights of submit,status,list per request (default 1,3,1)"
+    )
+    parser.add_argument(
+        "--think", type=float, default=0.0, help="mean pause in s between a client's requests (default 0)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--latency-probe",
+        type=int,
+        metavar="N",
+        default=0,
+        help="submit N tiny jobs one at a time with a worker running and report queued->running (no load)",
+    )
+    parser.add_argument("--probe-timeout", type=float, default=120.0, help="max s to wait for one probe job")
+    parser.add_argument("--probe-gap", type=float, default=0.5, help="s to wait between probe jobs")
+    parser.add_argument(
+        "--pg-admin-url",
+        default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server to create the temporary database on (distributed mode)",
+    )
+    parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379/14", help="an empty Redis DB; flushed at the end"
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="PATH",
+        help="record the API process with py-spy (on PATH) during the load phase into PATH (speedscope)",
+    )
+    parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the processes' logs to DIR")
+    args = parser.parse_args()
+    if sum(float(w) for w in args.mix.split(",")) <= 0 or len(args.mix.split(",")) != 3:
+        parser.error("--mix needs three non-negative weights, e.g. 1,3,1")
+    with_worker = args.with_worker or args.latency_probe > 0
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    stack = Stack(args.mode, args.pg_admin_url, args.redis_url, max_jobs=10_000_000)
+    profiler: subprocess.Popen[bytes] | None = None
+    try:
+        stack.prepare()
+        token = stack.run_lbc("keys", "create", "--name", "load-benchmark").strip()
+        api = stack.start_api()
+        if with_worker:
+            stack.start_worker()
+        cpus = os.cpu_count()
+        broker = "Redis" if args.mode == "distributed" else "SQLite broker"
+        database = "PostgreSQL" if args.mode == "distributed" else "SQLite"
+        print(
+            f"mode {args.mode} ({database}, {broker}), worker {'yes' if with_worker else 'no'}, "
+            f"{cpus} CPUs, Python {platform.python_version()}, API {stack.base_url} (one uvicorn process)"
+        )
+        if args.latency_probe > 0:
+            run_probe(stack.base_url, token, args.latency_probe, args.probe_timeout, args.probe_gap)
+            return 0
+
+        print(
+            f"{args.clients} clients, {args.warmup:g} s warmup + {args.duration:g} s measured, "
+            f"mix submit,status,list = {args.mix}, think {args.think:g} s"
+        )
+        idle0 = machine_busy_seconds()
+        time.sleep(1.0)
+        idle1 = machine_busy_seconds()
+        if idle1[1] > idle0[1]:
+            background = 100 * (idle1[0] - idle0[0]) / (idle1[1] - idle0[1])
+            note = "  (other work on the machine: these numbers are noisy)" if background > 10 else ""
+            print(f"machine busy before the load: {background:.0f}% of {cpus} cores{note}")
+        before = scrape_histogram(stack.base_url)
+        api_cpu0 = process_cpu_seconds(api.popen.pid)
+        busy0, total0 = machine_busy_seconds()
+        if args.py_spy:
+            exe = shutil.which("py-spy")
+            if exe is None:
+                raise SystemExit("load.py: --py-spy needs py-spy on PATH (pip install py-spy)")
+            profiler = subprocess.Popen(
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(api.popen.pid),
+                    "--rate",
+                    "200",
+                    "--format",
+                    "speedscope",
+                    "--duration",
+                    str(int(args.warmup + args.duration)),
+                    "--output",
+                    args.py_spy,
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        stats, measured, client_cpu = asyncio.run(run_load(stack.base_url, token, args))
+        api_cpu = process_cpu_seconds(api.popen.pid) - api_cpu0
+        busy1, total1 = machine_busy_seconds()
+        after = scrape_histogram(stack.base_url)
+        wall = args.warmup + measured
+        print_load_table(stats, measured)
+        delta = histogram_delta(before, after)
+        print_server_table(delta)
+        served = int(sum(delta.get(ROUTES[op], {}).get(float("inf"), 0.0) for op in OPS))
+        if served:
+            # Robust to other load on the machine, unlike the latencies: compare variants with this.
+            print(
+                f"\nAPI CPU per request: {1000 * api_cpu / served:.2f} ms ({served} requests, warmup included)"
+            )
+        if cpus:
+            machine = 100 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else float("nan")
+            print(
+                f"\nCPU over the {wall:.1f} s run: machine {machine:.0f}% busy of {cpus} cores; "
+                f"API process {api_cpu:.1f} s ({100 * api_cpu / wall:.0f}% of one core); "
+                f"load generator {client_cpu:.1f} s ({100 * client_cpu / wall:.0f}% of one core); "
+                "the rest is the database, broker and worker"
+            )
+        if profiler is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                profiler.wait(timeout=60)
+            print(f"py-spy profile of the API: {args.py_spy}")
+        return 0
+    except KeyboardInterrupt:
+        print("\nload.py: interrupted; cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the cleanup
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if profiler is not None and profiler.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(profiler.pid, signal.SIGKILL)
+            profiler.wait(timeout=10)
+        stack.close(args.keep_logs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
