@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, StoreDep, after_commit
-from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
+from api.errors import ERROR_RESPONSES, NOT_FOUND
+from api.routes.jobs import SUBMIT_RESPONSES
 from api.schemas import JobDetail
 from jobs import repository
 from jobs.benchmarks import (
@@ -122,15 +123,7 @@ def benchmark_summary(spec: BenchmarkJobSpec, settings: Settings, source: dict[s
     status_code=201,
     response_model=JobDetail,
     summary="Submit a benchmark job",
-    responses={
-        200: {
-            "model": JobDetail,
-            "description": "The job an earlier request with this Idempotency-Key created",
-        },
-        201: {"description": "Created and queued", "headers": {"Location": {"schema": {"type": "string"}}}},
-        409: {"model": ErrorEnvelope, "description": "Idempotency-Key reused with a different spec"},
-        429: {"model": ErrorEnvelope, "description": "Too many unfinished jobs for this owner"},
-    },
+    responses=SUBMIT_RESPONSES,
 )
 def submit_benchmark(
     spec: Annotated[BenchmarkJobSpec, Body(openapi_examples=BENCHMARK_EXAMPLES)],

@@ -129,20 +129,21 @@ def job_summary(spec: JobSpec, settings: Settings, dataset_id: str | None) -> di
     }
 
 
+# Shared by every route that submits a job (sparsify and benchmark), so their contracts stay alike.
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": JobDetail, "description": "The job an earlier request with this Idempotency-Key created"},
+    201: {"description": "Created and queued", "headers": {"Location": {"schema": {"type": "string"}}}},
+    409: {"model": ErrorEnvelope, "description": "Idempotency-Key reused with a different spec"},
+    429: {"model": ErrorEnvelope, "description": "Too many unfinished jobs for this owner"},
+}
+
+
 @router.post(
     "",
     status_code=201,
     response_model=JobDetail,
     summary="Submit a job",
-    responses={
-        200: {
-            "model": JobDetail,
-            "description": "The job an earlier request with this Idempotency-Key created",
-        },
-        201: {"description": "Created and queued", "headers": {"Location": {"schema": {"type": "string"}}}},
-        409: {"model": ErrorEnvelope, "description": "Idempotency-Key reused with a different spec"},
-        429: {"model": ErrorEnvelope, "description": "Too many unfinished jobs for this owner"},
-    },
+    responses=SUBMIT_RESPONSES,
     openapi_extra={
         "requestBody": {
             "required": True,
