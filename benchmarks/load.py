@@ -309,6 +309,27 @@ def histogram_delta(
 
 # -- load phase -----------------------------------------------------------------------------------------
 @dataclass
+class Snapshot:
+    """The API's latency histogram and CPU time, the load generator's and the machine's CPU time."""
+
+    at: float
+    histogram: dict[tuple[str, str], dict[float, float]]
+    api_cpu: float
+    client_cpu: float
+    machine: tuple[float, float]
+
+    @classmethod
+    def take(cls, base_url: str, api_pids: list[int]) -> Snapshot:
+        return cls(
+            at=time.monotonic(),
+            histogram=scrape_histogram(base_url),
+            api_cpu=sum(process_cpu_seconds(pid) for pid in api_pids),
+            client_cpu=time.process_time(),
+            machine=machine_busy_seconds(),
+        )
+
+
+@dataclass
 class OpStats:
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests
     errors: dict[str, int] = field(default_factory=dict)  # "HTTP 500" / exception name -> count
@@ -372,15 +393,22 @@ async def virtual_user(
 
 
 async def run_load(
-    base_url: str, token: str, args: argparse.Namespace
-) -> tuple[dict[str, OpStats], float, float]:
+    base_url: str, token: str, args: argparse.Namespace, api_pids: list[int]
+) -> tuple[dict[str, OpStats], float, Snapshot, Snapshot]:
+    """Runs the clients; returns their stats, the measured seconds, and snapshots taken when the
+    warmup ends and when the last client is done (so server-side numbers cover the same window)."""
     weights = [float(w) for w in args.mix.split(",")]
     now = time.monotonic()
     counting_from = now + args.warmup
     deadline = counting_from + args.duration
     stats = {op: OpStats() for op in OPS}
     warmup_stats = {op: OpStats() for op in OPS}
-    cpu_before = time.process_time()
+
+    async def snapshot_after_warmup() -> Snapshot:
+        await asyncio.sleep(max(0.0, counting_from - time.monotonic()))
+        return await asyncio.to_thread(Snapshot.take, base_url, api_pids)
+
+    first = asyncio.ensure_future(snapshot_after_warmup())
     await asyncio.gather(
         *(
             virtual_user(
@@ -398,6 +426,7 @@ async def run_load(
             for i in range(args.clients)
         )
     )
+    last = Snapshot.take(base_url, api_pids)
     # Not deadline - counting_from: a request still open at the deadline is waited for (30 s at most).
     measured = time.monotonic() - counting_from
     warm = [x for op in OPS for x in warmup_stats[op].latencies]
@@ -406,13 +435,13 @@ async def run_load(
         for what, count in warmup_stats[op].errors.items():
             warm_errors[what] = warm_errors.get(what, 0) + count
     print(
-        f"warmup (not in the table): {len(warm)} ok"
+        f"warmup (not in the tables): {len(warm)} ok"
         + (f", slowest {max(warm) * 1000:.0f} ms" if warm else "")
         + (", errors: " + ", ".join(f"{k} x{v}" for k, v in warm_errors.items()) if warm_errors else "")
     )
     if measured > args.duration + 1:
         print(f"the last requests ended {measured - args.duration:.1f} s after the measured window")
-    return stats, measured, time.process_time() - cpu_before
+    return stats, measured, await first, last
 
 
 def print_load_table(stats: dict[str, OpStats], measured: float) -> None:
@@ -446,8 +475,8 @@ def print_load_table(stats: dict[str, OpStats], measured: float) -> None:
 
 def print_server_table(delta: dict[tuple[str, str], dict[float, float]]) -> None:
     print(
-        "\nserver side (the API's lbc_http_request_duration_seconds, time to response headers, "
-        "all statuses, warmup included):"
+        "\nserver side (the API's lbc_http_request_duration_seconds: time to response headers, "
+        "all statuses, after the warmup):"
     )
     header = " ".join(f"{'<=' + str(b):>7}" for b in SERVER_BUCKETS_MS)
     print(f"{'operation':<9} {'count':>7} {header}   p99 within")
@@ -583,55 +612,37 @@ def main() -> int:
             background = 100 * (idle1[0] - idle0[0]) / (idle1[1] - idle0[1])
             note = "  (other work on the machine: these numbers are noisy)" if background > 10 else ""
             print(f"machine busy before the load: {background:.0f}% of {cpus} cores{note}")
-        before = scrape_histogram(stack.base_url)
-        api_cpu0 = process_cpu_seconds(api.popen.pid)
-        busy0, total0 = machine_busy_seconds()
         if args.py_spy:
             exe = shutil.which("py-spy")
             if exe is None:
                 raise SystemExit("load.py: --py-spy needs py-spy on PATH (pip install py-spy)")
             profiler = subprocess.Popen(
                 [
-                    exe,
-                    "record",
-                    "--pid",
-                    str(api.popen.pid),
-                    "--rate",
-                    "200",
-                    "--format",
-                    "speedscope",
-                    "--duration",
-                    str(int(args.warmup + args.duration)),
-                    "--output",
-                    args.py_spy,
+                    *(exe, "record", "--pid", str(api.popen.pid), "--rate", "200", "--format", "speedscope"),
+                    *("--duration", str(int(args.warmup + args.duration)), "--output", args.py_spy),
                     "--nonblocking",
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        stats, measured, client_cpu = asyncio.run(run_load(stack.base_url, token, args))
-        api_cpu = process_cpu_seconds(api.popen.pid) - api_cpu0
-        busy1, total1 = machine_busy_seconds()
-        after = scrape_histogram(stack.base_url)
-        wall = args.warmup + measured
+        stats, measured, first, last = asyncio.run(run_load(stack.base_url, token, args, [api.popen.pid]))
         print_load_table(stats, measured)
-        delta = histogram_delta(before, after)
+        delta = histogram_delta(first.histogram, last.histogram)
         print_server_table(delta)
+        window = last.at - first.at
+        api_cpu, client_cpu = last.api_cpu - first.api_cpu, last.client_cpu - first.client_cpu
+        busy, total = (last.machine[0] - first.machine[0]), (last.machine[1] - first.machine[1])
         served = int(sum(delta.get(ROUTES[op], {}).get(float("inf"), 0.0) for op in OPS))
+        print(f"\nCPU over the measured {window:.1f} s (after the warmup):")
+        if total > 0:
+            print(f"  machine         {100 * busy / total:5.0f}% busy of {cpus} cores")
+        print(f"  API process     {100 * api_cpu / window:5.0f}% of one core ({api_cpu:.1f} s)")
+        print(f"  load generator  {100 * client_cpu / window:5.0f}% of one core ({client_cpu:.1f} s)")
+        print("  (the rest: PostgreSQL or SQLite, Redis, a worker, other processes)")
         if served:
-            # Robust to other load on the machine, unlike the latencies: compare variants with this.
-            print(
-                f"\nAPI CPU per request: {1000 * api_cpu / served:.2f} ms ({served} requests, warmup included)"
-            )
-        if cpus:
-            machine = 100 * (busy1 - busy0) / (total1 - total0) if total1 > total0 else float("nan")
-            print(
-                f"\nCPU over the {wall:.1f} s run: machine {machine:.0f}% busy of {cpus} cores; "
-                f"API process {api_cpu:.1f} s ({100 * api_cpu / wall:.0f}% of one core); "
-                f"load generator {client_cpu:.1f} s ({100 * client_cpu / wall:.0f}% of one core); "
-                "the rest is the database, broker and worker"
-            )
+            # Robust to other load on the machine, unlike the latencies: compare code variants with this.
+            print(f"  API CPU per request: {1000 * api_cpu / served:.2f} ms ({served} requests)")
         if profiler is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 profiler.wait(timeout=60)
