@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.deps import database_slots
 from api.errors import register_error_handlers
 from api.observability import LatencyMiddleware, RequestIdMiddleware, ServiceMetrics
 from api.routes import artifacts, benchmarks, dashboard, health, jobs, masks, models, streams, uploads
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory
+    app.state.database_slots = database_slots(engine)
     app.state.celery = make_celery(settings)
     app.state.store = make_store(settings)
     app.state.metrics = ServiceMetrics(session_factory)

@@ -9,15 +9,17 @@ commit; cleanup of side effects that must not outlive a failed request goes to :
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from typing import Annotated
 
+import anyio
 from celery import Celery
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, or_, update
 from sqlalchemy.orm import Session, attributes
+from sqlalchemy.pool import QueuePool
 
 from jobs import repository
 from jobs.auth import authenticate, get_or_create_owner
@@ -66,7 +68,37 @@ def _run(callbacks: list[Callable[[], None]], what: str) -> None:
             log.exception("%s hook failed", what)
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def database_slots(engine: Engine) -> anyio.Semaphore | None:
+    """One slot per connection the engine's pool can hand out (``None``: the pool never makes anyone wait).
+
+    A request's session keeps its connection from its first query to its commit, across several hops to
+    the thread pool (dependencies, route, commit), and a checkout that finds the pool empty blocks a
+    worker thread. With more requests in flight than connections plus threads (30 + 40 on PostgreSQL),
+    every thread could be blocked on a checkout while every connection belongs to a request that waits
+    for a thread: the API answered nothing until the pool's 30 s timeout, then 500s. A request now takes
+    a slot, in the event loop without a thread, before its session exists, so its checkout never waits
+    on a request that is itself waiting for a thread (only, briefly, on /metrics, /readyz or an event
+    stream's poll, which use a connection within one call).
+    """
+    pool = engine.pool
+    if not isinstance(pool, QueuePool):
+        return None
+    overflow = getattr(pool, "_max_overflow", 0)
+    return None if overflow < 0 else anyio.Semaphore(pool.size() + overflow)
+
+
+async def _database_slot(request: Request) -> AsyncIterator[None]:
+    slots: anyio.Semaphore | None = getattr(request.app.state, "database_slots", None)
+    if slots is None:
+        yield
+        return
+    async with slots:  # released after the session's commit and close (this dependency exits last)
+        yield
+
+
+def get_session(
+    request: Request, _slot: Annotated[None, Depends(_database_slot, scope="function")]
+) -> Iterator[Session]:
     session: Session = request.app.state.session_factory()
     try:
         yield session

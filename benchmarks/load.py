@@ -283,7 +283,11 @@ def scrape_histogram(base_url: str) -> dict[tuple[str, str], dict[float, float]]
     """Cumulative bucket counts of lbc_http_request_duration_seconds per (method, route), all statuses."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    try:
+        text = httpx.get(f"{base_url}/metrics", timeout=30).text
+    except httpx.HTTPError as exc:  # a stalled API: report what the clients saw, without this table
+        print(f"load.py: could not read {base_url}/metrics ({type(exc).__name__})", file=sys.stderr)
+        return {}
     out: dict[tuple[str, str], dict[float, float]] = {}
     for family in text_string_to_metric_families(text):
         if family.name != "lbc_http_request_duration_seconds":
@@ -388,8 +392,9 @@ async def virtual_user(
                 bucket.latencies.append(elapsed)
             else:
                 bucket.error(error)
-            if think > 0:
-                await asyncio.sleep(min(rng.expovariate(1.0 / think), 10 * think))
+            if think > 0:  # never past the deadline: the run ends on time
+                pause = min(rng.expovariate(1.0 / think), 10 * think, deadline - time.monotonic())
+                await asyncio.sleep(max(0.0, pause))
 
 
 async def run_load(
