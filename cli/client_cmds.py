@@ -42,7 +42,8 @@ exit codes:
   4    not found (404)
   5    authentication failed (401/403)
   6    cannot connect to the server
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  141  the output pipe closed early (e.g. `lbc jobs | head`)"""
 
 DATASET_FORMATS = ("mnist", "npz", "imagefolder", "cifar10", "cifar100")
 CHECKPOINT_FORMATS = ("safetensors", "torch")

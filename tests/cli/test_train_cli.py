@@ -123,6 +123,27 @@ def test_spec_check_and_schema(tmp_path: Path) -> None:
     assert schema["title"] == "JobSpec" and "model" in schema["required"]
 
 
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback() -> None:
+    # `lbc spec schema | head -n 1` once head has exited: the read end of stdout is already closed, so
+    # the first write fails with EPIPE (closing it before the start makes that deterministic).
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            lbc_command("spec", "schema"),
+            cwd=REPO,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=_env(),
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+    stderr = result.stderr.decode()
+    assert result.returncode == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr
+
+
 def test_examples_pass_spec_check() -> None:
     examples = sorted(str(p.relative_to(REPO)) for p in (REPO / "examples").glob("*.yaml"))
     result = lbc("spec", "check", *examples)
