@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from lbc_core.sparsity.base import (
     KEEP_N_SEMANTICS,
@@ -14,6 +15,7 @@ from lbc_core.sparsity.base import (
 )
 from lbc_core.sparsity.baselines import DenseSparsifier, MagnitudeSparsifier, SRSTESparsifier
 from lbc_core.sparsity.lbc import LBCSparsifier, ScoreOptimizer
+from lbc_core.sparsity.lbc_revival import RevivalLBCSparsifier
 from lbc_core.sparsity.pattern import (
     NMPattern,
     PatternError,
@@ -35,6 +37,10 @@ from lbc_core.sparsity.selection import (
 )
 
 METHODS = ("lbc", "srste", "asp", "dense")
+# "permanent" is the method (and the product). The others are ABLATIONS reproducing the authors'
+# code, where dead scores are zeroed and can revive (lbc_revival.py); "revival_grad" also feeds
+# dead combinations the loss signal.
+REMOVALS = ("permanent", "revival", "revival_grad")
 
 
 @dataclass(frozen=True)
@@ -48,13 +54,26 @@ class SparsityConfig:
     # None: follow the training optimizer (the pipeline fills it in); see ScoreOptimizer.
     score_optimizer: ScoreOptimizer | None = None
     srste_decay: float = 2e-4
+    removal: Literal["permanent", "revival", "revival_grad"] = "permanent"
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown sparsity method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.removal not in REMOVALS:
+            raise ValueError(f"unknown LBC removal {self.removal!r}; choose one of {', '.join(REMOVALS)}")
+        if self.removal != "permanent" and self.method != "lbc":
+            raise ValueError(f"removal {self.removal!r} only applies to method 'lbc', not {self.method!r}")
 
 
 def build_sparsifier(config: SparsityConfig) -> Sparsifier:
+    if config.method == "lbc" and config.removal != "permanent":
+        return RevivalLBCSparsifier(
+            config.pattern,
+            config.layers,
+            config.schedule,
+            config.score_optimizer or ScoreOptimizer(),
+            dead_gradient=config.removal == "revival_grad",
+        )
     if config.method == "lbc":
         return LBCSparsifier(
             config.pattern, config.layers, config.schedule, config.score_optimizer or ScoreOptimizer()
@@ -69,6 +88,7 @@ def build_sparsifier(config: SparsityConfig) -> Sparsifier:
 __all__ = [
     "KEEP_N_SEMANTICS",
     "METHODS",
+    "REMOVALS",
     "DenseSparsifier",
     "LBCSparsifier",
     "LayerPolicy",
@@ -81,6 +101,7 @@ __all__ = [
     "NMPattern",
     "PatternError",
     "RemovalSchedule",
+    "RevivalLBCSparsifier",
     "SRSTESparsifier",
     "ScoreOptimizer",
     "SkippedLayer",
