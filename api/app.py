@@ -40,7 +40,7 @@ TAGS = [
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, connect_timeout_s=settings.database_connect_timeout_seconds)
     session_factory = make_session_factory(engine)
 
     @asynccontextmanager

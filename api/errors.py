@@ -15,15 +15,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from jobs.db import is_database_unavailable
 from jobs.errors import ServiceError
 from jobs.spec import format_path
 
 log = logging.getLogger("api.errors")
 
-RETRY_AFTER_SECONDS = 5
+RETRY_AFTER_SECONDS = 5  # only for an app without settings; see Settings.retry_after_seconds
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -80,6 +82,11 @@ def request_id_of(request: Request) -> str | None:
     return getattr(request.state, "request_id", None)
 
 
+def retry_after(request: Request) -> str:
+    settings = getattr(request.app.state, "settings", None)
+    return str(getattr(settings, "retry_after_seconds", RETRY_AFTER_SECONDS))
+
+
 def error_response(
     request: Request,
     status_code: int,
@@ -120,7 +127,7 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
     if exc.status_code == 503:
-        headers.setdefault("Retry-After", str(RETRY_AFTER_SECONDS))
+        headers.setdefault("Retry-After", retry_after(request))
     details = exc.details
     if exc.status_code == 422 and details is None:  # a 422 always lists its problems
         details = [{"field": "", "message": exc.message}]
@@ -153,16 +160,25 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, exc.status_code, code, message, None, dict(exc.headers or {}))
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    if not is_database_unavailable(exc):
+        return await _unexpected(request, exc)
     # The driver's message can carry host names and user names: log it, do not return it.
-    log.warning("database unavailable (request %s): %s", request_id_of(request), exc.__class__.__name__)
+    log.warning(
+        "database unavailable in %s %s (request %s): %s",
+        request.method,
+        request.url.path,
+        request_id_of(request),
+        exc.__class__.__name__,
+    )
+    seconds = retry_after(request)
     return error_response(
         request,
         503,
         "database_unavailable",
-        "the database is unavailable; retry shortly",
+        f"the database is unavailable; retry in {seconds} s",
         None,
-        {"Retry-After": str(RETRY_AFTER_SECONDS)},
+        {"Retry-After": seconds},
     )
 
 
@@ -177,7 +193,8 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
-    app.add_exception_handler(OperationalError, _database_unavailable)
+    for database_error in (DBAPIError, DisconnectionError, PoolTimeout):
+        app.add_exception_handler(database_error, _database_error)
     app.add_exception_handler(Exception, _unexpected)
 
 
@@ -185,7 +202,14 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorEnvelope, "description": "Missing or invalid API key"},
     422: {"model": ErrorEnvelope, "description": "Invalid request; `details` lists every problem"},
     500: {"model": ErrorEnvelope, "description": "Internal error (details are logged, not returned)"},
-    503: {"model": ErrorEnvelope, "description": "Database unavailable; see Retry-After"},
+    503: {
+        "model": ErrorEnvelope,
+        "description": "The database (code `database_unavailable`) or the object store is unreachable "
+        "for now; retry after the Retry-After delay",
+        "headers": {
+            "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+        },
+    },
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorEnvelope, "description": "No such resource for this owner"}

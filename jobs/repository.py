@@ -93,18 +93,24 @@ def create_job(
         queued_at=now,
         updated_at=now,
     )
-    try:
-        with session.begin_nested():  # a savepoint: losing the race must not undo the caller's work
-            session.add(job)
-            session.flush()
-    except IntegrityError as exc:  # a concurrent retry with the same key won the race
-        if idempotency_key:
+    if not idempotency_key:
+        # No savepoint without a key (nothing to race on): with SQLite's Python driver, a savepoint
+        # opened before any write commits on release, so a request that failed later (its commit lost
+        # the database) would leave a job the client was told does not exist.
+        session.add(job)
+        session.flush()
+    else:
+        try:
+            with session.begin_nested():  # a savepoint: losing the race must not undo the caller's work
+                session.add(job)
+                session.flush()
+        except IntegrityError as exc:  # a concurrent retry with the same key won the race
             existing = session.scalar(
                 select(Job).where(Job.owner_id == owner.id, Job.idempotency_key == idempotency_key)
             )
             if existing is not None:
                 return existing, False
-        raise Conflict("job could not be created") from exc
+            raise Conflict("job could not be created") from exc
     session.add(JobEvent(job_id=job.id, kind="state", attempt=0, data={"state": "queued"}))
     return job, True
 

@@ -49,6 +49,19 @@ class Settings(BaseSettings):
     max_concurrent_jobs_per_owner: int = Field(default=16, ge=1)
     default_queue: str = "gpu"
 
+    database_connect_timeout_seconds: int = Field(
+        default=5,
+        ge=2,  # libpq rounds anything lower up to 2 s
+        le=300,
+        description="PostgreSQL: give up opening a connection after this long (a 503, not a hung request)",
+    )
+    retry_after_seconds: int = Field(
+        default=5,
+        ge=1,
+        le=3600,
+        description="Retry-After of the API's 503 while the database or the object store is unreachable",
+    )
+
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:
         home = self.home.expanduser().resolve()

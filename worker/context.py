@@ -47,7 +47,7 @@ def default_worker_id(node_name: str | None = None) -> str:
 def build_context(
     settings: Settings, *, worker_id: str | None = None, send: SendJob | None = None
 ) -> WorkerContext:
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, connect_timeout_s=settings.database_connect_timeout_seconds)
     return WorkerContext(
         settings=settings,
         engine=engine,

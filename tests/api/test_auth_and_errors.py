@@ -6,11 +6,13 @@ import logging
 from typing import Any
 
 import pytest
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from jobs.auth import digest
 from jobs.db import transaction
-from jobs.models import ApiKey, Owner, utcnow
+from jobs.models import ApiKey, JobEvent, Owner, utcnow
 from tests.api.conftest import AppFactory, Service, digits_spec
 
 BOTH = pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
@@ -156,3 +158,60 @@ def test_an_unreachable_database_is_a_503_with_retry_after(app_factory: AppFacto
     error = _error(response, 503, "database_unavailable")
     assert response.headers["Retry-After"] == "5"
     assert "nope.db" not in error["message"]
+
+
+class _DriverError(Exception):
+    """Stands in for the DBAPI exception SQLAlchemy wraps."""
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "code"),
+    [
+        (sa_exc.OperationalError("SELECT 1", {}, _DriverError("server closed the connection")), 503, None),
+        (sa_exc.InterfaceError("SELECT 1", {}, _DriverError("the connection is closed")), 503, None),
+        (sa_exc.TimeoutError("QueuePool limit of size 10 overflow 20 reached"), 503, None),
+        (sa_exc.DBAPIError("SELECT 1", {}, _DriverError("lost"), connection_invalidated=True), 503, None),
+        (sa_exc.IntegrityError("INSERT", {}, _DriverError("duplicate key")), 500, "internal_error"),
+        (sa_exc.ProgrammingError("SELECT", {}, _DriverError("syntax error")), 500, "internal_error"),
+    ],
+    ids=["operational", "interface", "pool-timeout", "invalidated", "integrity", "programming"],
+)
+def test_lost_database_connections_are_503s_and_other_database_errors_500s(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch, raised: Exception, status: int, code: str | None
+) -> None:
+    service = app_factory(raise_server_exceptions=False, retry_after_seconds=9)
+    alice = service.caller()
+    from jobs import repository
+
+    def explode(*args: Any, **kwargs: Any) -> Any:
+        raise raised
+
+    monkeypatch.setattr(repository, "list_jobs", explode)
+    response = service.client.get("/v1/jobs", headers=alice.headers)
+    error = _error(response, status, code or "database_unavailable")
+    if status == 503:
+        assert response.headers["Retry-After"] == "9"
+        assert error["message"] == "the database is unavailable; retry in 9 s"
+    assert "connection" not in error["message"] and "duplicate" not in error["message"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_commit_that_loses_the_database_is_a_503_and_nothing_is_kept(
+    app_factory: AppFactory, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """The connection breaks after the route ran, at the request's commit: the client learns the write
+    did not happen (503, retry), not a 201 for a job that is not there."""
+    service = app_factory(backend, raise_server_exceptions=False)
+    alice = service.caller()
+    commit = Session.commit
+
+    def commit_loses_connection(self: Session) -> None:
+        if any(isinstance(obj, JobEvent) for obj in self.new):  # the submit's "queued" event
+            raise sa_exc.OperationalError("COMMIT", {}, _DriverError("server closed the connection"))
+        commit(self)
+
+    monkeypatch.setattr(Session, "commit", commit_loses_connection)
+    response = service.client.post("/v1/jobs", json=digits_spec(), headers=alice.headers)
+    _error(response, 503, "database_unavailable")
+    monkeypatch.setattr(Session, "commit", commit)
+    assert service.client.get("/v1/jobs", headers=alice.headers).json()["items"] == []
