@@ -17,6 +17,13 @@ Methods
   choice), power --lbc-power (default 3).
 - ``lbc_dense`` (ablation): LBC from a dense checkpoint within the same budget: the same dense
   half as ``asp``, then LBC for the other half with t_f = (fine-tune epochs) * --lbc-tf-frac.
+- ``lbc_revival`` (ablation): ``lbc`` with the authors' removal instead of permanent removal
+  (``SparsityConfig.removal="revival"``): dead combinations hold score 0, alive sets are re-ranked
+  every step, and momentum can bring a dead combination back. ``lbc_revival_grad`` also feeds dead
+  combinations the loss signal (``removal="revival_grad"``). Their records add ``revivals`` (dead ->
+  alive transitions over the run, all layers), ``groups_with_revived_alive``, ``mask_exactly_nm``
+  (of the training mask at the end of training) and ``closest_revival_margin`` (smallest gap
+  between the weakest alive and the strongest dead score at any ranking; negative = a revival).
 
 Cost
 ----
@@ -62,7 +69,9 @@ from lbc_core.sparsity import NMPattern, RemovalSchedule, SparsityConfig  # noqa
 from lbc_core.training import TrainConfig, evaluate  # noqa: E402
 
 MNIST_PATH = REPO / ".." / "shared" / "data" / "mnist-t10k"
-METHODS = ("dense", "asp", "srste", "lbc", "lbc_dense")
+METHODS = ("dense", "asp", "srste", "lbc", "lbc_dense", "lbc_revival", "lbc_revival_grad")
+# compare.py method -> SparsityConfig.removal for the LBC-from-scratch methods.
+LBC_REMOVALS = {"lbc": "permanent", "lbc_revival": "revival", "lbc_revival_grad": "revival_grad"}
 
 
 def parse_pattern(text: str) -> NMPattern:
@@ -169,14 +178,10 @@ def one_run(
                 "lbc", pattern, schedule=RemovalSchedule(t_i=0, t_f=max(tune * tf_frac, 1), power=power)
             )
         phases.append((f"{method}-finetune", RunConfig(model_cfg, data, sparsity, train(tune))))
-    elif method == "lbc":
+    elif method in LBC_REMOVALS:
         schedule = RemovalSchedule(t_i=0, t_f=max(epochs * tf_frac, 1), power=power)
-        phases.append(
-            (
-                "lbc",
-                RunConfig(model_cfg, data, SparsityConfig("lbc", pattern, schedule=schedule), train(epochs)),
-            )
-        )
+        sparsity = SparsityConfig("lbc", pattern, schedule=schedule, removal=LBC_REMOVALS[method])  # type: ignore[arg-type]
+        phases.append((method, RunConfig(model_cfg, data, sparsity, train(epochs))))
     else:
         phases.append((method, RunConfig(model_cfg, data, SparsityConfig(method, pattern), train(epochs))))
 
@@ -235,6 +240,20 @@ def one_run(
         "rss_before_mib": rss_before,  # resident size when the run started (torch + data already loaded)
         "peak_rss_source": rss_source,
         "history": history,
+        # Revival ablation only (absent from the history of permanent removal).
+        **(
+            {
+                k: history[-1].get(k)
+                for k in (
+                    "revivals",
+                    "groups_with_revived_alive",
+                    "mask_exactly_nm",
+                    "closest_revival_margin",
+                )
+            }
+            if "revivals" in history[-1]
+            else {}
+        ),
     }
 
 

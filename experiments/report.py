@@ -22,15 +22,25 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ORDER = ["dense", "asp", "srste", "lbc", "lbc_dense"]
+ORDER = ["dense", "asp", "srste", "lbc", "lbc_dense", "lbc_revival", "lbc_revival_grad"]
 PATTERN_ORDER = ["2:4", "1:4", "2:8", "4:8", "1:16"]
-COLORS = {"dense": "#7f7f7f", "asp": "#1f77b4", "srste": "#ff7f0e", "lbc": "#2ca02c", "lbc_dense": "#9467bd"}
+COLORS = {
+    "dense": "#7f7f7f",
+    "asp": "#1f77b4",
+    "srste": "#ff7f0e",
+    "lbc": "#2ca02c",
+    "lbc_dense": "#9467bd",
+    "lbc_revival": "#8c564b",
+    "lbc_revival_grad": "#e377c2",
+}
 NAMES = {
     "dense": "dense",
     "asp": "one-shot magnitude + FT",
     "srste": "SR-STE",
     "lbc": "LBC",
     "lbc_dense": "LBC from dense ckpt",
+    "lbc_revival": "LBC, revival removal",
+    "lbc_revival_grad": "LBC, revival removal + dead gradient",
 }
 
 
@@ -108,6 +118,37 @@ def cost_table(records: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {ds} | {model} | {NAMES.get(m, m)} | {len(rs)} | {sec:.3f} | {peak:.0f} | {start:.0f} | "
             f"{peak - start:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def revival_table(records: list[dict[str, Any]]) -> str:
+    """The removal ablation: revivals counted during training and the final training mask."""
+    by: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r["method"] in ("lbc", "lbc_revival", "lbc_revival_grad"):
+            by[(r["dataset"], r["model"], r["pattern"], _label(r))].append(r)
+    lines = [
+        "| dataset | model | pattern | removal | n | accuracy % | revivals per run (min–max) | "
+        "runs with a revival | final mask exactly N:M | closest margin (min over runs) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for ds, model, pat, m in sorted(by, key=lambda k: (k[0], k[1], _pattern_key(k[2]), _order_key(k[3]))):
+        rs = by[(ds, model, pat, m)]
+        mean, std = mean_std([100 * r["val_accuracy"] for r in rs])
+        permanent = m.split("(")[0] == "lbc"
+        if permanent:
+            revivals, revived_runs, exact = "0 (by construction)", "–", "yes (by construction)"
+        else:
+            counts = [int(r["revivals"]) for r in rs]
+            revivals = f"{statistics.fmean(counts):.1f} ({min(counts)}–{max(counts)})"
+            revived_runs = f"{sum(c > 0 for c in counts)}/{len(rs)}"
+            exact = f"{sum(r['mask_exactly_nm'] == 1.0 for r in rs)}/{len(rs)}"
+        margins = [r["closest_revival_margin"] for r in rs if r.get("closest_revival_margin") is not None]
+        margin = "–" if permanent or not margins else f"{min(margins):+.3g}"
+        lines.append(
+            f"| {ds} | {model} | {pat} | {NAMES.get(m, m)} | {len(rs)} | {mean:.2f} ± {std:.2f} | "
+            f"{revivals} | {revived_runs} | {exact} | {margin} |"
         )
     return "\n".join(lines)
 
@@ -261,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--patterns", help="comma-separated patterns to keep (default: all)")
     p.add_argument("--methods", help="comma-separated methods (base names, e.g. lbc,lbc_dense) to keep")
     p.add_argument("--accuracy-only", action="store_true", help="only the accuracy table")
+    p.add_argument("--revival", action="store_true", help="only the permanent vs revival removal table")
     p.add_argument("--md", type=Path, help="write the markdown here as well as to stdout")
     args = p.parse_args(argv)
     records = load(args.jsonl)
@@ -270,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.methods:
         keep = set(args.methods.split(","))
         records = [r for r in records if r["method"] in keep]
+    if args.revival:
+        text = revival_table(records) + "\n\n" + paired_table(records, "lbc_revival", "lbc") + "\n"
+        print(text)
+        if args.md:
+            args.md.write_text(text)
+        return 0
     if args.accuracy_only:
         text = accuracy_table(records) + "\n"
         print(text)

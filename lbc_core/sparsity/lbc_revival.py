@@ -21,6 +21,7 @@ memory layout the per-weight formulation avoids. It only supports SGD-family sco
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -110,11 +111,19 @@ class RevivalLBCMask(nn.Module):
         self.alpha.add_(d, alpha=-self.lr)
 
     @torch.no_grad()
-    def rerank(self, keep: int) -> int:
-        """Keep the top-``keep`` scores alive, zero the others; returns how many combinations revived."""
+    def rerank(self, keep: int) -> tuple[int, float]:
+        """Keep the top-``keep`` scores alive, zero the others.
+
+        Returns how many combinations revived, and the smallest margin over groups between the
+        weakest alive score and the strongest dead one before ranking (negative where one revived,
+        ``inf`` where no dead score has moved off 0): how close the run came to a revival.
+        """
         # Exact zeros are dead and rank below every live score, even a negative one, as in the
         # authors' code (which subtracts 1000 from them before picking the lowest).
         key = self.alpha.masked_fill(self.alpha == 0, float("-inf"))
+        weakest_alive = key.masked_fill(~self.alive, float("inf")).amin(dim=1)
+        strongest_dead = key.masked_fill(self.alive, float("-inf")).amax(dim=1)
+        margin = float((weakest_alive - strongest_dead).min()) if key.shape[0] else float("inf")
         best = torch.sort(key, dim=1, descending=True, stable=True).indices[:, :keep]
         alive = torch.zeros_like(self.alive).scatter_(1, best, True)
         revived = int((alive & ~self.alive).sum())
@@ -124,7 +133,7 @@ class RevivalLBCMask(nn.Module):
             self.alive.copy_(alive)
             groups = (alive.to(self.table.dtype) @ self.table) > 0
             self.mask.copy_(from_groups(groups, self.mask.shape))
-        return revived
+        return revived, margin
 
     def alive_bits(self) -> torch.Tensor:
         return self.alive.clone()
@@ -151,6 +160,7 @@ class RevivalLBCSparsifier(LBCSparsifier):
         super().__init__(pattern, policy, schedule, optimizer)
         self.dead_gradient = dead_gradient
         self.revivals = 0
+        self.closest_margin = float("inf")
 
     def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
         return RevivalLBCMask(weight, self.pattern, self.score_optimizer, self.dead_gradient)
@@ -166,7 +176,9 @@ class RevivalLBCSparsifier(LBCSparsifier):
         if self.scores_frozen:
             return
         for _, param in self._iter_parametrizations():
-            self.revivals += param.rerank(keep)
+            revived, margin = param.rerank(keep)
+            self.revivals += revived
+            self.closest_margin = min(self.closest_margin, margin)
         if keep < self.alive_per_group:
             self.alive_per_group = keep
             self.removals += 1
@@ -189,11 +201,20 @@ class RevivalLBCSparsifier(LBCSparsifier):
         # Share of groups whose alive set holds a combination that was dead at some earlier step.
         metrics["groups_with_revived_alive"] = revived_now / groups if groups else 0.0
         metrics["mask_exactly_nm"] = float(exact)
+        # Smallest (weakest alive - strongest dead) score gap seen at any ranking; < 0 means a revival.
+        # Absent while no dead score has moved off 0 (JSON has no infinity).
+        if math.isfinite(self.closest_margin):
+            metrics["closest_revival_margin"] = self.closest_margin
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(removal="revival", dead_gradient=self.dead_gradient, revivals=self.revivals)
+        state.update(
+            removal="revival",
+            dead_gradient=self.dead_gradient,
+            revivals=self.revivals,
+            closest_margin=self.closest_margin,
+        )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -203,3 +224,4 @@ class RevivalLBCSparsifier(LBCSparsifier):
             )
         super().load_state_dict(state)
         self.revivals = int(state["revivals"])
+        self.closest_margin = float(state["closest_margin"])

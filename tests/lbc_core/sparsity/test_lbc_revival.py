@@ -23,6 +23,7 @@ from lbc_core.sparsity import (
     RevivalLBCSparsifier,
     ScoreOptimizer,
     Sparsifier,
+    SparsifierStateError,
     SparsityConfig,
     build_sparsifier,
 )
@@ -80,7 +81,17 @@ def test_revival_brings_a_dead_combination_back_and_zeroes_the_dead_scores() -> 
     sparsifier.on_step_start(10, 0, 1, 0.1)
     assert bool((param.alpha[~param.alive] == 0).all())
     assert bool((param.alpha[param.alive] != 0).all())
-    assert sparsifier.metrics()["revivals"] == float(sparsifier.revivals)
+    metrics = sparsifier.metrics()
+    assert metrics["revivals"] == float(sparsifier.revivals)
+    assert metrics["closest_revival_margin"] < 0  # a dead score overtook an alive one
+
+    restored = RevivalLBCSparsifier(PATTERN, POLICY, SCHEDULE, OPTIMIZER)
+    restored.prepare(_layer())
+    restored.load_state_dict(sparsifier.state_dict())
+    assert restored.revivals == sparsifier.revivals
+    permanent = LBCSparsifier(PATTERN, POLICY, SCHEDULE, OPTIMIZER)
+    with pytest.raises(SparsifierStateError, match="removal 'revival'"):
+        restored.load_state_dict(permanent.state_dict())
 
 
 def test_permanent_removal_never_revives_on_the_same_case() -> None:
