@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     auth_enabled: bool = True
 
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    # Archive caps for uploads; the worker's extraction allows 200,000 members and 4 GiB, so these may
+    # only be lowered (an upload the API accepts must be one the worker can unpack).
+    max_upload_members: int = Field(default=200_000, ge=1, le=200_000)
+    max_upload_expanded_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1,
+        le=4 * 1024**3,
+        description="Uncompressed bytes an uploaded archive may hold",
+    )
     max_attempts: int = Field(default=3, ge=1, le=20)
     lease_seconds: float = Field(
         default=60.0, gt=0, description="A running job whose heartbeat is older is re-queued"

@@ -25,11 +25,12 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Protocol
+from typing import IO, Any, Literal, Protocol
 
 import numpy as np
 from numpy.lib import format as npy_format
 
+from jobs.catalog import INT_ARG_RANGES
 from jobs.errors import InvalidInput
 
 DATASET_FORMATS = ("mnist", "npz", "imagefolder", "cifar10", "cifar100")
@@ -49,6 +50,23 @@ _IMAGE_MAGIC = {
     ".bmp": (b"BM",),
 }
 _SKIPPED_NAMES = frozenset({"__MACOSX"})
+# The engine reads MNIST labels as classes 0-9 and builds at most this many output classes.
+MNIST_CLASSES = 10
+MAX_CLASSES = INT_ARG_RANGES["num_classes"][1]
+# Members that are archives themselves: never unpacked (by the API or the worker), so a dataset hidden
+# inside one would silently be missing; MNIST's own .gz files are the one nesting the loaders read.
+_NESTED_ARCHIVE_SUFFIXES = (
+    ".zip",
+    ".tar",
+    ".tgz",
+    ".tar.gz",
+    ".tar.bz2",
+    ".tbz2",
+    ".tar.xz",
+    ".txz",
+    ".7z",
+    ".rar",
+)
 _TAR_OVERHEAD_PER_MEMBER = 1536
 _TAR_OVERHEAD_FIXED = 1 << 20
 
@@ -302,7 +320,8 @@ def _iter_zip(path: Path, limits: UploadLimits) -> Iterator[Member]:
             declared = sum(info.file_size for info in infos)
             if declared > limits.max_total_bytes:
                 raise UploadInvalid(
-                    f"archive declares {declared} uncompressed bytes, over the {limits.max_total_bytes}-byte limit"
+                    f"archive declares {declared} uncompressed bytes, over the {limits.max_total_bytes}-byte "
+                    "limit (possible decompression bomb)"
                 )
             for info in infos:
                 parts = member_parts(info.filename)
@@ -386,6 +405,14 @@ def _visible(parts: tuple[str, ...]) -> bool:
     return not any(p.startswith(".") or p in _SKIPPED_NAMES for p in parts)
 
 
+def _reject_nested(member: Member) -> None:
+    if member.parts[-1].lower().endswith(_NESTED_ARCHIVE_SUFFIXES):
+        raise UploadInvalid(
+            f"archive member {member.name!r} is itself an archive; nested archives are not unpacked, "
+            "so upload its contents directly"
+        )
+
+
 # -- datasets ---------------------------------------------------------------------------------------
 
 
@@ -396,13 +423,20 @@ def validate_dataset(path: Path, fmt: str, limits: UploadLimits | None = None) -
         raise UploadInvalid(
             f"unknown dataset format {fmt!r}; choose one of {', '.join(DATASET_FORMATS)}", field="format"
         )
-    if fmt == "npz":
-        return _validate_npz(path, limits)
-    if fmt == "mnist":
-        return _validate_mnist(path, limits)
-    if fmt == "imagefolder":
-        return _validate_imagefolder(path, limits)
-    return _validate_cifar(path, fmt, limits)
+    try:
+        if fmt == "npz":
+            return _validate_npz(path, limits)
+        if fmt == "mnist":
+            return _validate_mnist(path, limits)
+        if fmt == "imagefolder":
+            return _validate_imagefolder(path, limits)
+        return _validate_cifar(path, fmt, limits)
+    except (zipfile.BadZipFile, tarfile.TarError) as exc:
+        # Raised while a member is read (a bad CRC, a header that lies about its size), outside the
+        # archive iterator's own handler.
+        raise UploadInvalid(f"corrupt archive ({exc})") from exc
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError) as exc:
+        raise UploadInvalid(f"cannot read the archive ({exc})") from exc
 
 
 def _validate_npz(path: Path, limits: UploadLimits) -> Accepted:
@@ -472,6 +506,10 @@ def _validate_npz(path: Path, limits: UploadLimits) -> Accepted:
         raise UploadInvalid(f"cannot read .npz arrays ({exc})") from exc
     if int(labels.min()) < 0:
         raise UploadInvalid(f"label {int(labels.min())} is negative")
+    if int(labels.max()) >= MAX_CLASSES:
+        raise UploadInvalid(
+            f"label {int(labels.max())} is out of range; at most {MAX_CLASSES} classes are supported"
+        )
     num_classes = int(labels.max()) + 1
     class_names: list[str] | None = None
     if classes is not None:
@@ -518,6 +556,7 @@ def _validate_mnist(path: Path, limits: UploadLimits) -> Accepted:
     for member in iter_archive(path, limits):
         if not _visible(member.parts):
             continue
+        _reject_nested(member)
         seen.append(member.parts)
         base = member.parts[-1]
         for kind, pattern in (("images", _IMAGES_RE), ("labels", _LABELS_RE)):
@@ -535,6 +574,11 @@ def _validate_mnist(path: Path, limits: UploadLimits) -> Accepted:
         if kind != "images" or (directory, split, "labels") not in found:
             continue
         labels = found[(directory, split, "labels")]
+        if labels.max_label is not None and labels.max_label >= MNIST_CLASSES:
+            raise UploadInvalid(
+                f"split {split!r}: label {labels.max_label} is out of range; MNIST labels are 0 to "
+                f"{MNIST_CLASSES - 1} (use the npz format for other label sets)"
+            )
         if info.dims[0] != labels.dims[0]:
             raise UploadInvalid(
                 f"split {split!r}: {info.dims[0]} images but {labels.dims[0]} labels in "
@@ -596,9 +640,8 @@ def _read_idx_member(member: Member, kind: str, compressed: bool, limits: Upload
                 raise UploadInvalid(f"{name}: truncated IDX header")
             magic = int.from_bytes(header, "big")
             if magic != expected_magic:
-                raise UploadInvalid(
-                    f"{name}: IDX magic {magic} is not an {kind} file (expected {expected_magic})"
-                )
+                what = "an image file" if kind == "images" else "a label file of unsigned bytes"
+                raise UploadInvalid(f"{name}: IDX magic {magic} is not {what} (expected {expected_magic})")
             ndim = header[3]
             if ndim != expected_ndim:
                 raise UploadInvalid(
@@ -643,6 +686,7 @@ def _validate_imagefolder(path: Path, limits: UploadLimits) -> Accepted:
     for member in iter_archive(path, limits):
         if not _visible(member.parts):
             continue
+        _reject_nested(member)
         suffix = PurePosixPath(member.parts[-1]).suffix.lower()
         if suffix not in IMAGE_EXTENSIONS:
             files[member.parts] = ""
@@ -733,6 +777,31 @@ _CIFAR_LAYOUTS: dict[str, dict[str, Any]] = {
     },
 }
 _CIFAR_IMAGE_BYTES = 3 * 32 * 32
+# What the worker's restricted unpickler resolves for CIFAR batches (numpy moved its core module in 2.0).
+ALLOWED_CIFAR_GLOBALS = frozenset(
+    {"numpy.ndarray", "numpy.dtype", "_codecs.encode"}
+    | {f"{core}.multiarray._reconstruct" for core in ("numpy.core", "numpy._core")}
+    | {f"{core}.multiarray.scalar" for core in ("numpy.core", "numpy._core")}
+    | {f"{core}.numeric._frombuffer" for core in ("numpy.core", "numpy._core")}
+)
+
+
+class _Metered:
+    """A member stream whose reads count against the archive budget (for the pickle scanner)."""
+
+    def __init__(self, stream: IO[bytes], member: Member) -> None:
+        self._stream = stream
+        self._member = member
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._member.budget.consume(len(data), self._member.name)
+        return data
+
+    def readline(self) -> bytes:
+        data = self._stream.readline(_CHUNK)
+        self._member.budget.consume(len(data), self._member.name)
+        return data
 
 
 def _validate_cifar(path: Path, variant: str, limits: UploadLimits) -> Accepted:
@@ -740,7 +809,7 @@ def _validate_cifar(path: Path, variant: str, limits: UploadLimits) -> Accepted:
         raise UploadInvalid(f"{variant} must be uploaded as the CIFAR python .tar.gz archive")
     layout = _CIFAR_LAYOUTS[variant]
     wanted = {layout["meta"], *(name for files in layout["splits"].values() for name in files)}
-    # Batches are pickles: checked by name and size only, never unpickled here.
+    # Batches are pickles: checked by name, size and the globals they would import, never unpickled here.
     sizes: dict[tuple[str, ...], dict[str, int]] = {}
     for member in iter_archive(path, limits):
         directory, base = member.parts[:-1], member.parts[-1]
@@ -752,6 +821,13 @@ def _validate_cifar(path: Path, variant: str, limits: UploadLimits) -> Accepted:
             )
         if member.size == 0:
             raise UploadInvalid(f"{member.name} is empty")
+        with member.open() as stream:
+            scan_pickle(
+                _Metered(stream, member),
+                ALLOWED_CIFAR_GLOBALS,
+                f"{member.name} (a pickle)",
+                "a CIFAR batch holds only plain containers and numpy arrays",
+            )
         sizes.setdefault(directory, {})[base] = member.size
     candidates = [d for d, names in sizes.items() if layout["meta"] in names]
     if not candidates:
@@ -875,6 +951,11 @@ def _validate_safetensors(path: Path, limits: UploadLimits) -> Accepted:
             list(st.keys())
     except Exception as exc:  # the library raises its own SafetensorError or OSError
         raise UploadInvalid(f"safetensors file rejected by the reference parser ({exc})") from exc
+    with path.open("rb") as f:
+        for name, entry in header.items():
+            start, end = entry["data_offsets"]
+            f.seek(8 + header_len + start)
+            _check_finite(_read_span(f, end - start), entry["dtype"], "<", f"tensor {name!r}")
     summary = {
         "tensor_count": len(header),
         "parameter_count": parameters,
@@ -913,6 +994,8 @@ def _validate_torch(path: Path, limits: UploadLimits) -> Accepted:
                 )
             data = zf.read(info)
             storages = scan_torch_pickle(data)
+            order_info = names.get(f"{prefix}byteorder")
+            big_endian = order_info is not None and zf.read(order_info).strip() == b"big"
             elements = 0
             for key, (storage_type, numel) in storages.items():
                 member = names.get(f"{prefix}data/{key}")
@@ -920,11 +1003,22 @@ def _validate_torch(path: Path, limits: UploadLimits) -> Accepted:
                     raise UploadInvalid(
                         f"checkpoint references storage {key!r} but has no {prefix}data/{key}"
                     )
-                itemsize = _TORCH_STORAGE_ITEMSIZE.get(storage_type.rsplit(".", 1)[-1], 1)
+                kind = storage_type.rsplit(".", 1)[-1]
+                itemsize = _TORCH_STORAGE_ITEMSIZE.get(kind, 1)
                 if numel is not None:
                     if member.file_size < numel * itemsize:
                         raise UploadInvalid(f"{prefix}data/{key} is shorter than its {numel} elements")
                     elements += numel
+                dtype = _TORCH_FLOAT_STORAGES.get(kind)
+                if dtype is not None:
+                    with zf.open(member) as stream:
+                        usable = member.file_size - member.file_size % itemsize
+                        _check_finite(
+                            _read_span(stream, usable),
+                            dtype,
+                            ">" if big_endian else "<",
+                            f"tensor storage {prefix}data/{key}",
+                        )
     except zipfile.BadZipFile as exc:
         raise UploadInvalid(f"corrupt checkpoint zip ({exc})") from exc
     except (OSError, EOFError, zlib.error, NotImplementedError) as exc:
@@ -933,13 +1027,101 @@ def _validate_torch(path: Path, limits: UploadLimits) -> Accepted:
     return Accepted("torch", ".pt", summary)
 
 
+# Float formats and how to find NaN/infinity in them: a numpy dtype, or (unsigned view, mask, value) for
+# the formats numpy lacks, where an element is NaN or infinite when ``bits & mask == value`` (the
+# exponent is all ones). F4/F6 have no NaN or infinity; integer tensors cannot hold them.
+_FLOAT_CHECKS: dict[str, str | tuple[str, int, int]] = {
+    "F16": "f2",
+    "F32": "f4",
+    "F64": "f8",
+    "C64": "c8",
+    "BF16": ("u2", 0x7F80, 0x7F80),
+    "F8_E5M2": ("u1", 0x7C, 0x7C),
+    "F8_E4M3": ("u1", 0x7F, 0x7F),
+    "F8_E8M0": ("u1", 0xFF, 0xFF),
+    "C128": "c16",  # torch's complex double (no safetensors name)
+}
+_TORCH_FLOAT_STORAGES = {
+    "FloatStorage": "F32",
+    "DoubleStorage": "F64",
+    "HalfStorage": "F16",
+    "BFloat16Storage": "BF16",
+    "ComplexFloatStorage": "C64",
+    "ComplexDoubleStorage": "C128",
+}
+_SCAN_CHUNK = 64 << 20  # a multiple of every element size
+
+
+def _read_span(stream: IO[bytes], length: int) -> Iterator[bytes]:
+    """``length`` bytes of ``stream`` in chunks of whole elements (a short read is topped up)."""
+    left = length
+    while left > 0:
+        chunk = stream.read(min(_SCAN_CHUNK, left))
+        while chunk and len(chunk) < min(_SCAN_CHUNK, left):
+            more = stream.read(min(_SCAN_CHUNK, left) - len(chunk))
+            if not more:
+                break
+            chunk += more
+        if len(chunk) < min(_SCAN_CHUNK, left):
+            raise UploadInvalid(f"checkpoint data ends {left - len(chunk)} bytes early")
+        left -= len(chunk)
+        yield chunk
+
+
+def _check_finite(chunks: Iterator[bytes], dtype: str, byteorder: Literal["<", ">"], what: str) -> None:
+    """Raise when the raw little- or big-endian elements of ``dtype`` hold NaN or infinity.
+
+    A dense starting checkpoint with NaN weights would only fail (or silently diverge) in a worker; the
+    raw data is scanned here with numpy, without torch, a chunk at a time.
+    """
+    check = _FLOAT_CHECKS.get(dtype)
+    if check is None:
+        for _ in chunks:  # integer data: nothing to check, but the span must be complete
+            pass
+        return
+    bad = 0
+    for chunk in chunks:
+        if isinstance(check, str):
+            values = np.frombuffer(chunk, dtype=np.dtype(check).newbyteorder(byteorder))
+            bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+        else:
+            view, mask, value = check
+            bits = np.frombuffer(chunk, dtype=np.dtype(view).newbyteorder(byteorder))
+            bad += int(np.count_nonzero((bits & mask) == value))
+    if bad:
+        raise UploadInvalid(
+            f"{what} holds {bad} NaN or infinite value(s); dense starting weights must be finite"
+        )
+
+
 def scan_torch_pickle(data: bytes) -> dict[str, tuple[str, int | None]]:
-    """Check a torch ``data.pkl`` without unpickling it; returns its storages ``key -> (type, numel)``.
+    """Check a torch ``data.pkl`` without unpickling it; returns its storages ``key -> (type, numel)``."""
+    return scan_pickle(
+        data,
+        ALLOWED_TORCH_GLOBALS,
+        "checkpoint pickle",
+        "only tensors and containers of tensors are accepted",
+    )
+
+
+def scan_pickle(
+    data: bytes | _Reader, allowed: frozenset[str], label: str, accepted: str
+) -> dict[str, tuple[str, int | None]]:
+    """Check a pickle without unpickling it; returns the torch storages it names ``key -> (type, numel)``.
 
     Walks the opcodes with :func:`pickletools.genops` and resolves every global the pickle would import
-    (``GLOBAL`` and ``STACK_GLOBAL``, through the memo); anything outside the allowlist is refused with
-    an :class:`UploadInvalid` naming it. Nothing is executed.
+    (``GLOBAL`` and ``STACK_GLOBAL``, through the memo); anything outside ``allowed`` is refused with
+    an :class:`UploadInvalid` naming it. Nothing is executed. ``data`` may be a stream (read once).
     """
+
+    def check_global(module: str, attr: str) -> str:
+        qualified = f"{module}.{attr}"
+        if qualified not in allowed:
+            raise UploadInvalid(
+                f"{label} references the forbidden global {qualified!r}; {accepted} (it was not unpickled)"
+            )
+        return qualified
+
     frames: list[list[Any]] = [[]]
     memo: dict[int, Any] = {}
     storages: dict[str, tuple[str, int | None]] = {}
@@ -950,25 +1132,28 @@ def scan_torch_pickle(data: bytes) -> dict[str, tuple[str, int | None]]:
     def top() -> Any:
         return frames[-1][-1] if frames[-1] else None
 
-    try:
-        ops = list(pickletools.genops(data))
-    except Exception as exc:  # genops raises ValueError and friends on malformed input
-        raise UploadInvalid(f"checkpoint pickle is malformed ({exc})") from exc
-    for opcode, arg, _pos in ops:
+    ops = pickletools.genops(data)  # type: ignore[arg-type]
+    while True:
+        try:
+            opcode, arg, _pos = next(ops)
+        except StopIteration:
+            break
+        except UploadInvalid:  # the member budget ran out while reading
+            raise
+        except Exception as exc:  # genops raises ValueError and friends on malformed input
+            raise UploadInvalid(f"{label} is malformed ({exc})") from exc
         name = opcode.name
         if name in _FORBIDDEN_OPCODES:
-            raise UploadInvalid(f"checkpoint pickle uses the {name} opcode, which a state dict never needs")
+            raise UploadInvalid(f"{label} uses the {name} opcode, which plain data never needs")
         if name == "GLOBAL":
             module, _, attr = str(arg).partition(" ")
-            push(_Global(_check_global(module, attr)))
+            push(_Global(check_global(module, attr)))
         elif name == "STACK_GLOBAL":
             frame = frames[-1]
             if len(frame) < 2 or not all(isinstance(v, str) for v in frame[-2:]):
-                raise UploadInvalid(
-                    "checkpoint pickle imports a global whose name cannot be resolved statically"
-                )
+                raise UploadInvalid(f"{label} imports a global whose name cannot be resolved statically")
             attr, module = frame.pop(), frame.pop()
-            push(_Global(_check_global(module, attr)))
+            push(_Global(check_global(module, attr)))
         elif name in _STRING_OPCODES:
             push(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
         elif name in _INT_OPCODES:
@@ -1002,10 +1187,10 @@ def scan_torch_pickle(data: bytes) -> dict[str, tuple[str, int | None]]:
                 numel = pid[4] if isinstance(pid[4], int) else None
                 storages[pid[2]] = (pid[1].name, numel)
             else:
-                raise UploadInvalid("checkpoint pickle has a persistent id that is not a torch storage")
+                raise UploadInvalid(f"{label} has a persistent id that is not a torch storage")
             push(_Opaque())
         elif name == "PERSID":
-            raise UploadInvalid("checkpoint pickle uses text persistent ids, which torch never writes")
+            raise UploadInvalid(f"{label} uses text persistent ids, which torch never writes")
         elif name in ("APPENDS", "SETITEMS", "ADDITEMS", "LIST", "DICT", "FROZENSET"):
             items = frames.pop() if len(frames) > 1 else []
             del items
@@ -1038,16 +1223,6 @@ class _Global:
 
 class _Opaque:
     pass
-
-
-def _check_global(module: str, attr: str) -> str:
-    qualified = f"{module}.{attr}"
-    if qualified not in ALLOWED_TORCH_GLOBALS:
-        raise UploadInvalid(
-            f"checkpoint pickle references the forbidden global {qualified!r}; only tensors and containers of "
-            "tensors are accepted (it was not unpickled)"
-        )
-    return qualified
 
 
 def safe_filename(filename: str | None, suffix: str, default_stem: str = "upload") -> str:

@@ -33,6 +33,7 @@ from jobs.uploads import (
     DATASET_FORMATS,
     Accepted,
     UploadInvalid,
+    UploadLimits,
     safe_filename,
     validate_checkpoint,
     validate_dataset,
@@ -127,6 +128,12 @@ async def _receive(request: Request, session: Session, settings: Settings) -> Re
     return await receive_upload(request, settings.home / "tmp", settings.max_upload_bytes)
 
 
+def _limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(
+        max_members=settings.max_upload_members, max_total_bytes=settings.max_upload_expanded_bytes
+    )
+
+
 def _referencing_jobs(session: Session, owner_id: str, check: Callable[[Job], bool]) -> list[str]:
     """Unfinished jobs of ``owner_id`` that use an upload (few: owners have a cap on unfinished jobs)."""
     active = session.scalars(
@@ -161,7 +168,7 @@ async def upload_dataset(
             raise UploadInvalid(
                 f"the form needs a 'format' field: one of {', '.join(DATASET_FORMATS)}", field="format"
             )
-        accepted = await run_in_threadpool(validate_dataset, received.path, fmt)
+        accepted = await run_in_threadpool(validate_dataset, received.path, fmt, _limits(settings))
 
         make_row = _row_maker(Dataset, owner, received, accepted)
         row = await _store_upload(session, store, received, accepted, "datasets", make_row)
@@ -231,7 +238,7 @@ async def upload_checkpoint(
     received = await _receive(request, session, settings)
     try:
         fmt = received.fields.get("format", "").strip() or None
-        accepted = await run_in_threadpool(validate_checkpoint, received.path, fmt)
+        accepted = await run_in_threadpool(validate_checkpoint, received.path, fmt, _limits(settings))
 
         make_row = _row_maker(Checkpoint, owner, received, accepted)
         row = await _store_upload(session, store, received, accepted, "checkpoints", make_row)
