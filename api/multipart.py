@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -144,12 +145,17 @@ class _Sink:
 
 
 async def receive_upload(
-    request: Request, directory: Path, max_bytes: int, file_field: str = "file"
+    request: Request,
+    directory: Path,
+    max_bytes: int,
+    file_field: str = "file",
+    too_large: Callable[[int], ServiceError] = _too_large,
 ) -> ReceivedUpload:
     """Stream the multipart body of ``request`` into a temporary file under ``directory``.
 
-    The caller owns (and must remove) ``ReceivedUpload.path``. Raises 413 past ``max_bytes`` of file
-    data, 415 for a body that is not multipart, 422 for a malformed form or a missing file part.
+    The caller owns (and must remove) ``ReceivedUpload.path``. Raises ``too_large(max_bytes)`` (a 413)
+    past ``max_bytes`` of file data, 415 for a body that is not multipart, 422 for a malformed form or a
+    missing file part.
     """
     media_type, params = parse_options_header(request.headers.get("content-type"))
     if media_type != b"multipart/form-data":
@@ -159,7 +165,7 @@ async def receive_upload(
         raise _bad_form("multipart body without a boundary", "body")
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + FRAMING_ALLOWANCE:
-        raise _too_large(max_bytes)  # known before reading a byte
+        raise too_large(max_bytes)  # known before reading a byte
 
     directory.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=directory, prefix="upload-", suffix=".part")
@@ -181,7 +187,7 @@ async def receive_upload(
                         pending_size += len(piece)
                     parts.file_data.clear()
                     if size > max_bytes:
-                        raise _too_large(max_bytes)
+                        raise too_large(max_bytes)
                     if pending_size >= _WRITE_CHUNK:
                         data = b"".join(pending)
                         pending, pending_size = [], 0

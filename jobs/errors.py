@@ -48,5 +48,11 @@ class QuotaExceeded(ServiceError):
     status_code, code = 429, "quota_exceeded"
 
 
+class StorageQuotaExceeded(QuotaExceeded):
+    """An upload that would take the owner past the storage quota: too large, not too many requests."""
+
+    status_code = 413
+
+
 class Unavailable(ServiceError):
     status_code, code = 503, "unavailable"

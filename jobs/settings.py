@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         le=4 * 1024**3,
         description="Uncompressed bytes an uploaded archive may hold",
     )
+    max_storage_bytes_per_owner: int = Field(
+        default=20 * 1024**3,
+        ge=0,
+        description="Total size of one owner's stored datasets and checkpoints; 0: unlimited",
+    )
     max_attempts: int = Field(default=3, ge=1, le=20)
     lease_seconds: float = Field(
         default=60.0, gt=0, description="A running job whose heartbeat is older is re-queued"

@@ -25,6 +25,7 @@ from api.multipart import ReceivedUpload, receive_upload
 from api.schemas import CheckpointList, CheckpointOut, DatasetList, DatasetOut
 from jobs.errors import Conflict
 from jobs.models import Checkpoint, Dataset, Job, Owner, new_id
+from jobs.quota import reserve_storage, storage_usage, stream_too_large
 from jobs.settings import Settings
 from jobs.states import TERMINAL
 from jobs.storage import ObjectStore
@@ -45,7 +46,11 @@ checkpoints = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], response
 Upload = TypeVar("Upload", Dataset, Checkpoint)
 
 _UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    413: {"model": ErrorEnvelope, "description": "The file exceeds the upload limit"},
+    413: {
+        "model": ErrorEnvelope,
+        "description": "The file exceeds the upload limit (`payload_too_large`) or the owner's storage "
+        "quota (`quota_exceeded`, with used, limit and remaining bytes in `details`)",
+    },
     415: {"model": ErrorEnvelope, "description": "Not multipart/form-data"},
 }
 
@@ -106,8 +111,13 @@ async def _store_upload(
     accepted: Accepted,
     kind: str,
     make_row: Callable[[str, str, str], Upload],
+    quota: int,
 ) -> Upload:
-    """Put the validated file under ``<kind>/<id>/<safe name>`` and add its row (committed by the request)."""
+    """Put the validated file under ``<kind>/<id>/<safe name>`` and add its row (committed by the request).
+
+    The quota is checked again under the owner's lock just before the insert, after the (possibly slow)
+    copy into the store, so the lock is held only for the check, the insert and the commit.
+    """
     upload_id = new_id()
     filename = safe_filename(received.filename, accepted.suffix, kind.rstrip("s"))
     key = f"{kind}/{upload_id}/{filename}"
@@ -116,16 +126,24 @@ async def _store_upload(
     if stored.sha256 != received.sha256 or stored.size != received.size:  # pragma: no cover - disk trouble
         raise RuntimeError(f"stored upload {key} does not match what was received")
     row = make_row(upload_id, filename, key)
+    await run_in_threadpool(reserve_storage, session, row.owner_id, quota, received.size)
     session.add(row)
     await run_in_threadpool(session.flush)
     return row
 
 
-async def _receive(request: Request, session: Session, settings: Settings) -> ReceivedUpload:
+async def _receive(request: Request, session: Session, owner: Owner, settings: Settings) -> ReceivedUpload:
+    """Stream the file in, cut off at the upload limit or at the space left in the owner's quota."""
+    quota = settings.max_storage_bytes_per_owner
+    usage = await run_in_threadpool(storage_usage, session, owner.id, quota) if quota else None
     # Commit the authentication touch first: no transaction (or SQLite write lock) is held open while
     # a large file crosses the network. The upload's row gets the request's next transaction.
     await run_in_threadpool(session.commit)
-    return await receive_upload(request, settings.home / "tmp", settings.max_upload_bytes)
+    directory = settings.home / "tmp"
+    remaining = usage.remaining if usage is not None else None
+    if usage is None or remaining is None or remaining >= settings.max_upload_bytes:
+        return await receive_upload(request, directory, settings.max_upload_bytes)
+    return await receive_upload(request, directory, remaining, too_large=lambda _: stream_too_large(usage))
 
 
 def _limits(settings: Settings) -> UploadLimits:
@@ -161,7 +179,7 @@ async def upload_dataset(
     """Multipart fields `file`, `format` (mnist: zip/tar of IDX files; npz: arrays x and y; imagefolder:
     zip/tar with one directory per class; cifar10/cifar100: the python-version tar.gz) and optional
     `name`. The file is validated before it is accepted; use the returned id as `dataset.path`."""
-    received = await _receive(request, session, settings)
+    received = await _receive(request, session, owner, settings)
     try:
         fmt = received.fields.get("format", "").strip()
         if not fmt:
@@ -171,7 +189,9 @@ async def upload_dataset(
         accepted = await run_in_threadpool(validate_dataset, received.path, fmt, _limits(settings))
 
         make_row = _row_maker(Dataset, owner, received, accepted)
-        row = await _store_upload(session, store, received, accepted, "datasets", make_row)
+        row = await _store_upload(
+            session, store, received, accepted, "datasets", make_row, settings.max_storage_bytes_per_owner
+        )
     finally:
         received.path.unlink(missing_ok=True)
     return DatasetOut.of(row)
@@ -235,13 +255,15 @@ async def upload_checkpoint(
     """Multipart fields `file`, optional `format` (safetensors or torch; default: from the content) and
     optional `name`. Torch files must be the zip format of `torch.save` and may hold only tensors and
     containers: the pickle is scanned, never loaded. Use the returned id as `model.checkpoint`."""
-    received = await _receive(request, session, settings)
+    received = await _receive(request, session, owner, settings)
     try:
         fmt = received.fields.get("format", "").strip() or None
         accepted = await run_in_threadpool(validate_checkpoint, received.path, fmt, _limits(settings))
 
         make_row = _row_maker(Checkpoint, owner, received, accepted)
-        row = await _store_upload(session, store, received, accepted, "checkpoints", make_row)
+        row = await _store_upload(
+            session, store, received, accepted, "checkpoints", make_row, settings.max_storage_bytes_per_owner
+        )
     finally:
         received.path.unlink(missing_ok=True)
     return CheckpointOut.of(row)
