@@ -172,3 +172,47 @@ def test_removal_option_defaults_to_permanent_and_is_validated() -> None:
         SparsityConfig(method="srste", removal="revival")
     with pytest.raises(ValueError, match="'adam' is not supported"):
         RevivalLBCSparsifier(PATTERN, optimizer=ScoreOptimizer(kind="adam"))
+
+
+def test_without_a_revival_the_ablation_makes_the_same_choices_as_permanent_removal() -> None:
+    """In float64, where rounding cannot split near-ties, the two removals differ only by revivals."""
+    torch.manual_seed(0)
+
+    def model() -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)
+        ).double()
+
+    permanent_model = model()
+    revival_model = model()
+    revival_model.load_state_dict(permanent_model.state_dict())
+    schedule = RemovalSchedule(t_i=0, t_f=3, power=3, per_step=True)
+    optimizer = ScoreOptimizer(momentum=0.9, weight_decay=5e-4)
+    permanent = LBCSparsifier(PATTERN, POLICY, schedule, optimizer)
+    revival = RevivalLBCSparsifier(PATTERN, POLICY, schedule, optimizer)
+    names = permanent.prepare(permanent_model).names
+    revival.prepare(revival_model)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) for m in (permanent_model, revival_model)]
+    gen = torch.Generator().manual_seed(1)
+    for epoch in range(4):
+        for step in range(6):
+            permanent.on_step_start(epoch, step, 6, 0.05)
+            revival.on_step_start(epoch, step, 6, 0.05)
+            for name in names:
+                ours = permanent_model.get_submodule(name).parametrizations["weight"][0].alive_bits()
+                theirs = revival_model.get_submodule(name).parametrizations["weight"][0].alive_bits()
+                assert torch.equal(ours, theirs), (name, epoch, step)
+            x = torch.randn(16, 16, generator=gen, dtype=torch.float64)
+            y = torch.randint(0, 3, (16,), generator=gen)
+            for net, opt in zip((permanent_model, revival_model), opts, strict=True):
+                opt.zero_grad()
+                nn.functional.cross_entropy(net(x), y).backward()
+                opt.step()
+    assert revival.revivals == 0 and permanent.alive_per_group == revival.alive_per_group == 1
+    for name in names:
+        torch.testing.assert_close(
+            permanent_model.get_submodule(name).weight,
+            revival_model.get_submodule(name).weight,
+            rtol=1e-9,
+            atol=1e-10,
+        )
