@@ -6,9 +6,12 @@ the two are equal, so adding a model to the engine without adding it here fails 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 from numbers import Integral, Real
 from types import MappingProxyType
 from typing import Any
@@ -195,6 +198,30 @@ def _check_value(key: str, value: Any) -> str | None:
             return f"must be null or a list of 1 to {MAX_HIDDEN_LAYERS} integers in [{low}, {high}], got {value!r}"
         return None
     raise AssertionError(f"catalog has no rule for argument {key!r}")  # catalog bug, not user input
+
+
+# Arguments that change which layers exist (and so their names); every other argument only changes sizes.
+STRUCTURAL_ARGS = frozenset({"depth", "hidden_sizes"})
+
+
+@lru_cache(maxsize=1)
+def _layer_table() -> Mapping[str, tuple[str, ...]]:
+    text = resources.files("jobs").joinpath("catalog_layers.json").read_text(encoding="utf-8")
+    table = json.loads(text)["architectures"]
+    return MappingProxyType(
+        {name: tuple(layer["name"] for layer in layers) for name, layers in table.items()}
+    )
+
+
+def weight_layer_names(architecture: str, args: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """Names of the Linear/Conv2d layers ``architecture`` builds with ``args`` (from ``catalog_layers.json``).
+
+    ``None`` when an argument changes the layer structure (depth, hidden_sizes): then only the engine,
+    building the model, knows the names.
+    """
+    if STRUCTURAL_ARGS & set(args):
+        return None
+    return _layer_table().get(architecture)
 
 
 def argument_help(key: str) -> str:

@@ -7,6 +7,7 @@ crashing worker.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from jobs.catalog import ARCHITECTURES, check_model_args
+from jobs.catalog import ARCHITECTURES, check_model_args, weight_layer_names
 
 METHODS = ("lbc", "srste", "asp", "dense")
 SOURCES = ("digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic")
@@ -573,6 +574,28 @@ class JobSpec(_Section):
         return t_f if t_f is not None else self.train.epochs / 2
 
 
+def layer_pattern_problems(spec: JobSpec) -> list[FieldProblem]:
+    """``sparsity.layers.include`` globs that match no Linear/Conv2d layer of the spec's model.
+
+    The engine refuses them when it builds the model; the service checks them at submit time from the
+    layer catalog instead of letting a queued job fail. Skipped when the model's arguments change its
+    layer structure (the catalog lists default structures only).
+    """
+    names = weight_layer_names(spec.model.architecture, spec.model.args)
+    if not names:
+        return []
+    listed = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "")
+    return [
+        FieldProblem(
+            f"sparsity.layers.include[{index}]",
+            f"pattern {pattern!r} matches no Linear/Conv2d layer of {spec.model.architecture}; "
+            f"layers are: {listed}",
+        )
+        for index, pattern in enumerate(spec.sparsity.layers.include)
+        if not any(fnmatch.fnmatchcase(name, pattern) for name in names)
+    ]
+
+
 # -- errors -------------------------------------------------------------------------------------------------
 
 
@@ -893,6 +916,7 @@ __all__ = [
     "dump_spec",
     "format_path",
     "json_schema",
+    "layer_pattern_problems",
     "load_spec",
     "parse_spec",
     "problems_from",

@@ -15,7 +15,7 @@ from jobs.errors import InvalidInput
 from jobs.models import Checkpoint, Dataset, Owner
 from jobs.queue import send_job
 from jobs.settings import Settings
-from jobs.spec import PATH_SOURCES, JobSpec, SpecError, dump_spec, parse_spec
+from jobs.spec import PATH_SOURCES, JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
 from jobs.states import JobState
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -183,6 +183,7 @@ def submit_job(
         problems = [_problem(p.path or "body", p.message) for p in exc.problems]
         raise InvalidInput("invalid job spec", details=problems) from None
     problems, dataset_id = check_references(session, owner, spec)
+    problems += [_problem(p.path, p.message) for p in layer_pattern_problems(spec)]
     if problems:
         raise InvalidInput("invalid job spec", details=problems)
     job, created = repository.create_job(

@@ -74,6 +74,42 @@ def test_every_spec_problem_is_a_422_naming_its_field(service: Service) -> None:
         assert session.query(Job).filter(Job.owner_id == alice.owner_id).count() == 0
 
 
+SPEC_LIMITS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("epochs", {"train": {"epochs": 10_001}}, "train.epochs", "less than or equal to 10000"),
+    ("batch size", {"train": {"batch_size": 1 << 20}}, "train.batch_size", "less than or equal to 65536"),
+    ("n equals m", {"sparsity": {"n": 4, "m": 4}}, "sparsity.n", "must be smaller than m (4)"),
+    ("n above m", {"sparsity": {"n": 8, "m": 4}}, "sparsity.n", "must be smaller than m (4)"),
+    ("m above 16", {"sparsity": {"n": 2, "m": 32}}, "sparsity.m", "less than or equal to 16"),
+    ("n zero", {"sparsity": {"n": 0, "m": 4}}, "sparsity.n", "greater than or equal to 1"),
+    (
+        "include matching no layer",
+        {"sparsity": {"layers": {"include": ["features.*", "layer1.*"]}}},
+        "sparsity.layers.include[1]",
+        "pattern 'layer1.*' matches no Linear/Conv2d layer of lenet5; layers are: features.0",
+    ),
+    (
+        "huge t_f",
+        {"sparsity": {"schedule": {"t_f": 1e12}}},
+        "sparsity.schedule.t_f",
+        "must be <= train.epochs",
+    ),
+    ("negative lr", {"train": {"lr": -0.1}}, "train.lr", "greater than 0"),
+    ("unknown key", {"train": {"epochs": 2, "learning_rate": 0.1}}, "train.learning_rate", "unknown field"),
+    ("unknown section", {"optimizer": {"lr": 0.1}}, "optimizer", "unknown field"),
+]
+
+
+def test_specs_at_the_limits_are_422_naming_the_field(service: Service) -> None:
+    alice = service.caller()
+    for label, sections, field, fragment in SPEC_LIMITS:
+        spec = digits_spec()
+        for section, values in sections.items():
+            spec[section] = {**spec.get(section, {}), **values}
+        problems = _problems(service.client.post("/v1/jobs", json=spec, headers=alice.headers))
+        assert field in problems and fragment in problems[field], (label, problems)
+    assert service.queued_messages("gpu") == []
+
+
 def test_malformed_bodies_use_the_same_envelope(service: Service) -> None:
     alice = service.caller()
     headers = {**alice.headers, "Content-Type": "application/json"}

@@ -7,7 +7,13 @@ import sys
 
 import pytest
 
-from jobs.catalog import ARCHITECTURES, check_model_args, list_architectures, render_catalog
+from jobs.catalog import (
+    ARCHITECTURES,
+    check_model_args,
+    list_architectures,
+    render_catalog,
+    weight_layer_names,
+)
 from lbc_core import models
 
 
@@ -67,3 +73,22 @@ def test_spec_choices_match_the_engine() -> None:
     assert get_args(spec.TrainSpec.model_fields["optimizer"].annotation) == training.OPTIMIZERS
     assert get_args(spec.TrainSpec.model_fields["lr_schedule"].annotation) == training.LR_SCHEDULES
     assert spec.MAX_M == sparsity.pattern.MAX_M
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("lenet5", {"width": 0.5, "num_classes": 3, "in_channels": 3}),
+        ("resnet20", {"width": 0.5, "in_channels": 1}),
+        ("mobilenetv2", {"width": 0.5, "num_classes": 5}),
+        ("vit", {"image_size": 16, "patch_size": 8, "embed_dim": 16, "num_heads": 4}),
+        ("mlp", {"input_features": 64, "hidden_dim": 8}),
+    ],
+)
+def test_layer_names_depend_only_on_the_structural_arguments(name: str, args: dict[str, object]) -> None:
+    """What lets the API check include patterns from the catalog for any non-structural arguments."""
+    from lbc_core.sparsity.selection import weight_layers
+
+    built = [layer for layer, _ in weight_layers(models.build_model(name, **args))]
+    assert weight_layer_names(name, args) == tuple(built)
+    assert weight_layer_names(name, {**args, "depth": 3}) is None

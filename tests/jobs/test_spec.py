@@ -18,6 +18,7 @@ from jobs.spec import (
     dump_spec,
     format_path,
     json_schema,
+    layer_pattern_problems,
     load_spec,
     parse_spec,
     render_field_docs,
@@ -311,6 +312,25 @@ def test_n_must_be_smaller_than_m(n: int, m: int) -> None:
 
 def test_m_above_16_is_rejected() -> None:
     assert_rejected(with_fields(sparsity__n=2, sparsity__m=32), "sparsity.m", "16")
+
+
+def test_include_patterns_must_name_a_layer_of_the_architecture() -> None:
+    spec = parse_spec(with_fields(sparsity__layers__include=["features.*", "layer*.conv1", "classifier.?"]))
+    assert [str(p) for p in layer_pattern_problems(spec)] == [
+        "sparsity.layers.include[1]: pattern 'layer*.conv1' matches no Linear/Conv2d layer of lenet5; "
+        "layers are: features.0, features.3, classifier.1, classifier.3, classifier.5"
+    ]
+    resnet = with_fields(model__architecture="resnet20", sparsity__layers__include=["layer*.conv1", "fc"])
+    assert layer_pattern_problems(parse_spec(resnet)) == []
+    long_list = with_fields(model__architecture="resnet56", sparsity__layers__include=["blocks.*"])
+    assert str(layer_pattern_problems(parse_spec(long_list))[0]).endswith(" ...")
+
+
+def test_include_patterns_are_left_to_the_engine_when_the_structure_depends_on_arguments() -> None:
+    deeper = with_fields(
+        model__architecture="mlp", model__args={"depth": 4}, sparsity__layers__include=["features.6"]
+    )
+    assert layer_pattern_problems(parse_spec(deeper)) == []
 
 
 def test_n_description_states_keep_n_semantics() -> None:
