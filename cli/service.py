@@ -37,6 +37,13 @@ def register(commands: Any) -> None:
     api = commands.add_parser("api", help="run the HTTP API (uvicorn)", description=_doc(run_api))
     api.add_argument("--host", help="bind address (default: LBC_API_HOST, 127.0.0.1)")
     api.add_argument("--port", type=int, help="port (default: LBC_API_PORT, 8000)")
+    api.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes, each with its own database pool (default 1); "
+        "/metrics then answers for one process per scrape",
+    )
     api.set_defaults(handler=run_api)
 
     worker = commands.add_parser(
@@ -99,20 +106,34 @@ def configure_logging(level: str | int = "INFO") -> None:
 
 # -- lbc api --------------------------------------------------------------------------------------------
 def run_api(args: argparse.Namespace) -> int:
-    """Serve the REST API with uvicorn on LBC_API_HOST:LBC_API_PORT."""
+    """Serve the REST API with uvicorn on LBC_API_HOST:LBC_API_PORT.
+
+    With --workers N, uvicorn runs N processes that share the listening socket; each builds its own app
+    from the LBC_* environment (its own database pool and queue connection). Starting the app has no
+    side effects beyond creating the local storage directories (idempotent), so the processes can start
+    together; the schema is `lbc migrate`'s business and keys are `lbc keys create`'s.
+    """
     import uvicorn
 
-    from api.app import create_app
-
+    if args.workers < 1:
+        raise SystemExit("lbc api: --workers must be at least 1")
     settings = _settings(api_host=args.host, api_port=args.port)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_level="info",
+    options: dict[str, Any] = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_level": "info",
         # Live event streams stay open until their job ends; do not let them hold up a shutdown.
-        timeout_graceful_shutdown=5,
-    )
+        "timeout_graceful_shutdown": 5,
+    }
+    if args.workers == 1:
+        from api.app import create_app
+
+        uvicorn.run(create_app(settings), **options)
+    else:
+        # Worker processes import the app by name and build it from the environment, so the flags that
+        # override settings must reach them through it.
+        os.environ["LBC_API_HOST"], os.environ["LBC_API_PORT"] = settings.api_host, str(settings.api_port)
+        uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
     return 0
 
 

@@ -1,12 +1,16 @@
-"""The service commands of ``lbc``: migrate, keys create, the help of every process command, and the
-local key of ``lbc serve``."""
+"""The service commands of ``lbc``: migrate, keys create, the help of every process command, the
+local key of ``lbc serve``, and ``lbc api --workers``."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -128,3 +132,67 @@ def test_a_maintenance_only_worker_runs_the_reaper_in_its_main_process() -> None
     assert argv[argv.index("--pool") + 1] == "solo" and "--max-tasks-per-child" not in argv
     mixed = celery_worker_argv(["gpu", "maintenance"], "w@%h", "INFO")
     assert mixed[mixed.index("--pool") + 1] == "prefork"
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """The uvicorn worker processes of ``lbc api`` (multiprocessing spawn children of its process)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [
+        int(child)
+        for child in children
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()  # not the resource tracker
+    ]
+
+
+def test_api_with_two_workers_runs_two_processes_that_answer_on_postgresql(
+    empty_postgres_url: str, tmp_path: Path
+) -> None:
+    env = {"LBC_DATABASE_URL": empty_postgres_url, "LBC_HOME": str(tmp_path)}
+    assert lbc("migrate", env=env).returncode == 0
+    key = lbc("keys", "create", "--name", "ci", env=env).stdout.strip()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LBC_")}
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        api = subprocess.Popen(
+            [LBC, "api", "--workers", "2", "--port", str(port)],
+            env={**base, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group: the workers are stopped with it
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 90
+        ready = False
+        while not ready and time.monotonic() < deadline and api.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                ready = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            time.sleep(0.2)
+        assert ready, log.read_text()
+        # Every worker builds its app from the environment: each one reads the migrated database.
+        while len(_spawned_workers(api.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_spawned_workers(api.pid)) == 2, log.read_text()
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+            answers = [client.get("/v1/jobs", headers={"Connection": "close"}) for _ in range(20)]
+        assert {r.status_code for r in answers} == {200}, answers[0].text
+        assert all(r.json()["items"] == [] for r in answers)
+        assert httpx.get(f"{url}/v1/jobs", timeout=30).status_code == 401
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(api.pid, signal.SIGTERM)
+        try:
+            api.wait(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(api.pid, signal.SIGKILL)
+    assert log.read_text().count("Application startup complete") == 2
+
+
+def test_api_refuses_fewer_than_one_worker() -> None:
+    result = lbc("api", "--workers", "0")
+    assert result.returncode != 0
+    assert "--workers must be at least 1" in result.stderr
