@@ -1,5 +1,6 @@
-"""Load test of the HTTP API with real processes: submit, status and list latency under N concurrent
-clients, and the queued -> running latency of a job with a worker (prints tables, asserts nothing).
+"""Load test of the HTTP API with real processes: submit, status, list, live event streams (SSE) and
+artifact downloads under N concurrent clients, and the queued -> running latency of a job with a worker
+(prints tables, asserts nothing).
 
 Modes (every state lives in a temporary directory, database or Redis DB that is removed at the end):
 
@@ -9,15 +10,30 @@ Modes (every state lives in a temporary directory, database or Redis DB that is 
                        and Redis (--redis-url, a DB number that must be empty; flushed at the end).
 
 Both run `lbc migrate` and `lbc keys create` with the same environment, then start `lbc api` on a
-free port (each process in its own process group, logs under the temporary home).
+free port (`--workers N` with --api-workers N; each process in its own process group, logs under the
+temporary home).
+
+Preparation: when the mix downloads artifacts, a worker runs --prepare-jobs tiny jobs to success
+before the load starts (and is stopped again unless --with-worker), so downloads read finished jobs'
+artifacts (--artifacts names) whose size and sha256 the API listed.
 
 Load phase (default): --clients virtual users, each with its own httpx.AsyncClient connection, loop
-for --duration seconds (after --warmup seconds that are not counted). Each request is a submit
-(POST /v1/jobs, a tiny digits + mlp + 1 epoch spec), a status read (GET /v1/jobs/{id} of a job this
-client submitted) or a list (GET /v1/jobs?limit=20), drawn with the --mix weights. A client's first
-request is a submit. --think adds a random pause (exponential, mean --think seconds) between a
-client's requests; 0 (default) is a closed loop that saturates the server. Without a worker every
-submitted job stays queued, so the owner quota is lifted (LBC_MAX_CONCURRENT_JOBS_PER_OWNER).
+for --duration seconds (after --warmup seconds that are not counted). Each step is drawn with the
+--mix weights (submit,status,list,sse,download): the sse weight is the share of clients that are
+subscribers, the others weigh the steps of the remaining clients:
+  submit    POST /v1/jobs, a tiny digits + mlp + 1 epoch spec (a client's first step is a submit)
+  status    GET /v1/jobs/{id} of a job this client submitted
+  list      GET /v1/jobs?limit=20
+  sse       a subscriber submits a job, then opens GET /v1/jobs/{id}/events, holds it --sse-hold s
+            (at most until the end of the run, at least until its first event), closes it and opens it
+            again (without Last-Event-ID: a page load);
+            the latency is the time to the response headers, and the events received are counted
+            (a stream without any event, or one that ends before its job finished, is an error)
+  download  GET /v1/jobs/{id}/artifacts/{name} of a prepared artifact, read whole; the latency is the
+            time to the last byte, and a size or sha256 that differs from the listing is an error
+--think adds a random pause (exponential, mean --think seconds) between a client's steps; 0 (default)
+is a closed loop that saturates the server. Without a worker every submitted job stays queued, so the
+owner quota is lifted (LBC_MAX_CONCURRENT_JOBS_PER_OWNER). Timeouts (--timeout) count as errors.
 
 Latency probe (--latency-probe N, implies --with-worker, skips the load phase): submits N tiny jobs
 one at a time, waits for each to finish (bounded), and reports started_at - queued_at of each job as
@@ -25,11 +41,14 @@ recorded by the API and the worker.
 
 Client-side latencies include the load generator's own scheduling delay: on a small machine it shares
 the cores with the server, so the table also prints the server-side histogram (the API's own
-lbc_http_request_duration_seconds, time to response headers) and the CPU each side used.
+lbc_http_request_duration_seconds, time to response headers) and the CPU each side used. With
+--api-workers above 1 each API process keeps its own histogram, so that table is left out.
 
 Usage:
   python benchmarks/load.py --mode distributed --clients 50 --duration 20
-  python benchmarks/load.py --mode embedded --clients 50 --duration 20
+  python benchmarks/load.py --mode embedded --clients 200 --duration 20
+  python benchmarks/load.py --mode distributed --clients 200 --api-workers 2
+  python benchmarks/load.py --mode distributed --clients 50 --mix 1,3,1,0,0   # the older mix
   python benchmarks/load.py --mode distributed --latency-probe 10
 """
 
@@ -38,19 +57,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import json
 import os
 import platform
 import random
+import resource
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -58,12 +81,14 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-OPS = ("submit", "status", "list")
-EXPECTED_STATUS = {"submit": 201, "status": 200, "list": 200}
+OPS = ("submit", "status", "list", "sse", "download")
+EXPECTED_STATUS = {"submit": 201, "status": 200, "list": 200, "sse": 200, "download": 200}
 ROUTES = {  # the API's route templates, as its latency histogram labels them
     "submit": ("POST", "/v1/jobs"),
     "status": ("GET", "/v1/jobs/{job_id}"),
     "list": ("GET", "/v1/jobs"),
+    "sse": ("GET", "/v1/jobs/{job_id}/events"),
+    "download": ("GET", "/v1/jobs/{job_id}/artifacts/{name:path}"),
 }
 TINY_SPEC: dict[str, Any] = {  # about a second of training on 2 cores once a worker picks it up
     "name": "load-benchmark",
@@ -201,9 +226,9 @@ class Stack:
         self.children.append(child)
         return child
 
-    def start_api(self) -> Child:
+    def start_api(self, workers: int = 1) -> Child:
         port = free_port()
-        api = self.start("api", "api", "--port", str(port))
+        api = self.start("api", "api", "--port", str(port), "--workers", str(workers))
         self.base_url = f"http://127.0.0.1:{port}"
         self._wait(lambda: httpx.get(f"{self.base_url}/healthz", timeout=2).status_code == 200, api, 60)
         return api
@@ -212,6 +237,16 @@ class Stack:
         worker = self.start("worker", "worker", "--queues", "gpu,cpu,maintenance", "--name", "load@%h")
         self._wait(lambda: " ready." in worker.log(), worker, 120)
         return worker
+
+    def stop(self, child: Child) -> None:
+        """SIGTERM the child's process group, SIGKILL it after 30 s; keeps its log."""
+        child.signal_group(signal.SIGTERM)
+        try:
+            child.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.signal_group(signal.SIGKILL)
+            child.popen.wait(timeout=10)
+        child.signal_group(signal.SIGKILL)  # a pool child that outlived its parent
 
     @staticmethod
     def _wait(condition: Any, child: Child, timeout: float) -> None:
@@ -265,6 +300,31 @@ def process_cpu_seconds(pid: int) -> float:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return float("nan")
+
+
+def group_pids(pgid: int) -> list[int]:
+    """The processes of a process group (an API with --workers: the supervisor and its workers)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def raise_open_files_limit() -> int:
+    """Raise this process's soft limit on open files to the hard limit (children inherit it): 200
+    clients need 200 sockets here and 200 more in the API, and some systems start at 256 or 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def machine_busy_seconds() -> tuple[float, float]:
@@ -337,9 +397,49 @@ class Snapshot:
 class OpStats:
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests
     errors: dict[str, int] = field(default_factory=dict)  # "HTTP 500" / exception name -> count
+    events: list[int] = field(default_factory=list)  # sse: events received per successful stream
+    bytes: int = 0  # download: bytes received and verified
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A finished job's artifact as the API listed it: what a download must deliver."""
+
+    job_id: str
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What every virtual user does: the mix, pauses, timeouts and the artifacts to download."""
+
+    weights: list[float]
+    think: float
+    timeout: float
+    sse_hold: float
+    artifacts: list[Artifact]
+    # One context for every client: httpx builds one per client otherwise (loading the CA bundle, about
+    # 0.1 s of CPU each), which kept 200 clients from sending their first request for 20-30 s.
+    tls: ssl.SSLContext = field(default_factory=ssl.create_default_context)
+
+
+def split_clients(clients: int, weights: list[float]) -> tuple[int, int]:
+    """(subscribers, other clients): the sse weight is the share of clients that hold event streams
+    (a stream is held for minutes, not a step among requests); the other weights are the steps of
+    the rest. A positive weight gets at least one client."""
+    sse = weights[OPS.index("sse")]
+    others = sum(weights) - sse
+    if sse <= 0:
+        return 0, clients
+    if others <= 0:
+        return clients, 0
+    subscribers = min(clients - 1, max(1, round(clients * sse / (sse + others))))
+    return subscribers, clients - subscribers
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -349,60 +449,127 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+class StepError(Exception):
+    """A response that arrived but is wrong (the label is what the error table shows)."""
+
+
+async def subscribe(client: httpx.AsyncClient, job_id: str, hold_until: float) -> tuple[float, int]:
+    """Holds the job's event stream open until ``hold_until`` (time.monotonic), and at least until its
+    first event. Returns (seconds to the response headers, events received). A stream must deliver at
+    least the job's 'queued' event, and may end early only after its job's terminal state event."""
+    loop = asyncio.get_running_loop()
+    started = time.monotonic()
+    events, finished = 0, False
+    async with client.stream("GET", f"/v1/jobs/{job_id}/events") as response:
+        connect = time.monotonic() - started
+        if response.status_code != 200:
+            raise StepError(f"HTTP {response.status_code}")
+        try:
+            # No deadline until the first event (the client's read timeout still applies), then the hold.
+            async with asyncio.timeout(None) as hold:
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    events += 1
+                    data = json.loads(line[5:])
+                    if data.get("kind") == "state":
+                        finished = data.get("data", {}).get("state") in TERMINAL
+                    if events == 1:
+                        hold.reschedule(loop.time() + max(0.0, hold_until - time.monotonic()))
+                if not finished:
+                    raise StepError("stream ended early")
+        except TimeoutError:
+            pass  # held for the whole time: the normal end
+    if events == 0:
+        raise StepError("no events")
+    return connect, events
+
+
+async def download(client: httpx.AsyncClient, artifact: Artifact) -> int:
+    """Reads the artifact whole and checks its size and sha256 against the listing."""
+    digest, size = hashlib.sha256(), 0
+    async with client.stream("GET", f"/v1/jobs/{artifact.job_id}/artifacts/{artifact.name}") as response:
+        if response.status_code != 200:
+            raise StepError(f"HTTP {response.status_code}")
+        async for chunk in response.aiter_bytes():
+            digest.update(chunk)
+            size += len(chunk)
+    if size != artifact.size:
+        raise StepError("wrong size")
+    if digest.hexdigest() != artifact.sha256:
+        raise StepError("wrong sha256")
+    return size
+
+
 async def virtual_user(
     base_url: str,
     token: str,
-    spec: dict[str, Any],
-    weights: list[float],
-    think: float,
+    plan: LoadPlan,
     counting_from: float,
     deadline: float,
     stats: dict[str, OpStats],
     warmup_stats: dict[str, OpStats],
     seed: int,
 ) -> None:
+    """One client. A subscriber (``plan.weights`` all 0 but sse) submits a job, then holds its event
+    stream open again and again; any other client draws each step from the weights."""
     rng = random.Random(seed)
     submitted: list[str] = []
+    subscriber = not any(w for op, w in zip(OPS, plan.weights, strict=True) if op != "sse")
     async with httpx.AsyncClient(
         base_url=base_url,
         headers={"Authorization": f"Bearer {token}"},
-        timeout=httpx.Timeout(30.0),
+        timeout=httpx.Timeout(plan.timeout),
         limits=httpx.Limits(max_connections=1),
+        verify=plan.tls,
     ) as client:
         while time.monotonic() < deadline:
-            op = rng.choices(OPS, weights)[0] if submitted else "submit"
+            op = rng.choices(OPS, plan.weights)[0] if submitted and not subscriber else "submit"
+            op = "sse" if submitted and subscriber else op
             started = time.monotonic()
+            error: str | None = None
+            events = size = 0
             try:
-                if op == "submit":
-                    response = await client.post("/v1/jobs", json=spec)
-                elif op == "status":
-                    response = await client.get(f"/v1/jobs/{rng.choice(submitted)}")
+                if op == "sse":
+                    hold_until = min(started + plan.sse_hold, deadline)
+                    elapsed, events = await subscribe(client, rng.choice(submitted), hold_until)
+                elif op == "download":
+                    size = await download(client, rng.choice(plan.artifacts))
+                    elapsed = time.monotonic() - started
                 else:
-                    response = await client.get("/v1/jobs", params={"limit": 20})
-                elapsed = time.monotonic() - started
-                error = (
-                    None if response.status_code == EXPECTED_STATUS[op] else f"HTTP {response.status_code}"
-                )
-                if op == "submit" and error is None:
-                    submitted.append(response.json()["id"])
+                    if op == "submit":
+                        response = await client.post("/v1/jobs", json=TINY_SPEC)
+                    elif op == "status":
+                        response = await client.get(f"/v1/jobs/{rng.choice(submitted)}")
+                    else:
+                        response = await client.get("/v1/jobs", params={"limit": 20})
+                    elapsed = time.monotonic() - started
+                    if response.status_code != EXPECTED_STATUS[op]:
+                        raise StepError(f"HTTP {response.status_code}")
+                    if op == "submit":
+                        submitted.append(response.json()["id"])
+            except StepError as exc:
+                error = str(exc)
             except httpx.HTTPError as exc:
-                elapsed, error = time.monotonic() - started, type(exc).__name__
+                error = type(exc).__name__
             bucket = stats[op] if started >= counting_from else warmup_stats[op]
             if error is None:
                 bucket.latencies.append(elapsed)
+                if op == "sse":
+                    bucket.events.append(events)
+                bucket.bytes += size
             else:
                 bucket.error(error)
-            if think > 0:  # never past the deadline: the run ends on time
-                pause = min(rng.expovariate(1.0 / think), 10 * think, deadline - time.monotonic())
+            if plan.think > 0:  # never past the deadline: the run ends on time
+                pause = min(rng.expovariate(1.0 / plan.think), 10 * plan.think, deadline - time.monotonic())
                 await asyncio.sleep(max(0.0, pause))
 
 
 async def run_load(
-    base_url: str, token: str, args: argparse.Namespace, api_pids: list[int]
+    base_url: str, token: str, args: argparse.Namespace, plan: LoadPlan, api_pids: list[int]
 ) -> tuple[dict[str, OpStats], float, Snapshot, Snapshot]:
     """Runs the clients; returns their stats, the measured seconds, and snapshots taken when the
     warmup ends and when the last client is done (so server-side numbers cover the same window)."""
-    weights = [float(w) for w in args.mix.split(",")]
     now = time.monotonic()
     counting_from = now + args.warmup
     deadline = counting_from + args.duration
@@ -413,34 +580,28 @@ async def run_load(
         await asyncio.sleep(max(0.0, counting_from - time.monotonic()))
         return await asyncio.to_thread(Snapshot.take, base_url, api_pids)
 
+    subscribers, steps = split_clients(args.clients, plan.weights)
+    sse = OPS.index("sse")
+    plans = [replace(plan, weights=[float(i == sse) for i in range(len(OPS))])] * subscribers
+    plans += [replace(plan, weights=[0.0 if i == sse else w for i, w in enumerate(plan.weights)])] * steps
     first = asyncio.ensure_future(snapshot_after_warmup())
     await asyncio.gather(
         *(
-            virtual_user(
-                base_url,
-                token,
-                TINY_SPEC,
-                weights,
-                args.think,
-                counting_from,
-                deadline,
-                stats,
-                warmup_stats,
-                args.seed + i,
-            )
-            for i in range(args.clients)
+            virtual_user(base_url, token, p, counting_from, deadline, stats, warmup_stats, args.seed + i)
+            for i, p in enumerate(plans)
         )
     )
-    last = Snapshot.take(base_url, api_pids)
-    # Not deadline - counting_from: a request still open at the deadline is waited for (30 s at most).
+    last = await asyncio.to_thread(Snapshot.take, base_url, api_pids)
+    # Not deadline - counting_from: a request still open at the deadline is waited for (--timeout at most).
     measured = time.monotonic() - counting_from
-    warm = [x for op in OPS for x in warmup_stats[op].latencies]
+    warm = [x for op in OPS for x in warmup_stats[op].latencies if op != "sse"]
+    warm_ok = sum(len(warmup_stats[op].latencies) for op in OPS)
     warm_errors: dict[str, int] = {}
     for op in OPS:
         for what, count in warmup_stats[op].errors.items():
-            warm_errors[what] = warm_errors.get(what, 0) + count
+            warm_errors[f"{op} {what}"] = warm_errors.get(f"{op} {what}", 0) + count
     print(
-        f"warmup (not in the tables): {len(warm)} ok"
+        f"warmup (not in the tables): {warm_ok} ok"
         + (f", slowest {max(warm) * 1000:.0f} ms" if warm else "")
         + (", errors: " + ", ".join(f"{k} x{v}" for k, v in warm_errors.items()) if warm_errors else "")
     )
@@ -449,7 +610,7 @@ async def run_load(
     return stats, measured, await first, last
 
 
-def print_load_table(stats: dict[str, OpStats], measured: float) -> None:
+def print_load_table(stats: dict[str, OpStats], measured: float, sse_hold: float) -> None:
     print(
         f"\n{'operation':<9} {'ok':>7} {'errors':>6} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
         f"{'p99 ms':>8} {'max ms':>8}"
@@ -459,6 +620,8 @@ def print_load_table(stats: dict[str, OpStats], measured: float) -> None:
         s = stats[op]
         n, e = len(s.latencies), sum(s.errors.values())
         total_ok, total_err = total_ok + n, total_err + e
+        if not n and not e:
+            continue
         if n:
             ms = [x * 1000 for x in s.latencies]
             cells = [percentile(ms, 50), percentile(ms, 95), percentile(ms, 99), max(ms)]
@@ -466,16 +629,29 @@ def print_load_table(stats: dict[str, OpStats], measured: float) -> None:
         else:
             row = " ".join(f"{'-':>8}" for _ in range(4))
         print(f"{op:<9} {n:>7} {e:>6} {n / measured:>8.1f} {row}")
-    all_ms = [x * 1000 for op in OPS for x in stats[op].latencies]
+    # "all" leaves the streams out: their latency is a connect time, and their count is per hold.
+    all_ms = [x * 1000 for op in OPS if op != "sse" for x in stats[op].latencies]
     if all_ms:
         print(
-            f"{'all':<9} {total_ok:>7} {total_err:>6} {total_ok / measured:>8.1f} "
+            f"{'all but sse':<11} {len(all_ms):>5} {total_err:>6} {len(all_ms) / measured:>8.1f} "
             f"{percentile(all_ms, 50):8.1f} {percentile(all_ms, 95):8.1f} {percentile(all_ms, 99):8.1f} "
             f"{max(all_ms):8.1f}"
+        )
+    sse = stats["sse"]
+    if sse.events:
+        print(
+            f"  sse: latency = time to the response headers; {len(sse.events)} streams held {sse_hold:g} s, "
+            f"{sum(sse.events)} events received ({min(sse.events)}-{max(sse.events)} per stream)"
+        )
+    if stats["download"].latencies:
+        print(
+            f"  download: latency = time to the last byte; {stats['download'].bytes / 1e6:.1f} MB "
+            "received, size and sha256 verified"
         )
     for op in OPS:
         if stats[op].errors:
             print(f"  {op} errors: " + ", ".join(f"{k} x{v}" for k, v in sorted(stats[op].errors.items())))
+    print(f"errors in total: {total_err}")
 
 
 def print_server_table(delta: dict[tuple[str, str], dict[float, float]]) -> None:
@@ -494,6 +670,42 @@ def print_server_table(delta: dict[tuple[str, str], dict[float, float]]) -> None
         bound = next((f"<= {b * 1000:g} ms" for b in sorted(buckets) if buckets[b] >= 0.99 * count), "?")
         bound = "> 10000 ms" if bound == "<= inf ms" else bound
         print(f"{op:<9} {int(count):>7} {shares}   {bound}")
+
+
+# -- preparation ----------------------------------------------------------------------------------------
+def prepare_artifacts(
+    base_url: str, token: str, jobs: int, names: list[str], timeout: float
+) -> list[Artifact]:
+    """Runs ``jobs`` tiny jobs to success (a worker must be running) and returns their artifacts named
+    in ``names``, as the API lists them."""
+    client = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    try:
+        ids = []
+        for _ in range(jobs):
+            response = client.post("/v1/jobs", json=TINY_SPEC)
+            response.raise_for_status()
+            ids.append(response.json()["id"])
+        artifacts: list[Artifact] = []
+        deadline = time.monotonic() + timeout
+        for job_id in ids:
+            state = ""
+            while state not in TERMINAL and time.monotonic() < deadline:
+                state = client.get(f"/v1/jobs/{job_id}").json()["state"]
+                if state not in TERMINAL:
+                    time.sleep(0.5)
+            if state != "succeeded":
+                raise SystemExit(
+                    f"load.py: preparation job {job_id} ended {state or 'nowhere'} (not succeeded)"
+                )
+            listed = client.get(f"/v1/jobs/{job_id}/artifacts").json()["items"]
+            artifacts += [
+                Artifact(job_id, a["name"], int(a["size"]), a["sha256"]) for a in listed if a["name"] in names
+            ]
+    finally:
+        client.close()
+    if not artifacts:
+        raise SystemExit(f"load.py: the prepared jobs have none of the artifacts {', '.join(names)}")
+    return artifacts
 
 
 # -- latency probe --------------------------------------------------------------------------------------
@@ -549,7 +761,28 @@ def main() -> int:
         "--warmup", type=float, default=2.0, help="seconds run first, not counted (default 2)"
     )
     parser.add_argument(
-        "--mix", default="1,3,1", help="weights of submit,status,list per request (default 1,3,1)"
+        "--mix",
+        default="1,3,1,1,1",
+        help="weights of submit,status,list,sse,download (default 1,3,1,1,1); sse: the share of clients "
+        "that hold event streams, the others: the steps of the other clients (three weights: "
+        "submit,status,list only)",
+    )
+    parser.add_argument(
+        "--sse-hold", type=float, default=4.0, help="s a subscriber holds a stream open (default 4)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="client timeout in s; a timeout is an error (default 30)"
+    )
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="uvicorn processes of the API (lbc api --workers)"
+    )
+    parser.add_argument(
+        "--prepare-jobs", type=int, default=1, help="jobs run to success before the load, to download from"
+    )
+    parser.add_argument(
+        "--artifacts",
+        default="manifest.json,model.safetensors",
+        help="names of the prepared jobs' artifacts to download (default manifest.json,model.safetensors)",
     )
     parser.add_argument(
         "--think", type=float, default=0.0, help="mean pause in s between a client's requests (default 0)"
@@ -579,9 +812,19 @@ def main() -> int:
     )
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the processes' logs to DIR")
     args = parser.parse_args()
-    if sum(float(w) for w in args.mix.split(",")) <= 0 or len(args.mix.split(",")) != 3:
-        parser.error("--mix needs three non-negative weights, e.g. 1,3,1")
+    try:
+        weights = [float(w) for w in args.mix.split(",")]
+    except ValueError:
+        weights = []
+    weights += [0.0] * (len(OPS) - len(weights)) if len(weights) == 3 else []
+    if len(weights) != len(OPS) or min(weights) < 0 or sum(weights) <= 0:
+        parser.error(
+            "--mix needs 5 (or 3) non-negative weights of submit,status,list,sse,download, e.g. 1,3,1,1,1"
+        )
+    if args.api_workers < 1:
+        parser.error("--api-workers must be at least 1")
     with_worker = args.with_worker or args.latency_probe > 0
+    downloads = weights[OPS.index("download")] > 0 and args.latency_probe == 0
 
     def on_term(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
@@ -591,16 +834,32 @@ def main() -> int:
     profiler: subprocess.Popen[bytes] | None = None
     try:
         stack.prepare()
+        open_files = raise_open_files_limit()
         token = stack.run_lbc("keys", "create", "--name", "load-benchmark").strip()
-        api = stack.start_api()
-        if with_worker:
-            stack.start_worker()
+        api = stack.start_api(args.api_workers)
+        artifacts: list[Artifact] = []
+        if with_worker or downloads:
+            worker = stack.start_worker()
+            if downloads:
+                started = time.monotonic()
+                names = [n.strip() for n in args.artifacts.split(",") if n.strip()]
+                artifacts = prepare_artifacts(stack.base_url, token, args.prepare_jobs, names, 600)
+                print(
+                    f"prepared {len(artifacts)} artifacts of {args.prepare_jobs} finished jobs in "
+                    f"{time.monotonic() - started:.0f} s: "
+                    + ", ".join(f"{a.name} ({a.size} B)" for a in artifacts[: len(names)])
+                )
+            if not with_worker:
+                stack.stop(worker)
+        api_pids = group_pids(api.popen.pid)
         cpus = os.cpu_count()
         broker = "Redis" if args.mode == "distributed" else "SQLite broker"
         database = "PostgreSQL" if args.mode == "distributed" else "SQLite"
         print(
             f"mode {args.mode} ({database}, {broker}), worker {'yes' if with_worker else 'no'}, "
-            f"{cpus} CPUs, Python {platform.python_version()}, API {stack.base_url} (one uvicorn process)"
+            f"{cpus} CPUs, Python {platform.python_version()}, API {stack.base_url} "
+            + ("(one uvicorn process)" if args.api_workers == 1 else f"({args.api_workers} uvicorn workers)")
+            + f", open files limit {open_files}"
         )
         if args.latency_probe > 0:
             run_probe(stack.base_url, token, args.latency_probe, args.probe_timeout, args.probe_gap)
@@ -608,7 +867,9 @@ def main() -> int:
 
         print(
             f"{args.clients} clients, {args.warmup:g} s warmup + {args.duration:g} s measured, "
-            f"mix submit,status,list = {args.mix}, think {args.think:g} s"
+            f"mix {','.join(OPS)} = {','.join(f'{w:g}' for w in weights)}, think {args.think:g} s, "
+            f"{split_clients(args.clients, weights)[0]} of them subscribers holding a stream {args.sse_hold:g} s, "
+            f"timeout {args.timeout:g} s"
         )
         idle0 = machine_busy_seconds()
         time.sleep(1.0)
@@ -631,18 +892,25 @@ def main() -> int:
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        stats, measured, first, last = asyncio.run(run_load(stack.base_url, token, args, [api.popen.pid]))
-        print_load_table(stats, measured)
+        plan = LoadPlan(weights, args.think, args.timeout, args.sse_hold, artifacts)
+        stats, measured, first, last = asyncio.run(run_load(stack.base_url, token, args, plan, api_pids))
+        print_load_table(stats, measured, args.sse_hold)
         delta = histogram_delta(first.histogram, last.histogram)
-        print_server_table(delta)
+        if args.api_workers == 1:
+            print_server_table(delta)
+        else:  # each process has its own registry: /metrics answers with one of them
+            print("\nserver side: left out (each of the API's processes keeps its own histogram)")
         window = last.at - first.at
         api_cpu, client_cpu = last.api_cpu - first.api_cpu, last.client_cpu - first.client_cpu
         busy, total = (last.machine[0] - first.machine[0]), (last.machine[1] - first.machine[1])
         served = int(sum(delta.get(ROUTES[op], {}).get(float("inf"), 0.0) for op in OPS))
+        if args.api_workers > 1:  # the client-side count of the measured window instead
+            served = sum(len(stats[op].latencies) + sum(stats[op].errors.values()) for op in OPS)
         print(f"\nCPU over the measured {window:.1f} s (after the warmup):")
         if total > 0:
             print(f"  machine         {100 * busy / total:5.0f}% busy of {cpus} cores")
-        print(f"  API process     {100 * api_cpu / window:5.0f}% of one core ({api_cpu:.1f} s)")
+        what = "API process" if len(api_pids) == 1 else f"API, {len(api_pids)} procs"
+        print(f"  {what:<15} {100 * api_cpu / window:5.0f}% of one core ({api_cpu:.1f} s)")
         print(f"  load generator  {100 * client_cpu / window:5.0f}% of one core ({client_cpu:.1f} s)")
         print("  (the rest: PostgreSQL or SQLite, Redis, a worker, other processes)")
         if served:
