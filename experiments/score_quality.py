@@ -466,7 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
-    p.add_argument("--out", required=True, help="directory; results.json is written there")
+    p.add_argument(
+        "--out", required=True, help="directory: runs.jsonl is appended to per run, results.json at the end"
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -502,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
                 random_draws=args.random_draws,
             )
             records.append(rec)
+            with (out / "runs.jsonl").open("a") as fh:  # kept if a later run is interrupted
+                fh.write(json.dumps(rec) + "\n")
             a = rec["agreement"]
             print(
                 f"{dataset} {pattern} seed={seed}: LBC=mag {100 * a['lbc_vs_magnitude']['exact_match']:.1f}% "
