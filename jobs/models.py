@@ -134,6 +134,8 @@ class Job(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     checkpoint_key: Mapped[str | None] = mapped_column(String(500))  # latest complete training checkpoint
+    # Messages the reaper re-sent since the job was last queued; each one doubles the wait for the next.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     error_type: Mapped[str | None] = mapped_column(String(100))
     error_message: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -201,6 +201,7 @@ def retry_job(session: Session, job: Job, max_attempts: int, max_active_jobs: in
         error_message=None,
         finished_at=None,
         queued_at=now,
+        resends=0,
         phase="queued",
         worker_id=None,
         lease_expires_at=None,
@@ -352,6 +353,7 @@ def finish_failure(
             error_type=error_type,
             error_message=message,
             queued_at=utcnow(),
+            resends=0,
             worker_id=None,
             lease_expires_at=None,
             phase="queued",
@@ -369,6 +371,14 @@ def finish_failure(
         lease_expires_at=None,
     )
     return JobState.FAILED
+
+
+RESEND_BACKOFF_CAP = 8
+
+
+def resend_backoff(resends: int) -> int:
+    """How many resend intervals a queued job waits after its ``resends``-th re-sent message."""
+    return int(min(2 ** max(resends, 0), RESEND_BACKOFF_CAP))
 
 
 @dataclass(frozen=True)
@@ -407,6 +417,7 @@ def reap(session: Session, *, now: datetime | None = None, queued_resend_seconds
                 error_type="worker_lost",
                 error_message=lost,
                 queued_at=now,
+                resends=0,
                 worker_id=None,
                 lease_expires_at=None,
                 phase="queued",
@@ -425,18 +436,26 @@ def reap(session: Session, *, now: datetime | None = None, queued_resend_seconds
                 lease_expires_at=None,
             )
             failed.append(job.id)
+    # A queued job is re-sent when its message may be lost, but a long backlog looks the same from here:
+    # re-sending every interval filled the broker with duplicates that workers then had to drain
+    # before reaching new jobs. Each re-send doubles the wait for the next one, up to a cap, so a lost
+    # message is still replaced within RESEND_BACKOFF_CAP intervals.
     stale = session.execute(
-        select(Job.id, Job.queue).where(
+        select(Job.id, Job.queue, Job.queued_at, Job.resends).where(
             Job.state == JobState.QUEUED.value,
             Job.queued_at < now - timedelta(seconds=queued_resend_seconds),
         )
     ).all()
-    resend = [(row[0], row[1]) for row in stale]
-    if resend:  # restart the clock so a lost message is re-sent once per interval, not every tick
+    resend = [
+        (job_id, queue)
+        for job_id, queue, queued_at, resends in stale
+        if now - queued_at >= timedelta(seconds=queued_resend_seconds * resend_backoff(resends))
+    ]
+    if resend:  # restart the clock: re-sent once per (backed-off) interval, not every tick
         session.execute(
             update(Job)
             .where(Job.id.in_([job_id for job_id, _ in resend]))
-            .values(queued_at=now)
+            .values(queued_at=now, resends=Job.resends + 1)
             .execution_options(synchronize_session=False)
         )
     return ReapResult(requeued, failed, cancelled, resend + [(j, _queue_of(session, j)) for j in requeued])

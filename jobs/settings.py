@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     )
     heartbeat_seconds: float = Field(default=5.0, gt=0)
     queued_resend_seconds: float = Field(
-        default=120.0, gt=0, description="Re-send the task of a job queued this long"
+        default=120.0,
+        gt=0,
+        description="Re-send the task of a job queued this long; each re-send doubles the wait (at most 8x)",
     )
     reaper_interval_seconds: float = Field(default=15.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, ge=0, description="Throttle for progress writes")

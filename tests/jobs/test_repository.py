@@ -226,6 +226,29 @@ def test_reaper_requeues_lost_workers_fails_after_the_cap_and_resends_lost_messa
         assert repo.reap(session, now=utcnow() + timedelta(seconds=11), queued_resend_seconds=5).resend == []
 
 
+def test_resends_of_a_waiting_job_back_off_and_a_requeue_starts_over(factory) -> None:
+    """A long backlog must not fill the broker with one duplicate message per job per interval."""
+    owner = _owner(factory)
+    waiting = _submit(factory, owner)
+    start = _state(factory, waiting.id).queued_at
+    assert start is not None
+
+    def resent_at(seconds: float) -> bool:
+        with transaction(factory) as session:
+            result = repo.reap(session, now=start + timedelta(seconds=seconds), queued_resend_seconds=5)
+        return (waiting.id, "cpu") in result.resend
+
+    # Sent at 0; re-sent after more than 5 s, then after 10, 20, 40 s; the wait stops doubling at 8 intervals.
+    sends = [t for t in range(0, 200) if resent_at(t)]
+    assert sends == [6, 16, 36, 76, 116, 156, 196]
+    assert _state(factory, waiting.id).resends == 7
+
+    _claim(factory, waiting.id, lease=0.01)
+    with transaction(factory) as session:  # the worker is lost: queued again, with a message sent now
+        repo.reap(session, now=utcnow() + timedelta(seconds=1), queued_resend_seconds=5)
+    assert _state(factory, waiting.id).resends == 0
+
+
 def test_a_worker_that_lost_its_lease_cannot_heartbeat_or_checkpoint(factory) -> None:
     job = _submit(factory, _owner(factory))
     _claim(factory, job.id, "w1", lease=0.01)
