@@ -51,13 +51,17 @@ def authenticate(session: Session, token: str | None) -> Owner:
     if not token:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     wanted = digest(token)
-    key = session.scalar(select(ApiKey).where(ApiKey.digest == wanted, ApiKey.revoked_at.is_(None)))
+    # The key and its owner in one query: every authenticated request runs it, and a second round trip
+    # for the owner was the largest single cost of a request in the API's profile under load.
+    row = session.execute(
+        select(ApiKey, Owner)
+        .join(Owner, Owner.id == ApiKey.owner_id)
+        .where(ApiKey.digest == wanted, ApiKey.revoked_at.is_(None))
+    ).first()
     # compare_digest keeps the final check constant-time even though the lookup is by digest.
-    if key is None or not hmac.compare_digest(key.digest, wanted):
+    if row is None or not hmac.compare_digest(row[0].digest, wanted):
         raise Unauthorized("invalid or revoked API key")
-    owner = session.get(Owner, key.owner_id)
-    if owner is None:
-        raise Unauthorized("invalid or revoked API key")
+    key, owner = row
     now = utcnow()
     # Throttled: writing on every request would make every GET a write transaction.
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repository as repo
@@ -216,7 +216,10 @@ def test_reaper_requeues_lost_workers_fails_after_the_cap_and_resends_lost_messa
     with transaction(factory) as session:
         result = repo.reap(session, now=utcnow() + timedelta(seconds=5), queued_resend_seconds=3600)
     assert result.failed == [lost.id]
-    assert "gave up after 2 attempts" in (_state(factory, lost.id).error_message or "")
+    message = _state(factory, lost.id).error_message or ""
+    assert message.startswith("worker w1 stopped heartbeating (lease expired) during attempt 2: ")
+    assert "its process died (killed, out of memory, machine lost)" in message
+    assert message.endswith("; gave up after 2 attempts (max_attempts=2)")
 
     waiting = _submit(factory, owner)
     with transaction(factory) as session:
@@ -312,6 +315,26 @@ def test_api_keys_are_stored_hashed_and_authenticate(factory) -> None:
     for bad in (None, "", token + "x", "lbc_guess"):
         with pytest.raises(Unauthorized), transaction(factory) as session:
             authenticate(session, bad)
+
+
+def test_authentication_reads_the_key_and_its_owner_in_one_query(factory) -> None:
+    owner = _owner(factory)
+    with transaction(factory) as session:
+        _, token = create_api_key(session, owner, "laptop")
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with transaction(factory) as session:
+            assert authenticate(session, token).name == "alice"
+            queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert len(queries) == 1, queries  # not a second round trip for the owner (a pre-ping is not a cursor)
 
 
 def test_key_use_is_recorded_at_most_once_a_minute(factory) -> None:
