@@ -812,6 +812,7 @@ def main() -> int:
     )
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the processes' logs to DIR")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows in a log file
     try:
         weights = [float(w) for w in args.mix.split(",")]
     except ValueError:
@@ -843,7 +844,10 @@ def main() -> int:
             if downloads:
                 started = time.monotonic()
                 names = [n.strip() for n in args.artifacts.split(",") if n.strip()]
-                artifacts = prepare_artifacts(stack.base_url, token, args.prepare_jobs, names, 600)
+                try:
+                    artifacts = prepare_artifacts(stack.base_url, token, args.prepare_jobs, names, 240)
+                except SystemExit as exc:
+                    raise SystemExit(f"{exc}\nworker log:\n{worker.log()[-5000:]}") from None
                 print(
                     f"prepared {len(artifacts)} artifacts of {args.prepare_jobs} finished jobs in "
                     f"{time.monotonic() - started:.0f} s: "
