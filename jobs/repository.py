@@ -403,7 +403,10 @@ def reap(session: Session, *, now: datetime | None = None, queued_resend_seconds
         )
     ).all()
     for job in expired:
-        lost = f"worker {job.worker_id} stopped heartbeating (lease expired) during attempt {job.attempt}"
+        lost = (
+            f"worker {job.worker_id} stopped heartbeating (lease expired) during attempt {job.attempt}: "
+            "its process died (killed, out of memory, machine lost) or could not reach the database"
+        )
         if job.state == JobState.CANCELLING:
             finish_cancelled(session, job.id)
             cancelled.append(job.id)
