@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs import repository
-from jobs.db import transaction
+from jobs.db import is_database_unavailable, transaction
 from jobs.models import Job
 from jobs.storage import ObjectNotFound
 from lbc_core.training import StepEvent, TrainingCallback, TrainingState
@@ -46,8 +46,18 @@ class CheckpointPublisher:
         except Exception as exc:  # keep training; the next epoch's checkpoint tries again
             log.warning("could not upload checkpoint %s: %s", key, exc)
             return None
-        with transaction(self.ctx.sessions) as session:
-            owned = repository.set_checkpoint(session, self.job_id, self.ctx.worker_id, key)
+        try:
+            with transaction(self.ctx.sessions) as session:
+                owned = repository.set_checkpoint(session, self.job_id, self.ctx.worker_id, key)
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            # Training goes on; the next checkpoint tries again and deletes this one as stale. Not
+            # deleted now: the lost connection may have come after the commit that references it.
+            log.warning(
+                "could not record checkpoint %s, the database is unreachable (%s)", key, type(exc).__name__
+            )
+            return None
         if not owned:
             self.reporter.lost = True
             if key != self.current:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from jobs import repository
 from jobs.benchmarks import BENCHMARK_KIND, SPARSIFY_KIND, parse_benchmark_spec, requested_device
-from jobs.db import transaction
+from jobs.db import is_database_unavailable, transaction
 from jobs.errors import IllegalTransition
 from jobs.models import Job, utcnow
 from jobs.spec import SpecError, parse_spec
@@ -45,6 +46,7 @@ LOG_CONTENT_TYPE = "text/plain; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
 
 Status = Literal["succeeded", "cancelled", "failed", "lost"]
+PublishedFile = tuple[str, Path, str, "str | None"]  # (artifact name, local path, content type, sha256)
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,34 @@ class Outcome:
     error_type: str | None = None
     message: str = ""
     retryable: bool = False
+    published: str | None = None  # the store prefix holding this attempt's artifacts
+
+
+FINISH_RETRY_FIRST_S = 0.5
+FINISH_RETRY_MAX_S = 5.0
 
 
 class TimeLimitExceeded(Exception):
     pass
 
 
+class PublishError(Exception):
+    """Storing an artifact failed; the attempt's objects already stored were deleted (or, if even that
+    failed, are left under a prefix no artifact row points at)."""
+
+
 def artifact_prefix(job_id: str) -> str:
     return f"jobs/{job_id}/artifacts/"
+
+
+def publish_prefix(job_id: str, attempt: int) -> str:
+    """Where one attempt stores its artifacts: a folder of its own under the job's artifact prefix.
+
+    Never shared with another attempt (the attempt number restarts on retry, hence the random part),
+    so an attempt that fails while publishing can delete what it stored without touching a set that
+    another attempt, perhaps a worker that took over the job, has published and committed.
+    """
+    return f"{artifact_prefix(job_id)}a{attempt}-{uuid.uuid4().hex[:12]}/"
 
 
 def classify(exc: BaseException) -> tuple[str, str, bool]:
@@ -77,6 +99,8 @@ def classify(exc: BaseException) -> tuple[str, str, bool]:
     message = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, TimeLimitExceeded):
         return "time_limit", message, False
+    if isinstance(exc, PublishError):  # a full disk or a store outage may be gone by the next attempt
+        return "publish_error", message, True
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return "cuda_oom", f"CUDA out of memory: {message}", False
     if isinstance(exc, JobInputError):
@@ -123,6 +147,7 @@ class JobAttempt:
         self.scratch = scratch_root / f"{job.id}-{job.attempt}"
         self.out_dir = self.scratch / "run"
         self.log_path = self.scratch / LOG_NAME
+        self.published = publish_prefix(job.id, job.attempt)
         self.started = time.monotonic()
         self._logs: JobLogHandler | None = None
         self._old_level: int | None = None
@@ -268,7 +293,7 @@ class JobAttempt:
             return Outcome("cancelled")
 
         reporter.phase("uploading")
-        artifacts = self._upload(result, report_files)
+        artifacts = self._publish(self._files(result, report_files))
         summary = dict(result.summary)
         summary.update(
             device=str(device),
@@ -284,7 +309,7 @@ class JobAttempt:
             summary.get("density", float("nan")),
             summary.get("verified_nm"),
         )
-        return Outcome("succeeded", artifacts=artifacts, result=jsonable(summary))
+        return Outcome("succeeded", artifacts=artifacts, result=jsonable(summary), published=self.published)
 
     def _run_benchmark(self, reporter: JobReporter) -> Outcome:
         """A benchmark job: fetch the model, measure it, publish the report (no training)."""
@@ -311,8 +336,9 @@ class JobAttempt:
             return Outcome("cancelled")
 
         reporter.phase("uploading")
-        artifacts = [self._put(name, path, content_type, None) for name, path, content_type in measured.files]
-        artifacts.append(self._put_log(len(artifacts)))
+        artifacts = self._publish(
+            [(name, path, content_type, None) for name, path, content_type in measured.files]
+        )
         source = spec.source.model_dump(exclude_none=True, mode="json")
         result = {
             "kind": BENCHMARK_KIND,
@@ -327,21 +353,51 @@ class JobAttempt:
             "duration_s": round(time.monotonic() - self.started, 3),
         }
         log.info("job %s done: %s", job.id, measured.summary["verdict"])
-        return Outcome("succeeded", artifacts=artifacts, result=jsonable(result))
+        return Outcome("succeeded", artifacts=artifacts, result=jsonable(result), published=self.published)
 
-    def _upload(self, result: RunResult, extra: list[tuple[str, Path, str]]) -> list[dict[str, Any]]:
-        """Every export, the metrics history, the speedup report files (``extra``) and the job log, each
-        checked against its local sha256."""
+    @staticmethod
+    def _files(result: RunResult, extra: list[tuple[str, Path, str]]) -> list[PublishedFile]:
+        """Every export (with its sha256), the metrics history and the speedup report files (``extra``)."""
         if result.exports is None:
             raise RuntimeError("the run finished without exports")
-        files: list[tuple[str, Path, str, str | None]] = [
+        files: list[PublishedFile] = [
             (f.name, f.path, f.content_type, f.sha256) for f in result.exports.files
         ]
         files.append((METRICS_NAME, result.out_dir / METRICS_NAME, JSON_CONTENT_TYPE, None))
         files.extend((name, path, content_type, None) for name, path, content_type in extra)
-        artifacts = [self._put(*entry) for entry in files]
-        artifacts.append(self._put_log(len(artifacts)))
+        return files
+
+    def _publish(self, files: list[PublishedFile]) -> list[dict[str, Any]]:
+        """Store ``files`` and then the job log under this attempt's prefix, all or nothing.
+
+        The artifact rows are only written by ``finish``, in the transaction that marks the job
+        succeeded, so a failure here publishes nothing; the objects already stored are deleted too,
+        so that a full disk or a broken store leaves no half set behind.
+        """
+        artifacts: list[dict[str, Any]] = []
+        total = len(files) + 1
+        name = LOG_NAME
+        try:
+            for name, path, content_type, sha256 in files:
+                artifacts.append(self._put(name, path, content_type, sha256))
+            name = LOG_NAME
+            artifacts.append(self._put_log(len(artifacts)))
+        except Exception as exc:
+            cleanup = self._discard_published()
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise PublishError(
+                f"could not store artifact {name} ({len(artifacts) + 1} of {total}): "
+                f"{type(exc).__name__}: {detail}; {cleanup}"
+            ) from exc
         return artifacts
+
+    def _discard_published(self) -> str:
+        try:
+            removed = self.ctx.store.delete_prefix(self.published)
+        except Exception as exc:
+            log.warning("could not delete the partly published %s: %s", self.published, exc)
+            return f"the artifacts stored before it are left unreferenced under {self.published}"
+        return f"nothing was published ({removed} stored before it deleted)"
 
     def _put_log(self, uploaded: int) -> dict[str, Any]:
         """The job log, last, so that it records every other upload."""
@@ -351,7 +407,7 @@ class JobAttempt:
         return self._put(LOG_NAME, self.log_path, LOG_CONTENT_TYPE, None)
 
     def _put(self, name: str, path: Path, content_type: str, sha256: str | None) -> dict[str, Any]:
-        key = artifact_prefix(self.job.id) + name
+        key = self.published + name
         stored = self.ctx.store.put_file(key, path, content_type)
         if sha256 is not None and stored.sha256 != sha256:
             raise OSError(f"{name}: stored sha256 {stored.sha256} differs from the exported file's {sha256}")
@@ -389,11 +445,60 @@ def _lock_if_owned(session: Session, job_id: str, worker_id: str) -> str | None:
 def finish(ctx: WorkerContext, job: Job, outcome: Outcome) -> JobState | None:
     """Write the attempt's end in one transaction; re-send a re-queued job after the commit.
 
-    Returns the job's new state, or None when the job is no longer this worker's to finish.
+    Returns the job's new state, or None when the job is no longer this worker's to finish. A database
+    that is briefly unreachable is waited for (see :func:`_finish_with_retries`).
     """
     if outcome.status == "lost":
         log.warning("job %s was taken over by another worker; leaving it alone", job.id)
+        _discard(ctx, outcome)
         return None
+    final, certain = _finish_with_retries(ctx, job, outcome)
+    if final is None:
+        if certain:  # nothing was committed: the artifacts of this attempt are nobody's
+            _discard(ctx, outcome)
+        return None
+    log.info("job %s is now %s", job.id, final.value)
+    if final == JobState.QUEUED:
+        ctx.send(job.id, job.queue, job.time_limit_s)
+    elif final == JobState.SUCCEEDED:
+        _delete_prefix(ctx, checkpoint_prefix(job.id))  # the job is done; its training state is not needed
+    if final != JobState.SUCCEEDED:
+        _discard(ctx, outcome)  # e.g. cancelled while uploading: no row references them
+    return final
+
+
+def _finish_with_retries(ctx: WorkerContext, job: Job, outcome: Outcome) -> tuple[JobState | None, bool]:
+    """``(new state or None, certain)``: the terminal transaction, retried while the database is
+    unreachable, for at most one lease.
+
+    Past the lease the reaper hands the job to another worker, and this attempt's result is no longer
+    wanted. ``certain`` is False when an earlier try failed in a way that may have come after its
+    commit was applied (a connection lost while committing): then a None does not prove that nothing
+    references this attempt's artifacts.
+    """
+    deadline = time.monotonic() + ctx.settings.lease_seconds
+    delay = FINISH_RETRY_FIRST_S
+    certain = True
+    while True:
+        try:
+            return _finish_once(ctx, job, outcome), certain
+        except Exception as exc:
+            if not is_database_unavailable(exc) or time.monotonic() + delay > deadline:
+                raise
+            certain = False
+            log.warning(
+                "job %s: could not record the end of attempt %d, the database is unreachable (%s); "
+                "retrying in %.1fs",
+                job.id,
+                job.attempt,
+                type(exc).__name__,
+                delay,
+            )
+            time.sleep(delay)
+            delay = min(2 * delay, FINISH_RETRY_MAX_S)
+
+
+def _finish_once(ctx: WorkerContext, job: Job, outcome: Outcome) -> JobState | None:
     try:
         with transaction(ctx.sessions) as session:
             state = _lock_if_owned(session, job.id, ctx.worker_id)
@@ -403,29 +508,25 @@ def finish(ctx: WorkerContext, job: Job, outcome: Outcome) -> JobState | None:
             if outcome.status == "succeeded" and state == JobState.RUNNING:
                 assert outcome.result is not None
                 repository.finish_success(session, job.id, ctx.worker_id, outcome.artifacts, outcome.result)
-                final = JobState.SUCCEEDED
-            elif outcome.status in ("succeeded", "cancelled"):
+                return JobState.SUCCEEDED
+            if outcome.status in ("succeeded", "cancelled"):
                 repository.finish_cancelled(session, job.id)
-                final = JobState.CANCELLED
-            else:
-                final = repository.finish_failure(
-                    session,
-                    job.id,
-                    outcome.error_type or "internal_error",
-                    outcome.message,
-                    retryable=outcome.retryable,
-                )
+                return JobState.CANCELLED
+            return repository.finish_failure(
+                session,
+                job.id,
+                outcome.error_type or "internal_error",
+                outcome.message,
+                retryable=outcome.retryable,
+            )
     except IllegalTransition as exc:
         log.warning("job %s could not be finished: %s", job.id, exc)
         return None
-    log.info("job %s is now %s", job.id, final.value)
-    if final == JobState.QUEUED:
-        ctx.send(job.id, job.queue, job.time_limit_s)
-    elif final == JobState.SUCCEEDED:
-        _delete_prefix(ctx, checkpoint_prefix(job.id))  # the job is done; its training state is not needed
-    if outcome.status == "succeeded" and final != JobState.SUCCEEDED:
-        _delete_prefix(ctx, artifact_prefix(job.id))  # cancelled while uploading: nothing references them
-    return final
+
+
+def _discard(ctx: WorkerContext, outcome: Outcome) -> None:
+    if outcome.published is not None:
+        _delete_prefix(ctx, outcome.published)
 
 
 def _delete_prefix(ctx: WorkerContext, prefix: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import threading
 import time
 import zipfile
@@ -174,7 +175,9 @@ def test_success_publishes_every_artifact_and_the_summary(ctx: WorkerContext, tm
         ctx.store.download_file(artifact.storage_key, local)
         assert local.stat().st_size == artifact.size
         assert execution_sha256(local) == artifact.sha256
-        assert artifact.storage_key == f"jobs/{job_id}/artifacts/{artifact.name}"
+        assert re.fullmatch(
+            rf"jobs/{job_id}/artifacts/a1-[0-9a-f]{{12}}/{re.escape(artifact.name)}", artifact.storage_key
+        )
     weights = load_file(tmp_path / "model.safetensors")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     sparse = [layer["name"] for layer in manifest["layers"] if layer.get("verified_nm")]
@@ -307,6 +310,7 @@ def test_time_limit_ends_the_job_failed_with_a_checkpoint(ctx: WorkerContext) ->
 
     job = load(ctx, job_id)
     assert (job.error_type, job.attempt) == ("time_limit", 1)
+    assert (job.error_message or "").startswith("time limit of 1s reached at epoch 1, step ")
     assert job.checkpoint_key and ctx.store.exists(job.checkpoint_key)
 
 
