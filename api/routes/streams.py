@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -17,10 +18,12 @@ from api.deps import JobDep, SessionDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND
 from api.schemas import EventOut, LogLine, LogPage, MetricsHistory
 from jobs import repository
-from jobs.db import transaction
+from jobs.db import is_database_unavailable, transaction
 from jobs.errors import InvalidInput
 from jobs.models import Job, JobEvent
 from jobs.states import TERMINAL, JobState
+
+log = logging.getLogger("api.streams")
 
 router = APIRouter(prefix="/v1/jobs", tags=["job progress"], responses={**ERROR_RESPONSES, **NOT_FOUND})
 
@@ -56,8 +59,16 @@ async def event_stream(
     yield "retry: 3000\n\n"
     last_write = time.monotonic()
     while True:
-        # The database work runs in a worker thread; the event loop only waits.
-        finished, events = await anyio.to_thread.run_sync(_poll, factory, job_id, after)
+        try:
+            # The database work runs in a worker thread; the event loop only waits.
+            finished, events = await anyio.to_thread.run_sync(_poll, factory, job_id, after)
+        except Exception as exc:
+            if not is_database_unavailable(exc):
+                raise
+            # The stream stays open and polls again: a browser's EventSource gives up for good when its
+            # reconnection meets the 503, and every event is still there once the database is back.
+            log.info("event stream of job %s waits for the database: %s", job_id, type(exc).__name__)
+            finished, events = False, []
         for event in events:
             yield _event_text(event)
             after = event.id
