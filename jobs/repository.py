@@ -452,7 +452,8 @@ def reap(session: Session, *, now: datetime | None = None, queued_resend_seconds
     resend = [
         (job_id, queue)
         for job_id, queue, queued_at, resends in stale
-        if now - queued_at >= timedelta(seconds=queued_resend_seconds * resend_backoff(resends))
+        if queued_at is not None  # always set here (the query's filter); narrows the type
+        and now - queued_at >= timedelta(seconds=queued_resend_seconds * resend_backoff(resends))
     ]
     if resend:  # restart the clock: re-sent once per (backed-off) interval, not every tick
         session.execute(
