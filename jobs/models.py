@@ -103,6 +103,7 @@ class Job(Base):
         UniqueConstraint("owner_id", "idempotency_key", name="uq_jobs_owner_idempotency"),
         Index("ix_jobs_owner_created", "owner_id", "created_at", "id"),
         Index("ix_jobs_state_lease", "state", "lease_expires_at"),
+        Index("ix_jobs_owner_state", "owner_id", "state"),  # the unfinished-jobs quota count
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

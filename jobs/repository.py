@@ -116,10 +116,11 @@ def create_job(
 
 
 def check_active_quota(session: Session, owner_id: str, max_active_jobs: int) -> None:
+    # IN the unfinished states, not NOT IN the terminal ones: with ix_jobs_owner_state that reads only
+    # the owner's unfinished jobs; NOT IN cannot use the index and read the owner's whole history.
+    unfinished = [s.value for s in JobState if s not in TERMINAL]
     active = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.owner_id == owner_id, Job.state.notin_([s.value for s in TERMINAL]))
+        select(func.count()).select_from(Job).where(Job.owner_id == owner_id, Job.state.in_(unfinished))
     )
     if (active or 0) >= max_active_jobs:
         raise QuotaExceeded(f"owner already has {active} unfinished jobs (limit {max_active_jobs})")

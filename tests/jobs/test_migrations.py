@@ -76,6 +76,28 @@ def test_downgrade_to_base_removes_every_table(empty_database_url: str) -> None:
     assert _schema_diff(empty_database_url) == []
 
 
+def _job_indexes(database_url: str) -> set[str]:
+    engine = create_engine(database_url)
+    try:
+        return {index["name"] for index in inspect(engine).get_indexes("jobs") if index["name"]}
+    finally:
+        engine.dispose()
+
+
+def test_0003_adds_the_owner_state_index_and_its_downgrade_removes_it(empty_database_url: str) -> None:
+    config = migrate.alembic_config(empty_database_url)
+    command.upgrade(config, "0002")
+    assert "ix_jobs_owner_state" not in _job_indexes(empty_database_url)
+
+    command.upgrade(config, "0003")
+    assert "ix_jobs_owner_state" in _job_indexes(empty_database_url)
+
+    command.downgrade(config, "0002")
+    assert "ix_jobs_owner_state" not in _job_indexes(empty_database_url)
+    migrate.upgrade(empty_database_url)
+    assert _schema_diff(empty_database_url) == []
+
+
 def test_the_comparison_notices_a_model_the_migrations_lack(sqlite_url: str) -> None:
     # Guards the tests above against passing vacuously.
     changed = MetaData()
