@@ -82,7 +82,7 @@ def fill(url: str, history: int, others: int) -> str:
 
 
 def report(url: str, owner_id: str, repeats: int) -> None:
-    queries: dict[str, Select[tuple[int]]] = {
+    queries: dict[str, Select[int]] = {
         "current: state IN (unfinished)": select(func.count())
         .select_from(Job)
         .where(Job.owner_id == owner_id, Job.state.in_([s.value for s in JobState if s not in TERMINAL])),
