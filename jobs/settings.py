@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     progress_interval_seconds: float = Field(default=1.0, ge=0, description="Throttle for progress writes")
     max_concurrent_jobs_per_owner: int = Field(default=16, ge=1)
     default_queue: str = "gpu"
+    worker_threads: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="CPU threads torch may use for one job (0: torch's default, one per core). Set it to "
+        "cores / workers when several workers share a machine: oversubscribed thread pools make training "
+        "steps many times slower",
+    )
 
     database_connect_timeout_seconds: int = Field(
         default=5,
