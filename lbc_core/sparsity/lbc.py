@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -73,11 +73,20 @@ def unpack_bits(packed: torch.Tensor, c: int) -> torch.Tensor:
     return bits.reshape(packed.shape[0], -1)[:, :c].bool()
 
 
-class _LBCMaskFn(torch.autograd.Function):
+class ScoreState(Protocol):
+    """What the straight-through mask needs from a layer's score state (the product's per-weight scores
+    and the revival ablation's combination scores both provide it)."""
+
+    scores_trainable: bool
+
+    def update_scores(self, signal: torch.Tensor) -> None: ...
+
+
+class MaskWithScoreSignal(torch.autograd.Function):
     """``w~ = w * mask``; the weight gets the masked gradient, the scores get ``w * dL/dw~``."""
 
     @staticmethod
-    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: LBCMask) -> torch.Tensor:
+    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: ScoreState) -> torch.Tensor:
         ctx.save_for_backward(weight, mask)
         ctx.state = state
         return weight * mask
@@ -85,7 +94,7 @@ class _LBCMaskFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         weight, mask = ctx.saved_tensors
-        state: LBCMask = ctx.state
+        state: ScoreState = ctx.state
         if state.scores_trainable:
             state.update_scores(weight.detach() * grad_out)
         return grad_out * mask, None, None
@@ -128,7 +137,7 @@ class LBCMask(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not (self.training and torch.is_grad_enabled() and self.scores_trainable):
             return weight * self.mask
-        return _LBCMaskFn.apply(weight, self.mask, self)
+        return MaskWithScoreSignal.apply(weight, self.mask, self)
 
     @torch.no_grad()
     def update_scores(self, grad: torch.Tensor) -> None:

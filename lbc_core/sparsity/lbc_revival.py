@@ -28,28 +28,10 @@ import torch
 from torch import nn
 
 from lbc_core.sparsity.base import SparsifierStateError
-from lbc_core.sparsity.lbc import LBCSparsifier, ScoreOptimizer
+from lbc_core.sparsity.lbc import LBCSparsifier, MaskWithScoreSignal, ScoreOptimizer
 from lbc_core.sparsity.pattern import NMPattern, from_groups, to_groups
 from lbc_core.sparsity.schedule import RemovalSchedule
 from lbc_core.sparsity.selection import LayerPolicy
-
-
-class _RevivalMaskFn(torch.autograd.Function):
-    """``w~ = w * mask``; the weight gets the masked gradient, the scores get ``w * dL/dw~``."""
-
-    @staticmethod
-    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: RevivalLBCMask) -> torch.Tensor:
-        ctx.save_for_backward(weight, mask)
-        ctx.state = state
-        return weight * mask
-
-    @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
-        weight, mask = ctx.saved_tensors
-        state: RevivalLBCMask = ctx.state
-        if state.scores_trainable:
-            state.update_scores(weight.detach() * grad_out)
-        return grad_out * mask, None, None
 
 
 class RevivalLBCMask(nn.Module):
@@ -89,7 +71,7 @@ class RevivalLBCMask(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not (self.training and torch.is_grad_enabled() and self.scores_trainable):
             return weight * self.mask
-        return _RevivalMaskFn.apply(weight, self.mask, self)
+        return MaskWithScoreSignal.apply(weight, self.mask, self)
 
     @torch.no_grad()
     def update_scores(self, signal: torch.Tensor) -> None:
