@@ -310,7 +310,10 @@ def test_time_limit_ends_the_job_failed_with_a_checkpoint(ctx: WorkerContext) ->
 
     job = load(ctx, job_id)
     assert (job.error_type, job.attempt) == ("time_limit", 1)
-    assert (job.error_message or "").startswith("time limit of 1s reached at epoch 1, step ")
+    # Where the limit hits depends on the machine's speed; the message names the limit and the place.
+    assert re.fullmatch(
+        r"time limit of 1s reached at epoch \d+, step \d+; the checkpoint is kept", job.error_message or ""
+    ), job.error_message
     assert job.checkpoint_key and ctx.store.exists(job.checkpoint_key)
 
 
