@@ -224,6 +224,7 @@ def claim_job(session: Session, job_id: str, worker_id: str, lease_seconds: floa
             heartbeat_at=now,
             lease_expires_at=now + timedelta(seconds=lease_seconds),
             phase="preparing",
+            progress={},  # the previous attempt's figures would be stale; this one reports its own
             updated_at=now,
         )
         .execution_options(synchronize_session=False)

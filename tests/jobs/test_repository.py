@@ -107,6 +107,21 @@ def test_claim_is_a_compare_and_set_so_duplicate_deliveries_are_harmless(factory
     assert row.lease_expires_at is not None and row.lease_expires_at > utcnow()
 
 
+def test_a_new_attempt_starts_without_the_previous_attempts_progress(factory) -> None:
+    job = _submit(factory, _owner(factory))
+    assert _claim(factory, job.id, "w1") is not None
+    with transaction(factory) as session:
+        repo.heartbeat(session, job.id, "w1", 30, progress={"epoch": 3, "fraction": 0.6}, phase="training")
+    assert _state(factory, job.id).progress["epoch"] == 3
+    with transaction(factory) as session:  # the worker dies; its lease runs out and the reaper re-queues it
+        repo.reap(session, now=utcnow() + timedelta(seconds=60), queued_resend_seconds=120)
+    assert _state(factory, job.id).state == "queued"
+    claimed = _claim(factory, job.id, "w2")
+    assert claimed is not None and claimed.attempt == 2
+    row = _state(factory, job.id)
+    assert (row.phase, row.progress) == ("preparing", {})
+
+
 def test_concurrent_claims_have_exactly_one_winner(factory) -> None:
     job = _submit(factory, _owner(factory))
     results: list[Job | None] = []
