@@ -18,6 +18,21 @@ from jobs.errors import StorageQuotaExceeded
 from jobs.models import Checkpoint, Dataset, Owner
 
 
+def lock_owner(session: Session, owner_id: str) -> None:
+    """Serialize one owner's quota checks until this transaction ends.
+
+    A no-op update takes the owner's row lock on PostgreSQL (the database write lock on SQLite), so a
+    second request of the same owner waits here and then counts what the first one inserted: two
+    requests that each fit alone cannot both get past a limit. Held only until the request commits.
+    """
+    session.execute(
+        update(Owner)
+        .where(Owner.id == owner_id)
+        .values(name=Owner.name)
+        .execution_options(synchronize_session=False)
+    )
+
+
 @dataclass(frozen=True)
 class StorageUsage:
     """Bytes an owner's uploads take; ``limit`` 0 means unlimited."""
@@ -62,12 +77,7 @@ def reserve_storage(session: Session, owner_id: str, limit: int, upload_bytes: i
     """
     if limit == 0:
         return StorageUsage(0, 0)
-    session.execute(
-        update(Owner)
-        .where(Owner.id == owner_id)
-        .values(name=Owner.name)
-        .execution_options(synchronize_session=False)
-    )
+    lock_owner(session, owner_id)
     usage = storage_usage(session, owner_id, limit)
     if usage.used + upload_bytes > limit:
         raise StorageQuotaExceeded(

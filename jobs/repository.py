@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from jobs.models import Artifact, Job, JobEvent, Owner, utcnow
+from jobs.quota import lock_owner
 from jobs.states import TERMINAL, JobState, transition
 
 NON_RETRYABLE_ERRORS = frozenset(
@@ -116,6 +117,7 @@ def create_job(
 
 
 def check_active_quota(session: Session, owner_id: str, max_active_jobs: int) -> None:
+    lock_owner(session, owner_id)  # concurrent submits of one owner count each other's jobs
     # IN the unfinished states, not NOT IN the terminal ones: with ix_jobs_owner_state that reads only
     # the owner's unfinished jobs; NOT IN cannot use the index and read the owner's whole history.
     unfinished = [s.value for s in JobState if s not in TERMINAL]

@@ -12,7 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repository as repo
@@ -94,6 +94,39 @@ def test_unfinished_job_quota_per_owner(factory) -> None:
             session, owner=owner, spec=SPEC, summary=_summary(), idempotency_key=None, max_attempts=2,
             max_active_jobs=1,
         )  # fmt: skip
+
+
+def test_concurrent_submits_cannot_both_take_the_last_unfinished_job_slot(factory) -> None:
+    owner = _owner(factory)
+    first_inserted, release_first = threading.Event(), threading.Event()
+    outcomes: dict[str, str] = {}
+
+    def submit(name: str, hold: bool) -> None:
+        try:
+            with transaction(factory) as session:
+                repo.create_job(
+                    session, owner=owner, spec=SPEC, summary=_summary(), idempotency_key=None,
+                    max_attempts=2, max_active_jobs=1,
+                )  # fmt: skip
+                if hold:  # keep the first transaction open while the second one checks the quota
+                    first_inserted.set()
+                    assert release_first.wait(30)
+            outcomes[name] = "created"
+        except QuotaExceeded:
+            outcomes[name] = "quota"
+
+    first = threading.Thread(target=submit, args=("first", True))
+    first.start()
+    assert first_inserted.wait(30)
+    second = threading.Thread(target=submit, args=("second", False))
+    second.start()
+    second.join(0.5)  # without the owner lock it counts 0 unfinished jobs here and inserts a second one
+    release_first.set()
+    first.join(30)
+    second.join(30)
+    assert outcomes == {"first": "created", "second": "quota"}
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Job).where(Job.owner_id == owner.id)) == 1
 
 
 def test_claim_is_a_compare_and_set_so_duplicate_deliveries_are_harmless(factory) -> None:
