@@ -55,6 +55,18 @@ def after_commit(session: Session, callback: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT, []).append(callback)
 
 
+def commit_now(session: Session) -> None:
+    """Commit the request's transaction in this thread hop and run its after-commit hooks.
+
+    For routes that take the owner's quota lock: committed at the dependency's teardown, the lock would be
+    held across several thread-pool hops, and every concurrent submit of that owner would queue behind it
+    (at 50 clients of one owner, submit p99 went from under 1 s to 7 s). A failed commit still raises
+    into ``get_session``, which rolls back and reports it; its own commit then has nothing left to do.
+    """
+    session.commit()
+    _run(session.info.pop(_AFTER_COMMIT, []), "after-commit")
+
+
 def on_rollback(session: Session, callback: Callable[[], None]) -> None:
     """Run ``callback`` if this request's transaction is rolled back (undo a side effect)."""
     session.info.setdefault(_ON_ROLLBACK, []).append(callback)

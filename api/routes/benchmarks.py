@@ -14,9 +14,9 @@ from fastapi import APIRouter, Body, Header, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, StoreDep, after_commit
+from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND
-from api.routes.jobs import SUBMIT_RESPONSES
+from api.routes.jobs import SUBMIT_RESPONSES, queued_response
 from api.schemas import JobDetail
 from jobs import repository
 from jobs.benchmarks import (
@@ -35,7 +35,6 @@ from jobs.benchmarks import (
 )
 from jobs.errors import InvalidInput, NotFound
 from jobs.models import Artifact, Checkpoint, Job, Owner
-from jobs.queue import send_job
 from jobs.settings import Settings
 from jobs.states import JobState
 from jobs.storage import ObjectNotFound
@@ -163,13 +162,7 @@ def submit_benchmark(
         max_attempts=settings.max_attempts,
         max_active_jobs=settings.max_concurrent_jobs_per_owner,
     )
-    if created:
-        job_id, queue, time_limit = job.id, job.queue, job.time_limit_s
-        after_commit(session, lambda: send_job(celery, job_id, queue, time_limit_s=time_limit))
-        response.headers["Location"] = f"/v1/jobs/{job.id}"
-    else:
-        response.status_code = 200
-    return JobDetail.of(job)
+    return queued_response(session, celery, response, job, created)
 
 
 def _openapi_report_schema() -> dict[str, Any]:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from celery import Celery
 from fastapi import APIRouter, Body, Header, Query, Response
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, after_commit
+from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, after_commit, commit_now
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.schemas import JobDetail, JobPage, JobSummary
 from jobs import repository
 from jobs.errors import InvalidInput
-from jobs.models import Checkpoint, Dataset, Owner
+from jobs.models import Checkpoint, Dataset, Job, Owner
 from jobs.queue import send_job
 from jobs.settings import Settings
 from jobs.spec import PATH_SOURCES, JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
@@ -195,12 +196,21 @@ def submit_job(
         max_attempts=settings.max_attempts,
         max_active_jobs=settings.max_concurrent_jobs_per_owner,
     )
+    return queued_response(session, celery, response, job, created)
+
+
+def queued_response(
+    session: Session, celery: Celery, response: Response, job: Job, created: bool
+) -> JobDetail:
+    """Commit a submit at once (releasing the owner's quota lock), ring the workers, and answer 201 with
+    ``Location`` for a new job or 200 for an idempotent repeat."""
     if created:
         job_id, queue, time_limit = job.id, job.queue, job.time_limit_s
         after_commit(session, lambda: send_job(celery, job_id, queue, time_limit_s=time_limit))
         response.headers["Location"] = f"/v1/jobs/{job.id}"
     else:
         response.status_code = 200
+    commit_now(session)
     return JobDetail.of(job)
 
 
@@ -268,4 +278,5 @@ def retry_job(job: JobDep, session: SessionDep, settings: SettingsDep, celery: Q
     repository.retry_job(session, job, settings.max_attempts, settings.max_concurrent_jobs_per_owner)
     job_id, queue, time_limit = job.id, job.queue, job.time_limit_s
     after_commit(session, lambda: send_job(celery, job_id, queue, time_limit_s=time_limit))
+    commit_now(session)  # releases the owner's quota lock now, not several thread hops later
     return JobDetail.of(job)
