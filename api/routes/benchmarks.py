@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND
-from api.routes.jobs import SUBMIT_RESPONSES, queued_response
+from api.routes.jobs import SUBMIT_RESPONSES, IdempotencyKey, queued_response
 from api.schemas import JobDetail
 from jobs import repository
 from jobs.benchmarks import (
@@ -131,15 +131,7 @@ def submit_benchmark(
     owner: CurrentOwner,
     settings: SettingsDep,
     celery: QueueDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=200,
-            description="Retrying with the same key and spec returns the first job (200) instead of a new one",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobDetail:
     """Measure an already sparse model without training: a job of kind `benchmark`, method `benchmark`.
 

@@ -139,6 +139,18 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# One definition for both submit routes (jobs and benchmarks), so they document the header alike.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        description="Retrying with the same key and spec returns the first job (200) instead of a new one",
+    ),
+]
+
+
 @router.post(
     "",
     status_code=201,
@@ -164,15 +176,7 @@ def submit_job(
     owner: CurrentOwner,
     settings: SettingsDep,
     celery: QueueDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            min_length=1,
-            max_length=200,
-            description="Retrying with the same key and spec returns the first job (200) instead of a new one",
-        ),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobDetail:
     """Validate the spec, check the uploads it names, queue the job and ring the workers after commit.
 
