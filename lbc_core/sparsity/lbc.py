@@ -222,6 +222,10 @@ class LBCSparsifier(Sparsifier):
             param.remove(target)
         self.alive_per_group = target
         self.removals += 1
+        self._freeze_scores_when_done()
+
+    def _freeze_scores_when_done(self) -> None:
+        # One combination left everywhere: the scores can no longer change anything.
         if self.scores_frozen:
             for _, param in self._iter_parametrizations():
                 param.scores_trainable = False

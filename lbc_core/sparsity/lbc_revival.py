@@ -164,9 +164,7 @@ class RevivalLBCSparsifier(LBCSparsifier):
         if keep < self.alive_per_group:
             self.alive_per_group = keep
             self.removals += 1
-        if self.scores_frozen:
-            for _, param in self._iter_parametrizations():
-                param.scores_trainable = False
+        self._freeze_scores_when_done()
 
     def _before_finalize(self) -> None:
         self._rerank(1)
