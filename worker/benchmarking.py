@@ -45,7 +45,6 @@ from jobs.db import transaction
 from jobs.models import Artifact, Checkpoint, Job
 from jobs.spec import BenchmarkSpec, JobSpec
 from jobs.states import JobState
-from jobs.storage import ObjectNotFound
 from lbc_core.benchmark import (
     SpeedupReport,
     Timing,
@@ -72,7 +71,7 @@ from lbc_core.pipeline import load_dense_weights
 from lbc_core.sparsity import NMPattern, PatternError, count_violations
 from lbc_core.training import resolve_device
 from worker.context import WorkerContext
-from worker.inputs import InputError
+from worker.inputs import InputError, download
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +375,7 @@ def fetch_target(ctx: WorkerContext, job: Job, spec: BenchmarkJobSpec, scratch: 
             )
         key, size = row.storage_key, row.size
     log.info("downloading checkpoint %s (%d bytes)", source.checkpoint_id, size)
-    path = _download(ctx, key, directory / "checkpoint", "source.checkpoint_id")
+    path = download(ctx, key, directory / "checkpoint", "source.checkpoint_id")
     pattern = NMPattern.parse(source.pattern_text)
     return checkpoint_target(
         path,
@@ -407,16 +406,8 @@ def _fetch_export(ctx: WorkerContext, job: Job, source_id: str, directory: Path)
     export.mkdir()
     log.info("downloading the export of job %s (%s)", source_id, ", ".join(sorted(keys)))
     for name, key in keys.items():  # names from a fixed list, never from user input
-        _download(ctx, key, export / name, f"source.job_id: job {source_id}: {name}")
+        download(ctx, key, export / name, f"source.job_id: job {source_id}: {name}")
     return export
-
-
-def _download(ctx: WorkerContext, key: str, path: Path, what: str) -> Path:
-    try:
-        ctx.store.download_file(key, path)
-    except ObjectNotFound:
-        raise InputError(f"{what}: the stored file is missing ({key})") from None
-    return path
 
 
 __all__ = [

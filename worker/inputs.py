@@ -50,7 +50,8 @@ def _local_name(stem: str, stored_filename: str) -> str:
     return stem
 
 
-def _download(ctx: WorkerContext, key: str, path: Path, what: str) -> Path:
+def download(ctx: WorkerContext, key: str, path: Path, what: str) -> Path:
+    """Fetch a stored object; a missing one is the job's input problem (``what`` names the field)."""
     try:
         ctx.store.download_file(key, path)
     except ObjectNotFound:
@@ -70,7 +71,7 @@ def _descend(root: Path) -> Path:
 
 def fetch_dataset(ctx: WorkerContext, dataset: Dataset, directory: Path, stem: str) -> Path:
     """Download ``dataset`` under ``directory``; archives are extracted safely and the directory returned."""
-    local = _download(
+    local = download(
         ctx, dataset.storage_key, directory / _local_name(stem, dataset.filename), "dataset.path"
     )
     if archive_kind(local) is None:
@@ -117,7 +118,7 @@ def resolve_inputs(ctx: WorkerContext, job: Job, spec: JobSpec, scratch: Path) -
         log.info("downloading dense checkpoint %s (%d bytes)", row.id, row.size)
         # The loader sniffs the content (safetensors or a weights-only torch file), not the name.
         data["model"]["checkpoint"] = str(
-            _download(ctx, row.storage_key, inputs / "checkpoint", "model.checkpoint")
+            download(ctx, row.storage_key, inputs / "checkpoint", "model.checkpoint")
         )
     return parse_spec(data, source=f"job {job.id}")
 
