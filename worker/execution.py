@@ -247,10 +247,9 @@ class JobAttempt:
             raise TimeLimitExceeded(
                 f"time limit of {deadline - self.started:.0f}s reached while preparing data"
             )
-        if reporter.lost:
-            return Outcome("lost")
-        if reporter.cancel_requested:  # asked while the data was downloading: no training at all
-            return Outcome("cancelled")
+        stopped = _stopped(reporter)  # a cancel asked while the data was downloading: no training at all
+        if stopped is not None:
+            return stopped
 
         training: dict[str, Any] = {"epochs": spec.train.epochs, "device": str(device)}
         if resume is not None:
@@ -299,10 +298,9 @@ class JobAttempt:
                 )
             except BenchmarkStopped as exc:  # cancel or lost lease; a time limit is a benchmark_error
                 return Outcome("lost") if exc.reason == "lost" else Outcome("cancelled")
-        if reporter.lost:
-            return Outcome("lost")
-        if reporter.cancel_requested:
-            return Outcome("cancelled")
+        stopped = _stopped(reporter)
+        if stopped is not None:
+            return stopped
 
         reporter.phase("uploading")
         artifacts = self._publish(self._files(result, report_files))
@@ -342,10 +340,9 @@ class JobAttempt:
             if exc.reason == "time_limit":
                 raise TimeLimitExceeded(str(exc)) from None
             return Outcome("lost") if exc.reason == "lost" else Outcome("cancelled")
-        if reporter.lost:
-            return Outcome("lost")
-        if reporter.cancel_requested:
-            return Outcome("cancelled")
+        stopped = _stopped(reporter)
+        if stopped is not None:
+            return stopped
 
         reporter.phase("uploading")
         artifacts = self._publish(
@@ -433,6 +430,15 @@ class JobAttempt:
 
 
 # -- finish ---------------------------------------------------------------------------------------------
+def _stopped(reporter: JobReporter) -> Outcome | None:
+    """The attempt's outcome if it must not go on: the lease was lost, or a cancel was asked."""
+    if reporter.lost:
+        return Outcome("lost")
+    if reporter.cancel_requested:
+        return Outcome("cancelled")
+    return None
+
+
 def _lock_if_owned(session: Session, job_id: str, worker_id: str) -> str | None:
     """The job's state if this worker still owns it, with the row locked until commit; else None.
 
