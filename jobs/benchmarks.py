@@ -17,7 +17,6 @@ from importlib import resources
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_core import PydanticCustomError
 
 from jobs.catalog import ARCHITECTURES, check_model_args
 from jobs.queue import CPU_QUEUE
@@ -29,6 +28,7 @@ from jobs.spec import (
     SpecError,
     _problems_error,
     _Section,
+    known_architecture,
     problems_from,
 )
 
@@ -134,13 +134,7 @@ class BenchmarkSource(_Section):
     @field_validator("architecture")
     @classmethod
     def _known_architecture(cls, value: str | None) -> str | None:
-        if value is not None and value not in ARCHITECTURES:
-            raise PydanticCustomError(
-                "unknown_architecture",
-                "unknown architecture '{name}'; valid choices: {choices}",
-                {"name": value, "choices": ", ".join(ARCHITECTURES)},
-            )
-        return value
+        return None if value is None else known_architecture(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> BenchmarkSource:

@@ -61,6 +61,17 @@ def _problems_error(
     )
 
 
+def known_architecture(value: str) -> str:
+    """A field validator's check: ``value`` names an architecture of the catalog."""
+    if value not in ARCHITECTURES:
+        raise PydanticCustomError(
+            "unknown_architecture",
+            "unknown architecture '{name}'; valid choices: {choices}",
+            {"name": value, "choices": ", ".join(ARCHITECTURES)},
+        )
+    return value
+
+
 class ModelSpec(_Section):
     """The network to sparsify."""
 
@@ -91,13 +102,7 @@ class ModelSpec(_Section):
     @field_validator("architecture")
     @classmethod
     def _known_architecture(cls, value: str) -> str:
-        if value not in ARCHITECTURES:
-            raise PydanticCustomError(
-                "unknown_architecture",
-                "unknown architecture '{name}'; valid choices: {choices}",
-                {"name": value, "choices": ", ".join(ARCHITECTURES)},
-            )
-        return value
+        return known_architecture(value)
 
     @model_validator(mode="after")
     def _args_fit_architecture(self) -> ModelSpec:
