@@ -434,6 +434,13 @@ class TrainSpec(_Section):
     drop_last: bool = Field(
         default=False, description="Drop the last, incomplete training batch of every epoch."
     )
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32",
+        description=(
+            "fp32, or bf16: forward pass and loss under bfloat16 autocast (weights, optimizer and LBC "
+            "scores stay fp32; no loss scaling needed). Fast on GPUs with bf16 tensor cores."
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainSpec:

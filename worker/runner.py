@@ -94,6 +94,7 @@ def train_config(spec: TrainSpec) -> TrainConfig:
         device=spec.device,
         eval_batch_size=spec.eval_batch_size,
         drop_last=spec.drop_last,
+        precision=spec.precision,
     )
 
 

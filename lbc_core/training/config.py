@@ -6,6 +6,10 @@ import math
 from dataclasses import dataclass
 
 OPTIMIZERS = ("sgd", "adamw")
+# "bf16": the forward pass and loss run under bfloat16 autocast (weights, gradients, optimizer and LBC
+# state stay fp32). bfloat16 has fp32's exponent range, so no loss scaling is needed and LBC's score
+# signal w * dL/dw~ is the same kind of fp32 gradient as without autocast.
+PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("cosine", "constant", "step")
 
 
@@ -30,6 +34,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     eval_batch_size: int = 512
     drop_last: bool = False
+    precision: str = "fp32"  # see PRECISIONS
 
     def __post_init__(self) -> None:
         checks = [
@@ -53,6 +58,10 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.grad_clip_norm is None or self.grad_clip_norm > 0, "grad_clip_norm must be > 0 when set"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (
+                self.precision in PRECISIONS,
+                f"precision must be one of {PRECISIONS}, got {self.precision!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -3,6 +3,7 @@ cooperative stop, and checkpoint/resume that reproduces an uninterrupted run exa
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -264,8 +265,9 @@ class Trainer:
             # Seeded by position, so a resumed run augments exactly like an uninterrupted one.
             generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + step + 1)
             x = self.augment(x, generator)
-        logits = self.model(x)
-        loss = self.loss_fn(logits, y)
+        with self._autocast():
+            logits = self.model(x)
+            loss = self.loss_fn(logits, y)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {step}; try a lower lr")
@@ -278,6 +280,11 @@ class Trainer:
         self.running["correct"] += int((logits.detach().argmax(dim=1) == y).sum())
         self.running["count"] += int(y.shape[0])
         return value, lr
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        if self.config.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     def _end_epoch(self, epoch: int, lr: float) -> None:
         running = self.running

@@ -138,6 +138,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ),
     ("train.eval_batch_size", None, [1, 512], [0, 70_000]),
     ("train.drop_last", None, [True, False], [None, "x"]),
+    ("train.precision", None, ["fp32", "bf16"], ["fp16", "BF16", None]),
     ("benchmark.enabled", None, [True, False], [None, "on"]),
     ("benchmark.device", None, ["cpu", "cuda:1", None], ["tpu", ""]),
     ("benchmark.batch_sizes", None, [[1], [1, 64, 256]], [[], [0], [65_537], [1, 1], list(range(1, 18))]),

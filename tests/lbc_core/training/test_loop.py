@@ -161,6 +161,7 @@ def test_warmup_then_cosine_learning_rate() -> None:
         ("warmup_epochs", 10, "warmup_epochs"),
         ("label_smoothing", 1.0, "label_smoothing"),
         ("lr_schedule", "linear", "lr_schedule"),
+        ("precision", "fp16", "precision"),
     ],
 )
 def test_invalid_training_settings_are_rejected_by_name(field: str, value: object, message: str) -> None:
@@ -178,3 +179,41 @@ def test_adamw_trains_weights_and_scores() -> None:
     outcome = trainer.fit()
     assert outcome.history[-1]["train_loss"] < outcome.history[0]["train_loss"] * 1.5
     assert sparsifier.finalize().all_verified
+
+
+def _bf16_trainer(device: str) -> tuple[Trainer, list[torch.dtype]]:
+    model = _model()
+    sparsifier = build_sparsifier(SparsityConfig(method="lbc", schedule=RemovalSchedule(0, 2, per_step=True)))
+    sparsifier.prepare(model)
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05, precision="bf16", device=device)
+    trainer = Trainer(model, sparsifier, config, _data())
+    seen: list[torch.dtype] = []
+    trainer.model[6].register_forward_hook(lambda _m, _args, out: seen.append(out.dtype))
+    return trainer, seen
+
+
+def test_bf16_precision_trains_under_autocast_and_keeps_fp32_state() -> None:
+    trainer, seen = _bf16_trainer("cpu")
+    outcome = trainer.fit()
+    # The Linear ran in bfloat16, while weights, optimizer state and LBC scores stayed float32.
+    assert seen and set(seen) == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert all(
+        t.dtype in (torch.float32, torch.uint8, torch.bool, torch.int64)
+        for t in trainer.sparsifier.state_dict().values()
+        if isinstance(t, torch.Tensor)
+    )
+    assert outcome.history[-1]["train_loss"] < outcome.history[0]["train_loss"]
+    assert trainer.sparsifier.finalize().all_verified
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bf16_precision_trains_lbc_on_cuda() -> None:
+    trainer, seen = _bf16_trainer("cuda")
+    outcome = trainer.fit()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert next(trainer.model.parameters()).is_cuda
+    assert outcome.history[-1]["train_loss"] < outcome.history[0]["train_loss"]
+    report = trainer.sparsifier.finalize()
+    assert report.all_verified
