@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lbc_core.export import SHAPE_RULES, SemiStructuredResult, semi_structured_support, to_semi_structured
+from lbc_core.export.semi_structured import CUSPARSELT_BACKEND, CUTLASS_BACKEND, semi_structured_backend
 
 CUSPARSELT = "cuSPARSELt"
 CUTLASS = "CUTLASS"
@@ -38,12 +39,17 @@ class SparseKernel:
     dense_row_multiple: int = DENSE_ROW_MULTIPLE
 
 
-def backend_name() -> str:
-    """The backend ``to_semi_structured`` picks: cuSPARSELt when PyTorch was built with it, else CUTLASS."""
-    return CUSPARSELT if torch.backends.cusparselt.is_available() else CUTLASS
+_DISPLAY_NAMES = {CUSPARSELT_BACKEND: CUSPARSELT, CUTLASS_BACKEND: CUTLASS}
 
 
-def _convert_weight(backend: str, weight: torch.Tensor) -> torch.Tensor:
+def backend_name(device: torch.device | str) -> str:
+    """The backend ``to_semi_structured`` picks on ``device`` (a CUDA device with 2:4 kernels), for people."""
+    backend = semi_structured_backend(torch.cuda.get_device_capability(torch.device(device)))
+    return NO_BACKEND if backend is None else _DISPLAY_NAMES[backend]
+
+
+def convert_weight(backend: str, weight: torch.Tensor) -> torch.Tensor:
+    """``weight`` (2-D, 2:4-sparse, fp16/bf16, on the GPU) in the semi-structured form of ``backend``."""
     if backend == CUSPARSELT:
         return torch.sparse.to_sparse_semi_structured(weight)
     # Same choice as lbc_core.export.to_semi_structured: the CUTLASS class directly, so no process-wide
@@ -63,13 +69,13 @@ def semi_structured_kernel(device: torch.device | str) -> tuple[SparseKernel | N
     supported, reason = semi_structured_support(device)
     if not supported:
         return None, reason
-    backend = backend_name()
+    backend = backend_name(device)
     return (
         SparseKernel(
             backend=backend,
             description=reason,
             dtypes=tuple(SHAPE_RULES),
-            convert_weight=lambda weight: _convert_weight(backend, weight),
+            convert_weight=lambda weight: convert_weight(backend, weight),
             convert_model=_convert_model,
         ),
         reason,

@@ -17,6 +17,12 @@ from torch.nn.utils import parametrize
 from lbc_core.sparsity import NMPattern, count_violations
 
 MIN_COMPUTE_CAPABILITY = (8, 0)
+# PyTorch's CUTLASS 2:4 kernels are built for Ampere-class GPUs only: on a Hopper GPU (9.0) they raise
+# "Supported only on GPUs with compute capability 8.x" (measured on an H200), so there only cuSPARSELt
+# serves 2:4.
+CUTLASS_MAJOR = 8
+CUSPARSELT_BACKEND = "cusparselt"
+CUTLASS_BACKEND = "cutlass"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,12 @@ def semi_structured_support(device: torch.device | str) -> tuple[bool, str]:
             f"no semi-structured sparse kernel on this device ({name}, compute capability "
             f"{capability[0]}.{capability[1]}): {needs}"
         )
+    if semi_structured_backend(capability) is None:
+        return False, (
+            f"no semi-structured sparse kernel on this device ({name}, compute capability "
+            f"{capability[0]}.{capability[1]}): this PyTorch build has no cuSPARSELt, and its CUTLASS 2:4 "
+            f"kernels run on compute capability {CUTLASS_MAJOR}.x only"
+        )
     return True, f"{name} (compute capability {capability[0]}.{capability[1]}) has 2:4 sparse tensor cores"
 
 
@@ -108,12 +120,16 @@ def semi_structured_ineligibility(module: nn.Module, dtype: torch.dtype) -> str 
     return None
 
 
-def _backend() -> str:
-    return "cusparselt" if torch.backends.cusparselt.is_available() else "cutlass"
+def semi_structured_backend(capability: tuple[int, int]) -> str | None:
+    """The backend ``to_semi_structured`` uses on a GPU of ``capability``: cuSPARSELt when PyTorch was
+    built with it, else CUTLASS on compute capability 8.x; None when neither can run there."""
+    if torch.backends.cusparselt.is_available():
+        return CUSPARSELT_BACKEND
+    return CUTLASS_BACKEND if capability[0] == CUTLASS_MAJOR else None
 
 
 def _convert(weight: torch.Tensor, backend: str) -> torch.Tensor:
-    if backend == "cusparselt":
+    if backend == CUSPARSELT_BACKEND:
         return torch.sparse.to_sparse_semi_structured(weight)
     # to_sparse_semi_structured always picks cuSPARSELt unless a global flag forces CUTLASS; calling the
     # CUTLASS class directly avoids changing process-wide state.
@@ -158,7 +174,8 @@ def to_semi_structured(model: nn.Module, *, dtype: torch.dtype = torch.float16) 
             skipped=tuple(skipped),
             unavailable_reason=reason,
         )
-    backend = _backend()
+    backend = semi_structured_backend(torch.cuda.get_device_capability(device))
+    assert backend is not None  # semi_structured_support said the device has a kernel
     for name in eligible:
         module = model.get_submodule(name)
         assert isinstance(module, nn.Linear)  # only Linear layers are ever eligible

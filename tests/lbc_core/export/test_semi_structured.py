@@ -12,6 +12,7 @@ from lbc_core.export import (
     semi_structured_support,
     to_semi_structured,
 )
+from lbc_core.export.semi_structured import semi_structured_backend
 from lbc_core.sparsity import NMPattern, magnitude_mask
 
 CPU_REASON = "no semi-structured sparse kernel on this device (cpu): needs an NVIDIA GPU with compute capability >= 8.0"
@@ -107,3 +108,20 @@ def test_conversion_on_cuda() -> None:
     assert isinstance(model[0].weight, torch.sparse.SparseSemiStructuredTensor)
     with torch.no_grad():
         torch.testing.assert_close(model[0](x), expected, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("cusparselt", "capability", "backend"),
+    [
+        (True, (8, 0), "cusparselt"),
+        (True, (9, 0), "cusparselt"),
+        (False, (8, 6), "cutlass"),
+        # PyTorch's CUTLASS 2:4 kernels raise "Supported only on GPUs with compute capability 8.x" on Hopper.
+        (False, (9, 0), None),
+    ],
+)
+def test_the_backend_follows_what_runs_on_the_gpu_generation(
+    monkeypatch: pytest.MonkeyPatch, cusparselt: bool, capability: tuple[int, int], backend: str | None
+) -> None:
+    monkeypatch.setattr(torch.backends.cusparselt, "is_available", lambda: cusparselt)
+    assert semi_structured_backend(capability) == backend
