@@ -499,6 +499,15 @@ class BenchmarkSpec(_Section):
         examples=[["float16"], ["float16", "bfloat16"]],
     )
 
+    launch: Literal["eager", "cuda-graph"] = Field(
+        default="eager",
+        description=(
+            "How timed calls are launched: eager (one by one from Python, host overhead included: what eager "
+            "PyTorch serving sees) or cuda-graph (replayed from a captured CUDA graph: what "
+            "torch.compile(mode='reduce-overhead'), TensorRT or graph-captured serving see; CUDA devices only)."
+        ),
+    )
+
     @model_validator(mode="after")
     def _unique(self) -> BenchmarkSpec:
         problems: list[tuple[tuple[str | int, ...], str, Any]] = []
@@ -506,6 +515,8 @@ class BenchmarkSpec(_Section):
             values = getattr(self, name)
             if values is not None and len(set(values)) != len(values):
                 problems.append(((name,), "must not repeat a value", values))
+        if self.launch == "cuda-graph" and self.device == "cpu":
+            problems.append((("launch",), "cuda-graph needs a CUDA device, and device is cpu", self.launch))
         if problems:
             raise _problems_error("BenchmarkSpec", problems)
         return self

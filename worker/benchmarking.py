@@ -46,6 +46,7 @@ from jobs.models import Artifact, Checkpoint, Job
 from jobs.spec import BenchmarkSpec, JobSpec
 from jobs.states import JobState
 from lbc_core.benchmark import (
+    CUDA_GRAPH,
     SpeedupReport,
     Timing,
     TimingRequest,
@@ -235,7 +236,7 @@ def measure(
     budget = budget or budget_for(device)
     timings = 0
 
-    def timer(_request: TimingRequest, fn: Callable[[], object]) -> Timing:
+    def timer(request: TimingRequest, fn: Callable[[], object]) -> Timing:
         nonlocal timings
         stop()
         timings += 1
@@ -245,6 +246,7 @@ def measure(
             warmup=budget.warmup,
             repeats=budget.repeats,
             min_repeat_ms=budget.min_repeat_ms,
+            cuda_graph=request.launch == CUDA_GRAPH,
         )
 
     started = time.monotonic()
@@ -272,6 +274,7 @@ def measure(
         warmup=budget.warmup,
         repeats=budget.repeats,
         min_repeat_ms=budget.min_repeat_ms,
+        launch=spec.launch,
         timer=timer,
     )
     out_dir.mkdir(parents=True, exist_ok=True)

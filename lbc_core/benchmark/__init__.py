@@ -22,7 +22,10 @@ from lbc_core.benchmark.gemm import (
 from lbc_core.benchmark.kernels import SparseKernel, semi_structured_kernel
 from lbc_core.benchmark.render import render_html, render_svg_chart, render_text
 from lbc_core.benchmark.report import (
+    CUDA_GRAPH,
     DEFAULT_MIN_SPEEDUP,
+    EAGER,
+    LAUNCHES,
     RECOMMENDATIONS,
     REPORT_SCHEMA,
     REPORT_SCHEMA_VERSION,
@@ -44,7 +47,10 @@ from lbc_core.benchmark.report import (
 from lbc_core.benchmark.timing import Timing, time_callable
 
 __all__ = [
+    "CUDA_GRAPH",
     "DEFAULT_MIN_SPEEDUP",
+    "EAGER",
+    "LAUNCHES",
     "RECOMMENDATIONS",
     "REPORT_SCHEMA",
     "REPORT_SCHEMA_VERSION",

@@ -6,7 +6,7 @@ fp16/bf16, Linear layers); everywhere else the sparse fields are null and the re
 
 Schema ``lbc.speedup-report/1`` (:data:`REPORT_SCHEMA` is the same as a JSON Schema). Times are
 milliseconds per call; a *Timing* is ``{median_ms, p10_ms, p90_ms, repeats, inner, timer}`` where
-``inner`` calls ran per repeat and ``timer`` is ``"cuda-event"`` or ``"perf_counter"``.
+``inner`` calls ran per repeat and ``timer`` is ``"cuda-event"``, ``"cuda-graph"`` or ``"perf_counter"``.
 
 - ``schema``: ``"lbc.speedup-report/1"``; ``created_at``: ISO-8601 UTC.
 - ``model``: ``name`` (or null), ``class``, ``pattern`` ("N:M"), ``input_shape`` (one sample, no batch).
@@ -15,7 +15,8 @@ milliseconds per call; a *Timing* is ``{median_ms, p10_ms, p90_ms, repeats, inne
   ``platform``, ``backend`` ("cuSPARSELt" | "CUTLASS" | "none"), ``sparse_kernels`` (bool),
   ``sparse_kernel_reason``, ``cpu_model``, ``cpu_threads``.
 - ``method``: ``timer`` (words), ``warmup``, ``repeats``, ``min_repeat_ms``, ``statistic``,
-  ``batch_sizes``, ``dtypes``, ``min_speedup`` (the keep-sparse threshold), ``correctness_rtol``.
+  ``batch_sizes``, ``dtypes``, ``min_speedup`` (the keep-sparse threshold), ``correctness_rtol``,
+  ``launch`` ("eager" | "cuda-graph": calls launched one by one, or replayed from a captured CUDA graph).
 - ``layers[]`` (the sparsified layers): ``name``, ``kind`` ("Linear" | "Conv2d"), ``weight_shape``,
   ``params``, ``nonzeros``, ``density``, ``compliance`` {``compliant``, ``blocks``, ``violating_blocks``,
   ``pattern_guarantees``, ``explanation``}, ``flops_per_sample`` {``dense``, ``nm``},
@@ -65,7 +66,7 @@ from lbc_core.benchmark.compliance import Compliance, check_24_compliance, patte
 from lbc_core.benchmark.environment import Environment, capture_environment
 from lbc_core.benchmark.gemm import GemmShape, LayerGemm, gemm_layers, layer_gemms
 from lbc_core.benchmark.kernels import SparseKernel, semi_structured_kernel
-from lbc_core.benchmark.timing import Timing, time_callable
+from lbc_core.benchmark.timing import TIMERS, Timing, time_callable
 from lbc_core.export import (
     CHECKPOINT_FILE,
     COMPRESSED_FILE,
@@ -87,6 +88,11 @@ NOT_APPLICABLE = "n/a"
 RECOMMENDATIONS = (SPARSE, DENSE, NOT_APPLICABLE)
 
 DEFAULT_MIN_SPEEDUP = 1.05
+# How each timed call is launched: one by one from Python (what eager PyTorch serving sees, host overhead
+# included), or replayed from a captured CUDA graph (what graph-captured or compiled deployments see).
+EAGER = "eager"
+CUDA_GRAPH = "cuda-graph"
+LAUNCHES = (EAGER, CUDA_GRAPH)
 # Relative tolerance between sparse-kernel and dense outputs (both fp16/bf16 with fp32 accumulation).
 CORRECTNESS_RTOL = 2e-2
 
@@ -123,6 +129,7 @@ class TimingRequest:
     variant: str  # "dense" | "sparse"
     batch_size: int
     dtype: str
+    launch: str = EAGER  # EAGER | CUDA_GRAPH
 
 
 Timer = Callable[[TimingRequest, Callable[[], object]], Timing]
@@ -148,6 +155,7 @@ class Method:
     dtypes: tuple[str, ...]
     min_speedup: float
     correctness_rtol: float
+    launch: str
 
 
 @dataclass(frozen=True)
@@ -436,6 +444,10 @@ class _Context:
     no_kernel_reason: str
     timer: Timer
     min_speedup: float
+    launch: str = EAGER
+
+    def request(self, scope: str, name: str, variant: str, batch: int, dtype: str) -> TimingRequest:
+        return TimingRequest(scope, name, variant, batch, dtype, self.launch)
 
 
 def _relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -461,7 +473,7 @@ def _measure_layer(
 ) -> Measurement:
     shape = gemm.at_batch(batch)
     weight = module.weight.detach().to(device=ctx.device, dtype=dtype).contiguous()
-    request = TimingRequest("layer", name, DENSE, batch, dtype_name(dtype))
+    request = ctx.request("layer", name, DENSE, batch, dtype_name(dtype))
     blocker = _sparse_blocker(module, dtype, ctx)
     padded_m = None
     sparse = None
@@ -514,7 +526,7 @@ def _time_sparse_linear(
                 f"sparse kernel output differs from dense (relative error {error:.3g}); not timed",
             )
         timing = ctx.timer(
-            TimingRequest("layer", request.name, SPARSE, request.batch_size, request.dtype), sparse_fn
+            ctx.request("layer", request.name, SPARSE, request.batch_size, request.dtype), sparse_fn
         )
     except RuntimeError as exc:  # e.g. no kernel for this shape in this build; the dense timing stands
         _free(ctx.device)
@@ -611,7 +623,7 @@ def _time_model(
     name = dtype_name(dtype)
     try:
         x = _random((batch, *input_shape), dtype, ctx.device)
-        dense = ctx.timer(TimingRequest("model", "", DENSE, batch, name), lambda: dense_model(x))
+        dense = ctx.timer(ctx.request("model", "", DENSE, batch, name), lambda: dense_model(x))
     except RuntimeError as exc:  # CUDA out of memory at a large batch, ...
         _free(ctx.device)
         text = f"timing failed: {exc}".splitlines()[0]
@@ -619,7 +631,7 @@ def _time_model(
     sparse = None
     if sparse_model is not None:
         try:
-            sparse = ctx.timer(TimingRequest("model", "", SPARSE, batch, name), lambda: sparse_model(x))
+            sparse = ctx.timer(ctx.request("model", "", SPARSE, batch, name), lambda: sparse_model(x))
         except RuntimeError as exc:
             _free(ctx.device)
             blocker = f"sparse timing failed: {exc}".splitlines()[0]
@@ -799,6 +811,13 @@ def _notes(
                 "Where a GEMM's row count M was not a multiple of 8, the sparse call pads its input to the next "
                 "multiple (as PyTorch does internally); the padding's cost is part of the sparse time."
             )
+        if method.launch == EAGER and any(layer.recommendation == DENSE for layer in layers):
+            notes.append(
+                "Timed eagerly: every sparse call pays PyTorch's host-side work (for cuSPARSELt, a plan set-up "
+                "per call, about 0.45 ms on an H200), which small GEMMs cannot hide. A deployment that captures "
+                "CUDA graphs (torch.compile mode='reduce-overhead', TensorRT, graph-captured serving) does not "
+                "pay it: measure that case with launch 'cuda-graph'."
+            )
         notes.append(
             "End to end, every eligible Linear layer is converted to the 2:4 kernel (including layers "
             "recommended dense); convolutions and ineligible layers run dense in both models."
@@ -833,6 +852,7 @@ def build_speedup_report(
     repeats: int = 30,
     min_repeat_ms: float = 1.0,
     min_speedup: float = DEFAULT_MIN_SPEEDUP,
+    launch: str = EAGER,
     timer: Timer | None = None,
     kernel: SparseKernel | None = None,
 ) -> SpeedupReport:
@@ -843,11 +863,18 @@ def build_speedup_report(
     to float16 where a sparse kernel exists and float32 elsewhere. ``accuracy`` is reported as given;
     with ``eval_data`` the accuracy of each timed model is measured. ``export_dir`` adds the on-disk
     file sizes. ``timer`` and ``kernel`` default to :func:`time_callable` and the device's own
-    semi-structured kernel; tests inject both.
+    semi-structured kernel; tests inject both. ``launch`` is ``"eager"`` (each call launched from Python,
+    host overhead included) or ``"cuda-graph"`` (calls replayed from a captured CUDA graph; CUDA only).
     """
     pattern = _as_pattern(pattern)
     sizes = _check_args(batch_sizes, warmup, repeats, min_repeat_ms, min_speedup)
     device = torch.device(device)
+    if launch not in LAUNCHES:
+        raise SpeedupReportError(f"launch must be one of {', '.join(LAUNCHES)}, got {launch!r}")
+    if launch == CUDA_GRAPH and device.type != "cuda":
+        raise SpeedupReportError(
+            f"launch {CUDA_GRAPH!r} replays CUDA graphs: it needs a CUDA device, not {device}"
+        )
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise SpeedupReportError(f"device {device} was requested but CUDA is not available here")
@@ -887,9 +914,16 @@ def build_speedup_report(
     del shape_model
 
     def default_timer(_request: TimingRequest, fn: Callable[[], object]) -> Timing:
-        return time_callable(fn, device=device, warmup=warmup, repeats=repeats, min_repeat_ms=min_repeat_ms)
+        return time_callable(
+            fn,
+            device=device,
+            warmup=warmup,
+            repeats=repeats,
+            min_repeat_ms=min_repeat_ms,
+            cuda_graph=launch == CUDA_GRAPH,
+        )
 
-    ctx = _Context(device, kernel, kernel_reason, timer or default_timer, min_speedup)
+    ctx = _Context(device, kernel, kernel_reason, timer or default_timer, min_speedup, launch)
     env = capture_environment(device, kernel, kernel_reason)
 
     rows: list[LayerReport] = []
@@ -906,7 +940,11 @@ def build_speedup_report(
     e2e = median_or_none(m.speedup for m in end_to_end.measurements)
     method = Method(
         timer=(
-            "CUDA events around each repeat (GPU time)"
+            "each repeat's calls captured in a CUDA graph and replayed, CUDA events around each replay "
+            "(GPU time without host launch overhead)"
+            if launch == CUDA_GRAPH
+            else "CUDA events around each repeat of eager calls (GPU time, host launch overhead included "
+            "when it is longer than the kernels)"
             if device.type == "cuda"
             else "time.perf_counter around each repeat (wall time)"
         ),
@@ -918,6 +956,7 @@ def build_speedup_report(
         dtypes=tuple(dtype_name(d) for d in dtype_list),
         min_speedup=min_speedup,
         correctness_rtol=CORRECTNESS_RTOL,
+        launch=launch,
     )
     summary = Summary(
         median_layer_speedup=median_layer,
@@ -1001,7 +1040,7 @@ _TIMING = _obj(
         "p90_ms": _t("number"),
         "repeats": _t("integer"),
         "inner": _t("integer"),
-        "timer": {"enum": ["cuda-event", "perf_counter"]},
+        "timer": {"enum": list(TIMERS)},
     }
 )
 _RECOMMENDATION = {"enum": list(RECOMMENDATIONS)}
@@ -1051,6 +1090,7 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "dtypes": _arr(_t("string")),
                     "min_speedup": _t("number"),
                     "correctness_rtol": _t("number"),
+                    "launch": {"enum": list(LAUNCHES)},
                 }
             ),
             "layers": _arr(

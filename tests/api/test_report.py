@@ -159,6 +159,7 @@ def test_benchmark_of_a_finished_job_is_queued_for_the_gpu_workers(service: Serv
         "device": None,
         "batch_sizes": [1, 64, 256],
         "dtypes": None,
+        "launch": "eager",
     }
     assert service.queued_messages("gpu") == [job["id"]]
     assert service.queued_messages("cpu") == []

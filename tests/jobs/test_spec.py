@@ -142,6 +142,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("benchmark.enabled", None, [True, False], [None, "on"]),
     ("benchmark.device", None, ["cpu", "cuda:1", None], ["tpu", ""]),
     ("benchmark.batch_sizes", None, [[1], [1, 64, 256]], [[], [0], [65_537], [1, 1], list(range(1, 18))]),
+    ("benchmark.launch", None, ["eager", "cuda-graph"], ["graph", "EAGER", None]),
     (
         "benchmark.dtypes",
         None,

@@ -91,6 +91,7 @@ REPORT: dict[str, Any] = {
         "dtypes": ["float32"],
         "min_speedup": 1.05,
         "correctness_rtol": 0.01,
+        "launch": "eager",
     },
     "layers": [],
     "end_to_end": {"measurements": [], "conversions": [], "accuracy_given": None, "accuracy": []},

@@ -8,7 +8,7 @@ import lbc_core.benchmark as benchmark
 def test_public_api_is_exactly_this() -> None:
     assert sorted(benchmark.__all__) == sorted(
         [
-            "DEFAULT_MIN_SPEEDUP", "RECOMMENDATIONS", "REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "Compliance",
+            "CUDA_GRAPH", "DEFAULT_MIN_SPEEDUP", "EAGER", "LAUNCHES", "RECOMMENDATIONS", "REPORT_SCHEMA", "REPORT_SCHEMA_VERSION", "Compliance",
             "EndToEnd", "Environment", "GemmShape", "GemmShapeError", "LayerGemm", "LayerReport", "Measurement",
             "Savings", "SparseKernel", "SpeedupReport", "SpeedupReportError", "Summary", "Timer", "Timing",
             "TimingRequest", "architecture_input_shape", "build_speedup_report", "capture_environment",

@@ -104,6 +104,9 @@ def test_gpu_branch_recommends_per_layer_from_injected_timings(
     # Every timing the report made went through the injected timer: 4 layers x 2 batches x 2 variants + model.
     assert sum(r.scope == "layer" for r in requests) == 16
     assert sum(r.scope == "model" for r in requests) == 4
+    # Timed eagerly (the default): the report says so, and says what graph capture would change.
+    assert {r.launch for r in requests} == {"eager"} and report.method.launch == "eager"
+    assert any("measure that case with launch 'cuda-graph'" in note for note in report.notes)
 
 
 def test_gpu_branch_marks_convs_fp32_and_ineligible_layers_not_applicable(

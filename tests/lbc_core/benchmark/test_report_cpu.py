@@ -225,6 +225,10 @@ def test_bad_arguments_are_refused_with_the_reason(lenet) -> None:
         build_speedup_report(model, input_shape=(3, 5), **FAST)
     with pytest.raises(SpeedupReportError, match="repeats"):
         build_speedup_report(model, input_shape=LENET_INPUT, repeats=0)
+    with pytest.raises(SpeedupReportError, match="launch must be one of eager, cuda-graph"):
+        build_speedup_report(model, input_shape=LENET_INPUT, launch="graph")
+    with pytest.raises(SpeedupReportError, match="needs a CUDA device, not cpu"):
+        build_speedup_report(model, input_shape=LENET_INPUT, launch="cuda-graph")
     if not torch.cuda.is_available():
         with pytest.raises(SpeedupReportError, match="CUDA is not available"):
             build_speedup_report(model, input_shape=LENET_INPUT, device="cuda")

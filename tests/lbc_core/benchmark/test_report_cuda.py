@@ -81,3 +81,28 @@ def test_real_2_4_kernels_on_a_small_vit() -> None:
     assert set(accuracy) == {"dense", "sparse"}
     assert abs(accuracy["dense"] - accuracy["sparse"]) <= 0.1
     assert not any(note.startswith("No sparse kernel") for note in report.notes)
+
+
+def test_cuda_graph_launch_times_replayed_graphs() -> None:
+    torch.manual_seed(0)
+    model = build_model("vit", **VIT)
+    layers = finalize(model)
+    report = build_speedup_report(
+        model,
+        input_shape=INPUT,
+        batch_sizes=(8,),
+        dtypes=("float16",),
+        device="cuda",
+        layers=layers,
+        warmup=2,
+        repeats=5,
+        min_repeat_ms=0.2,
+        launch="cuda-graph",
+    )
+    assert report.method.launch == "cuda-graph" and "CUDA graph" in report.method.timer
+    timings = [t for layer in report.layers for m in layer.measurements for t in (m.dense, m.sparse) if t]
+    timings += [t for m in report.end_to_end.measurements for t in (m.dense, m.sparse) if t]
+    assert timings and {t.timer for t in timings} == {"cuda-graph"}
+    if report.environment.sparse_kernels:
+        assert all(m.sparse is not None for layer in report.layers for m in layer.measurements)
+        assert all(m.sparse is not None for m in report.end_to_end.measurements)

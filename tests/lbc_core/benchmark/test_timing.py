@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from lbc_core.benchmark import time_callable
 from lbc_core.benchmark.timing import percentile, summarize
@@ -48,3 +49,25 @@ def test_min_repeat_zero_means_one_call_per_repeat() -> None:
 def test_bad_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         time_callable(lambda: None, device="cpu", **kwargs)
+
+
+def test_cuda_graph_timing_needs_a_cuda_device() -> None:
+    with pytest.raises(ValueError, match="CUDA graph timing needs a CUDA device, not cpu"):
+        time_callable(lambda: None, device="cpu", cuda_graph=True)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_timing_replays_the_captured_calls() -> None:
+    x = torch.randn(256, 256, device="cuda")
+    calls = 0
+
+    def fn() -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return x @ x
+
+    timing = time_callable(fn, device="cuda", warmup=2, repeats=5, min_repeat_ms=0.2, cuda_graph=True)
+    assert timing.timer == "cuda-graph" and timing.repeats == 5 and timing.median_ms > 0
+    # Python ran fn only while warming up and capturing (two graphs: calibration and timing), never per repeat.
+    assert calls == 3 + 1 + 3 + timing.inner
