@@ -9,6 +9,7 @@
 #   5. where a semi-structured call's time goes: host overhead vs kernel (benchmarks/gpu_overhead_probe.py);
 #   6. the product's speedup report for ViT-B/16, a Llama-7B MLP block and ResNet-50, built twice to check
 #      its keep-sparse advice (benchmarks/gpu_models_report.py).
+# Steps 4 and 6 run twice: calls launched eagerly, and replayed from captured CUDA graphs.
 # Usage: bash benchmarks/gpu_check.sh OUT_DIR
 # PYTHON picks the interpreter (default: .venv/bin/python, else python3). On a machine without a package
 # index, LBC_WHEELS_DIR names a folder of wheels that are installed first (the project's service
@@ -63,7 +64,9 @@ step overhead_probe 60 "$PYTHON" benchmarks/gpu_overhead_probe.py --out "$out/ov
 [ -n "${GPU_CHECK_ONLY_TESTS:-}" ] && exit "$status"
 step train_check 150 "$PYTHON" benchmarks/gpu_train_check.py --out "$out/train"
 step gemm_sweep 150 "$PYTHON" benchmarks/gpu_gemm_sweep.py --out "$out"
+step gemm_sweep_graph 150 "$PYTHON" benchmarks/gpu_gemm_sweep.py --out "$out" --launch cuda-graph
 step models_report 150 "$PYTHON" benchmarks/gpu_models_report.py --out "$out"
+step models_report_graph 150 "$PYTHON" benchmarks/gpu_models_report.py --out "$out" --launch cuda-graph
 cp "$out/train/train_check.json" "$out/" 2>/dev/null
 rm -rf "$out/train/runs"
 exit "$status"

@@ -73,7 +73,7 @@ def build(name: str) -> tuple[nn.Module, list[str]]:
     return model.eval(), layers
 
 
-def report(name: str, model: nn.Module, layers: list[str], dtypes: list[str]) -> dict[str, Any]:
+def report(name: str, model: nn.Module, layers: list[str], dtypes: list[str], launch: str) -> dict[str, Any]:
     setup = MODELS[name]
     result = build_speedup_report(
         model,
@@ -86,6 +86,7 @@ def report(name: str, model: nn.Module, layers: list[str], dtypes: list[str]) ->
         warmup=5,
         repeats=15,
         min_repeat_ms=0.5,
+        launch=launch,
     )
     return {"dict": result.to_dict(), "text": render_text(result)}
 
@@ -121,6 +122,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--dtypes", default="float16,bfloat16")
+    parser.add_argument("--launch", choices=("eager", "cuda-graph"), default="eager")
     options = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("gpu_models_report: needs a CUDA GPU")
@@ -129,16 +131,15 @@ def main() -> None:
     for name in options.models.split(","):
         try:
             model, layers = build(name)
-            first = report(name, model, layers, options.dtypes.split(","))
-            second = report(name, model, layers, options.dtypes.split(","))
+            first = report(name, model, layers, options.dtypes.split(","), options.launch)
+            second = report(name, model, layers, options.dtypes.split(","), options.launch)
         except Exception as exc:  # one model's failure must not hide the others
             summary[name] = {"error": f"{type(exc).__name__}: {exc}"}
             print(name, summary[name], flush=True)
             continue
-        (options.out / f"report_{name}.json").write_text(json.dumps(first["dict"], indent=1))
-        (options.out / f"report_{name}.txt").write_text(
-            first["text"] + "\n--- second run ---\n" + second["text"]
-        )
+        stem = f"report_{name}" + ("" if options.launch == "eager" else "_graph")
+        (options.out / f"{stem}.json").write_text(json.dumps(first["dict"], indent=1))
+        (options.out / f"{stem}.txt").write_text(first["text"] + "\n--- second run ---\n" + second["text"])
         e2e = [
             {k: m[k] for k in ("batch_size", "dtype", "speedup")}
             | {"dense_ms": m["dense"]["median_ms"] if m["dense"] else None}
@@ -152,7 +153,8 @@ def main() -> None:
         }
         print(first["text"], flush=True)
         print(json.dumps(summary[name]["advice_check"]), flush=True)
-    (options.out / "models_summary.json").write_text(json.dumps(summary, indent=1))
+    suffix = "" if options.launch == "eager" else "_graph"
+    (options.out / f"models_summary{suffix}.json").write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":
