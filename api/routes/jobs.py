@@ -19,6 +19,7 @@ from jobs.queue import send_job
 from jobs.settings import Settings
 from jobs.spec import PATH_SOURCES, JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
 from jobs.states import JobState
+from jobs.uploads import checkpoint_fit_problem
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -90,6 +91,8 @@ def check_references(
         checkpoint = session.get(Checkpoint, ref)
         if checkpoint is None or checkpoint.owner_id != owner.id:
             problems.append(_problem("model.checkpoint", f"checkpoint {ref} does not exist"))
+        elif unfit := checkpoint_fit_problem(checkpoint.summary, spec.model.architecture, spec.model.args):
+            problems.append(_problem("model.checkpoint", f"checkpoint {ref} {unfit}"))
     return problems, dataset_id
 
 
