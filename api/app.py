@@ -13,6 +13,7 @@ from api.deps import database_slots
 from api.errors import register_error_handlers
 from api.observability import LatencyMiddleware, RequestIdMiddleware, ServiceMetrics
 from api.routes import artifacts, benchmarks, dashboard, health, jobs, masks, models, streams, uploads
+from jobs.benchmarks import BenchmarkJobSpec
 from jobs.db import make_engine, make_session_factory
 from jobs.queue import make_celery
 from jobs.settings import Settings, get_settings
@@ -87,8 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """FastAPI's schema plus the JobSpec schema, which the submit route validates itself (so that its
-    422 uses the spec's own field messages) and references by ``$ref``."""
+    """FastAPI's schema plus the JobSpec and BenchmarkJobSpec schemas, which the submit routes validate
+    themselves (after authentication, from a size-capped body) and reference by ``$ref``."""
 
     def build() -> dict[str, Any]:
         if app.openapi_schema:
@@ -100,10 +101,11 @@ def _openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
             routes=app.routes,
             tags=app.openapi_tags,
         )
-        spec_schema = JobSpec.model_json_schema(ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components.update(spec_schema.pop("$defs", {}))
-        components["JobSpec"] = spec_schema
+        for name, model in (("JobSpec", JobSpec), ("BenchmarkJobSpec", BenchmarkJobSpec)):
+            spec_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(spec_schema.pop("$defs", {}))
+            components[name] = spec_schema
         app.openapi_schema = schema
         return schema
 

@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     auth_enabled: bool = True
 
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    max_json_body_bytes: int = Field(
+        default=1024**2,
+        ge=1024,
+        description="Largest JSON request body (a job spec is a few KiB); a larger one is a 413",
+    )
     # Archive caps for uploads; the worker's extraction allows 200,000 members and 4 GiB, so these may
     # only be lowered (an upload the API accepts must be one the worker can unpack).
     max_upload_members: int = Field(default=200_000, ge=1, le=200_000)

@@ -12,7 +12,6 @@ import bz2
 import contextlib
 import functools
 import gzip
-import json
 import lzma
 import math
 import pickletools
@@ -30,7 +29,8 @@ from typing import IO, Any, Literal, Protocol
 import numpy as np
 from numpy.lib import format as npy_format
 
-from jobs.catalog import INT_ARG_RANGES
+from jobs.bounded_json import JsonRejected, load_json
+from jobs.catalog import INT_ARG_RANGES, weight_layer_names
 from jobs.errors import InvalidInput
 
 DATASET_FORMATS = ("mnist", "npz", "imagefolder", "cifar10", "cifar100")
@@ -177,8 +177,15 @@ class UploadLimits:
     max_array_bytes: int = 4 << 30
     max_label_bytes: int = 512 << 20
     max_cifar_batch_bytes: int = 512 << 20
-    max_safetensors_header: int = 100 << 20
+    # A safetensors header names each tensor in about 100 bytes: 16 MiB is 100x a large model's, and
+    # keeps the decoded header (objects are ~10x their text) far from the API's memory.
+    max_safetensors_header: int = 16 << 20
+    max_header_depth: int = 8  # {name: {shape: [..]}} is three deep
+    max_tensors: int = 16_384
     max_pickle_bytes: int = 64 << 20
+    # What the pickle scanner keeps per opcode is one stack slot: these bound its memory and its stack.
+    max_pickle_ops: int = 2_000_000
+    max_pickle_depth: int = 256
     max_image_pixels: int = 4096 * 4096
 
 
@@ -228,6 +235,20 @@ def member_parts(name: str) -> tuple[str, ...]:
     parts = tuple(p for p in normalized.split("/") if p not in ("", "."))
     if ".." in parts:
         raise UploadInvalid(f"archive member {name!r} has a '..' path component")
+    return parts
+
+
+def zip_member_parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
+    """The checks every zip member gets (datasets, .npz files, torch checkpoints): its path, its type
+    (no links or special files) and no encryption; returns its path components."""
+    parts = member_parts(info.filename)
+    file_type = stat.S_IFMT(info.external_attr >> 16)
+    if file_type == stat.S_IFLNK:
+        raise UploadInvalid(f"archive member {info.filename!r} is a symbolic link")
+    if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise UploadInvalid(f"archive member {info.filename!r} is a special file")
+    if info.flag_bits & 0x1:
+        raise UploadInvalid(f"archive member {info.filename!r} is encrypted")
     return parts
 
 
@@ -324,15 +345,8 @@ def _iter_zip(path: Path, limits: UploadLimits) -> Iterator[Member]:
                     "limit (possible decompression bomb)"
                 )
             for info in infos:
-                parts = member_parts(info.filename)
-                file_type = stat.S_IFMT(info.external_attr >> 16)
-                if file_type == stat.S_IFLNK:
-                    raise UploadInvalid(f"archive member {info.filename!r} is a symbolic link")
-                if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
-                    raise UploadInvalid(f"archive member {info.filename!r} is a special file")
-                if info.flag_bits & 0x1:
-                    raise UploadInvalid(f"archive member {info.filename!r} is encrypted")
-                if not parts or info.is_dir() or file_type == stat.S_IFDIR:
+                parts = zip_member_parts(info)
+                if not parts or info.is_dir() or stat.S_IFMT(info.external_attr >> 16) == stat.S_IFDIR:
                     continue
                 yield Member(parts, info.filename, info.file_size, functools.partial(zf.open, info), budget)
     except zipfile.BadZipFile as exc:
@@ -447,6 +461,8 @@ def _validate_npz(path: Path, limits: UploadLimits) -> Accepted:
             infos = {info.filename: info for info in zf.infolist()}
             if len(infos) > 64:
                 raise UploadInvalid(f".npz holds {len(infos)} members; expected x, y and optionally classes")
+            for member_info in infos.values():
+                zip_member_parts(member_info)
             for key in ("x", "y"):
                 if f"{key}.npy" not in infos:
                     raise UploadInvalid(f".npz is missing array {key!r} (it must hold 'x' and 'y')")
@@ -480,6 +496,8 @@ def _validate_npz(path: Path, limits: UploadLimits) -> Accepted:
                         f"holds {info.file_size - offset}"
                     )
                 headers[key] = (tuple(shape), dtype)
+                if key == "x":
+                    _check_finite_inputs(zf, info, offset, nbytes, dtype)
     except zipfile.BadZipFile as exc:
         raise UploadInvalid(f"not a readable .npz ({exc})") from exc
     except (ValueError, OSError, EOFError) as exc:
@@ -510,6 +528,7 @@ def _validate_npz(path: Path, limits: UploadLimits) -> Accepted:
         raise UploadInvalid(
             f"label {int(labels.max())} is out of range; at most {MAX_CLASSES} classes are supported"
         )
+    _require_several_classes(np.unique(labels).tolist(), "y")
     num_classes = int(labels.max()) + 1
     class_names: list[str] | None = None
     if classes is not None:
@@ -542,12 +561,37 @@ def _validate_npz(path: Path, limits: UploadLimits) -> Accepted:
     return Accepted("npz", ".npz", summary)
 
 
+def _check_finite_inputs(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, offset: int, nbytes: int, dtype: Any
+) -> None:
+    """Refuse float inputs holding NaN or infinity: training on them gives a NaN loss in the worker."""
+    if dtype.kind not in "fc":
+        return
+    bad = 0
+    with zf.open(info) as member:
+        member.read(offset)  # the .npy header, already parsed
+        for chunk in _read_span(member, nbytes):
+            values = np.frombuffer(chunk, dtype=dtype)
+            bad += int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise UploadInvalid(f"array 'x' holds {bad} NaN or infinite value(s); inputs must be finite numbers")
+
+
+def _require_several_classes(labels: list[int], where: str) -> None:
+    """A classifier cannot learn from one class; the worker would train to a constant answer."""
+    if len(labels) < 2:
+        raise UploadInvalid(
+            f"{where} holds a single class (every label is {labels[0]}); a dataset needs at least 2 classes"
+        )
+
+
 @dataclass
 class _IdxInfo:
     split: str
     kind: str  # images | labels
     dims: tuple[int, ...]
     max_label: int | None = None
+    labels: frozenset[int] = frozenset()
 
 
 def _validate_mnist(path: Path, limits: UploadLimits) -> Accepted:
@@ -584,6 +628,7 @@ def _validate_mnist(path: Path, limits: UploadLimits) -> Accepted:
                 f"split {split!r}: {info.dims[0]} images but {labels.dims[0]} labels in "
                 f"{'/'.join(directory) or 'the archive root'}"
             )
+        _require_several_classes(sorted(labels.labels), f"split {split!r}")
         pairs.setdefault(directory, {})[split] = {
             "samples": info.dims[0],
             "image_shape": list(info.dims[1:]),
@@ -658,6 +703,7 @@ def _read_idx_member(member: Member, kind: str, compressed: bool, limits: Upload
                 raise UploadInvalid(f"{name}: IDX header declares {size} bytes, over the limit")
             member.budget.consume(4 + 4 * ndim, name)
             max_label = None
+            seen: set[int] = set()
             if not compressed and kind == "images":
                 # Raw images: the member size proves the length without reading the pixels.
                 actual = member.size - 4 - 4 * ndim
@@ -666,9 +712,10 @@ def _read_idx_member(member: Member, kind: str, compressed: bool, limits: Upload
                 while chunk := stream.read(min(_CHUNK, size + 1 - actual)):
                     member.budget.consume(len(chunk), name)
                     actual += len(chunk)
-                    if kind == "labels":
-                        top = max(chunk) if chunk else 0
-                        max_label = top if max_label is None else max(max_label, top)
+                    if kind == "labels" and chunk:
+                        present = np.unique(np.frombuffer(chunk, dtype=np.uint8))
+                        seen.update(present.tolist())
+                        max_label = max(seen)
                     if actual > size:
                         break
             if actual != size:
@@ -677,7 +724,7 @@ def _read_idx_member(member: Member, kind: str, compressed: bool, limits: Upload
                 )
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise UploadInvalid(f"{name}: corrupt gzip stream ({exc})") from exc
-    return _IdxInfo(split="", kind=kind, dims=tuple(dims), max_label=max_label)
+    return _IdxInfo(split="", kind=kind, dims=tuple(dims), max_label=max_label, labels=frozenset(seen))
 
 
 def _validate_imagefolder(path: Path, limits: UploadLimits) -> Accepted:
@@ -827,6 +874,7 @@ def _validate_cifar(path: Path, variant: str, limits: UploadLimits) -> Accepted:
                 ALLOWED_CIFAR_GLOBALS,
                 f"{member.name} (a pickle)",
                 "a CIFAR batch holds only plain containers and numpy arrays",
+                limits,
             )
         sizes.setdefault(directory, {})[base] = member.size
     candidates = [d for d, names in sizes.items() if layout["meta"] in names]
@@ -886,17 +934,33 @@ def _validate_safetensors(path: Path, limits: UploadLimits) -> Accepted:
         if len(prefix) < 8:
             raise UploadInvalid("not a safetensors file (shorter than its 8-byte header length)")
         (header_len,) = struct.unpack("<Q", prefix)
-        if header_len < 2 or header_len > limits.max_safetensors_header or 8 + header_len > file_size:
+        if header_len < 2 or 8 + header_len > file_size:
             raise UploadInvalid(
                 f"not a safetensors file (header length {header_len} does not fit a {file_size}-byte file)"
             )
+        if header_len > limits.max_safetensors_header:
+            raise UploadInvalid(
+                f"safetensors header length {header_len} is over the limit of {limits.max_safetensors_header} bytes"
+            )
         raw = f.read(header_len)
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UploadInvalid(f"safetensors header is not valid JSON ({exc})") from exc
+        header = load_json(
+            raw,
+            max_bytes=limits.max_safetensors_header,
+            max_depth=limits.max_header_depth,
+            what="safetensors header",
+        )
+    except JsonRejected as exc:
+        raise UploadInvalid(str(exc)) from exc
     if not isinstance(header, dict):
         raise UploadInvalid("safetensors header must be a JSON object")
+    tensors = len(header) - ("__metadata__" in header)
+    if tensors > limits.max_tensors:
+        raise UploadInvalid(
+            f"safetensors header lists {tensors} tensors, over the limit of {limits.max_tensors}"
+        )
+    if tensors == 0:
+        raise UploadInvalid("safetensors file holds no tensors; a checkpoint needs the model's weights")
     metadata = header.pop("__metadata__", None)
     if metadata is not None and not (
         isinstance(metadata, dict)
@@ -969,6 +1033,28 @@ def _validate_safetensors(path: Path, limits: UploadLimits) -> Accepted:
     return Accepted("safetensors", ".safetensors", summary)
 
 
+def checkpoint_fit_problem(summary: dict[str, Any], architecture: str, args: dict[str, Any]) -> str | None:
+    """Why a checkpoint upload cannot start ``architecture``, from the tensor names recorded at upload.
+
+    Only a checkpoint holding none of the model's weights is refused here; a partial or mis-shaped one
+    is named tensor by tensor by the worker, which builds the model. ``None`` also when the names are
+    unknown (torch uploads, summaries that list only part of the tensors) or the layers depend on
+    structural arguments (the catalog cannot name them without building the model).
+    """
+    tensors = summary.get("tensors")
+    layers = weight_layer_names(architecture, args)
+    if not isinstance(tensors, dict) or layers is None or len(tensors) != summary.get("tensor_count"):
+        return None
+    expected = [f"{layer}.weight" for layer in layers]
+    if not expected or any(name in tensors for name in expected):
+        return None
+    found = ", ".join(list(tensors)[:3]) + (" ..." if len(tensors) > 3 else "")
+    return (
+        f"holds none of {architecture}'s weights (expected names like {expected[0]}, found {found}); "
+        "save the checkpoint from the same architecture's state_dict"
+    )
+
+
 def _validate_torch(path: Path, limits: UploadLimits) -> Accepted:
     try:
         with zipfile.ZipFile(path) as zf:
@@ -977,9 +1063,7 @@ def _validate_torch(path: Path, limits: UploadLimits) -> Accepted:
                 raise UploadInvalid(f"checkpoint zip has {len(infos)} members, over the limit")
             names = {}
             for info in infos:
-                member_parts(info.filename)
-                if stat.S_IFMT(info.external_attr >> 16) == stat.S_IFLNK:
-                    raise UploadInvalid(f"checkpoint member {info.filename!r} is a symbolic link")
+                zip_member_parts(info)
                 names[info.filename] = info
             pickles = [name for name in names if name.endswith("/data.pkl") and name.count("/") == 1]
             if len(pickles) != 1:
@@ -993,7 +1077,7 @@ def _validate_torch(path: Path, limits: UploadLimits) -> Accepted:
                     f"{pickles[0]} is {info.file_size} bytes, over the {limits.max_pickle_bytes} limit"
                 )
             data = zf.read(info)
-            storages = scan_torch_pickle(data)
+            storages = scan_torch_pickle(data, limits)
             order_info = names.get(f"{prefix}byteorder")
             big_endian = order_info is not None and zf.read(order_info).strip() == b"big"
             elements = 0
@@ -1023,6 +1107,8 @@ def _validate_torch(path: Path, limits: UploadLimits) -> Accepted:
         raise UploadInvalid(f"corrupt checkpoint zip ({exc})") from exc
     except (OSError, EOFError, zlib.error, NotImplementedError) as exc:
         raise UploadInvalid(f"cannot read the checkpoint zip ({exc})") from exc
+    if not storages:
+        raise UploadInvalid("torch checkpoint holds no tensors; a checkpoint needs the model's weights")
     summary = {"tensor_count": len(storages), "parameter_count": elements}
     return Accepted("torch", ".pt", summary)
 
@@ -1094,25 +1180,33 @@ def _check_finite(chunks: Iterator[bytes], dtype: str, byteorder: Literal["<", "
         )
 
 
-def scan_torch_pickle(data: bytes) -> dict[str, tuple[str, int | None]]:
+def scan_torch_pickle(data: bytes, limits: UploadLimits | None = None) -> dict[str, tuple[str, int | None]]:
     """Check a torch ``data.pkl`` without unpickling it; returns its storages ``key -> (type, numel)``."""
     return scan_pickle(
         data,
         ALLOWED_TORCH_GLOBALS,
         "checkpoint pickle",
         "only tensors and containers of tensors are accepted",
+        limits,
     )
 
 
 def scan_pickle(
-    data: bytes | _Reader, allowed: frozenset[str], label: str, accepted: str
+    data: bytes | _Reader,
+    allowed: frozenset[str],
+    label: str,
+    accepted: str,
+    limits: UploadLimits | None = None,
 ) -> dict[str, tuple[str, int | None]]:
     """Check a pickle without unpickling it; returns the torch storages it names ``key -> (type, numel)``.
 
     Walks the opcodes with :func:`pickletools.genops` and resolves every global the pickle would import
     (``GLOBAL`` and ``STACK_GLOBAL``, through the memo); anything outside ``allowed`` is refused with
     an :class:`UploadInvalid` naming it. Nothing is executed. ``data`` may be a stream (read once).
+    The opcode count and the MARK nesting are capped (``limits``): the scanner keeps a stack slot per
+    pushed value, so a file of a million MARKs or NONEs would otherwise cost memory per byte.
     """
+    limits = limits or UploadLimits()
 
     def check_global(module: str, attr: str) -> str:
         qualified = f"{module}.{attr}"
@@ -1133,6 +1227,7 @@ def scan_pickle(
         return frames[-1][-1] if frames[-1] else None
 
     ops = pickletools.genops(data)  # type: ignore[arg-type]
+    count = 0
     while True:
         try:
             opcode, arg, _pos = next(ops)
@@ -1142,6 +1237,9 @@ def scan_pickle(
             raise
         except Exception as exc:  # genops raises ValueError and friends on malformed input
             raise UploadInvalid(f"{label} is malformed ({exc})") from exc
+        count += 1
+        if count > limits.max_pickle_ops:
+            raise UploadInvalid(f"{label} has more than {limits.max_pickle_ops} opcodes, over the limit")
         name = opcode.name
         if name in _FORBIDDEN_OPCODES:
             raise UploadInvalid(f"{label} uses the {name} opcode, which plain data never needs")
@@ -1165,6 +1263,10 @@ def scan_pickle(
         elif name in ("BINGET", "LONG_BINGET", "GET"):
             push(memo.get(int(str(arg))))
         elif name == "MARK":
+            if len(frames) > limits.max_pickle_depth:
+                raise UploadInvalid(
+                    f"{label} nests more than {limits.max_pickle_depth} levels deep, over the limit"
+                )
             frames.append([])
         elif name == "TUPLE":
             items = frames.pop() if len(frames) > 1 else []
@@ -1188,14 +1290,14 @@ def scan_pickle(
                 storages[pid[2]] = (pid[1].name, numel)
             else:
                 raise UploadInvalid(f"{label} has a persistent id that is not a torch storage")
-            push(_Opaque())
+            push(_OPAQUE)
         elif name == "PERSID":
             raise UploadInvalid(f"{label} uses text persistent ids, which torch never writes")
         elif name in ("APPENDS", "SETITEMS", "ADDITEMS", "LIST", "DICT", "FROZENSET"):
             items = frames.pop() if len(frames) > 1 else []
             del items
             if name in ("LIST", "DICT", "FROZENSET"):
-                push(_Opaque())
+                push(_OPAQUE)
         elif name == "POP_MARK":
             if len(frames) > 1:
                 frames.pop()
@@ -1207,7 +1309,7 @@ def scan_pickle(
             if consumed:
                 del frame[-consumed:]
             if name not in _NO_PUSH:
-                push(_Opaque())
+                push(_OPAQUE)
     return storages
 
 
@@ -1223,6 +1325,9 @@ class _Global:
 
 class _Opaque:
     pass
+
+
+_OPAQUE = _Opaque()  # one shared placeholder: a stack slot costs a pointer, not an object
 
 
 def safe_filename(filename: str | None, suffix: str, default_stem: str = "upload") -> str:

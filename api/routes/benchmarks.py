@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Response
+from fastapi import APIRouter, Header, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, StoreDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND
+from api.json_body import JsonBody
 from api.routes.jobs import SUBMIT_RESPONSES, IdempotencyKey, queued_response
 from api.schemas import JobDetail
 from jobs import repository
@@ -123,9 +126,20 @@ def benchmark_summary(spec: BenchmarkJobSpec, settings: Settings, source: dict[s
     response_model=JobDetail,
     summary="Submit a benchmark job",
     responses=SUBMIT_RESPONSES,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/BenchmarkJobSpec"},
+                    "examples": BENCHMARK_EXAMPLES,
+                }
+            },
+        }
+    },
 )
 def submit_benchmark(
-    spec: Annotated[BenchmarkJobSpec, Body(openapi_examples=BENCHMARK_EXAMPLES)],
+    body: JsonBody,
     response: Response,
     session: SessionDep,
     owner: CurrentOwner,
@@ -142,6 +156,12 @@ def submit_benchmark(
     queue. It publishes `speedup_report.json`, `speedup_report.html` and `speedup_chart.svg`, and the
     report's summary as `result.speedup`; `GET /v1/jobs/{id}/report` returns the report.
     """
+    try:
+        spec = BenchmarkJobSpec.model_validate(body)
+    except ValidationError as exc:  # rendered like FastAPI's own body errors: {field, message} per problem
+        raise RequestValidationError(
+            [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        ) from None
     source, problems = check_source(session, owner, spec)
     if problems:
         raise InvalidInput("invalid benchmark spec", details=problems)

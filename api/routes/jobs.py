@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from celery import Celery
-from fastapi import APIRouter, Body, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.orm import Session
 
 from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, after_commit, commit_now
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
+from api.json_body import JsonBody
 from api.schemas import JobDetail, JobPage, JobSummary
 from jobs import repository
 from jobs.errors import InvalidInput
@@ -18,6 +19,7 @@ from jobs.queue import send_job
 from jobs.settings import Settings
 from jobs.spec import PATH_SOURCES, JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
 from jobs.states import JobState
+from jobs.uploads import checkpoint_fit_problem
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
@@ -89,6 +91,8 @@ def check_references(
         checkpoint = session.get(Checkpoint, ref)
         if checkpoint is None or checkpoint.owner_id != owner.id:
             problems.append(_problem("model.checkpoint", f"checkpoint {ref} does not exist"))
+        elif unfit := checkpoint_fit_problem(checkpoint.summary, spec.model.architecture, spec.model.args):
+            problems.append(_problem("model.checkpoint", f"checkpoint {ref} {unfit}"))
     return problems, dataset_id
 
 
@@ -135,6 +139,7 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"model": JobDetail, "description": "The job an earlier request with this Idempotency-Key created"},
     201: {"description": "Created and queued", "headers": {"Location": {"schema": {"type": "string"}}}},
     409: {"model": ErrorEnvelope, "description": "Idempotency-Key reused with a different spec"},
+    413: {"model": ErrorEnvelope, "description": "The body exceeds LBC_MAX_JSON_BODY_BYTES"},
     429: {"model": ErrorEnvelope, "description": "Too many unfinished jobs for this owner"},
 }
 
@@ -170,7 +175,7 @@ IdempotencyKey = Annotated[
     },
 )
 def submit_job(
-    body: Annotated[Any, Body(description="A job spec (see the JobSpec schema)")],
+    body: JsonBody,
     response: Response,
     session: SessionDep,
     owner: CurrentOwner,

@@ -227,7 +227,9 @@ def _read_compressed(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tens
         pattern = NMPattern.parse(metadata["pattern"])
         layers = json.loads(metadata["layers"])
         keys = json.loads(metadata["keys"])
-    except (KeyError, json.JSONDecodeError, PatternError) as exc:
+    except (KeyError, json.JSONDecodeError, PatternError, RecursionError) as exc:
+        # RecursionError: metadata nested past the interpreter's recursion limit (json.loads recurses
+        # once per level); the file may be a user's upload, so this is bad input, not a crash.
         raise ExportError(f"{path}: damaged compressed-form metadata ({exc})") from exc
 
     rebuilt: dict[str, torch.Tensor] = {}

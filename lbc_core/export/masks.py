@@ -53,7 +53,7 @@ def load_masks(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         )
     try:
         shapes = json.loads(metadata["shapes"])
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ExportError(f"masks file {path} has no readable 'shapes' metadata") from exc
     if not isinstance(shapes, dict) or set(shapes) != set(tensors):
         raise ExportError(f"masks file {path}: the recorded shapes do not match the stored masks")

@@ -114,7 +114,7 @@ def test_malformed_bodies_use_the_same_envelope(service: Service) -> None:
     alice = service.caller()
     headers = {**alice.headers, "Content-Type": "application/json"}
     not_json = service.client.post("/v1/jobs", content=b"{not json", headers=headers)
-    assert _problems(not_json)["body"].startswith("JSON decode error")
+    assert _problems(not_json)["body"].startswith("the body is not valid JSON text (Expecting property name")
     a_list = service.client.post("/v1/jobs", json=[1, 2], headers=alice.headers)
     assert "a job spec is a mapping" in _problems(a_list)["body"]
     missing = _problems(

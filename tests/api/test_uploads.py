@@ -23,7 +23,7 @@ from PIL import Image
 
 from jobs.db import transaction
 from jobs.models import Job
-from jobs.uploads import UploadInvalid, scan_torch_pickle, validate_checkpoint
+from jobs.uploads import UploadInvalid, UploadLimits, scan_torch_pickle, validate_checkpoint
 from tests.api.conftest import AppFactory, Caller, Service, digits_spec
 
 MNIST_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist-t10k"
@@ -433,6 +433,52 @@ def test_the_pickle_scanner_rejects_unresolvable_and_exotic_imports(tmp_path: Pa
         path = tmp_path / "legacy.pt"
         path.write_bytes(pickle.dumps({"a": 1}, protocol=2))
         validate_checkpoint(path, "torch")
+
+
+def test_the_pickle_scanner_bounds_its_opcodes_and_nesting() -> None:
+    small = UploadLimits(max_pickle_ops=100, max_pickle_depth=4)
+    scan_torch_pickle(b"\x80\x02" + b"N0" * 49 + b".", small)  # 100 opcodes with PROTO and STOP
+    with pytest.raises(UploadInvalid, match="more than 100 opcodes"):
+        scan_torch_pickle(b"\x80\x02" + b"N0" * 50 + b".", small)
+    scan_torch_pickle(b"\x80\x02((((t" + b"t" * 3 + b"0.", small)
+    with pytest.raises(UploadInvalid, match="nests more than 4 levels deep"):
+        scan_torch_pickle(b"\x80\x02(((((", small)
+
+
+def test_a_safetensors_header_over_the_size_limit_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "w.safetensors"
+    save_file({f"w{i}": np.ones(2, np.float32) for i in range(40)}, str(path))
+    assert validate_checkpoint(path).summary["tensor_count"] == 40
+    with pytest.raises(UploadInvalid, match=r"header length \d+ is over the limit of 256 bytes"):
+        validate_checkpoint(path, limits=UploadLimits(max_safetensors_header=256))
+    with pytest.raises(UploadInvalid, match="lists 40 tensors, over the limit of 39"):
+        validate_checkpoint(path, limits=UploadLimits(max_tensors=39))
+
+
+def test_a_job_whose_checkpoint_holds_none_of_the_models_weights_is_refused_at_submit(
+    service: Service, tmp_path: Path
+) -> None:
+    from safetensors.numpy import save
+
+    alice = service.caller()
+    foreign = save({"encoder.layer.0.weight": np.zeros((4, 4), np.float32)})
+    checkpoint = upload(service, alice, "checkpoints", "bert.safetensors", foreign).json()["id"]
+    spec = digits_spec(model={"architecture": "lenet5", "checkpoint": checkpoint})
+    response = service.client.post("/v1/jobs", json=spec, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    (problem_,) = response.json()["error"]["details"]
+    assert problem_["field"] == "model.checkpoint"
+    assert f"checkpoint {checkpoint} holds none of lenet5's weights" in problem_["message"]
+    assert "expected names like features.0.weight, found encoder.layer.0.weight" in problem_["message"]
+    # With a structural argument the catalog cannot name the layers: the worker checks that case.
+    mlp = digits_spec(model={"architecture": "mlp", "args": {"hidden_sizes": [32]}, "checkpoint": checkpoint})
+    assert service.client.post("/v1/jobs", json=mlp, headers=alice.headers).status_code == 201
+    # Torch uploads record no tensor names: also left to the worker, which names what is missing.
+    torch_id = upload(service, alice, "checkpoints", "dense.pt", torch_checkpoint(tmp_path)).json()["id"]
+    lenet = digits_spec(model={"architecture": "lenet5", "checkpoint": torch_id})
+    assert service.client.post("/v1/jobs", json=lenet, headers=alice.headers).status_code == 201
 
 
 def test_the_api_validates_uploads_without_importing_torch(tmp_path: Path) -> None:

@@ -166,6 +166,30 @@ def safetensors_of(values: dict[str, tuple[str, list[int], bytes]]) -> bytes:
     return safetensors_bytes(header, b"".join(raw for _, _, raw in values.values()))
 
 
+def safetensors_nested(depth: int) -> bytes:
+    """A safetensors header whose only value nests ``depth`` arrays (a RecursionError for json.loads)."""
+    raw = b'{"w":' + b"[" * depth + b"]" * depth + b"}"
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def safetensors_many(count: int) -> bytes:
+    """``count`` empty tensors, written compactly so that many fit under the upload limit."""
+    entries = b",".join(b'"t%d":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}' % i for i in range(count))
+    raw = b"{" + entries + b"}"
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def cifar_member(name: str, batch: bytes) -> bytes:
+    return tar_bytes([(f"cifar-10-batches-py/{name}", batch)])
+
+
+def npz_with_member(name: str, data: bytes) -> bytes:
+    """A valid .npz plus one more member, e.g. one whose name climbs out of the extraction directory."""
+    with zipfile.ZipFile(io.BytesIO(npz_bytes())) as zf:
+        members = {info.filename: zf.read(info) for info in zf.infolist()}
+    return zip_bytes({**members, name: data})
+
+
 def torch_zip(state: dict[str, Any], tmp: Path) -> bytes:
     import torch
 
@@ -249,6 +273,14 @@ HOSTILE: list[Hostile] = [
     Hostile("npz-object-pickle", "datasets", "npz", "d.npz", lambda e, s: npz_bytes(x=np.array([RunsCommand(e / MARKER)] * 20, dtype=object)), 422, "Python objects"),
     Hostile("cifar-pickle-runs-code", "datasets", "cifar10", "c.tar.gz", lambda e, s: cifar_tar(evil_pickle(e)), 422, "forbidden global 'posix.system'"),
     Hostile("cifar-pickle-protocol-4", "datasets", "cifar10", "c.tar.gz", lambda e, s: cifar_tar(evil_pickle(e, 4)), 422, "forbidden global 'posix.system'"),
+    Hostile("cifar-pickle-deep-marks", "datasets", "cifar10", "c.tar.gz", _const(cifar_member("batches.meta", b"\x80\x02" + b"(" * 100_000)), 422, "nests more than 256 levels deep"),
+    Hostile("cifar-pickle-too-many-opcodes", "datasets", "cifar10", "c.tar.gz", _const(cifar_member("batches.meta", b"\x80\x02" + b"N0" * 1_000_001 + b".")), 422, "more than 2000000 opcodes"),
+    # inputs the worker cannot learn from
+    Hostile("npz-nan-inputs", "datasets", "npz", "d.npz", _const(npz_bytes(x=np.full((20, 8, 8), np.nan, np.float32))), 422, "array 'x' holds 1280 NaN or infinite value(s)"),
+    Hostile("npz-inf-input", "datasets", "npz", "d.npz", _const(npz_bytes(x=np.array([[1.0, np.inf]] * 20))), 422, "array 'x' holds 20 NaN or infinite value(s)"),
+    Hostile("npz-single-class", "datasets", "npz", "d.npz", _const(npz_bytes(y=np.full(20, 3))), 422, "y holds a single class (every label is 3)"),
+    Hostile("npz-dotdot-member", "datasets", "npz", "d.npz", _const(npz_with_member("../../evil.npy", b"x")), 422, "'..' path component"),
+    Hostile("npz-absolute-member", "datasets", "npz", "d.npz", _const(npz_with_member("/tmp/evil.npy", b"x")), 422, "absolute path"),
     # labels
     Hostile("npz-negative-label", "datasets", "npz", "d.npz", _const(npz_bytes(y=np.full(20, -3))), 422, "label -3 is negative"),
     Hostile("npz-float-labels", "datasets", "npz", "d.npz", _const(npz_bytes(y=np.linspace(0, 1, 20))), 422, "integer labels, got dtype float64"),
@@ -256,6 +288,7 @@ HOSTILE: list[Hostile] = [
     Hostile("npz-huge-label", "datasets", "npz", "d.npz", _const(npz_bytes(y=np.array([0] * 19 + [10**9]))), 422, "label 1000000000 is out of range"),
     Hostile("mnist-label-10", "datasets", "mnist", "d.zip", _const(zip_bytes(mnist_members(labels=bytes([1] * 11 + [12])))), 422, "label 12 is out of range"),
     Hostile("mnist-int32-labels", "datasets", "mnist", "d.zip", _const(zip_bytes({**mnist_members(), "digits/train-labels-idx1-ubyte": idx(0x0C01, (12,), bytes(48))})), 422, "not a label file of unsigned bytes"),
+    Hostile("mnist-single-class", "datasets", "mnist", "d.zip", _const(zip_bytes(mnist_members(labels=bytes([7] * 12)))), 422, "split 'train' holds a single class (every label is 7)"),
     Hostile("mnist-label-count", "datasets", "mnist", "d.zip", _const(zip_bytes(mnist_members(labels=bytes(11)))), 422, "12 images but 11 labels"),
     # checkpoints
     Hostile("torch-pickle-runs-code", "checkpoints", "torch", "evil.pt", lambda e, s: evil_torch_zip(e), 422, "forbidden global 'posix.system'"),
@@ -270,6 +303,12 @@ HOSTILE: list[Hostile] = [
     Hostile("safetensors-offsets-out-of-range", "checkpoints", None, "w.safetensors", _const(safetensors_bytes({"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 1 << 40]}}, bytes(16))), 422, "data_offsets [0, 1099511627776] fall outside"),
     Hostile("safetensors-unknown-dtype", "checkpoints", None, "w.safetensors", _const(safetensors_bytes({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}, bytes(16))), 422, "unknown dtype 'F128'"),
     Hostile("safetensors-header-too-long", "checkpoints", None, "w.safetensors", _const(struct.pack("<Q", 1 << 60) + b"{}"), 422, "header length"),
+    Hostile("safetensors-header-length-past-end", "checkpoints", None, "w.safetensors", _const(struct.pack("<Q", 17 << 20) + b"{}"), 422, "header length 17825792 does not fit a 10-byte file"),
+    Hostile("safetensors-deep-header", "checkpoints", None, "w.safetensors", _const(safetensors_nested(100_000)), 422, "safetensors header nests 100001 levels deep, over the limit of 8"),
+    Hostile("safetensors-deep-metadata", "checkpoints", None, "w.safetensors", _const(safetensors_bytes({"__metadata__": {"a": [[[[[[[[[["x"]]]]]]]]]]}}, b"")), 422, "nests 12 levels deep"),
+    Hostile("safetensors-many-tensors", "checkpoints", None, "w.safetensors", _const(safetensors_many(16_385)), 422, "lists 16385 tensors, over the limit of 16384"),
+    Hostile("safetensors-no-tensors", "checkpoints", None, "w.safetensors", _const(safetensors_bytes({"__metadata__": {"format": "pt"}}, b"")), 422, "holds no tensors"),
+    Hostile("torch-no-tensors", "checkpoints", "torch", "x.pt", lambda e, s: torch_zip({"epoch": 3, "note": "weights forgotten"}, s), 422, "holds no tensors"),
     Hostile("safetensors-truncated", "checkpoints", None, "w.safetensors", _const(safetensors_of({"w": ("F32", [4], bytes(16))})[:-4]), 422, "fall outside"),
     Hostile("png-as-checkpoint", "checkpoints", None, "w.safetensors", _const(PNG), 422, "not a safetensors file"),
     Hostile("oversized-checkpoint", "checkpoints", None, "w.safetensors", _const(safetensors_of({"w": ("U8", [MAX_UPLOAD_BYTES + 1], bytes(MAX_UPLOAD_BYTES + 1))})), 413, f"limit of {MAX_UPLOAD_BYTES} bytes"),

@@ -286,9 +286,9 @@ def test_an_undecodable_json_body_is_a_422_not_an_undocumented_400(service: Serv
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == "validation_error"
-    assert error["details"] == [
-        {"field": "body", "message": "the body is not valid JSON text", "location": "body"}
-    ]
+    (problem,) = error["details"]
+    assert (problem["field"], problem["location"]) == ("body", "body")
+    assert problem["message"].startswith("the body is not valid JSON text")
 
 
 @pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)

@@ -251,3 +251,13 @@ def test_damaged_compressed_files_give_clear_errors(tmp_path: Path) -> None:
         load_compressed(path)
     with pytest.raises(FileNotFoundError, match="compressed N:M file not found"):
         load_compressed(tmp_path / "absent.safetensors")
+
+
+def test_deeply_nested_metadata_in_an_uploaded_file_is_an_export_error(tmp_path: Path) -> None:
+    """The compressed form may be a user's upload: metadata nested 100,000 deep is bad input, not a crash."""
+    path = tmp_path / "deep.safetensors"
+    deep = "[" * 100_000 + "]" * 100_000
+    metadata = {"format": "lbc.nm/1", "pattern": "2:4", "layers": deep, "keys": "[]"}
+    save_file({"w": torch.zeros(2)}, str(path), metadata=metadata)
+    with pytest.raises(ExportError, match="damaged compressed-form metadata"):
+        load_compressed(path)
