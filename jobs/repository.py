@@ -46,8 +46,9 @@ def owned(session: Session, model: type[Any], object_id: str, owner: Owner) -> A
 def owned_upload(session: Session, ref: UploadRef, owner_id: str) -> Dataset | Checkpoint | None:
     """The upload a spec names, if it exists and belongs to ``owner_id`` (the job's owner, whoever asks:
     an admin's key sees every job, but a job only ever reads its own owner's files)."""
-    model: type[Dataset] | type[Checkpoint] = Dataset if ref.kind == "dataset" else Checkpoint
-    row = session.get(model, ref.id)
+    row: Dataset | Checkpoint | None = (
+        session.get(Dataset, ref.id) if ref.kind == "dataset" else session.get(Checkpoint, ref.id)
+    )
     return row if row is not None and row.owner_id == owner_id else None
 
 

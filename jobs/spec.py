@@ -549,8 +549,12 @@ class LimitsSpec(_Section):
     priority: int = Field(default=5, ge=0, le=9, description="Queue priority, 0 (lowest) to 9 (highest).")
     queue: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = Field(
         default="default",
-        description="Worker queue to send the job to (e.g. a pool of one GPU type).",
-        examples=["h100"],
+        description=(
+            "Worker queue to send the job to: default routes by device (cpu to the CPU queue, anything else to "
+            "the GPU queue); a named queue must be one the service declares (LBC_GPU_QUEUES, LBC_CPU_QUEUES, "
+            "e.g. a pool of one GPU type) and agree with the device."
+        ),
+        examples=["gpu", "cpu"],
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 from jobs import repository
 from jobs.db import transaction
 from jobs.models import Checkpoint, Job
-from tests.api.conftest import Caller, Service, digits_spec
+from tests.api.conftest import AppFactory, Caller, Service, digits_spec
 
 BOTH = pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
 
