@@ -38,9 +38,9 @@ def check_name(what: str, name: str) -> None:
 
 
 def get_or_create_owner(session: Session, name: str, *, is_admin: bool = False) -> Owner:
+    check_name("owner name", name)  # before the lookup: PostgreSQL cannot even compare text holding a NUL
     owner = session.scalar(select(Owner).where(Owner.name == name))
     if owner is None:
-        check_name("owner name", name)
         owner = Owner(name=name, is_admin=is_admin)
         session.add(owner)
         session.flush()
