@@ -23,9 +23,11 @@ from sqlalchemy.pool import QueuePool
 
 from jobs import repository
 from jobs.auth import authenticate, get_or_create_owner
+from jobs.errors import InvalidInput
 from jobs.models import ApiKey, Checkpoint, Dataset, Job, Owner
 from jobs.settings import Settings
 from jobs.storage import ObjectStore
+from jobs.text import text_problem
 
 log = logging.getLogger("api")
 
@@ -38,6 +40,24 @@ bearer_scheme = HTTPBearer(
     scheme_name="ApiKey",
     description="An API key as a bearer token: `Authorization: Bearer lbc_...`.",
 )
+
+
+async def refuse_nul_in_url(request: Request) -> None:
+    """Every route's first dependency: no path or query parameter holds a NUL character (``jobs.text``).
+
+    PostgreSQL refuses NUL in text (a 500 from the driver) where SQLite stores it: one check at the
+    edge, before any lookup, answers the same 422 on both.
+    """
+    params = [(name, value, "path") for name, value in request.path_params.items()]
+    params += [(name, value, "query") for name, value in request.query_params.multi_items()]
+    problems = []
+    for name, value, location in params:
+        problem = text_problem(name) or (text_problem(value) if isinstance(value, str) else None)
+        if problem:
+            problems.append({"field": name, "message": problem, "location": location})
+    if problems:
+        summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
+        raise InvalidInput(f"invalid request: {summary}", details=problems)
 
 
 # The dependencies that only read app.state are ``async def``: a plain ``def`` dependency costs a hop

@@ -26,6 +26,8 @@ from jobs.spec import format_path
 log = logging.getLogger("api.errors")
 
 RETRY_AFTER_SECONDS = 5  # only for an app without settings; see Settings.retry_after_seconds
+# The longest string an error returns; what is longer was echoed from the request and is cut.
+MAX_ECHO_CHARS = 1000
 _HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
@@ -87,6 +89,23 @@ def retry_after(request: Request) -> str:
     return str(getattr(settings, "retry_after_seconds", RETRY_AFTER_SECONDS))
 
 
+def clip_text(value: Any, limit: int = MAX_ECHO_CHARS) -> Any:
+    """``value`` with every string longer than ``limit`` cut, saying how much was left out.
+
+    Error messages echo what was sent (``got '...'``, a field name, a file name): a 10 MB job name must
+    not come back as a 10 MB error.
+    """
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value
+        return f"{value[:limit]}... ({len(value) - limit} more characters)"
+    if isinstance(value, dict):
+        return {clip_text(key, limit): clip_text(item, limit) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [clip_text(item, limit) for item in value]
+    return value
+
+
 def error_response(
     request: Request,
     status_code: int,
@@ -95,8 +114,10 @@ def error_response(
     details: Any = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
+    """The one envelope every error goes out in; every string in it is clipped (``clip_text``)."""
     request_id = request_id_of(request)
-    body = {"error": {"code": code, "message": message, "details": details, "request_id": request_id}}
+    error = {"code": code, "message": clip_text(message), "details": clip_text(details)}
+    body = {"error": {**error, "request_id": request_id}}
     headers = dict(headers or {})
     if request_id:
         headers.setdefault("X-Request-ID", request_id)

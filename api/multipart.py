@@ -3,7 +3,8 @@
 The body is parsed as it arrives (never buffered whole, in memory or on disk, before the handler runs):
 file bytes go to a temporary file in chunks with a running size check, so an oversized upload is cut
 off with a 413 as soon as it passes the limit and its partial file is removed; the sha256 is computed
-on the way. Small text fields (``format``, ``name``) are collected with their own caps.
+on the way. Small text fields (``format``, ``name``) are collected with their own caps; a NUL in a field,
+a part name or the file name is a 422 (``jobs.text``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
 from jobs.errors import InvalidInput, PayloadTooLarge, ServiceError
+from jobs.text import text_problem
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 16
@@ -94,6 +96,9 @@ class _Parts:
         if b"name" not in options:
             raise _bad_form("every form part needs a Content-Disposition name", "body")
         self._name = options[b"name"].decode("utf-8", errors="replace")
+        problem = text_problem(self._name)
+        if problem:
+            raise _bad_form(f"a form part's name {problem}", "body")
         if b"filename" in options or self._name == self.file_field:
             if self._name != self.file_field:
                 raise _bad_form(
@@ -105,6 +110,9 @@ class _Parts:
             self._is_file = True
             raw_name = options.get(b"filename")
             self.filename = raw_name.decode("utf-8", errors="replace") if raw_name else None
+            problem = text_problem(self.filename or "")
+            if problem:
+                raise _bad_form(f"the file name {problem}")
             content_type = self._headers.get(b"content-type")
             self.content_type = content_type.decode("latin-1")[:100] if content_type else None
 
@@ -118,7 +126,11 @@ class _Parts:
 
     def on_part_end(self) -> None:
         if not self._is_file:
-            self.fields[self._name] = self._value.decode("utf-8", errors="replace")
+            value = self._value.decode("utf-8", errors="replace")
+            problem = text_problem(value)
+            if problem:
+                raise _bad_form(problem, self._name)
+            self.fields[self._name] = value
 
     def callbacks(self) -> dict[str, object]:
         return {

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.terminal import say
+
 if TYPE_CHECKING:
     from client import Client, Config, Job
 
@@ -230,7 +232,7 @@ def _prog(args: argparse.Namespace) -> str:
 
 
 def _error(args: argparse.Namespace, message: str) -> None:
-    print(f"{_prog(args)}: error: {message}", file=sys.stderr)
+    say(f"{_prog(args)}: error: {message}", file=sys.stderr)
 
 
 def with_client(handler: Handler) -> Callable[[argparse.Namespace], int]:
@@ -251,7 +253,7 @@ def with_client(handler: Handler) -> Callable[[argparse.Namespace], int]:
             _error(args, str(exc))
             return EXIT_USAGE if isinstance(exc, FileNotFoundError | IsADirectoryError) else EXIT_FAILED
         except KeyboardInterrupt:
-            print(f"\n{_prog(args)}: interrupted", file=sys.stderr)
+            say(f"\n{_prog(args)}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
 
     return run
@@ -266,14 +268,14 @@ def report_error(args: argparse.Namespace, exc: Exception, config: Config | None
         if exc.status in (400, 422):
             _error(args, exc.message)
             for field, message in exc.field_problems:
-                print(f"  {field or '(document)'}: {message}", file=sys.stderr)
+                say(f"  {field or '(document)'}: {message}", file=sys.stderr)
             return EXIT_USAGE
         if exc.status in (401, 403):
             _error(args, f"{exc.message} ({exc.status})")
             if config is not None and not config.api_key:
-                print("  no API key: pass --key, set LBC_API_KEY, or run `lbc login`", file=sys.stderr)
+                say("  no API key: pass --key, set LBC_API_KEY, or run `lbc login`", file=sys.stderr)
             elif config is not None:
-                print(f"  the API key from {config.key_source} was rejected by {config.url}", file=sys.stderr)
+                say(f"  the API key from {config.key_source} was rejected by {config.url}", file=sys.stderr)
             return EXIT_AUTH
         if exc.status == 404:
             _error(args, exc.message)
@@ -282,7 +284,7 @@ def report_error(args: argparse.Namespace, exc: Exception, config: Config | None
         return EXIT_FAILED
     if isinstance(exc, ConnectionFailed):
         _error(args, str(exc))
-        print("  is the service running? (`lbc serve`, or check --url / LBC_URL)", file=sys.stderr)
+        say("  is the service running? (`lbc serve`, or check --url / LBC_URL)", file=sys.stderr)
         return EXIT_CONNECT
     if isinstance(exc, SpecFileError | ConfigError):
         _error(args, str(exc))
@@ -297,7 +299,7 @@ def report_error(args: argparse.Namespace, exc: Exception, config: Config | None
 def _print_json(data: Any) -> None:
     from client.models import to_jsonable
 
-    print(json.dumps(to_jsonable(data), indent=2))
+    say(json.dumps(to_jsonable(data), indent=2))
 
 
 def follow_job(api: Client, job_id: str) -> tuple[Job, int]:
@@ -308,14 +310,14 @@ def follow_job(api: Client, job_id: str) -> tuple[Job, int]:
     try:
         job = api.wait(job_id, on_event=watcher.on_event)
     except KeyboardInterrupt:
-        print(
+        say(
             f"\nstopped watching; job {job_id} keeps running (`lbc cancel {job_id}` stops it)",
             file=sys.stderr,
         )
         raise
     finally:
         watcher.close()
-    print(format_outcome(job), file=sys.stderr)
+    say(format_outcome(job), file=sys.stderr)
     return job, JOB_EXIT_CODES.get(job.state, EXIT_FAILED)
 
 
@@ -341,7 +343,7 @@ def login_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         _error(args, f"cannot save the client config: {exc}")
         return EXIT_FAILED
-    print(f"logged in to {url}; saved in {path}")
+    say(f"logged in to {url}; saved in {path}")
     return EXIT_OK
 
 
@@ -350,7 +352,7 @@ def submit_command(api: Client, args: argparse.Namespace) -> int:
 
     spec = parse_spec_text(sys.stdin.read(), "<stdin>") if args.spec == "-" else read_spec(args.spec)
     job = api.submit(spec, idempotency_key=args.idempotency_key)
-    print(job.id, flush=True)
+    say(job.id, flush=True)
     if not args.wait:
         return EXIT_OK
     _, code = follow_job(api, job.id)
@@ -372,11 +374,11 @@ def jobs_command(api: Client, args: argparse.Namespace) -> int:
         _print_json(items)
         return EXIT_OK
     if not items:
-        print("no jobs", file=sys.stderr)
+        say("no jobs", file=sys.stderr)
         return EXIT_OK
-    print(format_jobs_table(items))
+    say(format_jobs_table(items))
     if more:
-        print(f"(showing the newest {len(items)}; --all or --limit N for more)", file=sys.stderr)
+        say(f"(showing the newest {len(items)}; --all or --limit N for more)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -421,7 +423,7 @@ def status_command(api: Client, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(job)
     else:
-        print(format_job(job))
+        say(format_job(job))
     return EXIT_OK
 
 
@@ -449,17 +451,17 @@ def format_job(job: Job) -> str:
 def logs_command(api: Client, args: argparse.Namespace) -> int:
     if args.follow:
         for line in api.follow_logs(args.job_id, tail=args.tail):
-            print(line, flush=True)
+            say(line, flush=True)
         return EXIT_OK
     if args.tail is not None:
         for item in api.logs(args.job_id, tail=args.tail).lines:
-            print(item.line)
+            say(item.line)
         return EXIT_OK
     after: int | None = None
     while True:
         page = api.logs(args.job_id, after=after)
         for item in page.lines:
-            print(item.line)
+            say(item.line)
         if not page.lines or page.next_after == after:
             return EXIT_OK
         after = page.next_after
@@ -467,15 +469,15 @@ def logs_command(api: Client, args: argparse.Namespace) -> int:
 
 def cancel_command(api: Client, args: argparse.Namespace) -> int:
     job = api.cancel(args.job_id)
-    print(f"{job.id} {job.state}")
+    say(f"{job.id} {job.state}")
     if job.state == "cancelling":
-        print("the worker stops the job within seconds (it keeps its latest checkpoint)", file=sys.stderr)
+        say("the worker stops the job within seconds (it keeps its latest checkpoint)", file=sys.stderr)
     return EXIT_OK
 
 
 def retry_command(api: Client, args: argparse.Namespace) -> int:
     job = api.retry(args.job_id)
-    print(f"{job.id} {job.state}")
+    say(f"{job.id} {job.state}")
     return EXIT_OK
 
 
@@ -500,14 +502,14 @@ def download_command(api: Client, args: argparse.Namespace) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     for artifact in artifacts:
         path = api.download_artifact(args.job_id, artifact.name, directory, artifact=artifact)
-        print(f"{path}  {_size(artifact.size)}  sha256 {artifact.sha256} ok", flush=True)
+        say(f"{path}  {_size(artifact.size)}  sha256 {artifact.sha256} ok", flush=True)
     return EXIT_OK
 
 
 def upload_dataset_command(api: Client, args: argparse.Namespace) -> int:
     dataset = api.upload_dataset(args.path, args.format, name=args.name)
-    print(dataset.id)
-    print(
+    say(dataset.id)
+    say(
         f"uploaded dataset {dataset.name!r} ({dataset.format}, {_size(dataset.size)}){_summary(dataset.summary)}",
         file=sys.stderr,
     )
@@ -516,8 +518,8 @@ def upload_dataset_command(api: Client, args: argparse.Namespace) -> int:
 
 def upload_checkpoint_command(api: Client, args: argparse.Namespace) -> int:
     checkpoint = api.upload_checkpoint(args.path, name=args.name, format=args.format)
-    print(checkpoint.id)
-    print(
+    say(checkpoint.id)
+    say(
         f"uploaded checkpoint {checkpoint.name!r} ({checkpoint.format}, {_size(checkpoint.size)})"
         f"{_summary(checkpoint.summary)}",
         file=sys.stderr,

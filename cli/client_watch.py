@@ -1,6 +1,6 @@
 """Live view of a service job for ``lbc status --watch`` and ``lbc submit --wait``: a tqdm bar fed by
 the job's events (epoch/step, loss, validation accuracy, alive combinations per group) plus one line per
-state, phase and epoch. Never imports torch."""
+state, phase and epoch, every server-given text escaped (``cli.terminal``). Never imports torch."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from tqdm import tqdm
+
+from cli.terminal import shown
 
 if TYPE_CHECKING:
     from client import Event, Job
@@ -60,7 +62,9 @@ class JobWatcher:
             )
         self._bar.total = total
         self._bar.n = min(done, total)
-        self._bar.set_description(f"epoch {data.get('epoch', '?')}/{data.get('epochs', '?')}", refresh=False)
+        self._bar.set_description(
+            shown(f"epoch {data.get('epoch', '?')}/{data.get('epochs', '?')}"), refresh=False
+        )
         postfix: dict[str, str] = {}
         if isinstance(data.get("loss"), int | float):
             postfix["loss"] = f"{data['loss']:.4f}"
@@ -68,7 +72,7 @@ class JobWatcher:
             postfix["val_acc"] = f"{self.val_accuracy:.4f}"
         if self.alive is not None:
             postfix["alive/group"] = f"{self.alive:g}"
-        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.set_postfix({key: shown(value) for key, value in postfix.items()}, refresh=False)
         self._bar.refresh()
 
     def _state(self, event: Event) -> None:
@@ -81,7 +85,7 @@ class JobWatcher:
         self._write(f"state: {state}" + (f" ({'; '.join(details)})" if details else ""))
 
     def _write(self, line: str) -> None:
-        tqdm.write(line, file=self.stream)
+        tqdm.write(shown(line), file=self.stream)
 
     def close(self) -> None:
         if self._bar is not None:

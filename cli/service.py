@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from jobs.settings import Settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s [%(context)s] %(message)s"
-ALL_QUEUES = "gpu,cpu,maintenance"
 LOCAL_KEY_FILE = "local-key"
 LOCAL_OWNER = "local"
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
@@ -51,8 +50,8 @@ def register(commands: Any) -> None:
     )
     worker.add_argument(
         "--queues",
-        default=ALL_QUEUES,
-        help=f"comma-separated queues to consume (default {ALL_QUEUES}; 'maintenance' runs the reaper's task)",
+        help="comma-separated queues to consume (default: every job queue, LBC_GPU_QUEUES and LBC_CPU_QUEUES, "
+        "and maintenance, which runs the reaper's task)",
     )
     worker.add_argument("--name", help="Celery node name (default lbc-<pid>@<host>); %%h is the host name")
     worker.add_argument("--loglevel", default="INFO", help="log level (default INFO)")
@@ -188,10 +187,10 @@ def run_worker(args: argparse.Namespace) -> int:
     process per job). Start one per GPU."""
     from celery import signals
 
-    from jobs.queue import MAINTENANCE_QUEUE
+    from jobs.queue import MAINTENANCE_QUEUE, consumed_queues
 
-    queues = parse_queues(args.queues)
     settings = _settings()
+    queues = parse_queues(args.queues) if args.queues is not None else list(consumed_queues(settings))
     settings.home.mkdir(parents=True, exist_ok=True)
     if set(queues) - {MAINTENANCE_QUEUE}:
         # Import torch and the engine once in the parent: every job's forked child starts with them loaded.
@@ -350,6 +349,7 @@ def run_serve(args: argparse.Namespace) -> int:
     (all queues) and the reaper's scheduler as child processes until Ctrl-C or SIGTERM.
     """
     from jobs.migrate import upgrade
+    from jobs.queue import consumed_queues
 
     overrides: dict[str, Any] = {"api_port": args.port, "api_host": args.host}
     if args.home:
@@ -396,7 +396,10 @@ def run_serve(args: argparse.Namespace) -> int:
         lbc = [sys.executable, "-m", "cli.main"]
         children = [
             Child("api", [*lbc, "api"]),
-            Child("worker", [*lbc, "worker", "--queues", ALL_QUEUES, "--name", "lbc-serve@%h"]),
+            Child(
+                "worker",
+                [*lbc, "worker", "--queues", ",".join(consumed_queues(settings)), "--name", "lbc-serve@%h"],
+            ),
             Child("beat", [*lbc, "beat"]),
         ]
         for child in children:

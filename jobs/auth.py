@@ -10,11 +10,13 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobs.errors import Conflict, Unauthorized
+from jobs.errors import Conflict, InvalidInput, Unauthorized
 from jobs.models import ApiKey, Owner, utcnow
+from jobs.text import name_problem
 
 KEY_PREFIX = "lbc_"
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+MAX_NAME_CHARS = 200  # the name columns of owners and keys
 
 
 def digest(token: str) -> str:
@@ -25,7 +27,18 @@ def generate_token() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def check_name(what: str, name: str) -> None:
+    """Owner and key names follow the rule of every name (``jobs.text``): shown in listings, so no
+    control or bidirectional characters, and at most 200 characters."""
+    problem = name_problem(name)
+    if len(name) > MAX_NAME_CHARS:
+        problem = f"must be at most {MAX_NAME_CHARS} characters, got {len(name)}"
+    if problem:
+        raise InvalidInput(f"{what}: {problem}", details=[{"field": what, "message": problem}])
+
+
 def get_or_create_owner(session: Session, name: str, *, is_admin: bool = False) -> Owner:
+    check_name("owner name", name)  # before the lookup: PostgreSQL cannot even compare text holding a NUL
     owner = session.scalar(select(Owner).where(Owner.name == name))
     if owner is None:
         owner = Owner(name=name, is_admin=is_admin)
@@ -40,6 +53,7 @@ def create_api_key(session: Session, owner: Owner, name: str) -> tuple[ApiKey, s
     """Returns the row and the plaintext token; the token is never stored or shown again."""
     if not name.strip():
         raise Conflict("an API key needs a name")
+    check_name("key name", name)
     token = generate_token()
     key = ApiKey(owner_id=owner.id, name=name, prefix=token[: len(KEY_PREFIX) + 6], digest=digest(token))
     session.add(key)

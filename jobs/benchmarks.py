@@ -19,17 +19,21 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from jobs.catalog import ARCHITECTURES, check_model_args
-from jobs.queue import CPU_QUEUE
 from jobs.spec import (
     MAX_M,
     BenchmarkSpec,
     FieldProblem,
+    JobSpec,
     LimitsSpec,
+    Name,
     SpecError,
+    UploadRef,
     _problems_error,
     _Section,
     known_architecture,
+    parse_spec,
     problems_from,
+    refuse_nul,
 )
 
 SPARSIFY_KIND = "sparsify"
@@ -173,9 +177,9 @@ class BenchmarkSource(_Section):
 class BenchmarkJobSpec(_Section):
     """A benchmark job: a speedup report of an already sparse model, without training."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+    name: Name | None = Field(
         default=None,
-        description="A label for people (shown in listings).",
+        description="A label for people (shown in listings); no control or bidirectional characters.",
         examples=["lenet5 2:4 on an H100"],
     )
     source: BenchmarkSource = Field(description="The model to measure.")
@@ -189,6 +193,16 @@ class BenchmarkJobSpec(_Section):
             "else the service's default (GPU) queue."
         ),
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return refuse_nul(data, "BenchmarkJobSpec")
+
+    def upload_refs(self) -> list[UploadRef]:
+        """The uploads this job reads: the checkpoint it measures, if it is one."""
+        ref = self.source.checkpoint_id
+        return [UploadRef("source.checkpoint_id", "checkpoint", ref)] if ref is not None else []
 
     @model_validator(mode="after")
     def _benchmarks(self) -> BenchmarkJobSpec:
@@ -204,12 +218,9 @@ def requested_device(spec: BenchmarkJobSpec) -> str:
     return spec.benchmark.device or "auto"
 
 
-def benchmark_queue(spec: BenchmarkJobSpec, default_queue: str) -> str:
-    """An explicit ``limits.queue`` wins; otherwise CPU measurements go to the CPU workers and everything
-    else (cuda, cuda:N, auto) to the default queue, which is where the GPU workers listen."""
-    if spec.limits.queue != "default":
-        return spec.limits.queue
-    return CPU_QUEUE if requested_device(spec) == "cpu" else default_queue
+def stored_spec(kind: str, data: Any, source: str | None = None) -> JobSpec | BenchmarkJobSpec:
+    """The spec of a job row (``Job.kind``, ``Job.spec``) as its model; raises SpecError."""
+    return parse_benchmark_spec(data, source) if kind == BENCHMARK_KIND else parse_spec(data, source)
 
 
 def parse_benchmark_spec(data: Any, source: str | None = None) -> BenchmarkJobSpec:
@@ -244,9 +255,9 @@ __all__ = [
     "BenchmarkJobSpec",
     "BenchmarkSource",
     "PatternSpec",
-    "benchmark_queue",
     "dump_benchmark_spec",
     "parse_benchmark_spec",
     "report_schema",
     "requested_device",
+    "stored_spec",
 ]

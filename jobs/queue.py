@@ -1,7 +1,11 @@
-"""The queue contract between the API and the workers: task names, queues, and Celery settings.
+"""The queue contract between the API and the workers: task names, queues, routing, and Celery settings.
 
 The queue is only a doorbell: a task carries a job id and nothing else; the job row says what to
 do. Tasks are sent by name, so the API never imports worker code.
+
+Which queues exist is decided here and in the settings (``LBC_GPU_QUEUES``, ``LBC_CPU_QUEUES``): a job may
+name only one of those (a queue nobody consumes would leave it queued forever), never the reaper's
+``maintenance`` queue, and by default goes where its device runs (``route_job``).
 """
 
 from __future__ import annotations
@@ -18,6 +22,45 @@ GPU_QUEUE = "gpu"
 CPU_QUEUE = "cpu"
 MAINTENANCE_QUEUE = "maintenance"
 QUEUES = (GPU_QUEUE, CPU_QUEUE, MAINTENANCE_QUEUE)
+RESERVED_QUEUES = frozenset({MAINTENANCE_QUEUE})
+# The spec's ``limits.queue`` that lets the service choose by device.
+ROUTE_BY_DEVICE = "default"
+
+
+def job_queues(settings: Settings) -> tuple[str, ...]:
+    """Every queue a job may be sent to: the GPU pools first, then the CPU pools."""
+    return (*settings.gpu_queues, *settings.cpu_queues)
+
+
+def consumed_queues(settings: Settings) -> tuple[str, ...]:
+    """What a worker that runs everything consumes (``lbc serve``'s worker, ``lbc worker`` by default)."""
+    return (*job_queues(settings), MAINTENANCE_QUEUE)
+
+
+def route_job(requested: str, device: str, settings: Settings) -> tuple[str | None, str | None]:
+    """``(queue, None)`` for a job asking for ``requested`` (a spec's ``limits.queue``) on ``device``
+    (``auto``, ``cpu``, ``cuda``, ``cuda:N``), or ``(None, problem)``.
+
+    ``default`` routes by device: ``cpu`` to the first CPU queue, anything else to the default (GPU)
+    queue. A named queue must exist and agree with the device: a CUDA job on a CPU pool, or a CPU job
+    holding a GPU, is refused rather than failed or wasted later.
+    """
+    gpu, cpu = settings.gpu_queues, settings.cpu_queues
+    if requested == ROUTE_BY_DEVICE:
+        return (cpu[0] if device == "cpu" else settings.default_queue), None
+    allowed = ", ".join((ROUTE_BY_DEVICE, *job_queues(settings)))
+    if requested in RESERVED_QUEUES:
+        return None, f"queue {requested!r} is reserved for the service's own tasks; allowed: {allowed}"
+    if requested not in gpu and requested not in cpu:
+        return None, f"unknown queue {requested!r}; allowed: {allowed}"
+    if device == "cpu" and requested in gpu:
+        return None, f"queue {requested!r} is a GPU queue and the device is cpu; use one of: {', '.join(cpu)}"
+    if device.startswith("cuda") and requested in cpu:
+        return (
+            None,
+            f"queue {requested!r} has no GPU and the device is {device}; use one of: {', '.join(gpu)}",
+        )
+    return requested, None
 
 
 def make_celery(settings: Settings, name: str = "lbc") -> Celery:

@@ -13,10 +13,13 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jobs.benchmarks import stored_spec
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
-from jobs.models import Artifact, Job, JobEvent, Owner, utcnow
+from jobs.models import Artifact, Checkpoint, Dataset, Job, JobEvent, Owner, utcnow
 from jobs.quota import lock_owner
+from jobs.spec import SpecError, UploadRef
 from jobs.states import TERMINAL, JobState, transition
+from jobs.text import text_problem
 
 NON_RETRYABLE_ERRORS = frozenset(
     {"invalid_input", "spec_error", "dataset_error", "checkpoint_error", "time_limit"}
@@ -38,6 +41,15 @@ def owned(session: Session, model: type[Any], object_id: str, owner: Owner) -> A
     if obj is None or (obj.owner_id != owner.id and not owner.is_admin):
         raise NotFound(f"{model.__name__.lower()} {object_id} not found")
     return obj
+
+
+def owned_upload(session: Session, ref: UploadRef, owner_id: str) -> Dataset | Checkpoint | None:
+    """The upload a spec names, if it exists and belongs to ``owner_id`` (the job's owner, whoever asks:
+    an admin's key sees every job, but a job only ever reads its own owner's files)."""
+    row: Dataset | Checkpoint | None = (
+        session.get(Dataset, ref.id) if ref.kind == "dataset" else session.get(Checkpoint, ref.id)
+    )
+    return row if row is not None and row.owner_id == owner_id else None
 
 
 def get_job(session: Session, job_id: str, owner: Owner) -> Job:
@@ -142,6 +154,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, job_id = json.loads(base64.urlsafe_b64decode(padded))
+        if text_problem(str(job_id)):  # PostgreSQL cannot compare text holding a NUL
+            raise ValueError("a NUL in the cursor")
         return datetime.fromisoformat(created), str(job_id)
     except (ValueError, TypeError) as exc:
         raise InvalidInput("cursor is malformed; pass the next_cursor of a previous page") from exc
@@ -209,6 +223,26 @@ def retry_job(session: Session, job: Job, max_attempts: int, max_active_jobs: in
         worker_id=None,
         lease_expires_at=None,
     )
+
+
+def check_references_still_exist(session: Session, job: Job) -> None:
+    """409 naming every upload ``job`` reads that is gone (or never was its owner's): a retried job
+    whose dataset or checkpoint was deleted could only fail once queued again."""
+    try:
+        spec = stored_spec(job.kind, job.spec, source=f"job {job.id}")
+    except SpecError as exc:  # stored before a rule it breaks: queued again, the worker would refuse it
+        problems = [{"field": p.path, "message": p.message} for p in exc.problems]
+        raise Conflict(
+            f"job {job.id} cannot run again: its spec is no longer valid", details=problems
+        ) from None
+    missing = [
+        {"field": ref.field, "message": f"{ref.kind} {ref.id} does not exist"}
+        for ref in spec.upload_refs()
+        if owned_upload(session, ref, job.owner_id) is None
+    ]
+    if missing:
+        names = ", ".join(f"{p['field']} ({p['message']})" for p in missing)
+        raise Conflict(f"job {job.id} cannot run again: it uses deleted uploads: {names}", details=missing)
 
 
 # -- worker side ---------------------------------------------------------------------------------

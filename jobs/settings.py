@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -68,7 +68,17 @@ class Settings(BaseSettings):
     reaper_interval_seconds: float = Field(default=15.0, gt=0)
     progress_interval_seconds: float = Field(default=1.0, ge=0, description="Throttle for progress writes")
     max_concurrent_jobs_per_owner: int = Field(default=16, ge=1)
-    default_queue: str = "gpu"
+    default_queue: str = Field(
+        default="gpu", description="Where a job without a cpu device goes; one of the GPU queues"
+    )
+    gpu_queues: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("gpu",),
+        description="Comma-separated queues of GPU workers a job may name in limits.queue (e.g. gpu,h100)",
+    )
+    cpu_queues: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=("cpu",),
+        description="Comma-separated queues of CPU workers; the first one takes jobs whose device is cpu",
+    )
     worker_threads: int = Field(
         default=0,
         ge=0,
@@ -90,6 +100,27 @@ class Settings(BaseSettings):
         le=3600,
         description="Retry-After of the API's 503 while the database or the object store is unreachable",
     )
+
+    @field_validator("gpu_queues", "cpu_queues", mode="before")
+    @classmethod
+    def _split_queues(cls, value: Any) -> Any:
+        return (
+            tuple(part.strip() for part in value.split(",") if part.strip())
+            if isinstance(value, str)
+            else value
+        )
+
+    @model_validator(mode="after")
+    def _queues_make_sense(self) -> Settings:
+        queues = [*self.gpu_queues, *self.cpu_queues]
+        problems = [f"queue {q!r} is listed twice" for q in sorted(set(queues)) if queues.count(q) > 1]
+        if not self.gpu_queues or not self.cpu_queues:
+            problems.append("gpu_queues and cpu_queues each need at least one queue")
+        if self.default_queue not in self.gpu_queues:
+            problems.append(f"default_queue {self.default_queue!r} is not one of gpu_queues")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _fill_embedded_defaults(self) -> Settings:

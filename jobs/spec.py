@@ -19,10 +19,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from jobs.catalog import ARCHITECTURES, check_model_args, weight_layer_names
+from jobs.text import name_problem, nul_problems
 
 METHODS = ("lbc", "srste", "asp", "dense")
 SOURCES = ("digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic")
@@ -37,6 +46,18 @@ DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:[0-9]{1,2})$"
 Device = Annotated[str, Field(pattern=DEVICE_PATTERN, examples=["auto", "cpu", "cuda", "cuda:1"])]
 Glob = Annotated[str, Field(min_length=1, max_length=256)]
 LocalRef = Annotated[str, Field(min_length=1, max_length=4096)]
+MAX_NAME_LENGTH = 200
+
+
+def _safe_name(value: str) -> str:
+    problem = name_problem(value)
+    if problem:
+        raise PydanticCustomError("name_invalid", problem)
+    return value
+
+
+# A label people read in listings and terminals: no control or bidirectional characters (jobs.text).
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_safe_name)]
 
 
 class _Section(BaseModel):
@@ -59,6 +80,17 @@ def _problems_error(
             for loc, message, value in problems
         ],
     )
+
+
+def refuse_nul(data: Any, title: str) -> Any:
+    """A root spec's ``mode="before"`` check: no string anywhere in ``data`` holds a NUL (jobs.text).
+
+    Run on the raw data, so strings inside free-form mappings (``model.args``) are covered too.
+    """
+    problems = [(loc, message, None) for loc, message in nul_problems(data)]
+    if problems:
+        raise _problems_error(title, problems)
+    return data
 
 
 def known_architecture(value: str) -> str:
@@ -535,16 +567,22 @@ class LimitsSpec(_Section):
     priority: int = Field(default=5, ge=0, le=9, description="Queue priority, 0 (lowest) to 9 (highest).")
     queue: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")] = Field(
         default="default",
-        description="Worker queue to send the job to (e.g. a pool of one GPU type).",
-        examples=["h100"],
+        description=(
+            "Worker queue to send the job to: default routes by device (cpu to the CPU queue, anything else to "
+            "the GPU queue); a named queue must be one the service declares (LBC_GPU_QUEUES, LBC_CPU_QUEUES, "
+            "e.g. a pool of one GPU type) and agree with the device."
+        ),
+        examples=["gpu", "cpu"],
     )
 
 
 class JobSpec(_Section):
     """A complete sparsification job."""
 
-    name: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
-        default=None, description="A label for people (shown in listings).", examples=["lenet5 2:4 on digits"]
+    name: Name | None = Field(
+        default=None,
+        description="A label for people (shown in listings); no control or bidirectional characters.",
+        examples=["lenet5 2:4 on digits"],
     )
     model: ModelSpec = Field(description="The network to sparsify.")
     dataset: DatasetSpec = Field(description="Training and validation data.")
@@ -554,6 +592,11 @@ class JobSpec(_Section):
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training recipe.")
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec, description="Speedup report.")
     limits: LimitsSpec = Field(default_factory=LimitsSpec, description="Time limit, priority and queue.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        return refuse_nul(data, "JobSpec")
 
     @model_validator(mode="after")
     def _sections_agree(self) -> JobSpec:
@@ -591,6 +634,18 @@ class JobSpec(_Section):
             raise _problems_error("JobSpec", problems)
         return self
 
+    def upload_refs(self) -> list[UploadRef]:
+        """The uploads this job reads (service mode: ids of its owner's datasets and checkpoints)."""
+        refs: list[UploadRef] = []
+        if self.dataset.source in PATH_SOURCES:
+            for field in ("path", "val_path"):
+                ref = getattr(self.dataset, field)
+                if ref is not None:
+                    refs.append(UploadRef(f"dataset.{field}", "dataset", ref))
+        if self.model.checkpoint is not None:
+            refs.append(UploadRef("model.checkpoint", "checkpoint", self.model.checkpoint))
+        return refs
+
     def effective_t_f(self) -> float:
         """``sparsity.schedule.t_f``, or half of ``train.epochs`` when omitted."""
         t_f = self.sparsity.schedule.t_f
@@ -617,6 +672,19 @@ def layer_pattern_problems(spec: JobSpec) -> list[FieldProblem]:
         for index, pattern in enumerate(spec.sparsity.layers.include)
         if not any(fnmatch.fnmatchcase(name, pattern) for name in names)
     ]
+
+
+@dataclass(frozen=True)
+class UploadRef:
+    """A spec field naming an upload: where (``dataset.path``), what kind of upload, and its id.
+
+    One rule for every reference, at submit and at retry: the upload must belong to the job's owner
+    (``jobs.repository.owned_upload``).
+    """
+
+    field: str
+    kind: Literal["dataset", "checkpoint"]
+    id: str
 
 
 # -- errors -------------------------------------------------------------------------------------------------
@@ -931,11 +999,13 @@ __all__ = [
     "LayersSpec",
     "LimitsSpec",
     "ModelSpec",
+    "Name",
     "ScheduleSpec",
     "SparsitySpec",
     "SpecError",
     "SyntheticDataSpec",
     "TrainSpec",
+    "UploadRef",
     "dump_spec",
     "format_path",
     "json_schema",

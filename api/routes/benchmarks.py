@@ -32,13 +32,13 @@ from jobs.benchmarks import (
     REPORT_SCHEMA_VERSION,
     SPARSIFY_KIND,
     BenchmarkJobSpec,
-    benchmark_queue,
     dump_benchmark_spec,
     report_schema,
+    requested_device,
 )
 from jobs.errors import InvalidInput, NotFound
-from jobs.models import Artifact, Checkpoint, Job, Owner
-from jobs.settings import Settings
+from jobs.models import Artifact, Job, Owner
+from jobs.queue import route_job
 from jobs.states import JobState
 from jobs.storage import ObjectNotFound
 
@@ -99,20 +99,27 @@ def check_source(
         if MANIFEST_ARTIFACT not in names or not names & set(MODEL_ARTIFACTS):
             return {}, [_problem(field, f"job {ref} has no exported model")]
         return {"pattern": job.pattern, "architecture": job.architecture, "checkpoint_id": None}, []
-    ref = str(source.checkpoint_id)
-    checkpoint = session.get(Checkpoint, ref)
-    if checkpoint is None or checkpoint.owner_id != owner.id:
-        return {}, [_problem("source.checkpoint_id", f"checkpoint {ref} does not exist")]
-    summary = {"pattern": source.pattern_text, "architecture": source.architecture, "checkpoint_id": ref}
+    problems = [
+        _problem(ref.field, f"{ref.kind} {ref.id} does not exist")
+        for ref in spec.upload_refs()
+        if repository.owned_upload(session, ref, owner.id) is None
+    ]
+    if problems:
+        return {}, problems
+    summary = {
+        "pattern": source.pattern_text,
+        "architecture": source.architecture,
+        "checkpoint_id": source.checkpoint_id,
+    }
     return summary, []
 
 
-def benchmark_summary(spec: BenchmarkJobSpec, settings: Settings, source: dict[str, Any]) -> dict[str, Any]:
+def benchmark_summary(spec: BenchmarkJobSpec, queue: str, source: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": BENCHMARK_KIND,
         "method": BENCHMARK_METHOD,
         "dataset_id": None,
-        "queue": benchmark_queue(spec, settings.default_queue),
+        "queue": queue,
         "priority": spec.limits.priority,
         "time_limit_s": spec.limits.time_limit_s,
         "name": spec.name,
@@ -163,13 +170,16 @@ def submit_benchmark(
             [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
         ) from None
     source, problems = check_source(session, owner, spec)
-    if problems:
+    queue, queue_problem = route_job(spec.limits.queue, requested_device(spec), settings)
+    if queue_problem:
+        problems.append(_problem("limits.queue", queue_problem))
+    if problems or queue is None:
         raise InvalidInput("invalid benchmark spec", details=problems)
     job, created = repository.create_job(
         session,
         owner=owner,
         spec=dump_benchmark_spec(spec),
-        summary=benchmark_summary(spec, settings, source),
+        summary=benchmark_summary(spec, queue, source),
         idempotency_key=idempotency_key,
         max_attempts=settings.max_attempts,
         max_active_jobs=settings.max_concurrent_jobs_per_owner,

@@ -15,9 +15,8 @@ from api.schemas import JobDetail, JobPage, JobSummary
 from jobs import repository
 from jobs.errors import InvalidInput
 from jobs.models import Checkpoint, Dataset, Job, Owner
-from jobs.queue import send_job
-from jobs.settings import Settings
-from jobs.spec import PATH_SOURCES, JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
+from jobs.queue import route_job, send_job
+from jobs.spec import JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
 from jobs.states import JobState
 from jobs.uploads import checkpoint_fit_problem
 
@@ -43,7 +42,7 @@ SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
             "dataset": {"source": "cifar10", "path": "5d1e2c3b4a5f6e7d8c9b0a1f2e3d4c5b", "split": "train"},
             "sparsity": {"method": "srste", "n": 2, "m": 4},
             "train": {"epochs": 30, "optimizer": "sgd", "lr": 0.05, "warmup_epochs": 1},
-            "limits": {"queue": "default"},
+            "limits": {"queue": "gpu"},
         },
     },
 }
@@ -63,36 +62,30 @@ def check_references(
     problems: list[dict[str, str]] = []
     dataset_id: str | None = None
     source = spec.dataset.source
-    if source in PATH_SOURCES:
-        for field in ("path", "val_path"):
-            ref = getattr(spec.dataset, field)
-            if ref is None:
-                continue
-            dataset = session.get(Dataset, ref)
-            if dataset is None or dataset.owner_id != owner.id:
-                problems.append(_problem(f"dataset.{field}", f"dataset {ref} does not exist"))
-                continue
-            if dataset.format != source:
+    for ref in spec.upload_refs():
+        row = repository.owned_upload(session, ref, owner.id)
+        if row is None:
+            problems.append(_problem(ref.field, f"{ref.kind} {ref.id} does not exist"))
+            continue
+        if isinstance(row, Checkpoint):
+            unfit = checkpoint_fit_problem(row.summary, spec.model.architecture, spec.model.args)
+            if unfit:
+                problems.append(_problem(ref.field, f"checkpoint {ref.id} {unfit}"))
+            continue
+        if not isinstance(row, Dataset):
+            continue
+        if row.format != source:
+            problems.append(_problem(ref.field, f"dataset {ref.id} is a {row.format} upload, not {source}"))
+            continue
+        problems.extend(_split_problems(row, spec))
+        if ref.field == "dataset.path":
+            dataset_id = row.id
+            known = row.summary.get("num_classes")
+            wanted = spec.model.args.get("num_classes")
+            if isinstance(known, int) and isinstance(wanted, int) and wanted < known:
                 problems.append(
-                    _problem(f"dataset.{field}", f"dataset {ref} is a {dataset.format} upload, not {source}")
+                    _problem("model.args.num_classes", f"dataset {ref.id} has {known} classes, got {wanted}")
                 )
-                continue
-            problems.extend(_split_problems(dataset, spec))
-            if field == "path":
-                dataset_id = dataset.id
-                known = dataset.summary.get("num_classes")
-                wanted = spec.model.args.get("num_classes")
-                if isinstance(known, int) and isinstance(wanted, int) and wanted < known:
-                    problems.append(
-                        _problem("model.args.num_classes", f"dataset {ref} has {known} classes, got {wanted}")
-                    )
-    ref = spec.model.checkpoint
-    if ref is not None:
-        checkpoint = session.get(Checkpoint, ref)
-        if checkpoint is None or checkpoint.owner_id != owner.id:
-            problems.append(_problem("model.checkpoint", f"checkpoint {ref} does not exist"))
-        elif unfit := checkpoint_fit_problem(checkpoint.summary, spec.model.architecture, spec.model.args):
-            problems.append(_problem("model.checkpoint", f"checkpoint {ref} {unfit}"))
     return problems, dataset_id
 
 
@@ -119,15 +112,14 @@ def _split_problems(dataset: Dataset, spec: JobSpec) -> list[dict[str, str]]:
     return []
 
 
-def job_summary(spec: JobSpec, settings: Settings, dataset_id: str | None) -> dict[str, Any]:
-    queue = spec.limits.queue
+def job_summary(spec: JobSpec, queue: str, dataset_id: str | None) -> dict[str, Any]:
     return {
         "method": spec.sparsity.method,
         "pattern": spec.sparsity.pattern,
         "architecture": spec.model.architecture,
         "dataset_id": dataset_id,
         "checkpoint_id": spec.model.checkpoint,
-        "queue": settings.default_queue if queue == "default" else queue,
+        "queue": queue,
         "priority": spec.limits.priority,
         "time_limit_s": spec.limits.time_limit_s,
         "name": spec.name,
@@ -194,13 +186,16 @@ def submit_job(
         raise InvalidInput("invalid job spec", details=problems) from None
     problems, dataset_id = check_references(session, owner, spec)
     problems += [_problem(p.path, p.message) for p in layer_pattern_problems(spec)]
-    if problems:
+    queue, queue_problem = route_job(spec.limits.queue, spec.train.device, settings)
+    if queue_problem:
+        problems.append(_problem("limits.queue", queue_problem))
+    if problems or queue is None:
         raise InvalidInput("invalid job spec", details=problems)
     job, created = repository.create_job(
         session,
         owner=owner,
         spec=dump_spec(spec),
-        summary=job_summary(spec, settings, dataset_id),
+        summary=job_summary(spec, queue, dataset_id),
         idempotency_key=idempotency_key,
         max_attempts=settings.max_attempts,
         max_active_jobs=settings.max_concurrent_jobs_per_owner,
@@ -283,7 +278,10 @@ def cancel_job(job: JobDep, session: SessionDep) -> JobDetail:
     responses={**NOT_FOUND, **CONFLICT},
 )
 def retry_job(job: JobDep, session: SessionDep, settings: SettingsDep, celery: QueueDep) -> JobDetail:
-    """Back to `queued` with a fresh attempt budget, resuming from its latest checkpoint."""
+    """Back to `queued` with a fresh attempt budget, resuming from its latest checkpoint. A 409 names
+    the uploads it reads that were deleted since (or the state that cannot be retried)."""
+    if job.state in (JobState.FAILED, JobState.CANCELLED):  # other states: retry_job's 409 names them
+        repository.check_references_still_exist(session, job)
     repository.retry_job(session, job, settings.max_attempts, settings.max_concurrent_jobs_per_owner)
     job_id, queue, time_limit = job.id, job.queue, job.time_limit_s
     after_commit(session, lambda: send_job(celery, job_id, queue, time_limit_s=time_limit))

@@ -23,12 +23,14 @@ from api.deps import (
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.multipart import ReceivedUpload, receive_upload
 from api.schemas import CheckpointList, CheckpointOut, DatasetList, DatasetOut
-from jobs.errors import Conflict
+from jobs.errors import Conflict, InvalidInput
 from jobs.models import Checkpoint, Dataset, Job, Owner, new_id
 from jobs.quota import reserve_storage, storage_usage, stream_too_large
 from jobs.settings import Settings
+from jobs.spec import MAX_NAME_LENGTH
 from jobs.states import TERMINAL
 from jobs.storage import ObjectStore
+from jobs.text import name_problem
 from jobs.uploads import (
     CHECKPOINT_FORMATS,
     DATASET_FORMATS,
@@ -59,7 +61,11 @@ def _multipart_body(formats: tuple[str, ...], format_required: bool, example_fil
     properties: dict[str, Any] = {
         "file": {"type": "string", "format": "binary", "description": f"The file, e.g. {example_file}"},
         "format": {"type": "string", "enum": list(formats)},
-        "name": {"type": "string", "maxLength": 200, "description": "A label (default: the file name)"},
+        "name": {
+            "type": "string",
+            "maxLength": MAX_NAME_LENGTH,
+            "description": "A label (default: the file name); no control or bidirectional characters",
+        },
     }
     return {
         "requestBody": {
@@ -78,13 +84,26 @@ def _multipart_body(formats: tuple[str, ...], format_required: bool, example_fil
     }
 
 
-def _label(received: ReceivedUpload, fallback: str) -> str:
-    name = (received.fields.get("name") or received.filename or fallback).strip()
-    return name[:200] or fallback
+def upload_name(received: ReceivedUpload) -> str | None:
+    """The upload's label: the ``name`` field, else the client's file name (cut to the name limit); ``None``
+    for neither (the stored file name is used). Control and bidirectional characters are a 422 naming the
+    field they came from, as in a job's name: labels are shown in terminals and in the dashboard."""
+    given = received.fields.get("name", "").strip()
+    if len(given) > MAX_NAME_LENGTH:
+        raise _bad_name("name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(given)}")
+    field, name = ("name", given) if given else ("file", (received.filename or "").strip()[:MAX_NAME_LENGTH])
+    problem = name_problem(name)
+    if problem:
+        raise _bad_name(field, problem if field == "name" else f"the file name {problem}")
+    return name or None
+
+
+def _bad_name(field: str, message: str) -> InvalidInput:
+    return InvalidInput(f"invalid upload: {field}: {message}", details=[{"field": field, "message": message}])
 
 
 def _row_maker(
-    model: type[Upload], owner: Owner, received: ReceivedUpload, accepted: Accepted
+    model: type[Upload], owner: Owner, received: ReceivedUpload, accepted: Accepted, name: str | None
 ) -> Callable[[str, str, str], Upload]:
     """Datasets and checkpoints share their row shape; only the table differs."""
 
@@ -92,7 +111,7 @@ def _row_maker(
         return model(
             id=upload_id,
             owner_id=owner.id,
-            name=_label(received, filename),
+            name=name or filename,
             format=accepted.format,
             filename=filename,
             size=received.size,
@@ -181,6 +200,7 @@ async def upload_dataset(
     `name`. The file is validated before it is accepted; use the returned id as `dataset.path`."""
     received = await _receive(request, session, owner, settings)
     try:
+        name = upload_name(received)
         fmt = received.fields.get("format", "").strip()
         if not fmt:
             raise UploadInvalid(
@@ -188,7 +208,7 @@ async def upload_dataset(
             )
         accepted = await run_in_threadpool(validate_dataset, received.path, fmt, _limits(settings))
 
-        make_row = _row_maker(Dataset, owner, received, accepted)
+        make_row = _row_maker(Dataset, owner, received, accepted, name)
         row = await _store_upload(
             session, store, received, accepted, "datasets", make_row, settings.max_storage_bytes_per_owner
         )
@@ -257,10 +277,11 @@ async def upload_checkpoint(
     containers: the pickle is scanned, never loaded. Use the returned id as `model.checkpoint`."""
     received = await _receive(request, session, owner, settings)
     try:
+        name = upload_name(received)
         fmt = received.fields.get("format", "").strip() or None
         accepted = await run_in_threadpool(validate_checkpoint, received.path, fmt, _limits(settings))
 
-        make_row = _row_maker(Checkpoint, owner, received, accepted)
+        make_row = _row_maker(Checkpoint, owner, received, accepted, name)
         row = await _store_upload(
             session, store, received, accepted, "checkpoints", make_row, settings.max_storage_bytes_per_owner
         )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import numpy as np
 import pytest
+from safetensors.numpy import save
 
 from jobs.db import transaction
 from jobs.models import Job, JobEvent
-from tests.api.conftest import Service, digits_spec
+from tests.api.conftest import AppFactory, Caller, Service, digits_spec
 
 BOTH = pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
 
@@ -39,7 +42,8 @@ def test_submit_queues_the_job_and_rings_the_broker_after_commit(service: Servic
     assert fetched.json()["links"]["events"] == f"/v1/jobs/{job['id']}/events"
 
 
-def test_submit_to_a_named_queue_with_limits(service: Service) -> None:
+def test_submit_to_a_named_queue_with_limits(app_factory: AppFactory) -> None:
+    service = app_factory(gpu_queues="gpu,h100")
     alice = service.caller()
     spec = digits_spec(limits={"queue": "h100", "priority": 9, "time_limit_s": 600})
     job = service.submit(alice, spec)
@@ -294,3 +298,168 @@ def test_unfinished_job_quota_is_a_429(app_factory: Any) -> None:
     third = service.client.post("/v1/jobs", json=digits_spec(), headers=alice.headers)
     assert third.status_code == 429
     assert third.json()["error"]["code"] == "quota_exceeded"
+
+
+# -- queues: only the deployment's job queues, routed by device ---------------------------------------------
+@pytest.mark.parametrize(
+    ("train", "limits", "queue"),
+    [
+        ({"device": "cpu"}, {}, "cpu"),
+        ({"device": "cuda"}, {}, "gpu"),
+        ({"device": "auto"}, {}, "gpu"),
+        ({"device": "cpu"}, {"queue": "cpu"}, "cpu"),
+        ({"device": "auto"}, {"queue": "cpu"}, "cpu"),
+        ({"device": "cuda:1"}, {"queue": "gpu"}, "gpu"),
+    ],
+)
+def test_jobs_are_routed_by_device(
+    service: Service, train: dict[str, Any], limits: dict[str, Any], queue: str
+) -> None:
+    alice = service.caller()
+    job = service.submit(alice, digits_spec(train={"epochs": 2, **train}, limits=limits))
+    assert job["queue"] == queue
+    assert service.queued_messages(queue) == [job["id"]]
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "message"),
+    [
+        ("/v1/jobs", digits_spec(limits={"queue": "nobody-listens"}), "unknown queue 'nobody-listens'"),
+        ("/v1/jobs", digits_spec(limits={"queue": "maintenance"}), "queue 'maintenance' is reserved"),
+        ("/v1/jobs", digits_spec(train={"device": "cpu"}, limits={"queue": "gpu"}), "device is cpu"),
+        ("/v1/jobs", digits_spec(train={"device": "cuda"}, limits={"queue": "cpu"}), "device is cuda"),
+        (
+            "/v1/benchmarks",
+            {
+                "source": {"job_id": "0" * 32},
+                "benchmark": {"device": "cuda"},
+                "limits": {"queue": "maintenance"},
+            },
+            "reserved",
+        ),
+        (
+            "/v1/benchmarks",
+            {"source": {"job_id": "0" * 32}, "benchmark": {"device": "cpu"}, "limits": {"queue": "gpu"}},
+            "device is cpu",
+        ),
+    ],
+    ids=["unknown", "reserved", "cpu-on-gpu", "cuda-on-cpu", "benchmark-reserved", "benchmark-cpu-on-gpu"],
+)
+def test_a_queue_that_does_not_exist_or_disagrees_with_the_device_is_refused(
+    service: Service, route: str, body: dict[str, Any], message: str
+) -> None:
+    alice = service.caller()
+    response = service.client.post(route, json=body, headers=alice.headers)
+    assert response.status_code == 422, response.text
+    problems = {p["field"]: p["message"] for p in response.json()["error"]["details"]}
+    assert message in problems["limits.queue"], problems
+    assert (
+        "allowed: default, gpu, cpu" in problems["limits.queue"] or "use one of" in problems["limits.queue"]
+    )
+    assert service.queued_messages("nobody-listens") == service.queued_messages("maintenance") == []
+
+
+def test_the_deployment_declares_its_queues(app_factory: AppFactory) -> None:
+    service = app_factory(gpu_queues="gpu,a100", cpu_queues="cpu,big-cpus")
+    alice = service.caller()
+    job = service.submit(
+        alice, digits_spec(train={"epochs": 2, "device": "cpu"}, limits={"queue": "big-cpus"})
+    )
+    assert job["queue"] == "big-cpus"
+    refused = service.client.post(
+        "/v1/jobs", json=digits_spec(limits={"queue": "h100"}), headers=alice.headers
+    )
+    assert refused.status_code == 422
+    assert "allowed: default, gpu, a100, cpu, big-cpus" in refused.text
+    with pytest.raises(ValueError, match="default_queue 'cpu' is not one of gpu_queues"):
+        app_factory(default_queue="cpu")
+
+
+# -- retry checks the uploads the job reads ---------------------------------------------------------------
+def _upload_npz(service: Service, caller: Caller) -> str:
+    buffer = io.BytesIO()
+    np.savez(buffer, x=np.zeros((12, 8, 8), np.uint8), y=np.arange(12) % 4)
+    response = service.client.post(
+        "/v1/datasets",
+        files={"file": ("d.npz", buffer.getvalue())},
+        data={"format": "npz"},
+        headers=caller.headers,
+    )
+    assert response.status_code == 201, response.text
+    dataset_id: str = response.json()["id"]
+    return dataset_id
+
+
+@pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
+def test_retrying_a_job_whose_dataset_was_deleted_is_a_409_naming_it(service: Service) -> None:
+    alice = service.caller()
+    dataset_id = _upload_npz(service, alice)
+    spec = digits_spec(
+        dataset={"source": "npz", "path": dataset_id},
+        model={"architecture": "lenet5", "args": {"width": 0.5, "num_classes": 4}},
+    )
+    job = service.submit(alice, spec)
+    service.worker_runs(job["id"], finish="failed")
+    deleted = service.client.delete(f"/v1/datasets/{dataset_id}", headers=alice.headers)
+    assert deleted.status_code == 204, deleted.text
+
+    response = service.client.post(f"/v1/jobs/{job['id']}/retry", headers=alice.headers)
+
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert error["details"] == [{"field": "dataset.path", "message": f"dataset {dataset_id} does not exist"}]
+    assert dataset_id in error["message"]
+    after = service.client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+    assert after["state"] == "failed"  # nothing changed
+    assert service.queued_messages("gpu") == [job["id"]]  # only the first submit rang
+
+
+@pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
+def test_retrying_a_benchmark_whose_checkpoint_was_deleted_is_a_409_naming_it(service: Service) -> None:
+    alice = service.caller()
+    buffer = save({"w": np.zeros((4, 4), np.float32)})
+    uploaded = service.client.post(
+        "/v1/checkpoints", files={"file": ("c.safetensors", buffer)}, headers=alice.headers
+    )
+    checkpoint_id = uploaded.json()["id"]
+    body = {
+        "source": {"checkpoint_id": checkpoint_id, "architecture": "lenet5"},
+        "benchmark": {"device": "cpu"},
+    }
+    job = service.client.post("/v1/benchmarks", json=body, headers=alice.headers).json()
+    service.worker_runs(job["id"], finish="failed")
+    assert service.client.delete(f"/v1/checkpoints/{checkpoint_id}", headers=alice.headers).status_code == 204
+
+    response = service.client.post(f"/v1/jobs/{job['id']}/retry", headers=alice.headers)
+
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["details"] == [
+        {"field": "source.checkpoint_id", "message": f"checkpoint {checkpoint_id} does not exist"}
+    ]
+
+
+def test_a_retry_with_its_uploads_in_place_still_queues(service: Service) -> None:
+    alice = service.caller()
+    dataset_id = _upload_npz(service, alice)
+    spec = digits_spec(
+        dataset={"source": "npz", "path": dataset_id},
+        model={"architecture": "lenet5", "args": {"width": 0.5, "num_classes": 4}},
+    )
+    job = service.submit(alice, spec)
+    service.worker_runs(job["id"], finish="failed")
+    response = service.client.post(f"/v1/jobs/{job['id']}/retry", headers=alice.headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "queued"
+
+
+# -- echoed values are cut --------------------------------------------------------------------------------
+def test_a_huge_name_is_not_echoed_back_whole(service: Service) -> None:
+    alice = service.caller()
+    huge = "n" * 2_000_000
+    response = service.client.post("/v1/jobs", json=digits_spec(name=huge), headers=alice.headers)
+    assert response.status_code == 422
+    assert len(response.content) < 5_000, len(response.content)
+    (problem,) = response.json()["error"]["details"]
+    assert problem["field"] == "name"
+    assert "at most 200 characters" in problem["message"]
+    assert problem["message"].endswith("more characters)")

@@ -11,7 +11,7 @@ import pytest
 from jobs import repository
 from jobs.db import transaction
 from jobs.models import Checkpoint, Job
-from tests.api.conftest import Caller, Service, digits_spec
+from tests.api.conftest import AppFactory, Caller, Service, digits_spec
 
 BOTH = pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
 
@@ -186,8 +186,9 @@ def test_benchmark_of_a_finished_job_is_queued_for_the_gpu_workers(service: Serv
     ],
 )
 def test_benchmark_jobs_are_routed_by_device(
-    service: Service, benchmark: dict[str, Any], limits: dict[str, Any], queue: str
+    app_factory: AppFactory, benchmark: dict[str, Any], limits: dict[str, Any], queue: str
 ) -> None:
+    service = app_factory(gpu_queues="gpu,h100", cpu_queues="cpu,big-cpus")
     alice = service.caller()
     checkpoint_id = upload_checkpoint(service, alice)
     body = {

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from jobs import repository as repo
 from jobs.auth import authenticate, create_api_key, get_or_create_owner
 from jobs.db import make_engine, make_session_factory, transaction
-from jobs.errors import Conflict, IllegalTransition, NotFound, QuotaExceeded, Unauthorized
+from jobs.errors import Conflict, IllegalTransition, InvalidInput, NotFound, QuotaExceeded, Unauthorized
 from jobs.models import ApiKey, Job, JobEvent, Owner, utcnow
 from jobs.states import JobState
 
@@ -422,3 +422,12 @@ def test_a_job_that_succeeds_after_a_lost_attempt_shows_no_error(factory) -> Non
         repo.finish_success(session, job.id, "w2", [], {"val_accuracy": 1.0})
     row = _state(factory, job.id)
     assert (row.state, row.error_type, row.error_message) == ("succeeded", None, None)
+
+
+@pytest.mark.parametrize("name", ["evil\x1b[2J", "a\u202eb", "nul\x00", "n" * 201])
+def test_owner_and_key_names_follow_the_name_rule(factory, name: str) -> None:
+    with pytest.raises(InvalidInput, match="owner name"), transaction(factory) as session:
+        get_or_create_owner(session, name)
+    owner = _owner(factory, "name-rule-owner")
+    with pytest.raises(InvalidInput, match="key name"), transaction(factory) as session:
+        create_api_key(session, session.merge(owner), name)

@@ -23,13 +23,14 @@ from jobs.benchmarks import (
     REPORT_HTML,
     REPORT_JSON,
     REPORT_SCHEMA_VERSION,
-    benchmark_queue,
     dump_benchmark_spec,
     parse_benchmark_spec,
     report_schema,
+    requested_device,
 )
 from jobs.db import transaction
 from jobs.models import Checkpoint, Job
+from jobs.queue import route_job
 from jobs.settings import Settings
 from jobs.states import JobState
 from lbc_core import benchmark as lbc_benchmark
@@ -85,7 +86,7 @@ def submit_benchmark(ctx: WorkerContext, body: dict[str, Any], owner: str = "ali
                 "pattern": source.pattern_text,
                 "architecture": source.architecture or "mlp",
                 "checkpoint_id": source.checkpoint_id,
-                "queue": benchmark_queue(spec, "gpu"),
+                "queue": route_job(spec.limits.queue, requested_device(spec), ctx.settings)[0],
             },
             idempotency_key=None,
             max_attempts=3,
