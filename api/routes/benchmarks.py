@@ -19,6 +19,7 @@ from api.errors import ERROR_RESPONSES, NOT_FOUND
 from api.routes.jobs import SUBMIT_RESPONSES, IdempotencyKey, queued_response
 from api.schemas import JobDetail
 from jobs import repository
+from jobs.admission import BENCHMARK_ADVICE, benchmark_memory, over_limit, trained_model_memory
 from jobs.benchmarks import (
     BENCHMARK_ERROR,
     BENCHMARK_KIND,
@@ -104,6 +105,27 @@ def check_source(
     return summary, []
 
 
+def memory_problems(session: Session, spec: BenchmarkJobSpec, settings: Settings) -> list[dict[str, str]]:
+    """The benchmark's memory estimate at its largest batch size against ``LBC_MAX_JOB_MEMORY_BYTES``."""
+    source = spec.source
+    if source.job_id is not None:
+        estimate = trained_model_memory(session, session.get(Job, source.job_id), spec.benchmark.batch_sizes)
+    else:
+        assert source.architecture is not None  # the spec requires it with checkpoint_id
+        checkpoint = session.get(Checkpoint, source.checkpoint_id)
+        estimate = benchmark_memory(
+            source.architecture,
+            source.args or {},
+            source.input_shape,
+            spec.benchmark.batch_sizes,
+            checkpoint.summary if checkpoint else None,
+        )
+    if estimate is None:
+        return []
+    problem = over_limit(estimate, settings.max_job_memory_bytes, "benchmark.batch_sizes", BENCHMARK_ADVICE)
+    return [] if problem is None else [_problem(problem.path, problem.message)]
+
+
 def benchmark_summary(spec: BenchmarkJobSpec, settings: Settings, source: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": BENCHMARK_KIND,
@@ -143,6 +165,8 @@ def submit_benchmark(
     report's summary as `result.speedup`; `GET /v1/jobs/{id}/report` returns the report.
     """
     source, problems = check_source(session, owner, spec)
+    if not problems:
+        problems = memory_problems(session, spec, settings)
     if problems:
         raise InvalidInput("invalid benchmark spec", details=problems)
     job, created = repository.create_job(

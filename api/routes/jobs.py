@@ -12,10 +12,12 @@ from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, af
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.schemas import JobDetail, JobPage, JobSummary
 from jobs import repository
+from jobs.admission import TRAINING_ADVICE, job_memory, over_limit, upload_input_shape
 from jobs.errors import InvalidInput
 from jobs.models import Checkpoint, Dataset, Job, Owner
 from jobs.queue import send_job
 from jobs.settings import Settings
+from jobs.sizing import input_problems
 from jobs.spec import PATH_SOURCES, JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
 from jobs.states import JobState
 
@@ -84,12 +86,39 @@ def check_references(
                     problems.append(
                         _problem("model.args.num_classes", f"dataset {ref} has {known} classes, got {wanted}")
                     )
+                problems.extend(_shape_problems(spec, dataset))
     ref = spec.model.checkpoint
     if ref is not None:
         checkpoint = session.get(Checkpoint, ref)
         if checkpoint is None or checkpoint.owner_id != owner.id:
             problems.append(_problem("model.checkpoint", f"checkpoint {ref} does not exist"))
     return problems, dataset_id
+
+
+def _shape_problems(spec: JobSpec, dataset: Dataset) -> list[dict[str, str]]:
+    """Architecture arguments that contradict the sample shape the upload's validation recorded."""
+    shape = upload_input_shape(dataset.summary)
+    if shape is None or spec.known_input_shape() is not None:  # the spec checked a fixed shape itself
+        return []
+    return [
+        _problem("model.architecture" if key == "architecture" else f"model.args.{key}", message)
+        for key, message in input_problems(
+            spec.model.architecture, spec.model.args, shape, f"dataset {dataset.id}"
+        )
+    ]
+
+
+def memory_problems(
+    session: Session, spec: JobSpec, settings: Settings, dataset_id: str | None
+) -> list[dict[str, str]]:
+    """The job's memory estimate against ``LBC_MAX_JOB_MEMORY_BYTES`` (uploads already checked)."""
+    dataset = session.get(Dataset, dataset_id) if dataset_id else None
+    checkpoint = session.get(Checkpoint, spec.model.checkpoint) if spec.model.checkpoint else None
+    estimate = job_memory(
+        spec, dataset.summary if dataset else None, checkpoint.summary if checkpoint else None
+    )
+    problem = over_limit(estimate, settings.max_job_memory_bytes, "model", TRAINING_ADVICE)
+    return [] if problem is None else [_problem(problem.path, problem.message)]
 
 
 def _split_problems(dataset: Dataset, spec: JobSpec) -> list[dict[str, str]]:
@@ -189,6 +218,8 @@ def submit_job(
         raise InvalidInput("invalid job spec", details=problems) from None
     problems, dataset_id = check_references(session, owner, spec)
     problems += [_problem(p.path, p.message) for p in layer_pattern_problems(spec)]
+    if not problems:  # sized only once the uploads it reads are known to be this owner's
+        problems += memory_problems(session, spec, settings, dataset_id)
     if problems:
         raise InvalidInput("invalid job spec", details=problems)
     job, created = repository.create_job(
