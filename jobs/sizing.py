@@ -342,11 +342,15 @@ def input_problems(
             ]
         return []
     if len(shape) != 3:
-        return [("architecture", f"{architecture} needs image samples [C, H, W]; {what} has flat samples {shape}")]
+        return [
+            ("architecture", f"{architecture} needs image samples [C, H, W]; {what} has flat samples {shape}")
+        ]
     problems: list[tuple[str, str]] = []
     channels = args.get("in_channels")
     if channels is not None and channels != shape[0]:
-        problems.append(("in_channels", f"{what} has {shape[0]}-channel samples of shape {shape}; got {channels}"))
+        problems.append(
+            ("in_channels", f"{what} has {shape[0]}-channel samples of shape {shape}; got {channels}")
+        )
     if "image_size" in entry.defaults:  # the ViT's position embedding fixes the input size
         side = args.get("image_size", shape[-1])
         patch = args.get("patch_size", entry.defaults["patch_size"])
@@ -377,7 +381,12 @@ class MemoryEstimate:
     @property
     def total(self) -> int:
         return (
-            self.weights + self.gradients + self.optimizer + self.sparsity + self.activations + self.checkpoint
+            self.weights
+            + self.gradients
+            + self.optimizer
+            + self.sparsity
+            + self.activations
+            + self.checkpoint
         )
 
     def describe(self) -> str:
