@@ -59,7 +59,7 @@ def no_jobs(service: Service, caller: Caller) -> bool:
 def test_models_that_cannot_fit_are_422_naming_the_estimate_and_the_limit(service: Service) -> None:
     alice = service.caller()
     for model in (
-        {"architecture": "mlp", "args": {"hidden_sizes": [65536] * 64}},  # about 275 G parameters
+        {"architecture": "mlp", "args": {"hidden_sizes": [65536] * 64}},  # about 270 G parameters
         {"architecture": "resnet50", "args": {"width": 16}},
     ):
         found = problems(post_job(service, alice, digits_spec(model=model)))
