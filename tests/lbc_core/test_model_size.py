@@ -6,6 +6,7 @@ Linear/Conv2d layers (counted here with forward hooks), which the activation est
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from torch import nn
 
 from jobs.catalog import ARCHITECTURES
 from jobs.sizing import default_input_shape, model_arguments, model_shape
+from lbc_core import pipeline
 from lbc_core.models import build_model
 
 # (architecture, args, per-sample input shape or None for the architecture's own): small settings plus
@@ -84,3 +86,15 @@ def test_the_issue_examples_are_far_too_big_without_building_them() -> None:
     # mlp hidden_sizes [65536] * 64: about 270 G parameters; resnet50 at width 16: about 6 G.
     assert model_shape("mlp", {"hidden_sizes": [65536] * 64}).parameters > 270 * 10**9
     assert model_shape("resnet50", {"width": 16}).parameters > 6 * 10**9
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+@pytest.mark.parametrize("input_shape", [(1, 8, 8), (3, 32, 32), (64,)])
+def test_arguments_are_filled_from_the_data_as_the_engine_does(
+    architecture: str, input_shape: tuple[int, ...]
+) -> None:
+    data = SimpleNamespace(num_classes=7, input_shape=input_shape)
+    given = {"width": 0.5} if "width" in ARCHITECTURES[architecture].defaults else {}
+    engine = pipeline.model_arguments(pipeline.ModelConfig(architecture, given), data)  # type: ignore[arg-type]
+    expected = {**ARCHITECTURES[architecture].defaults, **engine}
+    assert model_arguments(architecture, given, input_shape, num_classes=7) == expected
