@@ -47,6 +47,15 @@ def test_allocation_failures_are_resources_exceeded_and_not_retried(error: BaseE
     assert repository.is_retryable(error_type) is False
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_real_cuda_out_of_memory_is_resources_exceeded() -> None:
+    with pytest.raises(torch.OutOfMemoryError) as raised:
+        torch.empty(1 << 50, dtype=torch.uint8, device="cuda")
+    error_type, message, retryable = execution.classify(raised.value, "about 1.0 PiB")
+    assert (error_type, retryable) == ("resources_exceeded", False)
+    assert message.startswith("out of CUDA memory (OutOfMemoryError: ")
+
+
 def test_retryability_is_decided_by_the_one_list() -> None:
     for error, expected in [
         (RuntimeError("connection reset"), ("internal_error", True)),
