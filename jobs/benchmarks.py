@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from jobs.catalog import ARCHITECTURES, check_model_args
+from jobs.sizing import input_problems
 from jobs.spec import (
     MAX_M,
     BenchmarkSpec,
@@ -165,6 +166,12 @@ class BenchmarkSource(_Section):
                 problems.append((("input_shape",), "must be [C, H, W] or [F]", shape))
             elif math.prod(shape) > MAX_INPUT_VALUES:
                 problems.append((("input_shape",), f"more than {MAX_INPUT_VALUES} values per sample", shape))
+            elif self.architecture is not None and not problems:
+                # The checkpoint's model is built from args and the defaults alone, never from input_shape.
+                built = {**ARCHITECTURES[self.architecture].defaults, **(self.args or {})}
+                for key, message in input_problems(self.architecture, built, shape, "input_shape"):
+                    loc = ("architecture",) if key == "architecture" else ("args", key)
+                    problems.append((loc, message, built.get(key, self.architecture)))
         if problems:
             raise _problems_error("BenchmarkSource", problems)
         return self

@@ -21,9 +21,24 @@ from jobs.spec import SpecError, UploadRef
 from jobs.states import TERMINAL, JobState, transition
 from jobs.text import text_problem
 
+# Error types that another attempt cannot fix: the same spec fails the same way on any worker. The one
+# list the worker's classification and finish_failure both read.
 NON_RETRYABLE_ERRORS = frozenset(
-    {"invalid_input", "spec_error", "dataset_error", "checkpoint_error", "time_limit"}
+    {
+        "invalid_input",
+        "spec_error",
+        "dataset_error",
+        "checkpoint_error",
+        "time_limit",
+        "resources_exceeded",
+        "diverged",
+    }
 )
+
+
+def is_retryable(error_type: str) -> bool:
+    """Whether a failure of ``error_type`` may go away on another attempt (a machine fault, say)."""
+    return error_type not in NON_RETRYABLE_ERRORS
 
 
 @dataclass(frozen=True)
@@ -381,7 +396,7 @@ def finish_failure(
     if job.state == JobState.CANCELLING:
         finish_cancelled(session, job_id)
         return JobState.CANCELLED
-    if retryable and error_type not in NON_RETRYABLE_ERRORS and job.attempt < job.max_attempts:
+    if retryable and is_retryable(error_type) and job.attempt < job.max_attempts:
         transition(
             session,
             job_id,

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Total size of one owner's stored datasets and checkpoints; 0: unlimited",
     )
+    max_job_memory_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=0,
+        description="Refuse a job whose estimated peak memory (weights, gradients, optimizer and LBC state, "
+        "activations for its batch) exceeds this; 0: no limit",
+    )
     max_attempts: int = Field(default=3, ge=1, le=20)
     lease_seconds: float = Field(
         default=60.0, gt=0, description="A running job whose heartbeat is older is re-queued"

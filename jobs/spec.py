@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from jobs.catalog import ARCHITECTURES, check_model_args, weight_layer_names
+from jobs.sizing import input_problems
 from jobs.text import name_problem, nul_problems
 
 METHODS = ("lbc", "srste", "asp", "dense")
@@ -39,6 +40,8 @@ PATH_SOURCES = frozenset({"mnist", "npz", "imagefolder", "cifar10", "cifar100"})
 SPLIT_SOURCES = frozenset({"mnist", "cifar10", "cifar100"})
 # Class counts known before any data is read, for checking model.args.num_classes up front.
 _KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
+# Sample shapes known before any data is read, for checking the architecture arguments against them.
+_KNOWN_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
 MAX_M = 16
 MAX_SYNTHETIC_VALUES = 1 << 28  # 1 GiB of float32 inputs
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:[0-9]{1,2})$"
@@ -619,9 +622,7 @@ class JobSpec(_Section):
                 )
             )
         num_classes = self.model.args.get("num_classes")
-        known = _KNOWN_CLASSES.get(self.dataset.source)
-        if self.dataset.source == "synthetic":
-            known = self.dataset.synthetic_or_default.num_classes
+        known = self.known_num_classes()
         if num_classes is not None and known is not None and num_classes < known:
             problems.append(
                 (
@@ -630,6 +631,13 @@ class JobSpec(_Section):
                     num_classes,
                 )
             )
+        shape = self.known_input_shape()
+        if shape is not None:
+            what = f"the {self.dataset.source} dataset"
+            for key, message in input_problems(self.model.architecture, self.model.args, shape, what):
+                loc = ("model", "architecture") if key == "architecture" else ("model", "args", key)
+                value = self.model.architecture if key == "architecture" else self.model.args.get(key)
+                problems.append((loc, message, value))
         if problems:
             raise _problems_error("JobSpec", problems)
         return self
@@ -645,6 +653,18 @@ class JobSpec(_Section):
         if self.model.checkpoint is not None:
             refs.append(UploadRef("model.checkpoint", "checkpoint", self.model.checkpoint))
         return refs
+
+    def known_input_shape(self) -> tuple[int, ...] | None:
+        """One sample's shape when the source alone fixes it (built-in and CIFAR data); else None."""
+        if self.dataset.source == "synthetic":
+            return tuple(self.dataset.synthetic_or_default.input_shape)
+        return _KNOWN_SHAPES.get(self.dataset.source)
+
+    def known_num_classes(self) -> int | None:
+        """The class count when the source alone fixes it; else None."""
+        if self.dataset.source == "synthetic":
+            return self.dataset.synthetic_or_default.num_classes
+        return _KNOWN_CLASSES.get(self.dataset.source)
 
     def effective_t_f(self) -> float:
         """``sparsity.schedule.t_f``, or half of ``train.epochs`` when omitted."""

@@ -21,6 +21,7 @@ from torch import nn
 from lbc_core.data import DataBundle, DataConfig, load_data
 from lbc_core.export import ExportResult, export_all, load_state_dict_file
 from lbc_core.models import build_model, get_architecture
+from lbc_core.models.probe import probe_forward
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
 from lbc_core.training import TrainConfig, Trainer, TrainingCallback, evaluate
 
@@ -122,10 +123,15 @@ def run(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(config.data, scratch_dir=scratch_dir)
+    if _stop_requested(callbacks):
+        return _stopped_before_training(out)
 
     torch.manual_seed(config.train.seed)
     args = model_arguments(config.model, data)
     model = build_model(config.model.architecture, **args)
+    # Building a large model takes long and cannot be interrupted: honour a stop asked meanwhile.
+    if _stop_requested(callbacks):
+        return _stopped_before_training(out)
     if config.model.checkpoint:
         load_dense_weights(model, config.model.checkpoint)
 
@@ -144,6 +150,7 @@ def run(
         augment=data.augment,
         checkpoint_path=out / CHECKPOINT_NAME,
     )
+    probe_forward(model, data.train.x[:1].to(trainer.device), "the data")
     checkpoint = out / CHECKPOINT_NAME
     resumed_from = None
     if resume and checkpoint.exists():
@@ -201,6 +208,15 @@ def run(
     }
     _write_json(out / "summary.json", summary)
     return RunResult("succeeded", out, outcome.history, summary, exports)
+
+
+def _stop_requested(callbacks: Sequence[TrainingCallback]) -> bool:
+    return any(callback.should_stop() for callback in callbacks)
+
+
+def _stopped_before_training(out: Path) -> RunResult:
+    """A stop asked before the first step: nothing new to save (a resumable checkpoint stays as it was)."""
+    return RunResult("stopped", out, [], {"epoch": 0, "step": 0, "global_step": 0})
 
 
 def _jsonable(value: Any) -> Any:

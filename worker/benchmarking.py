@@ -68,6 +68,7 @@ from lbc_core.export import (
     rebuild_model,
 )
 from lbc_core.models import build_model
+from lbc_core.models.probe import probe_forward
 from lbc_core.pipeline import load_dense_weights
 from lbc_core.sparsity import NMPattern, PatternError, count_violations
 from lbc_core.training import resolve_device
@@ -194,6 +195,7 @@ def checkpoint_target(
         raise NotNMSparseError(not_nm_message(model, pattern, what))
     log.info("%s: %d layers are exactly %s: %s", what, len(layers), pattern, ", ".join(layers))
     shape = tuple(input_shape) if input_shape else architecture_input_shape(architecture, args)
+    probe_forward(model, torch.zeros(1, *shape), "source.input_shape")  # names the layer that refuses it
     return Target(model, architecture, pattern, layers, shape, None, None)
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from jobs import repository
+from jobs.admission import stored_job_memory
 from jobs.benchmarks import BENCHMARK_KIND, SPARSIFY_KIND, parse_benchmark_spec, requested_device
 from jobs.db import is_database_unavailable, transaction
 from jobs.errors import IllegalTransition
@@ -29,6 +30,7 @@ from jobs.models import Job, utcnow
 from jobs.spec import SpecError, parse_spec
 from jobs.states import JobState
 from lbc_core.export import MANIFEST_FILE
+from lbc_core.models.probe import is_allocation_failure
 from lbc_core.pipeline import METRICS_NAME, RunResult
 from lbc_core.training import resolve_device
 from worker import benchmarking
@@ -89,28 +91,42 @@ def publish_prefix(job_id: str, attempt: int) -> str:
     return f"{artifact_prefix(job_id)}a{attempt}-{uuid.uuid4().hex[:12]}/"
 
 
-def classify(exc: BaseException) -> tuple[str, str, bool]:
+def classify(exc: BaseException, estimate: str | None = None) -> tuple[str, str, bool]:
     """``(error_type, message, retryable)`` of an attempt's exception.
 
-    Input problems (spec, data, checkpoint, layer patterns, exports of a bad model) fail at once;
-    so do CUDA OOM and a diverged loss, which would happen again at the same step. Anything else
-    may be the machine's fault and is retried while attempts remain.
+    Input problems (spec, data, checkpoint, layer patterns, a model that cannot take the data's shape,
+    exports of a bad model) fail at once; so do an allocation that failed (the same model needs the
+    same memory on the next attempt; ``estimate`` is what submit estimated) and a diverged loss.
+    Anything else may be the machine's fault and is retried while attempts remain. Whether an error
+    type is retried is decided in one place, ``jobs.repository.is_retryable``.
     """
+    error_type, message = _classify(exc, estimate)
+    return error_type, message, repository.is_retryable(error_type)
+
+
+def _classify(exc: BaseException, estimate: str | None) -> tuple[str, str]:
     message = " ".join(str(exc).split()) or type(exc).__name__
     if isinstance(exc, TimeLimitExceeded):
-        return "time_limit", message, False
+        return "time_limit", message
     if isinstance(exc, PublishError):  # a full disk or a store outage may be gone by the next attempt
-        return "publish_error", message, True
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return "cuda_oom", f"CUDA out of memory: {message}", False
+        return "publish_error", message
+    if is_allocation_failure(exc):
+        where = "CUDA" if isinstance(exc, torch.OutOfMemoryError) or "CUDA" in message else "host"
+        needed = f"; the job was estimated to need {estimate}" if estimate else ""
+        return (
+            "resources_exceeded",
+            f"out of {where} memory ({type(exc).__name__}: {message[:500]}){needed}; "
+            "use a smaller model (model.args) or batch size",
+        )
     if isinstance(exc, JobInputError):
-        return "invalid_input", f"{exc.error_type}: {message}", False
+        return "invalid_input", f"{exc.error_type}: {message}"
     if isinstance(exc, SpecError | InputError | ValueError):
-        # DatasetError, PatternError, LayerSelectionError, ExportError, RunError, CheckpointError: all ValueErrors.
-        return "invalid_input", f"{type(exc).__name__}: {message}", False
+        # DatasetError, PatternError, LayerSelectionError, ExportError, RunError, CheckpointError,
+        # InputShapeError: all ValueErrors.
+        return "invalid_input", f"{type(exc).__name__}: {message}"
     if isinstance(exc, FloatingPointError):
-        return "diverged", message, False
-    return "internal_error", f"{type(exc).__name__}: {message}", True
+        return "diverged", message
+    return "internal_error", f"{type(exc).__name__}: {message}"
 
 
 # -- claim ----------------------------------------------------------------------------------------------
@@ -202,10 +218,21 @@ class JobAttempt:
         except Exception as exc:
             if self.reporter.lost:
                 return Outcome("lost")
-            error_type, message, retryable = classify(exc)
+            estimate = self._estimate() if is_allocation_failure(exc) else None
+            error_type, message, retryable = classify(exc, estimate)
             level = logging.ERROR if retryable else logging.WARNING
             log.log(level, "job %s failed: %s: %s", self.job.id, error_type, message, exc_info=retryable)
             return Outcome("failed", error_type=error_type, message=message, retryable=retryable)
+
+    def _estimate(self) -> str | None:
+        """The job's memory estimate in words, for the message of an allocation failure."""
+        try:
+            with transaction(self.ctx.sessions) as session:
+                estimate = stored_job_memory(session, self.job)
+        except Exception as exc:  # the failure is reported either way; the estimate only helps
+            log.warning("job %s: no memory estimate: %s", self.job.id, exc)
+            return None
+        return estimate.describe() if estimate is not None else None
 
     def _deadline(self) -> float | None:
         limit = self.job.time_limit_s or self._limit_from_spec()

@@ -22,6 +22,7 @@ from api.json_body import JsonBody
 from api.routes.jobs import SUBMIT_RESPONSES, IdempotencyKey, queued_response
 from api.schemas import JobDetail
 from jobs import repository
+from jobs.admission import BENCHMARK_ADVICE, benchmark_memory, over_limit, trained_model_memory
 from jobs.benchmarks import (
     BENCHMARK_ERROR,
     BENCHMARK_KIND,
@@ -37,8 +38,9 @@ from jobs.benchmarks import (
     requested_device,
 )
 from jobs.errors import InvalidInput, NotFound
-from jobs.models import Artifact, Job, Owner
+from jobs.models import Artifact, Checkpoint, Job, Owner
 from jobs.queue import route_job
+from jobs.settings import Settings
 from jobs.states import JobState
 from jobs.storage import ObjectNotFound
 
@@ -114,6 +116,27 @@ def check_source(
     return summary, []
 
 
+def memory_problems(session: Session, spec: BenchmarkJobSpec, settings: Settings) -> list[dict[str, str]]:
+    """The benchmark's memory estimate at its largest batch size against ``LBC_MAX_JOB_MEMORY_BYTES``."""
+    source = spec.source
+    if source.job_id is not None:
+        estimate = trained_model_memory(session, session.get(Job, source.job_id), spec.benchmark.batch_sizes)
+    else:
+        assert source.architecture is not None  # the spec requires it with checkpoint_id
+        checkpoint = session.get(Checkpoint, source.checkpoint_id)
+        estimate = benchmark_memory(
+            source.architecture,
+            source.args or {},
+            source.input_shape,
+            spec.benchmark.batch_sizes,
+            checkpoint.summary if checkpoint else None,
+        )
+    if estimate is None:
+        return []
+    problem = over_limit(estimate, settings.max_job_memory_bytes, "benchmark.batch_sizes", BENCHMARK_ADVICE)
+    return [] if problem is None else [_problem(problem.path, problem.message)]
+
+
 def benchmark_summary(spec: BenchmarkJobSpec, queue: str, source: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": BENCHMARK_KIND,
@@ -173,6 +196,8 @@ def submit_benchmark(
     queue, queue_problem = route_job(spec.limits.queue, requested_device(spec), settings)
     if queue_problem:
         problems.append(_problem("limits.queue", queue_problem))
+    if not problems:
+        problems = memory_problems(session, spec, settings)
     if problems or queue is None:
         raise InvalidInput("invalid benchmark spec", details=problems)
     job, created = repository.create_job(

@@ -13,9 +13,12 @@ from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.json_body import JsonBody
 from api.schemas import JobDetail, JobPage, JobSummary
 from jobs import repository
+from jobs.admission import TRAINING_ADVICE, job_memory, over_limit, upload_input_shape
 from jobs.errors import InvalidInput
 from jobs.models import Checkpoint, Dataset, Job, Owner
 from jobs.queue import route_job, send_job
+from jobs.settings import Settings
+from jobs.sizing import input_problems
 from jobs.spec import JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
 from jobs.states import JobState
 from jobs.uploads import checkpoint_fit_problem
@@ -86,7 +89,34 @@ def check_references(
                 problems.append(
                     _problem("model.args.num_classes", f"dataset {ref.id} has {known} classes, got {wanted}")
                 )
+            problems.extend(_shape_problems(spec, row))
     return problems, dataset_id
+
+
+def _shape_problems(spec: JobSpec, dataset: Dataset) -> list[dict[str, str]]:
+    """Architecture arguments that contradict the sample shape the upload's validation recorded."""
+    shape = upload_input_shape(dataset.summary)
+    if shape is None or spec.known_input_shape() is not None:  # the spec checked a fixed shape itself
+        return []
+    return [
+        _problem("model.architecture" if key == "architecture" else f"model.args.{key}", message)
+        for key, message in input_problems(
+            spec.model.architecture, spec.model.args, shape, f"dataset {dataset.id}"
+        )
+    ]
+
+
+def memory_problems(
+    session: Session, spec: JobSpec, settings: Settings, dataset_id: str | None
+) -> list[dict[str, str]]:
+    """The job's memory estimate against ``LBC_MAX_JOB_MEMORY_BYTES`` (uploads already checked)."""
+    dataset = session.get(Dataset, dataset_id) if dataset_id else None
+    checkpoint = session.get(Checkpoint, spec.model.checkpoint) if spec.model.checkpoint else None
+    estimate = job_memory(
+        spec, dataset.summary if dataset else None, checkpoint.summary if checkpoint else None
+    )
+    problem = over_limit(estimate, settings.max_job_memory_bytes, "model", TRAINING_ADVICE)
+    return [] if problem is None else [_problem(problem.path, problem.message)]
 
 
 def _split_problems(dataset: Dataset, spec: JobSpec) -> list[dict[str, str]]:
@@ -189,6 +219,8 @@ def submit_job(
     queue, queue_problem = route_job(spec.limits.queue, spec.train.device, settings)
     if queue_problem:
         problems.append(_problem("limits.queue", queue_problem))
+    if not problems:  # sized only once the uploads it reads are known to be this owner's
+        problems += memory_problems(session, spec, settings, dataset_id)
     if problems or queue is None:
         raise InvalidInput("invalid job spec", details=problems)
     job, created = repository.create_job(

@@ -96,7 +96,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ),
     (
         "dataset.synthetic.input_shape",
-        with_fields(dataset__source="synthetic"),
+        with_fields(dataset__source="synthetic", model__architecture="mlp"),  # takes flat samples too
         [[1, 8, 8], [3, 32, 32], [64]],
         [[], [1, 8], [1, 2, 3, 4], [0, 8, 8], [1, 8, 5000], "1x8x8"],
     ),

@@ -18,7 +18,7 @@ def test_a_real_cuda_allocation_failure_fails_the_job_without_retrying() -> None
     error_type, message, retryable = classify(caught.value)
     assert error_type == classify(torch.cuda.OutOfMemoryError("stand-in"))[0]
     assert not retryable
-    assert "out of memory" in message.lower()
+    assert "out of cuda memory" in message.lower()
     # The allocator is usable again: the failed request left nothing behind.
     assert torch.cuda.memory_allocated() < free
     torch.empty(1024, device="cuda")
