@@ -17,7 +17,6 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
-import yaml
 
 from client.config import resolve_config
 from client.errors import (
@@ -39,6 +38,7 @@ from client.models import (
     LogPage,
     ModelInfo,
 )
+from client.spec_text import SpecTextError, load_spec_file, load_spec_text
 from client.sse import SSEDecoder
 
 USER_AGENT = "lbc-client/1.0"
@@ -48,27 +48,25 @@ _RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A job spec file as data: JSON for ``.json``, safe YAML otherwise. The server validates it."""
-    file = Path(path)
+    """A job spec file as data: JSON for ``.json``, YAML otherwise, read by the one bounded spec reader
+    (``client.spec_text``) that the service uses too. The server validates the content."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecFileError(f"{file}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecFileError(f"{file}: cannot read the file: {exc}") from None
-    return parse_spec_text(text, str(file), is_json=file.suffix.lower() == ".json")
+        data = load_spec_file(path)
+    except SpecTextError as exc:
+        raise SpecFileError(f"{Path(path)}: {exc}") from None
+    return _spec_mapping(data, str(Path(path)))
 
 
 def parse_spec_text(text: str, source: str = "<spec>", *, is_json: bool = False) -> dict[str, Any]:
     """Spec text (YAML, or JSON, which YAML also reads) as data; raises SpecFileError."""
     try:
-        data = json.loads(text) if is_json else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise SpecFileError(
-            f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise SpecFileError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
+        data = load_spec_text(text, is_json=is_json)
+    except SpecTextError as exc:
+        raise SpecFileError(f"{source}: {exc}") from None
+    return _spec_mapping(data, source)
+
+
+def _spec_mapping(data: Any, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecFileError(f"{source}: a job spec is a mapping (model, dataset, sparsity, train, ...)")
     return data

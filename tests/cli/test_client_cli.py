@@ -6,11 +6,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,8 @@ from safetensors.numpy import save_file
 
 from cli.main import main
 from tests.client.server import FAILING_SPEC, LONG_SPEC, QUICK_SPEC, Server, running_server
-from tests.integration.support import LBC, free_port, wait_for
+from tests.client.test_spec_text import BILLION_LAUGHS
+from tests.integration.support import LBC, clean_environment, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -321,6 +324,27 @@ def test_upload_failures_exit_2(server: Server, tmp_path: Path) -> None:
     missing = lbc(server, "upload", "dataset", str(tmp_path / "none.npz"), "--format", "npz")
     assert missing.returncode == 2 and "no such file" in missing.stderr
     assert lbc(server, "upload", "dataset", str(fake)).returncode == 2  # --format is required
+
+
+def test_submit_refuses_a_billion_laughs_spec_at_once_before_contacting_the_server(tmp_path: Path) -> None:
+    spec = tmp_path / "laughs.yaml"
+    spec.write_text(BILLION_LAUGHS)
+    down = f"http://127.0.0.1:{free_port()}"  # exit 6 would mean it tried to connect first
+    started = time.monotonic()
+    result = subprocess.run(
+        [LBC, "submit", str(spec), "--url", down, "--key", "lbc_unused"],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"lbc submit: error: {spec}: the document expands to more than")
+    checked = subprocess.run(
+        [LBC, "spec", "check", str(spec)], env=clean_environment(), capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 2 and "expands to more than" in checked.stderr  # the same reader
 
 
 # -- server, key and connection failures ----------------------------------------------------------------
