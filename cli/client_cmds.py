@@ -247,6 +247,8 @@ def with_client(handler: Handler) -> Callable[[argparse.Namespace], int]:
                 return handler(api, args)
         except ClientError as exc:
             return report_error(args, exc, config)
+        except BrokenPipeError:  # our reader went away (`lbc logs ID | head`): `main` ends quietly with 141
+            raise
         except OSError as exc:  # a local file (spec, upload, download target)
             _error(args, str(exc))
             return EXIT_USAGE if isinstance(exc, FileNotFoundError | IsADirectoryError) else EXIT_FAILED

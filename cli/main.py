@@ -44,7 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        # Flush here, not at interpreter exit: output still buffered when the reader has gone would
+        # raise there, outside this handler ("Exception ignored ... BrokenPipeError", exit 120).
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:  # Ctrl-C outside a run's own handling (e.g. while importing torch)
         print("interrupted", file=sys.stderr)
         return 130

@@ -77,6 +77,8 @@ def main(args: argparse.Namespace) -> int:
     except JobInputError as exc:
         print(f"lbc train: error: {exc.error_type}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # our reader went away (`lbc train ... | head`): `main` ends quietly with 141
+        raise
     except Exception as exc:  # a one-line message instead of a traceback, as for any CLI failure
         print(f"lbc train: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED

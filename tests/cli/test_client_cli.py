@@ -220,6 +220,29 @@ def test_logs_whole_tail_and_follow(server: Server, job_id: str) -> None:
     assert (followed.returncode, followed.stdout) == (0, whole.stdout)
 
 
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("command", ["logs", "logs --tail 2", "logs --follow", "status", "jobs"])
+def test_an_output_pipe_closed_early_exits_141_quietly(
+    server: Server, job_id: str, command: str, buffered: bool
+) -> None:
+    """`lbc logs ID | head -1`: the reader is gone before the output is; no "Broken pipe", exit 141."""
+    env = server.env()
+    if buffered:  # as in a user's shell: stdout is block-buffered into a pipe, written at the end
+        env.pop("PYTHONUNBUFFERED", None)
+    args = command.split()
+    if command != "jobs":
+        args.insert(1, job_id)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [LBC, *args], env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
 # -- cancel, retry, watch -------------------------------------------------------------------------------
 def test_cancelling_a_finished_job_exits_1_with_the_conflict(server: Server, job_id: str) -> None:
     result = lbc(server, "cancel", job_id)
