@@ -257,6 +257,49 @@ def test_api_with_two_workers_runs_two_processes_that_answer_on_postgresql(
     assert log.read_text().count("Application startup complete") == 2
 
 
+def test_api_access_log_never_shows_a_key(tmp_path: Path) -> None:
+    """A key sent in a query string (an old sign-in link, a careless script) is blanked out of the log."""
+    home = tmp_path / "home"
+    upgrade(Settings(home=home).database_url)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LBC_")}
+    secret = "lbc_" + "S3cr3t-value_" * 3
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        api = subprocess.Popen(
+            [LBC, "api", "--port", str(port)],
+            env={**base, "LBC_HOME": str(home)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        ready = False
+        while not ready and time.monotonic() < deadline and api.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                ready = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            time.sleep(0.2)
+        assert ready, log.read_text()
+        httpx.get(f"{url}/?key={secret}", timeout=10)
+        httpx.get(f"{url}/v1/jobs?limit=1&api_key={secret}", timeout=10)
+        httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+        while log.read_text().count("HTTP/1.1") < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(api.pid, signal.SIGTERM)
+        api.wait(timeout=30)
+    text = log.read_text()
+    assert (
+        '"GET /?key=*** HTTP/1.1" 200' in text and '"GET /v1/jobs?limit=1&api_key=*** HTTP/1.1" 401' in text
+    )
+    assert "S3cr3t" not in text
+
+
 def test_api_refuses_fewer_than_one_worker() -> None:
     result = lbc("api", "--workers", "0")
     assert result.returncode != 0
