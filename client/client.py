@@ -391,7 +391,15 @@ class Client:
     def upload_dataset(self, path: str | os.PathLike[str], format: str, name: str | None = None) -> Dataset:
         """Upload a dataset file (streamed) of ``format`` mnist, npz, imagefolder, cifar10 or cifar100;
         the server validates it. Use the returned id as ``dataset.path`` in a spec."""
-        return Dataset.from_json(self._upload("/v1/datasets", path, {"format": format, "name": name}))
+        return Dataset.from_json(
+            self._upload(
+                "/v1/datasets",
+                path,
+                {"format": format, "name": name},
+                directory_hint="a dataset is uploaded as one file: pack the directory into a .zip or tar "
+                "archive first (mnist and imagefolder datasets are archives), e.g. `tar -cf data.tar -C DIR .`",
+            )
+        )
 
     def upload_checkpoint(
         self, path: str | os.PathLike[str], name: str | None = None, format: str | None = None
@@ -399,7 +407,12 @@ class Client:
         """Upload dense starting weights (safetensors, or a torch zip file that is scanned, never
         unpickled). Use the returned id as ``model.checkpoint``."""
         return CheckpointInfo.from_json(
-            self._upload("/v1/checkpoints", path, {"format": format, "name": name})
+            self._upload(
+                "/v1/checkpoints",
+                path,
+                {"format": format, "name": name},
+                directory_hint="upload the weights file itself (.safetensors, or a torch .pt file)",
+            )
         )
 
     def list_datasets(self, limit: int = 200) -> list[Dataset]:
@@ -425,11 +438,20 @@ class Client:
         self._send("DELETE", f"/v1/checkpoints/{_segment(checkpoint_id)}", idempotent=False)
 
     def _upload(
-        self, endpoint: str, path: str | os.PathLike[str], fields: dict[str, str | None]
+        self,
+        endpoint: str,
+        path: str | os.PathLike[str],
+        fields: dict[str, str | None],
+        *,
+        directory_hint: str,
     ) -> dict[str, Any]:
         file = Path(path)
-        if not file.is_file():
+        if file.is_dir():
+            raise IsADirectoryError(f"{file} is a directory; {directory_hint}")
+        if not file.exists():
             raise FileNotFoundError(f"{file}: no such file")
+        if not file.is_file():
+            raise OSError(f"{file} is not a regular file (a device, socket or pipe); upload a file")
         data = {k: v for k, v in fields.items() if v is not None}
         timeout = httpx.Timeout(self.timeout, read=max(self.timeout, 600.0))
         with file.open("rb") as handle:

@@ -4,6 +4,7 @@ every command, what it prints, and the exit code of each failure."""
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import json
 import os
@@ -93,6 +94,11 @@ def job_id(waited: subprocess.CompletedProcess[str]) -> str:
 
 def api(server: Server) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.key}"})
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    result = subprocess.run([LBC, "--version"], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, f"lbc {importlib.metadata.version('lbc-sparsity')}\n")
 
 
 # -- help -----------------------------------------------------------------------------------------------
@@ -346,6 +352,14 @@ def test_upload_failures_exit_2(server: Server, tmp_path: Path) -> None:
     assert invalid.returncode == 2 and "npz" in invalid.stderr
     missing = lbc(server, "upload", "dataset", str(tmp_path / "none.npz"), "--format", "npz")
     assert missing.returncode == 2 and "no such file" in missing.stderr
+    images = tmp_path / "images"
+    images.mkdir()
+    directory = lbc(server, "upload", "dataset", str(images), "--format", "imagefolder")
+    assert directory.returncode == 2, directory.stderr
+    assert f"error: {images} is a directory; a dataset is uploaded as one file" in directory.stderr
+    assert "no such file" not in directory.stderr and "tar -cf data.tar" in directory.stderr
+    weights = lbc(server, "upload", "checkpoint", str(images))
+    assert weights.returncode == 2 and "is a directory; upload the weights file itself" in weights.stderr
     assert lbc(server, "upload", "dataset", str(fake)).returncode == 2  # --format is required
 
 
