@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from api.deps import database_slots
 from api.errors import register_error_handlers
 from api.observability import LatencyMiddleware, RequestIdMiddleware, ServiceMetrics
-from api.routes import artifacts, benchmarks, dashboard, health, jobs, masks, models, streams, uploads
+from api.routes import artifacts, benchmarks, dashboard, docs, health, jobs, masks, models, streams, uploads
 from jobs.db import make_engine, make_session_factory
 from jobs.queue import make_celery
 from jobs.settings import Settings, get_settings
@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        docs_url=None,  # api.routes.docs serves both pages without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     dashboard.register(app)
+    docs.register(app)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
 
