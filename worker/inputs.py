@@ -116,10 +116,9 @@ def resolve_inputs(ctx: WorkerContext, job: Job, spec: JobSpec, scratch: Path) -
     if checkpoint_id:
         row = _owned(Checkpoint, checkpoint_id, job, ctx, "model.checkpoint")
         log.info("downloading dense checkpoint %s (%d bytes)", row.id, row.size)
-        # The loader sniffs the content (safetensors or a weights-only torch file), not the name.
-        data["model"]["checkpoint"] = str(
-            download(ctx, row.storage_key, inputs / "checkpoint", "model.checkpoint")
-        )
+        # The loader sniffs the content (safetensors or a weights-only torch file), not the name; the
+        # name is the upload's id, which the engine's messages then show ("checkpoint <id> does not fit").
+        data["model"]["checkpoint"] = str(download(ctx, row.storage_key, inputs / row.id, "model.checkpoint"))
     return parse_spec(data, source=f"job {job.id}")
 
 
