@@ -133,7 +133,7 @@ def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
     ]
     resumed = summary.get("resumed_from")
     if resumed:
-        lines.append(f"  resumed from   epoch {resumed['epoch'] + 1}, step {resumed['step']}")
+        lines.append(f"  resumed from   epoch {resumed['epoch']} after {resumed['step']} of its steps")
     lines.append(f"  files in {out}:")
     for path in sorted(
         p for p in out.rglob("*") if p.is_file() and "checkpoints" not in p.relative_to(out).parts

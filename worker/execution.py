@@ -254,12 +254,13 @@ class JobAttempt:
         training: dict[str, Any] = {"epochs": spec.train.epochs, "device": str(device)}
         if resume is not None:
             training.update(resume.as_event())
+            position = resume.position()
             log.info(
-                "resuming from %s: epoch %d, step %d (global step %d)",
+                "resuming from %s: epoch %d after %d of its steps (global step %d)",
                 resume.key,
-                resume.epoch + 1,
-                resume.step,
-                resume.global_step,
+                position["epoch"],
+                position["step"],
+                position["global_step"],
             )
         reporter.phase("training", **training)
         checkpoints = CheckpointPublisher(ctx, job, reporter)

@@ -18,7 +18,7 @@ from jobs.spec import PATH_SOURCES, JobSpec, dump_spec, parse_spec
 from jobs.storage import ObjectNotFound
 from lbc_core.data.archives import archive_kind, extract_archive
 from lbc_core.pipeline import CHECKPOINT_NAME
-from lbc_core.training import CheckpointError, load_checkpoint
+from lbc_core.training import CheckpointError, load_checkpoint, resume_point
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,12 @@ class Resume:
     step: int
     global_step: int
 
+    def position(self) -> dict[str, int]:
+        """``resumed_from``: the same numbers as the engine's ``resumed_from`` and the resume log line."""
+        return resume_point(self.epoch, self.step, self.global_step)
+
     def as_event(self) -> dict[str, Any]:
-        return {"resumed_from": {"epoch": self.epoch, "step": self.step, "global_step": self.global_step}}
+        return {"resumed_from": self.position()}
 
 
 def _local_name(stem: str, stored_filename: str) -> str:

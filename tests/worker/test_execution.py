@@ -384,9 +384,12 @@ def test_resumed_job_continues_from_its_checkpoint_and_ends_like_an_uninterrupte
     assert execution.run_job(ctx, job_id) == JobState.SUCCEEDED
 
     resumed = [e.data["resumed_from"] for e in events(ctx, job_id, "phase") if "resumed_from" in e.data]
-    assert resumed == [{"epoch": 0, "step": 40, "global_step": 40}]
+    assert resumed == [{"epoch": 1, "step": 40, "global_step": 40}]  # epoch 1 of the progress events
+    log_lines = [line for e in events(ctx, job_id, "log") for line in e.data["lines"]]
+    said = [line for line in log_lines if "resuming from" in line]
+    assert len(said) == 1 and said[0].endswith(": epoch 1 after 40 of its steps (global step 40)"), said
     job = load(ctx, job_id)
-    assert job.result is not None and job.result["resumed_from"]["global_step"] == 40
+    assert job.result is not None and job.result["resumed_from"] == resumed[0]  # the engine says the same
     expected, actual = masks_of(ctx, reference, tmp_path), masks_of(ctx, job_id, tmp_path)
     assert expected.keys() == actual.keys()
     for name in expected:
