@@ -36,7 +36,7 @@ from worker.benchmarking import BenchmarkStopped, StopCheck
 from worker.callback import CheckpointPublisher, ServiceCallback, checkpoint_prefix
 from worker.context import WorkerContext
 from worker.inputs import InputError, fetch_resume_checkpoint, resolve_inputs
-from worker.reporting import JobLogHandler, JobReporter, jsonable
+from worker.reporting import DETAILS_IN_SERVER_LOG, JobLogHandler, JobReporter, jsonable, public_text
 from worker.runner import JobInputError, run_spec
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class JobAttempt:
         for stale in (self.ctx.settings.home / "scratch").glob(f"{self.job.id}-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left behind by an attempt whose process died
         self.out_dir.mkdir(parents=True)
-        self._logs = JobLogHandler(self.log_path)
+        self._logs = JobLogHandler(self.log_path, scratch=self.scratch)
         logging.getLogger().addHandler(self._logs)
         package = logging.getLogger("worker")
         if package.getEffectiveLevel() > logging.INFO:
@@ -203,9 +203,23 @@ class JobAttempt:
             if self.reporter.lost:
                 return Outcome("lost")
             error_type, message, retryable = classify(exc)
-            level = logging.ERROR if retryable else logging.WARNING
-            log.log(level, "job %s failed: %s: %s", self.job.id, error_type, message, exc_info=retryable)
-            return Outcome("failed", error_type=error_type, message=message, retryable=retryable)
+            if not retryable:  # the owner's problem, explained by the message itself
+                log.warning("job %s failed: %s: %s", self.job.id, error_type, message)
+                shown = public_text(message, self.scratch)
+            else:  # unexpected: the traceback goes to the server log only, under a reference
+                reference = uuid.uuid4().hex[:12]
+                log.error(
+                    "job %s failed: %s: %s (reference %s)",
+                    self.job.id,
+                    error_type,
+                    message,
+                    reference,
+                    exc_info=True,
+                )
+                shown = (
+                    f"{public_text(message, self.scratch)} (reference {reference}; {DETAILS_IN_SERVER_LOG})"
+                )
+            return Outcome("failed", error_type=error_type, message=shown, retryable=retryable)
 
     def _deadline(self) -> float | None:
         limit = self.job.time_limit_s or self._limit_from_spec()
