@@ -140,7 +140,8 @@ def _run(args: argparse.Namespace, body: Callable[[Session], int]) -> int:
         return EXIT_FAILED
     except SQLAlchemyError as exc:
         what = "cannot reach the database" if is_database_unavailable(exc) else "database error"
-        print(f"{prog}: error: {what}: {type(exc.orig or exc).__name__}", file=sys.stderr)
+        cause = getattr(exc, "orig", None) or exc  # the driver's error, for a DBAPIError
+        print(f"{prog}: error: {what}: {type(cause).__name__}", file=sys.stderr)
         return EXIT_FAILED
 
 
