@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from api.deps import database_slots, refuse_nul_in_url
 from api.errors import register_error_handlers
 from api.observability import LatencyMiddleware, RequestIdMiddleware, ServiceMetrics
-from api.routes import artifacts, benchmarks, dashboard, health, jobs, masks, models, streams, uploads
+from api.routes import artifacts, benchmarks, dashboard, docs, health, jobs, masks, models, streams, uploads
 from jobs.benchmarks import BenchmarkJobSpec
 from jobs.db import make_engine, make_session_factory
 from jobs.queue import make_celery
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_tags=TAGS,
         lifespan=lifespan,
         dependencies=[Depends(refuse_nul_in_url)],
+        docs_url=None,  # api.routes.docs serves both pages without a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router)
     dashboard.register(app)
+    docs.register(app)
     app.openapi = _openapi(app)  # type: ignore[method-assign]
     return app
 

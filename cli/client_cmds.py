@@ -249,6 +249,8 @@ def with_client(handler: Handler) -> Callable[[argparse.Namespace], int]:
                 return handler(api, args)
         except ClientError as exc:
             return report_error(args, exc, config)
+        except BrokenPipeError:  # our reader went away (`lbc logs ID | head`): `main` ends quietly with 141
+            raise
         except OSError as exc:  # a local file (spec, upload, download target)
             _error(args, str(exc))
             return EXIT_USAGE if isinstance(exc, FileNotFoundError | IsADirectoryError) else EXIT_FAILED
@@ -349,8 +351,12 @@ def login_command(args: argparse.Namespace) -> int:
 
 def submit_command(api: Client, args: argparse.Namespace) -> int:
     from client import parse_spec_text, read_spec
+    from client.spec_text import MAX_SPEC_BYTES
 
-    spec = parse_spec_text(sys.stdin.read(), "<stdin>") if args.spec == "-" else read_spec(args.spec)
+    if args.spec == "-":  # read one character past the limit at most: enough to refuse a larger input
+        spec = parse_spec_text(sys.stdin.read(MAX_SPEC_BYTES + 1), "<stdin>")
+    else:
+        spec = read_spec(args.spec)
     job = api.submit(spec, idempotency_key=args.idempotency_key)
     say(job.id, flush=True)
     if not args.wait:

@@ -22,6 +22,19 @@ class Parser(argparse.ArgumentParser):
         return super().format_help()
 
 
+DISTRIBUTION = "lbc-sparsity"
+
+
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml), the one source of the number."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cli import client_cmds, keys, service, spec_cmd, train
 
@@ -31,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=client_cmds.EXIT_CODES_HELP,
         formatter_class=client_cmds.HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"lbc {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train.register(commands)
     spec_cmd.register(commands)
@@ -44,7 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        code = handler(args)
+        # Flush here, not at interpreter exit: output still buffered when the reader has gone would
+        # raise there, outside this handler ("Exception ignored ... BrokenPipeError", exit 120).
+        sys.stdout.flush()
+        return code
     except KeyboardInterrupt:  # Ctrl-C outside a run's own handling (e.g. while importing torch)
         print("interrupted", file=sys.stderr)
         return 130

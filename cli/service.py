@@ -92,11 +92,14 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def configure_logging(level: str | int = "INFO") -> None:
-    """One stderr handler on the root logger; ``%(context)s`` names the task and job of a line."""
+    """One stderr handler on the root logger; ``%(context)s`` names the task and job of a line.
+    No API key reaches it (``jobs.redaction``)."""
+    from jobs.redaction import SecretsFilter
     from worker.tasks import LogContextFilter
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(SecretsFilter())
     handler.addFilter(LogContextFilter())
     root = logging.getLogger()
     root.handlers = [handler]
@@ -121,6 +124,7 @@ def run_api(args: argparse.Namespace) -> int:
         "host": settings.api_host,
         "port": settings.api_port,
         "log_level": "info",
+        "log_config": uvicorn_log_config(),
         # Live event streams stay open until their job ends; do not let them hold up a shutdown.
         "timeout_graceful_shutdown": 5,
     }
@@ -134,6 +138,20 @@ def run_api(args: argparse.Namespace) -> int:
         os.environ["LBC_API_HOST"], os.environ["LBC_API_PORT"] = settings.api_host, str(settings.api_port)
         uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
     return 0
+
+
+def uvicorn_log_config() -> dict[str, Any]:
+    """uvicorn's default logging with ``jobs.redaction.SecretsFilter`` on each handler: the access log
+    prints every request's path and query string, where an old sign-in link (``/?key=...``) puts a key."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    return {
+        **LOGGING_CONFIG,
+        "filters": {"secrets": {"()": "jobs.redaction.SecretsFilter"}},
+        "handlers": {
+            name: {**handler, "filters": ["secrets"]} for name, handler in LOGGING_CONFIG["handlers"].items()
+        },
+    }
 
 
 # -- lbc worker -----------------------------------------------------------------------------------------
@@ -375,7 +393,8 @@ def run_serve(args: argparse.Namespace) -> int:
             print(
                 f"lbc serve: new local admin API key (shown once, saved in {key_path}): {token}", flush=True
             )
-            print(f"lbc serve: open {base_url}/?key={token}", flush=True)
+            # The key goes in the fragment, which browsers never send: it reaches no server log.
+            print(f"lbc serve: open {base_url}/#key={token}", flush=True)
         else:
             print(f"lbc serve: using the local admin API key saved in {key_path}", flush=True)
             print(f"lbc serve: open {base_url}/", flush=True)

@@ -77,6 +77,8 @@ def main(args: argparse.Namespace) -> int:
     except JobInputError as exc:
         print(f"lbc train: error: {exc.error_type}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
+    except BrokenPipeError:  # our reader went away (`lbc train ... | head`): `main` ends quietly with 141
+        raise
     except Exception as exc:  # a one-line message instead of a traceback, as for any CLI failure
         print(f"lbc train: error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_FAILED
@@ -131,7 +133,7 @@ def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
     ]
     resumed = summary.get("resumed_from")
     if resumed:
-        lines.append(f"  resumed from   epoch {resumed['epoch'] + 1}, step {resumed['step']}")
+        lines.append(f"  resumed from   epoch {resumed['epoch']} after {resumed['step']} of its steps")
     lines.append(f"  files in {out}:")
     for path in sorted(
         p for p in out.rglob("*") if p.is_file() and "checkpoints" not in p.relative_to(out).parts

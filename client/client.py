@@ -17,7 +17,6 @@ from typing import Any, Self
 from urllib.parse import quote
 
 import httpx
-import yaml
 
 from client.config import resolve_config
 from client.errors import (
@@ -39,6 +38,7 @@ from client.models import (
     LogPage,
     ModelInfo,
 )
+from client.spec_text import SpecTextError, load_spec_file, load_spec_text
 from client.sse import SSEDecoder
 
 USER_AGENT = "lbc-client/1.0"
@@ -48,27 +48,25 @@ _RETRY_STATUSES = frozenset({502, 503, 504})
 
 
 def read_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A job spec file as data: JSON for ``.json``, safe YAML otherwise. The server validates it."""
-    file = Path(path)
+    """A job spec file as data: JSON for ``.json``, YAML otherwise, read by the one bounded spec reader
+    (``client.spec_text``) that the service uses too. The server validates the content."""
     try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecFileError(f"{file}: file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecFileError(f"{file}: cannot read the file: {exc}") from None
-    return parse_spec_text(text, str(file), is_json=file.suffix.lower() == ".json")
+        data = load_spec_file(path)
+    except SpecTextError as exc:
+        raise SpecFileError(f"{Path(path)}: {exc}") from None
+    return _spec_mapping(data, str(Path(path)))
 
 
 def parse_spec_text(text: str, source: str = "<spec>", *, is_json: bool = False) -> dict[str, Any]:
     """Spec text (YAML, or JSON, which YAML also reads) as data; raises SpecFileError."""
     try:
-        data = json.loads(text) if is_json else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise SpecFileError(
-            f"{source}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise SpecFileError(f"{source}: invalid YAML: {' '.join(str(exc).split())}") from None
+        data = load_spec_text(text, is_json=is_json)
+    except SpecTextError as exc:
+        raise SpecFileError(f"{source}: {exc}") from None
+    return _spec_mapping(data, source)
+
+
+def _spec_mapping(data: Any, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecFileError(f"{source}: a job spec is a mapping (model, dataset, sparsity, train, ...)")
     return data
@@ -393,7 +391,15 @@ class Client:
     def upload_dataset(self, path: str | os.PathLike[str], format: str, name: str | None = None) -> Dataset:
         """Upload a dataset file (streamed) of ``format`` mnist, npz, imagefolder, cifar10 or cifar100;
         the server validates it. Use the returned id as ``dataset.path`` in a spec."""
-        return Dataset.from_json(self._upload("/v1/datasets", path, {"format": format, "name": name}))
+        return Dataset.from_json(
+            self._upload(
+                "/v1/datasets",
+                path,
+                {"format": format, "name": name},
+                directory_hint="a dataset is uploaded as one file: pack the directory into a .zip or tar "
+                "archive first (mnist and imagefolder datasets are archives), e.g. `tar -cf data.tar -C DIR .`",
+            )
+        )
 
     def upload_checkpoint(
         self, path: str | os.PathLike[str], name: str | None = None, format: str | None = None
@@ -401,7 +407,12 @@ class Client:
         """Upload dense starting weights (safetensors, or a torch zip file that is scanned, never
         unpickled). Use the returned id as ``model.checkpoint``."""
         return CheckpointInfo.from_json(
-            self._upload("/v1/checkpoints", path, {"format": format, "name": name})
+            self._upload(
+                "/v1/checkpoints",
+                path,
+                {"format": format, "name": name},
+                directory_hint="upload the weights file itself (.safetensors, or a torch .pt file)",
+            )
         )
 
     def list_datasets(self, limit: int = 200) -> list[Dataset]:
@@ -427,11 +438,20 @@ class Client:
         self._send("DELETE", f"/v1/checkpoints/{_segment(checkpoint_id)}", idempotent=False)
 
     def _upload(
-        self, endpoint: str, path: str | os.PathLike[str], fields: dict[str, str | None]
+        self,
+        endpoint: str,
+        path: str | os.PathLike[str],
+        fields: dict[str, str | None],
+        *,
+        directory_hint: str,
     ) -> dict[str, Any]:
         file = Path(path)
-        if not file.is_file():
+        if file.is_dir():
+            raise IsADirectoryError(f"{file} is a directory; {directory_hint}")
+        if not file.exists():
             raise FileNotFoundError(f"{file}: no such file")
+        if not file.is_file():
+            raise OSError(f"{file} is not a regular file (a device, socket or pipe); upload a file")
         data = {k: v for k, v in fields.items() if v is not None}
         timeout = httpx.Timeout(self.timeout, read=max(self.timeout, 600.0))
         with file.open("rb") as handle:

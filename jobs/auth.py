@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from jobs.errors import Conflict, InvalidInput, Unauthorized
+from jobs.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from jobs.models import ApiKey, Owner, utcnow
 from jobs.text import name_problem
 
@@ -81,3 +82,58 @@ def authenticate(session: Session, token: str | None) -> Owner:
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
         key.last_used_at = now
     return owner
+
+
+@dataclass(frozen=True)
+class KeyListing:
+    """What may be shown about a key: never the key itself or its digest."""
+
+    id: str
+    prefix: str
+    name: str
+    owner: str
+    admin: bool
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _listing(key: ApiKey, owner: Owner) -> KeyListing:
+    return KeyListing(
+        id=key.id,
+        prefix=key.prefix,
+        name=key.name,
+        owner=owner.name,
+        admin=owner.is_admin,
+        created_at=key.created_at,
+        last_used_at=key.last_used_at,
+        revoked_at=key.revoked_at,
+    )
+
+
+def list_api_keys(session: Session) -> list[KeyListing]:
+    """Every key, oldest first, revoked ones included."""
+    rows = session.execute(
+        select(ApiKey, Owner).join(Owner, Owner.id == ApiKey.owner_id).order_by(ApiKey.created_at, ApiKey.id)
+    ).all()
+    return [_listing(key, owner) for key, owner in rows]
+
+
+def revoke_api_key(session: Session, key_id: str) -> tuple[KeyListing, bool]:
+    """Revoke the key whose id (or unique prefix, as listings show it) is ``key_id``; it stops
+    authenticating at once. Returns the key and whether this call revoked it (False: it already was)."""
+    matches = session.execute(
+        select(ApiKey, Owner)
+        .join(Owner, Owner.id == ApiKey.owner_id)
+        .where((ApiKey.id == key_id) | (ApiKey.prefix == key_id))
+    ).all()
+    if not matches:
+        raise NotFound(f"no API key with id or prefix {key_id!r}")
+    if len(matches) > 1:
+        raise Conflict(f"{len(matches)} keys have the prefix {key_id!r}; give the key's id")
+    key, owner = matches[0]
+    revoked_now = key.revoked_at is None
+    if revoked_now:
+        key.revoked_at = utcnow()
+        session.flush()
+    return _listing(key, owner), revoked_now

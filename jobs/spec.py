@@ -11,14 +11,12 @@ import fnmatch
 import json
 import math
 import os
-import re
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,6 +28,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from client.spec_text import SpecTextError, load_spec_file, load_spec_text
 from jobs.catalog import ARCHITECTURES, check_model_args, weight_layer_names
 from jobs.sizing import input_problems
 from jobs.text import name_problem, nul_problems
@@ -810,21 +809,15 @@ def load_spec(path_or_text: str | os.PathLike[str]) -> JobSpec:
     A ``Path`` (or a string naming an existing file, or ending in .yaml/.yml/.json) is read as a file;
     any other string is parsed as the spec text itself.
     """
-    source: str | None = None
     if isinstance(path_or_text, os.PathLike) or _looks_like_path(path_or_text):
-        path = Path(path_or_text)
-        source = str(path)
+        source = str(Path(path_or_text))
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SpecError([FieldProblem("", "file not found")], source) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError([FieldProblem("", f"cannot read the file: {exc}")], source) from None
-        is_json = path.suffix.lower() == ".json"
-    else:
-        text = str(path_or_text)
-        is_json = text.lstrip().startswith("{")
-    return parse_spec(_parse_text(text, is_json, source), source)
+            data = load_spec_file(path_or_text)
+        except SpecTextError as exc:
+            raise SpecError([FieldProblem("", str(exc))], source) from None
+        return parse_spec(data, source)
+    text = str(path_or_text)
+    return parse_spec(_parse_text(text, text.lstrip().startswith("{"), None), None)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -834,47 +827,10 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _parse_text(text: str, is_json: bool, source: str | None) -> Any:
-    if is_json:
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(
-                [FieldProblem("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")],
-                source,
-            ) from None
     try:
-        return yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        where = (
-            f" at line {exc.problem_mark.line + 1}, column {exc.problem_mark.column + 1}"
-            if exc.problem_mark
-            else ""
-        )
-        raise SpecError([FieldProblem("", f"invalid YAML{where}: {exc.problem or exc}")], source) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([FieldProblem("", f"invalid YAML: {exc}")], source) from None
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """Safe YAML that rejects duplicate keys and reads ``1e-4`` as a number, as YAML 1.2 and JSON do."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
+        return load_spec_text(text, is_json=is_json)
+    except SpecTextError as exc:
+        raise SpecError([FieldProblem("", str(exc))], source) from None
 
 
 def dump_spec(spec: JobSpec) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from lbc_core.export import ExportResult, export_all, load_state_dict_file
 from lbc_core.models import build_model, get_architecture
 from lbc_core.models.probe import probe_forward
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
-from lbc_core.training import TrainConfig, Trainer, TrainingCallback, evaluate
+from lbc_core.training import TrainConfig, Trainer, TrainingCallback, evaluate, resume_point
 
 CHECKPOINT_NAME = "checkpoints/last.pt"
 METRICS_NAME = "metrics.json"
@@ -155,7 +155,7 @@ def run(
     resumed_from = None
     if resume and checkpoint.exists():
         trainer.resume(checkpoint)
-        resumed_from = {"epoch": trainer.epoch, "step": trainer.step, "global_step": trainer.global_step}
+        resumed_from = resume_point(trainer.epoch, trainer.step, trainer.global_step)
     outcome = trainer.fit()
     _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from})
     if outcome.status == "stopped":

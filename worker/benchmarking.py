@@ -380,7 +380,8 @@ def fetch_target(ctx: WorkerContext, job: Job, spec: BenchmarkJobSpec, scratch: 
             )
         key, size = row.storage_key, row.size
     log.info("downloading checkpoint %s (%d bytes)", source.checkpoint_id, size)
-    path = download(ctx, key, directory / "checkpoint", "source.checkpoint_id")
+    # Named after the upload: the engine's messages name the file ("checkpoint <id> does not fit ...").
+    path = download(ctx, key, directory / source.checkpoint_id, "source.checkpoint_id")
     pattern = NMPattern.parse(source.pattern_text)
     return checkpoint_target(
         path,

@@ -38,7 +38,7 @@ from worker.benchmarking import BenchmarkStopped, StopCheck
 from worker.callback import CheckpointPublisher, ServiceCallback, checkpoint_prefix
 from worker.context import WorkerContext
 from worker.inputs import InputError, fetch_resume_checkpoint, resolve_inputs
-from worker.reporting import JobLogHandler, JobReporter, jsonable
+from worker.reporting import DETAILS_IN_SERVER_LOG, JobLogHandler, JobReporter, jsonable, public_text
 from worker.runner import JobInputError, run_spec
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class JobAttempt:
         for stale in (self.ctx.settings.home / "scratch").glob(f"{self.job.id}-*"):
             shutil.rmtree(stale, ignore_errors=True)  # left behind by an attempt whose process died
         self.out_dir.mkdir(parents=True)
-        self._logs = JobLogHandler(self.log_path)
+        self._logs = JobLogHandler(self.log_path, scratch=self.scratch)
         logging.getLogger().addHandler(self._logs)
         package = logging.getLogger("worker")
         if package.getEffectiveLevel() > logging.INFO:
@@ -220,9 +220,23 @@ class JobAttempt:
                 return Outcome("lost")
             estimate = self._estimate() if is_allocation_failure(exc) else None
             error_type, message, retryable = classify(exc, estimate)
-            level = logging.ERROR if retryable else logging.WARNING
-            log.log(level, "job %s failed: %s: %s", self.job.id, error_type, message, exc_info=retryable)
-            return Outcome("failed", error_type=error_type, message=message, retryable=retryable)
+            if not retryable:  # the owner's problem, explained by the message itself
+                log.warning("job %s failed: %s: %s", self.job.id, error_type, message)
+                shown = public_text(message, self.scratch)
+            else:  # unexpected: the traceback goes to the server log only, under a reference
+                reference = uuid.uuid4().hex[:12]
+                log.error(
+                    "job %s failed: %s: %s (reference %s)",
+                    self.job.id,
+                    error_type,
+                    message,
+                    reference,
+                    exc_info=True,
+                )
+                shown = (
+                    f"{public_text(message, self.scratch)} (reference {reference}; {DETAILS_IN_SERVER_LOG})"
+                )
+            return Outcome("failed", error_type=error_type, message=shown, retryable=retryable)
 
     def _estimate(self) -> str | None:
         """The job's memory estimate in words, for the message of an allocation failure."""
@@ -281,12 +295,13 @@ class JobAttempt:
         training: dict[str, Any] = {"epochs": spec.train.epochs, "device": str(device)}
         if resume is not None:
             training.update(resume.as_event())
+            position = resume.position()
             log.info(
-                "resuming from %s: epoch %d, step %d (global step %d)",
+                "resuming from %s: epoch %d after %d of its steps (global step %d)",
                 resume.key,
-                resume.epoch + 1,
-                resume.step,
-                resume.global_step,
+                position["epoch"],
+                position["step"],
+                position["global_step"],
             )
         reporter.phase("training", **training)
         checkpoints = CheckpointPublisher(ctx, job, reporter)

@@ -18,7 +18,7 @@ from jobs.spec import PATH_SOURCES, JobSpec, dump_spec, parse_spec
 from jobs.storage import ObjectNotFound
 from lbc_core.data.archives import archive_kind, extract_archive
 from lbc_core.pipeline import CHECKPOINT_NAME
-from lbc_core.training import CheckpointError, load_checkpoint
+from lbc_core.training import CheckpointError, load_checkpoint, resume_point
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,12 @@ class Resume:
     step: int
     global_step: int
 
+    def position(self) -> dict[str, int]:
+        """``resumed_from``: the same numbers as the engine's ``resumed_from`` and the resume log line."""
+        return resume_point(self.epoch, self.step, self.global_step)
+
     def as_event(self) -> dict[str, Any]:
-        return {"resumed_from": {"epoch": self.epoch, "step": self.step, "global_step": self.global_step}}
+        return {"resumed_from": self.position()}
 
 
 def _local_name(stem: str, stored_filename: str) -> str:
@@ -116,10 +120,9 @@ def resolve_inputs(ctx: WorkerContext, job: Job, spec: JobSpec, scratch: Path) -
     if checkpoint_id:
         row = _owned(Checkpoint, checkpoint_id, job, ctx, "model.checkpoint")
         log.info("downloading dense checkpoint %s (%d bytes)", row.id, row.size)
-        # The loader sniffs the content (safetensors or a weights-only torch file), not the name.
-        data["model"]["checkpoint"] = str(
-            download(ctx, row.storage_key, inputs / "checkpoint", "model.checkpoint")
-        )
+        # The loader sniffs the content (safetensors or a weights-only torch file), not the name; the
+        # name is the upload's id, which the engine's messages then show ("checkpoint <id> does not fit").
+        data["model"]["checkpoint"] = str(download(ctx, row.storage_key, inputs / row.id, "model.checkpoint"))
     return parse_spec(data, source=f"job {job.id}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -42,17 +43,52 @@ def jsonable(value: Any) -> Any:
     return number if math.isfinite(number) else None
 
 
+# An absolute path that is not part of a URL (``http://host/a`` is left alone): at least two components.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[\w.+@~-]+/)+[\w.+@~-]*")
+DETAILS_IN_SERVER_LOG = "details in the server log"
+
+
+def public_text(text: str, scratch: Path | None = None) -> str:
+    """``text`` as the job's owner may see it: no paths of the server's machine.
+
+    Paths inside the attempt's ``scratch`` directory become relative to it (``inputs/data.npz``); any
+    other absolute path is shortened to its last component (``.../torch/serialization.py`` becomes
+    ``.../serialization.py``). The server log keeps the full text.
+    """
+    if scratch is not None:
+        text = text.replace(f"{scratch}/", "").replace(str(scratch), ".")
+    return _ABSOLUTE_PATH.sub(lambda m: ".../" + m.group(0).rstrip("/").rsplit("/", 1)[-1], text)
+
+
+class JobLogFormatter(logging.Formatter):
+    """The job log's lines: the message alone, never a traceback or a stack (those stay in the server
+    log, which the same record reaches through the worker's own handler), and no server paths."""
+
+    def __init__(self, scratch: Path | None = None) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.scratch = scratch
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
+        if record.exc_info or record.stack_info:
+            line += f" ({DETAILS_IN_SERVER_LOG})"
+        return public_text(line, self.scratch)
+
+
 class JobLogHandler(logging.Handler):
     """Captures a job's log lines: appended to ``job.log`` in the scratch dir and buffered for the
-    reporter, which writes them in batches as ``log`` events."""
+    reporter, which writes them in batches as ``log`` events. ``scratch`` is the attempt's directory,
+    whose paths the lines show relative to it."""
 
-    def __init__(self, path: Path, level: int = logging.INFO) -> None:
+    def __init__(self, path: Path, level: int = logging.INFO, *, scratch: Path | None = None) -> None:
         super().__init__(level)
         self.path = path
         self._file = path.open("a", encoding="utf-8")
         self._buffer: list[str] = []
         self._buffer_lock = threading.Lock()
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(JobLogFormatter(scratch))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -2,8 +2,8 @@
 
 No build step and nothing from other hosts: plain ES modules, CSS and hand-drawn SVG. The page is
 public; everything it shows comes from the ``/v1`` API with the user's key (kept in the tab's
-``sessionStorage``; ``/?key=...``, the link ``lbc serve`` prints, signs in and is then removed from
-the address bar).
+``sessionStorage``; ``/#key=...``, the link ``lbc serve`` prints, signs in and is then removed from
+the address bar; the key is in the fragment, so the browser never sends it to any server).
 """
 
 from __future__ import annotations

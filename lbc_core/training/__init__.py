@@ -5,6 +5,7 @@ from lbc_core.training.checkpoint import (
     CheckpointError,
     TrainingState,
     load_checkpoint,
+    resume_point,
     save_checkpoint,
 )
 from lbc_core.training.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig, learning_rate
@@ -35,6 +36,7 @@ __all__ = [
     "learning_rate",
     "load_checkpoint",
     "resolve_device",
+    "resume_point",
     "save_checkpoint",
     "steps_per_epoch",
 ]

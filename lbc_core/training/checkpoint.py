@@ -67,3 +67,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if missing:
         raise CheckpointError(f"{path}: checkpoint is missing {', '.join(missing)}")
     return TrainingState(**{name: payload[name] for name in fields})
+
+
+def resume_point(epoch: int, step: int, global_step: int) -> dict[str, int]:
+    """Where a resumed run continues, as ``resumed_from`` and every log line about it say it.
+
+    ``epoch`` counts from 1, like the progress events and the metrics history (the epoch the run
+    continues in); ``step`` is the number of that epoch's steps already done; ``global_step`` the number
+    of all steps done. ``epoch``/``step``/``global_step`` are a checkpoint's own 0-based counters.
+    """
+    return {"epoch": epoch + 1, "step": step, "global_step": global_step}

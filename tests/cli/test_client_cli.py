@@ -4,13 +4,16 @@ every command, what it prints, and the exit code of each failure."""
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import io
 import json
+import os
 import re
 import signal
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +25,8 @@ from safetensors.numpy import save_file
 
 from cli.main import main
 from tests.client.server import FAILING_SPEC, LONG_SPEC, QUICK_SPEC, Server, running_server
-from tests.integration.support import LBC, free_port, wait_for
+from tests.client.test_spec_text import BILLION_LAUGHS
+from tests.integration.support import LBC, clean_environment, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -90,6 +94,11 @@ def job_id(waited: subprocess.CompletedProcess[str]) -> str:
 
 def api(server: Server) -> httpx.Client:
     return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.key}"})
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    result = subprocess.run([LBC, "--version"], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, f"lbc {importlib.metadata.version('lbc-sparsity')}\n")
 
 
 # -- help -----------------------------------------------------------------------------------------------
@@ -217,6 +226,29 @@ def test_logs_whole_tail_and_follow(server: Server, job_id: str) -> None:
     assert (followed.returncode, followed.stdout) == (0, whole.stdout)
 
 
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("command", ["logs", "logs --tail 2", "logs --follow", "status", "jobs"])
+def test_an_output_pipe_closed_early_exits_141_quietly(
+    server: Server, job_id: str, command: str, buffered: bool
+) -> None:
+    """`lbc logs ID | head -1`: the reader is gone before the output is; no "Broken pipe", exit 141."""
+    env = server.env()
+    if buffered:  # as in a user's shell: stdout is block-buffered into a pipe, written at the end
+        env.pop("PYTHONUNBUFFERED", None)
+    args = command.split()
+    if command != "jobs":
+        args.insert(1, job_id)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [LBC, *args], env=env, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")
+
+
 # -- cancel, retry, watch -------------------------------------------------------------------------------
 def test_cancelling_a_finished_job_exits_1_with_the_conflict(server: Server, job_id: str) -> None:
     result = lbc(server, "cancel", job_id)
@@ -320,7 +352,36 @@ def test_upload_failures_exit_2(server: Server, tmp_path: Path) -> None:
     assert invalid.returncode == 2 and "npz" in invalid.stderr
     missing = lbc(server, "upload", "dataset", str(tmp_path / "none.npz"), "--format", "npz")
     assert missing.returncode == 2 and "no such file" in missing.stderr
+    images = tmp_path / "images"
+    images.mkdir()
+    directory = lbc(server, "upload", "dataset", str(images), "--format", "imagefolder")
+    assert directory.returncode == 2, directory.stderr
+    assert f"error: {images} is a directory; a dataset is uploaded as one file" in directory.stderr
+    assert "no such file" not in directory.stderr and "tar -cf data.tar" in directory.stderr
+    weights = lbc(server, "upload", "checkpoint", str(images))
+    assert weights.returncode == 2 and "is a directory; upload the weights file itself" in weights.stderr
     assert lbc(server, "upload", "dataset", str(fake)).returncode == 2  # --format is required
+
+
+def test_submit_refuses_a_billion_laughs_spec_at_once_before_contacting_the_server(tmp_path: Path) -> None:
+    spec = tmp_path / "laughs.yaml"
+    spec.write_text(BILLION_LAUGHS)
+    down = f"http://127.0.0.1:{free_port()}"  # exit 6 would mean it tried to connect first
+    started = time.monotonic()
+    result = subprocess.run(
+        [LBC, "submit", str(spec), "--url", down, "--key", "lbc_unused"],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"lbc submit: error: {spec}: the document expands to more than")
+    checked = subprocess.run(
+        [LBC, "spec", "check", str(spec)], env=clean_environment(), capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 2 and "expands to more than" in checked.stderr  # the same reader
 
 
 # -- server, key and connection failures ----------------------------------------------------------------

@@ -4,6 +4,7 @@ local key of ``lbc serve``, and ``lbc api --workers``."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -34,7 +35,10 @@ def lbc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
-@pytest.mark.parametrize("command", ["api", "worker", "beat", "migrate", "serve", "keys", "keys create"])
+@pytest.mark.parametrize(
+    "command",
+    ["api", "worker", "beat", "migrate", "serve", "keys", "keys create", "keys list", "keys revoke"],
+)
 def test_every_service_command_has_help(command: str) -> None:
     result = lbc(*command.split(), "--help")
     assert result.returncode == 0, result.stderr
@@ -92,9 +96,70 @@ def test_keys_create_prints_a_key_that_authenticates(tmp_path: Path) -> None:
         app.state.engine.dispose()
 
 
-def test_keys_create_needs_a_migrated_database(tmp_path: Path) -> None:
-    result = lbc("keys", "create", "--name", "x", env={"LBC_HOME": str(tmp_path)})
-    assert result.returncode != 0
+@pytest.mark.parametrize("action", ["create --name x", "list", "revoke lbc_abc"])
+def test_keys_commands_say_in_one_line_that_there_is_no_database(tmp_path: Path, action: str) -> None:
+    missing = lbc("keys", *action.split(), "--home", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2, missing.stderr
+    assert missing.stderr == (
+        f"lbc keys {action.split()[0]}: error: no service home at {tmp_path / 'nowhere'}: pass --home DIR "
+        "(or set LBC_HOME) to the directory `lbc serve` uses\n"
+    )
+    assert not (tmp_path / "nowhere").exists()
+
+    empty = lbc("keys", *action.split(), env={"LBC_HOME": str(tmp_path)})  # LBC_HOME works as --home
+    assert empty.returncode == 2, empty.stderr
+    assert empty.stderr.count("\n") == 1 and "no service database in" in empty.stderr, empty.stderr
+    assert "`lbc migrate`" in empty.stderr and empty.stdout == ""
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_keys_list_shows_keys_without_secrets_and_revoke_makes_a_key_401(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    settings = Settings(home=home)
+    upgrade(settings.database_url)
+    ops = lbc("keys", "create", "--name", "ops", "--admin", "--home", str(home)).stdout.strip()
+    ci = lbc("keys", "create", "--name", "ci", "--owner", "team-a", "--home", str(home)).stdout.strip()
+    assert ops.startswith("lbc_") and ci.startswith("lbc_")
+
+    table = lbc("keys", "list", "--home", str(home))
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["ID", "PREFIX", "NAME", "OWNER", "ADMIN", "CREATED", "LAST", "USED", "REVOKED"]
+    assert [row.split()[2:5] for row in rows] == [["ops", "ops", "yes"], ["ci", "team-a", "no"]]
+    listed = json.loads(lbc("keys", "list", "--json", "--home", str(home)).stdout)
+    assert [(k["name"], k["owner"], k["admin"], k["revoked_at"]) for k in listed] == [
+        ("ops", "ops", True, None),
+        ("ci", "team-a", False, None),
+    ]
+    assert ci.startswith(listed[1]["prefix"])
+    for secret in (ops, ci, auth.digest(ops), auth.digest(ci)):  # neither a key nor its digest is shown
+        assert secret not in table.stdout + json.dumps(listed)
+
+    revoked = lbc("keys", "revoke", listed[1]["id"], "--home", str(home))
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout == f"key {listed[1]['id']} ({listed[1]['prefix']}..., 'ci' of 'team-a') revoked\n"
+    again = lbc("keys", "revoke", listed[1]["prefix"], "--home", str(home))  # by prefix, a second time
+    assert again.returncode == 0 and "was already revoked" in again.stdout
+    unknown = lbc("keys", "revoke", "lbc_nope", "--home", str(home))
+    assert unknown.returncode == 4 and unknown.stderr.count("\n") == 1 and "lbc_nope" in unknown.stderr
+    after = json.loads(lbc("keys", "list", "--json", "--home", str(home)).stdout)
+    assert after[0]["revoked_at"] is None and after[1]["revoked_at"] is not None
+
+    app = create_app(settings)
+
+    async def answer(key: str) -> tuple[int, str]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lbc.test") as client:
+            response = await client.get("/v1/jobs", headers={"Authorization": f"Bearer {key}"})
+            return response.status_code, response.text
+
+    try:
+        assert anyio.run(answer, ops)[0] == 200
+        status, body = anyio.run(answer, ci)
+        assert status == 401 and "invalid or revoked API key" in body
+    finally:
+        app.state.engine.dispose()
 
 
 def test_serve_keeps_one_local_key_readable_only_by_its_owner(tmp_path: Path) -> None:
@@ -190,6 +255,49 @@ def test_api_with_two_workers_runs_two_processes_that_answer_on_postgresql(
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(api.pid, signal.SIGKILL)
     assert log.read_text().count("Application startup complete") == 2
+
+
+def test_api_access_log_never_shows_a_key(tmp_path: Path) -> None:
+    """A key sent in a query string (an old sign-in link, a careless script) is blanked out of the log."""
+    home = tmp_path / "home"
+    upgrade(Settings(home=home).database_url)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LBC_")}
+    secret = "lbc_" + "S3cr3t-value_" * 3
+    log = tmp_path / "api.log"
+    with log.open("wb") as out:
+        api = subprocess.Popen(
+            [LBC, "api", "--port", str(port)],
+            env={**base, "LBC_HOME": str(home)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        ready = False
+        while not ready and time.monotonic() < deadline and api.poll() is None:
+            with contextlib.suppress(httpx.HTTPError):
+                ready = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            time.sleep(0.2)
+        assert ready, log.read_text()
+        httpx.get(f"{url}/?key={secret}", timeout=10)
+        httpx.get(f"{url}/v1/jobs?limit=1&api_key={secret}", timeout=10)
+        httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+        while log.read_text().count("HTTP/1.1") < 4 and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(api.pid, signal.SIGTERM)
+        api.wait(timeout=30)
+    text = log.read_text()
+    assert (
+        '"GET /?key=*** HTTP/1.1" 200' in text and '"GET /v1/jobs?limit=1&api_key=*** HTTP/1.1" 401' in text
+    )
+    assert "S3cr3t" not in text
 
 
 def test_api_refuses_fewer_than_one_worker() -> None:

@@ -76,9 +76,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     try:
         process = processes.start("serve", "serve", "--home", str(home), "--port", str(port))
         found = wait_for(
-            lambda: re.search(
-                rf"open (http://127\.0\.0\.1:{port}/\?key=(lbc_[A-Za-z0-9_-]+))", process.log()
-            ),
+            lambda: re.search(rf"open (http://127\.0\.0\.1:{port}/#key=(lbc_[A-Za-z0-9_-]+))", process.log()),
             60,
             "the sign-in link to be printed",
             interval=0.1,

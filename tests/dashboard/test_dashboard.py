@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.dashboard.conftest import Server
-from tests.integration.support import LBC
+from tests.integration.support import LBC, wait_for
 
 try:
     from playwright.sync_api import Page, expect
@@ -36,6 +36,17 @@ JOB_URL = re.compile(r"#/jobs/([0-9a-f]{32})$")
 
 def api(server: Server, key: str | None = None) -> httpx.Client:
     return httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {key or server.key}"})
+
+
+def assert_key_never_logged(server: Server) -> None:
+    """Only `lbc serve`'s own lines (the one that shows a new key once, the link) may hold the key; the
+    API's access log and every other process's lines may not."""
+    leaked = [
+        line
+        for line in server.process.log().splitlines()
+        if server.key in line and not line.startswith("lbc serve:")
+    ]
+    assert leaked == []
 
 
 def shot(page: Page, artifacts_dir: Path, name: str, full_page: bool = True) -> None:
@@ -74,10 +85,12 @@ def fill_job_form(page: Page, **fields: str) -> None:
 def test_sign_in_with_the_printed_link_then_submit_a_job_and_watch_it_finish_live(
     page: Page, server: Server, artifacts_dir: Path
 ) -> None:
+    assert "/#key=" in server.link  # the fragment, which the browser never sends
     page.goto(server.link)
     expect(page.get_by_role("heading", name="Jobs", level=1)).to_be_visible()
     assert "key=" not in page.url and page.url.endswith("/#/jobs"), page.url  # the key left the address bar
     assert page.evaluate("sessionStorage.getItem('lbc.apiKey')") == server.key
+    assert_key_never_logged(server)
     loads: list[str] = []
     page.on("load", lambda: loads.append(page.url))
     api_urls: list[str] = []
@@ -385,6 +398,22 @@ def test_another_owner_cannot_reach_the_job(page: Page, server: Server, artifact
     page.locator("#sign-out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert page.evaluate("sessionStorage.getItem('lbc.apiKey')") is None
+
+
+def test_an_old_query_link_signs_in_but_its_key_never_reaches_a_log(page: Page, server: Server) -> None:
+    page.goto(f"{server.base_url}/?key={server.key}")  # the form `lbc serve` printed before
+    expect(page.get_by_role("heading", name="Jobs", level=1)).to_be_visible()
+    assert "key=" not in page.url, page.url
+    # The browser did send this one: the access log shows the request, with the key blanked out.
+    wait_for(lambda: "GET /?key=*** HTTP" in server.process.log(), 10, "the access log line", interval=0.1)
+    assert_key_never_logged(server)
+
+    page.locator("#sign-out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.goto(server.link)  # the printed link pasted into a tab already open: only the fragment changes
+    expect(page.get_by_role("heading", name="Jobs", level=1)).to_be_visible()
+    assert page.url.endswith("/#/jobs"), page.url
+    assert page.evaluate("sessionStorage.getItem('lbc.apiKey')") == server.key
 
 
 def test_upload_a_dataset_with_progress_then_pick_it_in_the_job_form(

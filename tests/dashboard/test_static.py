@@ -53,3 +53,26 @@ def test_the_dashboard_is_not_part_of_the_api_schema(service: Service) -> None:
     paths = service.client.get("/openapi.json").json()["paths"]
     assert "/" not in paths
     assert not any(path.startswith("/static") for path in paths)
+
+
+# Every URL a documentation page names: element attributes, the schema Swagger UI / ReDoc fetch, url(...).
+_PAGE_URLS = re.compile(r"""(?:src|href|spec-url)="([^"]*)"|url: *'([^']*)'""")
+
+
+def test_the_api_docs_load_everything_from_this_origin(service: Service) -> None:
+    """/docs and /redoc work offline: no CDN, and each file they name is served here."""
+    for page in ("/docs", "/redoc"):
+        response = service.client.get(page)
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+        urls = [a or b for a, b in _PAGE_URLS.findall(response.text)]
+        assert len(urls) >= 3, (page, urls)  # the script, the favicon and the schema at least
+        assert not re.search(r"https?://|//[a-z]", response.text), (page, response.text)
+        for url in urls:
+            assert url.startswith("/") and not url.startswith("//"), (page, url)
+            fetched = service.client.get(url)
+            assert fetched.status_code == 200, (page, url)
+            assert len(fetched.content) > 100, (page, url)
+    bundle = service.client.get("/docs-assets/swagger-ui-bundle.js")
+    assert (
+        bundle.headers["content-type"].startswith("text/javascript") and b"SwaggerUIBundle" in bundle.content
+    )

@@ -66,7 +66,7 @@ def test_serve_runs_a_job_end_to_end_and_stops_cleanly_on_ctrl_c(
     server = processes.start("serve", "serve", "--home", str(home), "--port", str(port))
 
     found = wait_for(
-        lambda: re.search(rf"open http://127\.0\.0\.1:{port}/\?key=(lbc_[A-Za-z0-9_-]+)", server.log()),
+        lambda: re.search(rf"open http://127\.0\.0\.1:{port}/#key=(lbc_[A-Za-z0-9_-]+)", server.log()),
         60,
         "the key and URL to be printed",
     )

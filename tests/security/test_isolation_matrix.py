@@ -256,6 +256,7 @@ PUBLIC_ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/docs/oauth2-redirect"): "/docs/oauth2-redirect",
     ("GET", "/redoc"): "/redoc",
     ("MOUNT", "/static"): "/static/favicon.svg",
+    ("MOUNT", "/docs-assets"): "/docs-assets/swagger-ui.css",
 }
 
 

@@ -388,9 +388,8 @@ def test_a_checkpoint_of_another_architecture_names_the_mismatch(ctx: WorkerCont
     assert execution.run_job(ctx, job_id) == JobState.FAILED
     job = load(ctx, job_id)
     assert job.error_type == "invalid_input"
-    assert "does not fit the model" in (job.error_message or "") and "wrong shape" in (
-        job.error_message or ""
-    )
+    assert f"checkpoint {checkpoint_id} does not fit the model" in (job.error_message or "")
+    assert "wrong shape" in (job.error_message or "")
 
 
 def test_the_worker_rechecks_the_source_owner(ctx: WorkerContext, tmp_path: Path) -> None:

@@ -58,10 +58,11 @@ def test_a_checkpoint_with_wrong_shapes_fails_the_job_naming_the_tensor_and_both
 ) -> None:
     # Saved for 28x28 inputs; the job's digits are 8x8, so its first layer takes 64 features, not 784.
     state = build_model("mlp", num_classes=10, input_features=784).state_dict()
-    outcome, job = run_with_checkpoint(ctx, stored_checkpoint(ctx, state, tmp_path))
+    checkpoint_id = stored_checkpoint(ctx, state, tmp_path)
+    outcome, job = run_with_checkpoint(ctx, checkpoint_id)
 
     assert (outcome, job.error_type, job.attempt) == (JobState.FAILED, "invalid_input", 1)
-    assert "does not fit the model" in (job.error_message or "")
+    assert f"checkpoint {checkpoint_id} does not fit the model" in (job.error_message or "")
     assert "features.0.weight (256, 784) != (256, 64)" in (job.error_message or "")
     assert ctx.sent == []  # type: ignore[attr-defined]  # not sent again for another attempt
 

@@ -301,6 +301,62 @@ def test_internal_errors_are_retried_and_the_job_is_sent_again(ctx: WorkerContex
     assert load(ctx, job_id).error_message == "disk on fire"
 
 
+def test_an_unexpected_error_shows_the_owner_a_reference_and_keeps_the_traceback_in_the_server_log(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_id = submit(ctx, FAST)
+    scratch = ctx.settings.home / "scratch" / f"{job_id}-1"
+
+    def crash(spec: Any, out_dir: Path, **_: Any) -> None:
+        raise RuntimeError(f"cannot write {out_dir / 'metrics.json'}: disk on fire in /var/lib/lbc/disk0")
+
+    monkeypatch.setattr(execution, "run_spec", crash)
+    with caplog.at_level("INFO"):
+        assert execution.run_job(ctx, job_id) == JobState.QUEUED  # retryable: attempts are left
+
+    job = load(ctx, job_id)
+    reference = re.search(
+        r"\(reference ([0-9a-f]{12}); details in the server log\)$", job.error_message or ""
+    )
+    assert reference, job.error_message
+    assert job.error_message.startswith(  # type: ignore[union-attr]
+        "RuntimeError: cannot write run/metrics.json: disk on fire in .../disk0 (reference"
+    )
+    lines = [line for e in events(ctx, job_id, "log") for line in e.data["lines"]]
+    failed = [line for line in lines if f"job {job_id} failed" in line]
+    assert len(failed) == 1 and f"(reference {reference.group(1)})" in failed[0], lines
+    job_log = "\n".join(lines)
+    assert "Traceback" not in job_log and str(ctx.settings.home) not in job_log and "/var/lib" not in job_log
+    # The server log has it all, under the same reference.
+    server = [r for r in caplog.records if r.getMessage().endswith(f"(reference {reference.group(1)})")]
+    assert len(server) == 1 and server[0].exc_info is not None
+    assert str(scratch) in server[0].getMessage() and "/var/lib/lbc/disk0" in server[0].getMessage()
+
+
+def test_an_input_error_names_files_without_server_paths(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = submit(ctx, FAST)
+
+    def refuse(spec: Any, out_dir: Path, **_: Any) -> None:  # as an engine check names its input file
+        raise ValueError(f"{out_dir.parent / 'inputs' / 'dataset.npz'}: array x contains NaN")
+
+    monkeypatch.setattr(execution, "run_spec", refuse)
+    assert execution.run_job(ctx, job_id) == JobState.FAILED
+
+    job = load(ctx, job_id)
+    assert (job.error_type, job.error_message) == (
+        "invalid_input",
+        "ValueError: inputs/dataset.npz: array x contains NaN",  # relative to the attempt, no reference
+    )
+    lines = [line for e in events(ctx, job_id, "log") for line in e.data["lines"]]
+    assert any(
+        line.endswith("failed: invalid_input: ValueError: inputs/dataset.npz: array x contains NaN")
+        for line in lines
+    )
+    assert str(ctx.settings.home) not in "\n".join(lines)
+
+
 def test_time_limit_ends_the_job_failed_with_a_checkpoint(ctx: WorkerContext) -> None:
     spec = long_running(SLOW)
     spec["limits"] = {"time_limit_s": 1}
@@ -384,9 +440,12 @@ def test_resumed_job_continues_from_its_checkpoint_and_ends_like_an_uninterrupte
     assert execution.run_job(ctx, job_id) == JobState.SUCCEEDED
 
     resumed = [e.data["resumed_from"] for e in events(ctx, job_id, "phase") if "resumed_from" in e.data]
-    assert resumed == [{"epoch": 0, "step": 40, "global_step": 40}]
+    assert resumed == [{"epoch": 1, "step": 40, "global_step": 40}]  # epoch 1 of the progress events
+    log_lines = [line for e in events(ctx, job_id, "log") for line in e.data["lines"]]
+    said = [line for line in log_lines if "resuming from" in line]
+    assert len(said) == 1 and said[0].endswith(": epoch 1 after 40 of its steps (global step 40)"), said
     job = load(ctx, job_id)
-    assert job.result is not None and job.result["resumed_from"]["global_step"] == 40
+    assert job.result is not None and job.result["resumed_from"] == resumed[0]  # the engine says the same
     expected, actual = masks_of(ctx, reference, tmp_path), masks_of(ctx, job_id, tmp_path)
     assert expected.keys() == actual.keys()
     for name in expected:

@@ -12,18 +12,19 @@ const main = document.getElementById("main");
 let active = null;
 let signInMessage = null;
 
-/** `/?key=...` (the link `lbc serve` prints) or `/#key=...`: sign in, then drop the key from the URL. */
+/**
+ * Sign in from the link `lbc serve` prints, `/#key=<key>`, then drop the key from the address bar and
+ * the history. The fragment never leaves the browser, so the key reaches no server or proxy log. A route
+ * may follow the key (`/#key=<key>#/jobs/<id>`); the old query form `/?key=<key>` still works.
+ */
 function takeKeyFromUrl() {
   const url = new URL(window.location.href);
-  let key = url.searchParams.get("key");
+  const fromHash = /^#key=([^&#]*)(?:[&#](.*))?$/.exec(url.hash);
+  const key = fromHash ? decodeURIComponent(fromHash[1]) : url.searchParams.get("key");
+  if (!fromHash && !url.searchParams.has("key")) return;
   url.searchParams.delete("key");
-  const fromHash = /^#key=([^&]+)/.exec(url.hash);
-  if (fromHash) {
-    key = key || decodeURIComponent(fromHash[1]);
-    url.hash = "";
-  }
-  if (!key) return;
-  setKey(key.trim());
+  if (fromHash) url.hash = fromHash[2] ? `#${fromHash[2].replace(/^#/, "")}` : "";
+  if (key && key.trim()) setKey(key.trim());
   const query = url.searchParams.toString();
   window.history.replaceState(null, "", `${url.pathname}${query ? `?${query}` : ""}${url.hash || "#/jobs"}`);
 }
@@ -113,6 +114,9 @@ document.getElementById("sign-out").addEventListener("click", () => {
   render();
 });
 
-window.addEventListener("hashchange", render);
+window.addEventListener("hashchange", () => {
+  takeKeyFromUrl(); // a sign-in link pasted into a tab that is already open
+  render();
+});
 takeKeyFromUrl();
 render();
