@@ -488,9 +488,11 @@ def _measure_layer(
             dense = ctx.timer(request, dense_fn)
         else:
             x = _random((shape.m, shape.k), dtype, ctx.device)
-            dense = ctx.timer(request, lambda: F.linear(x, weight))
+            # With the layer's bias, as the model runs it: a sparse matmul may add it in another kernel.
+            bias = None if module.bias is None else module.bias.detach().to(device=ctx.device, dtype=dtype)
+            dense = ctx.timer(request, lambda: F.linear(x, weight, bias))
             if blocker is None and ctx.kernel is not None:
-                sparse, padded_m, blocker = _time_sparse_linear(x, weight, request, ctx.kernel, ctx)
+                sparse, padded_m, blocker = _time_sparse_linear(x, weight, bias, request, ctx.kernel, ctx)
     except RuntimeError as exc:  # CUDA out of memory, unsupported dtype on this device, ...
         _free(ctx.device)
         text = f"timing failed: {exc}".splitlines()[0]
@@ -502,9 +504,14 @@ def _measure_layer(
 
 
 def _time_sparse_linear(
-    x: torch.Tensor, weight: torch.Tensor, request: TimingRequest, kernel: SparseKernel, ctx: _Context
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    request: TimingRequest,
+    kernel: SparseKernel,
+    ctx: _Context,
 ) -> tuple[Timing | None, int | None, str | None]:
-    """``(sparse timing, padded M or None, blocker)`` of ``F.linear(x, weight)`` on the sparse kernel."""
+    """``(sparse timing, padded M or None, blocker)`` of ``F.linear(x, weight, bias)`` on the sparse kernel."""
     rows = x.shape[0]
     try:
         sparse_weight = kernel.convert_weight(weight)
@@ -514,11 +521,11 @@ def _time_sparse_linear(
 
     def sparse_fn() -> torch.Tensor:
         if pad:
-            return F.linear(F.pad(x, (0, 0, 0, pad)), sparse_weight)[:rows]
-        return F.linear(x, sparse_weight)
+            return F.linear(F.pad(x, (0, 0, 0, pad)), sparse_weight, bias)[:rows]
+        return F.linear(x, sparse_weight, bias)
 
     try:
-        error = _relative_error(sparse_fn(), F.linear(x, weight))
+        error = _relative_error(sparse_fn(), F.linear(x, weight, bias))
         if not error <= CORRECTNESS_RTOL:
             return (
                 None,
@@ -790,7 +797,7 @@ def _notes(
         f"Timing: {method.timer}; {method.warmup} warm-up calls, then {method.repeats} repeats, each running "
         f"the call enough times to last >= {method.min_repeat_ms:g} ms; reported as the median with the "
         "10th-90th percentile spread, in ms per call. Per-layer GEMMs run on random inputs of the layer's "
-        "recorded shape, weights as stored (zeros included) for dense."
+        "recorded shape, weights as stored (zeros included) for dense, with the layer's bias."
     )
     notes.append(
         "FLOPs count the GEMMs of Linear and Conv2d layers per sample (attention score products, norms and "

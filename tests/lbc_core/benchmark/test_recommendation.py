@@ -155,3 +155,30 @@ def test_a_sparse_kernel_with_wrong_results_is_not_timed(tiny_vit, stand_in_kern
     assert measurement.sparse is None and measurement.recommendation == "n/a"
     assert measurement.reason.startswith("sparse kernel output differs from dense")
     assert not any(r.variant == "sparse" and r.scope == "layer" for r in requests)
+
+
+def test_per_layer_timings_run_the_layer_with_its_bias(stand_in_kernel, make_timing) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64))
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.view(64, 16, 4)[:, :, 2:] = 0  # 2:4
+            layer.bias.fill_(1000.0)  # dominates the output: its presence is plain in the mean
+    outputs: dict[tuple[str, str], float] = {}
+
+    def timer(request, fn):
+        if request.scope == "layer":
+            outputs[(request.name, request.variant)] = float(fn().float().mean())
+        return make_timing(1.0)
+
+    build_speedup_report(
+        model,
+        input_shape=(64,),
+        batch_sizes=(8,),
+        dtypes=("float16",),
+        layers=["0", "2"],
+        timer=timer,
+        kernel=stand_in_kernel,
+    )
+    assert set(outputs) == {("0", "dense"), ("0", "sparse"), ("2", "dense"), ("2", "sparse")}
+    assert all(value == pytest.approx(1000.0, abs=20.0) for value in outputs.values()), outputs
