@@ -11,7 +11,7 @@ Two callers, one measurement (:func:`measure`):
   job's export, or an uploaded checkpoint that must already be N:M sparse) and :func:`measure` builds the
   report; here a problem fails the job.
 
-Both write ``speedup_report.json`` (schema ``lbc.speedup-report/1``), ``speedup_report.html`` and
+Both write ``speedup_report.json`` (schema ``lbc.speedup-report/2``), ``speedup_report.html`` and
 ``speedup_chart.svg``, and summarise the report for the job row with :func:`report_summary`.
 
 Cost: on CUDA the library's defaults (10 warm-up calls, 30 repeats); on a CPU, which has no sparse kernel

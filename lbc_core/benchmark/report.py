@@ -4,11 +4,11 @@ The report never presents masked-dense timings as a speedup. Sparse timings exis
 sparse kernel ran (PyTorch's semi-structured 2:4 tensors on NVIDIA GPUs of compute capability >= 8.0,
 fp16/bf16, Linear layers); everywhere else the sparse fields are null and the report says why.
 
-Schema ``lbc.speedup-report/1`` (:data:`REPORT_SCHEMA` is the same as a JSON Schema). Times are
+Schema ``lbc.speedup-report/2`` (:data:`REPORT_SCHEMA` is the same as a JSON Schema). Times are
 milliseconds per call; a *Timing* is ``{median_ms, p10_ms, p90_ms, repeats, inner, timer}`` where
 ``inner`` calls ran per repeat and ``timer`` is ``"cuda-event"``, ``"cuda-graph"`` or ``"perf_counter"``.
 
-- ``schema``: ``"lbc.speedup-report/1"``; ``created_at``: ISO-8601 UTC.
+- ``schema``: ``"lbc.speedup-report/2"``; ``created_at``: ISO-8601 UTC.
 - ``model``: ``name`` (or null), ``class``, ``pattern`` ("N:M"), ``input_shape`` (one sample, no batch).
 - ``environment``: ``device``, ``device_name``, ``compute_capability`` / ``driver_version`` /
   ``cuda_version`` / ``cusparselt_version`` (null when absent), ``torch_version``, ``python_version``,
@@ -80,7 +80,7 @@ from lbc_core.export.manifest import to_json_safe
 from lbc_core.sparsity import NMPattern, PatternError, count_violations
 from lbc_core.training.loop import SupervisedData, evaluate
 
-REPORT_SCHEMA_VERSION = "lbc.speedup-report/1"
+REPORT_SCHEMA_VERSION = "lbc.speedup-report/2"
 
 SPARSE = "sparse"
 DENSE = "dense"

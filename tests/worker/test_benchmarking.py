@@ -168,7 +168,7 @@ def test_sparsify_job_publishes_an_honest_cpu_report(ctx: WorkerContext, tmp_pat
 
     report = report_of(ctx, job_id, tmp_path)
     _validate(report, report_schema())
-    assert report["schema"] == "lbc.speedup-report/1"
+    assert report["schema"] == "lbc.speedup-report/2"
     assert report["notes"][0] == NO_KERNEL_NOTE  # the plain CPU wording, first
     assert report["environment"]["device"] == "cpu" and report["environment"]["sparse_kernels"] is False
     # The exported model was timed: its layers, its data's input shape, its validation accuracy.

@@ -144,7 +144,7 @@ def test_cpu_report_savings_are_exact(cpu_report) -> None:
 def test_report_json_round_trips_and_matches_its_schema(cpu_report) -> None:
     _, _, report = cpu_report
     data = report.to_dict()
-    assert data["schema"] == REPORT_SCHEMA_VERSION == "lbc.speedup-report/1"
+    assert data["schema"] == REPORT_SCHEMA_VERSION == "lbc.speedup-report/2"
     assert json.loads(report.to_json()) == data
     assert json.loads(json.dumps(data, allow_nan=False)) == data
     _validate(data, REPORT_SCHEMA)
