@@ -45,13 +45,15 @@ LOG_NAME = "job.log"
 LOG_CONTENT_TYPE = "text/plain; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
 
-Status = Literal["succeeded", "cancelled", "failed", "lost"]
+Status = Literal["succeeded", "cancelled", "failed", "lost", "interrupted"]
 PublishedFile = tuple[str, Path, str, "str | None"]  # (artifact name, local path, content type, sha256)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended. ``lost``: another worker owns the job now; nothing more may be written."""
+    """How an attempt ended. ``lost``: another worker owns the job now; nothing more may be written.
+    ``interrupted``: the worker is shutting down; the job goes back to the queue without counting the
+    attempt (its checkpoint, if training started, is uploaded)."""
 
     status: Status
     artifacts: list[dict[str, Any]] = field(default_factory=list)
@@ -228,6 +230,8 @@ class JobAttempt:
                 raise BenchmarkStopped(
                     "time_limit", f"time limit of {deadline - self.started:.0f}s reached while benchmarking"
                 )
+            if reporter.shutdown_requested:
+                raise BenchmarkStopped("interrupted", "the worker is shutting down")
 
         return check
 
@@ -280,6 +284,8 @@ class JobAttempt:
                     f"time limit of {limit:.0f}s reached at epoch {result.summary.get('epoch', 0) + 1}, "
                     f"step {result.summary.get('step')}; the checkpoint is kept"
                 )
+            if reporter.shutdown_requested:
+                return _interrupted(reporter, f"at {result.summary}")
             raise RuntimeError(f"training stopped without a reason at {result.summary}")
         if reporter.cancel_requested:
             return Outcome("cancelled")
@@ -296,8 +302,10 @@ class JobAttempt:
                     self.scratch / "report",
                     stop=self._stop_check(reporter, deadline),
                 )
-            except BenchmarkStopped as exc:  # cancel or lost lease; a time limit is a benchmark_error
-                return Outcome("lost") if exc.reason == "lost" else Outcome("cancelled")
+            except (
+                BenchmarkStopped
+            ) as exc:  # cancel, shutdown or lost lease; a time limit is a benchmark_error
+                return _benchmark_stopped(reporter, exc)
         stopped = _stopped(reporter)
         if stopped is not None:
             return stopped
@@ -339,7 +347,7 @@ class JobAttempt:
         except BenchmarkStopped as exc:
             if exc.reason == "time_limit":
                 raise TimeLimitExceeded(str(exc)) from None
-            return Outcome("lost") if exc.reason == "lost" else Outcome("cancelled")
+            return _benchmark_stopped(reporter, exc)
         stopped = _stopped(reporter)
         if stopped is not None:
             return stopped
@@ -431,12 +439,34 @@ class JobAttempt:
 
 # -- finish ---------------------------------------------------------------------------------------------
 def _stopped(reporter: JobReporter) -> Outcome | None:
-    """The attempt's outcome if it must not go on: the lease was lost, or a cancel was asked."""
+    """The attempt's outcome if it must not go on: the lease was lost, a cancel was asked, or the worker
+    is shutting down."""
     if reporter.lost:
         return Outcome("lost")
     if reporter.cancel_requested:
         return Outcome("cancelled")
+    if reporter.shutdown_requested:
+        return _interrupted(reporter, f"in phase {reporter.current_phase or 'preparing'}")
     return None
+
+
+def _interrupted(reporter: JobReporter, where: str) -> Outcome:
+    """Logged in the job's own log, so its owner sees why the job went back to the queue."""
+    log.warning(
+        "job %s interrupted %s: %s; handing it back to the queue (this attempt is not counted)",
+        reporter.job_id,
+        where,
+        reporter.ctx.shutdown.reason,
+    )
+    return Outcome("interrupted")
+
+
+def _benchmark_stopped(reporter: JobReporter, exc: BenchmarkStopped) -> Outcome:
+    if exc.reason == "lost":
+        return Outcome("lost")
+    if exc.reason == "interrupted":
+        return _interrupted(reporter, "while benchmarking")
+    return Outcome("cancelled")
 
 
 def _lock_if_owned(session: Session, job_id: str, worker_id: str) -> str | None:
@@ -530,6 +560,8 @@ def _finish_once(ctx: WorkerContext, job: Job, outcome: Outcome) -> JobState | N
             if outcome.status in ("succeeded", "cancelled"):
                 repository.finish_cancelled(session, job.id)
                 return JobState.CANCELLED
+            if outcome.status == "interrupted":
+                return repository.requeue_interrupted(session, job.id)
             return repository.finish_failure(
                 session,
                 job.id,
