@@ -285,7 +285,11 @@ class JobAttempt:
                     f"step {result.summary.get('step')}; the checkpoint is kept"
                 )
             if reporter.shutdown_requested:
-                return _interrupted(reporter, f"at {result.summary}")
+                return _interrupted(
+                    reporter,
+                    f"at epoch {result.summary.get('epoch', 0) + 1}, step {result.summary.get('step')} "
+                    "(checkpoint written)",
+                )
             raise RuntimeError(f"training stopped without a reason at {result.summary}")
         if reporter.cancel_requested:
             return Outcome("cancelled")

@@ -132,10 +132,10 @@ def test_children_do_not_outlive_a_killed_serve(processes: Processes, tmp_path: 
 # Long enough to be stopped mid-training after its first checkpoint (40 steps per epoch), short enough to
 # finish quickly after the restart.
 TRAINING = {
-    "model": {"architecture": "lenet5"},
+    "model": {"architecture": "mlp"},
     "dataset": {"source": "digits", "limit": 800},
     "sparsity": {"method": "lbc", "n": 2, "m": 4},
-    "train": {"epochs": 12, "batch_size": 16, "lr": 0.05},
+    "train": {"epochs": 6, "batch_size": 16, "lr": 0.05},
     "benchmark": {"enabled": False},
 }
 FAST_STOP = {  # the default lease (60 s) stays: a job handed back must not wait for it
@@ -268,8 +268,10 @@ def test_a_second_serve_on_the_same_home_or_port_says_so_and_exits(
     assert f"another lbc serve (pid {first.pid}, http://127.0.0.1:{port}) is already running" in (
         same_home.log()
     )
-    assert "ready" not in same_home.log()
+    assert "lbc serve: ready" not in same_home.log()
     assert same_port.popen.wait(timeout=60) == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in same_port.log() and "ready" not in same_port.log()
+    assert (
+        f"cannot listen on 127.0.0.1:{port}" in same_port.log() and "lbc serve: ready" not in same_port.log()
+    )
     assert first.alive()
     stop(first, signal.SIGTERM)
