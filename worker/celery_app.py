@@ -93,6 +93,8 @@ def _on_process_init(**_: Any) -> None:
         inherited.engine.dispose(close=False)
     _Process.context = _new_context()
     lifecycle.prepare_job_process(_Process.context)
+    if _Process.shutting_down:  # forked during a warm shutdown, for a message reserved before it
+        _Process.context.shutdown.request("the worker is shutting down")
 
 
 def _on_shutting_down(**_: Any) -> None:

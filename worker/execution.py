@@ -129,6 +129,19 @@ def claim(ctx: WorkerContext, job_id: str) -> Job | None:
     return job
 
 
+def pass_on(ctx: WorkerContext, job_id: str) -> None:
+    """Leave a queued job to another worker: this one is shutting down. Its message was consumed, so
+    it is sent again (nothing is claimed, no attempt is used)."""
+    with transaction(ctx.sessions) as session:
+        row = session.execute(
+            select(Job.queue, Job.time_limit_s).where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+        ).first()
+    if row is None:
+        return
+    log.info("job %s not started: %s; sent again for another worker", job_id, ctx.shutdown.reason)
+    ctx.send(job_id, row.queue, row.time_limit_s)
+
+
 # -- execute --------------------------------------------------------------------------------------------
 def limit_threads(threads: int) -> None:
     """Cap torch's intra-op threads for this job's process (0 leaves torch's default of one per core).

@@ -28,7 +28,7 @@ from jobs.spec import dump_spec, parse_spec
 from jobs.states import JobState
 from lbc_core.sparsity import NMPattern, count_violations
 from lbc_core.training import StepEvent
-from worker import execution
+from worker import execution, tasks
 from worker.callback import ServiceCallback
 from worker.context import ShutdownRequest, WorkerContext, build_context
 
@@ -439,3 +439,16 @@ def test_resumed_job_continues_from_its_checkpoint_and_ends_like_an_uninterrupte
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+
+
+def test_a_worker_that_is_shutting_down_passes_a_reserved_job_on_without_claiming_it(
+    ctx: WorkerContext,
+) -> None:
+    job_id = submit(ctx, FAST)
+    ctx.shutdown.request("the worker is shutting down")
+
+    tasks.run_job(ctx, job_id)
+
+    job = load(ctx, job_id)
+    assert (job.state, job.attempt) == ("queued", 0)
+    assert ctx.sent == [(job_id, "cpu", None)]  # type: ignore[attr-defined]
