@@ -14,7 +14,10 @@ run), and between random pauses (seeded by --seed) it
     replacement, --kills times. The first kill waits for a job that has a checkpoint, so every run
     exercises a resume;
   - SIGKILLs Redis and starts it again on the same port after a short outage (every message is lost);
-  - SIGKILLs the API and starts it again on the same port (submissions retry with their Idempotency-Key).
+  - SIGKILLs the API and starts it again on the same port (submissions retry with their Idempotency-Key);
+  - stops a worker that is running a job gracefully (SIGTERM to its main process, as ``docker stop``
+    does), --graceful-stops times, and starts a replacement: the job must checkpoint and go back to the
+    queue without consuming an attempt.
 
 Then it waits until every job is terminal and checks, through the API (events, artifacts):
   lost        a submitted job that is missing, or not terminal by the deadline;
@@ -22,14 +25,17 @@ Then it waits until every job is terminal and checks, through the API (events, a
               a later attempt had claimed the job (two owners at once);
   resumed     attempts whose ``training`` phase event names the checkpoint they continued from; a
               resume from an older checkpoint than one an earlier attempt logged as uploaded is stale;
+  stops       each graceful stop handed its job back (a state event ``interrupted``) or the job had
+              ended; one that let the attempt be lost (the reaper's ``worker_lost``) consumed an attempt;
   artifacts   every artifact downloads intact (listed sha256 and size); the manifest's digests match
               the files; each sparsified layer of model.safetensors is exactly N:M and inside its mask;
               the compressed N:M form rebuilds the same weights.
 A job that failed is expected only as ``worker_lost`` after max_attempts kills; any other failure counts.
-Exit status 1 when a job is lost, duplicated, stale-resumed, unexpectedly failed, or does not verify.
+Exit status 1 when a job is lost, duplicated, stale-resumed, unexpectedly failed, does not verify, or
+when a graceful stop consumed an attempt.
 
 Usage:
-  python benchmarks/chaos.py                                  # 12 jobs, 3 workers, 20 kills, seed 0
+  python benchmarks/chaos.py                                  # 12 jobs, 3 workers, 20 kills, 3 stops
   python benchmarks/chaos.py --jobs 5 --workers 2 --kills 4 --seed 7
 """
 
@@ -58,7 +64,7 @@ from typing import Any, TypeVar
 import httpx
 import redis
 from safetensors.torch import load_file
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -66,7 +72,7 @@ from client import ApiError, Client, ClientError, ConnectionFailed
 from client import Job as ApiJob
 from client.client import sha256_file
 from jobs.db import make_engine, make_session_factory, transaction
-from jobs.models import Job
+from jobs.models import Job, JobEvent
 from lbc_core.export import (
     CHECKPOINT_FILE,
     COMPRESSED_FILE,
@@ -95,6 +101,8 @@ class ChaosConfig:
     kills: int = 20
     redis_restarts: int = 1
     api_restarts: int = 1
+    graceful_stops: int = 3
+    stop_timeout_s: float = 60.0  # a worker still running this long after SIGTERM is killed (and counted)
     seed: int = 0
     epochs: int = 6  # one checkpoint per epoch
     pause_s: tuple[float, float] = (1.0, 3.0)  # between two chaos actions
@@ -143,6 +151,22 @@ class Kill:
 
 
 @dataclass(frozen=True)
+class GracefulStop:
+    at_s: float
+    worker: str
+    job_id: str
+    attempt: int
+    where: str
+    exited_after_s: float  # SIGTERM -> the worker's main process exited
+    handed_back: bool  # the job went back to the queue with the attempt not counted
+    ended: bool  # the job had ended before the stop reached it (nothing to hand back)
+
+    @property
+    def consumed_an_attempt(self) -> bool:
+        return not (self.handed_back or self.ended)
+
+
+@dataclass(frozen=True)
 class Resume:
     attempt: int
     epoch: int  # epochs completed when the checkpoint was written
@@ -186,6 +210,7 @@ class ChaosReport:
     kills: list[Kill] = field(default_factory=list)
     redis_restarts: list[float] = field(default_factory=list)
     api_restarts: list[float] = field(default_factory=list)
+    graceful_stops: list[GracefulStop] = field(default_factory=list)
     jobs: list[JobOutcome] = field(default_factory=list)
     duplicate_deliveries: int = 0
     elapsed_s: float = 0.0
@@ -208,6 +233,11 @@ class ChaosReport:
             if job.unexpected_failure:
                 found.append(f"job {job.id} failed: {job.error_type}")
             found.extend(f"job {job.id}: {problem}" for problem in (*job.stale_resumes, *job.problems))
+        found.extend(
+            f"graceful stop of {stop.worker} consumed attempt {stop.attempt} of job {stop.job_id}"
+            for stop in self.graceful_stops
+            if stop.consumed_an_attempt
+        )
         if len(self.jobs) != self.config.jobs:
             found.append(f"{self.config.jobs} jobs asked for, {len(self.jobs)} submitted")
         return found
@@ -461,9 +491,13 @@ class ChaosRun:
     # -- chaos actions ------------------------------------------------------------------------------------
     def plan(self) -> list[str]:
         actions = ["kill"] * self.config.kills
-        for kind, count in (("redis", self.config.redis_restarts), ("api", self.config.api_restarts)):
+        for kind, count in (
+            ("redis", self.config.redis_restarts),
+            ("api", self.config.api_restarts),
+            ("stop", self.config.graceful_stops),
+        ):
             for _ in range(count):  # never first: the first action is the kill that guarantees a resume
-                actions.insert(self.rng.randint(1, len(actions)), kind)
+                actions.insert(self.rng.randint(min(1, len(actions)), len(actions)), kind)
         return actions
 
     def running(self) -> list[tuple[str, str, int, str | None, str]]:
@@ -483,8 +517,8 @@ class ChaosRun:
     def all_terminal(self) -> bool:
         return len(self.submitted) == self.config.jobs and self.submitted_ended()
 
-    def kill(self, need_checkpoint: bool) -> bool:
-        """SIGKILL a worker that runs a job (waiting for one); False when every job has already ended."""
+    def busy_worker(self, need_checkpoint: bool) -> tuple[str, str, int, str | None, str] | None:
+        """A job running on one of our workers (waiting for one); None when every job has already ended."""
         while time.monotonic() < self.deadline:
             targets = [
                 row
@@ -492,15 +526,20 @@ class ChaosRun:
                 if row[1].split("@")[0] in self.cluster.workers and (row[3] or not need_checkpoint)
             ]
             if targets:
-                break
+                return self.rng.choice(sorted(targets))
             if self.submitted_ended():
                 if len(self.submitted) == self.config.jobs:
-                    return False
+                    return None
                 self.submit()  # the submissions spread over the run are behind the workers: send one now
             time.sleep(0.1)
-        else:
-            raise RuntimeError("deadline reached while waiting for a running job to kill")
-        job_id, worker_id, attempt, _, where = self.rng.choice(sorted(targets))
+        raise RuntimeError("deadline reached while waiting for a running job")
+
+    def kill(self, need_checkpoint: bool) -> bool:
+        """SIGKILL a worker that runs a job (waiting for one); False when every job has already ended."""
+        target = self.busy_worker(need_checkpoint)
+        if target is None:
+            return False
+        job_id, worker_id, attempt, _, where = target
         node = worker_id.split("@")[0]
         proc = self.cluster.workers.pop(node)
         proc.kill()
@@ -508,6 +547,43 @@ class ChaosRun:
         replacement = self.cluster.start_worker()
         self.log(
             f"kill -9 {node} (running job {job_id} attempt {attempt}, {where}); started {replacement.name}"
+        )
+        return True
+
+    def graceful_stop(self) -> bool:
+        """SIGTERM the main process of a worker that runs a job, as ``docker stop`` does, and wait for it
+        to exit; then check that its job was handed back without consuming the attempt."""
+        target = self.busy_worker(need_checkpoint=False)
+        if target is None:
+            return False
+        job_id, worker_id, attempt, _, where = target
+        node = worker_id.split("@")[0]
+        proc = self.cluster.workers.pop(node)
+        with transaction(self.sessions) as session:
+            marker = session.scalar(select(func.max(JobEvent.id)).where(JobEvent.job_id == job_id)) or 0
+        sent = time.monotonic()
+        os.kill(proc.popen.pid, signal.SIGTERM)
+        try:
+            proc.popen.wait(timeout=self.config.stop_timeout_s)
+        except subprocess.TimeoutExpired:
+            self.log(f"{node} did not exit {self.config.stop_timeout_s:.0f}s after SIGTERM; killing it")
+            proc.kill()
+        exited = time.monotonic() - sent
+        with transaction(self.sessions) as session:
+            later = session.scalars(
+                select(JobEvent.data).where(
+                    JobEvent.job_id == job_id, JobEvent.kind == "state", JobEvent.id > marker
+                )
+            ).all()
+        handed_back = any(data.get("interrupted") for data in later)
+        ended = any(data.get("state") in TERMINAL for data in later)
+        stop = GracefulStop(self.now(), node, job_id, attempt, where, exited, handed_back, ended)
+        self.report.graceful_stops.append(stop)
+        replacement = self.cluster.start_worker()
+        outcome = "handed back" if handed_back else "had ended" if ended else "LOST THE ATTEMPT"
+        self.log(
+            f"SIGTERM {node} (running job {job_id} attempt {attempt}, {where}); exited after {exited:.1f}s, "
+            f"job {outcome}; started {replacement.name}"
         )
         return True
 
@@ -547,6 +623,9 @@ class ChaosRun:
                     self.log(f"every job has ended; {self.config.kills - kills_done} kills not done")
                     break
                 kills_done += 1
+            elif action == "stop":
+                if not self.graceful_stop():
+                    self.log("every job has ended; a graceful stop not done")
             elif action == "redis":
                 self.restart_redis()
             else:
@@ -675,6 +754,16 @@ def render(report: ChaosReport) -> str:
         ("worker kills (SIGKILL, job running)", len(report.kills)),
         ("redis restarts", len(report.redis_restarts)),
         ("api restarts", len(report.api_restarts)),
+        ("graceful stops (SIGTERM, job running)", len(report.graceful_stops)),
+        ("  jobs handed back by them", sum(1 for stop in report.graceful_stops if stop.handed_back)),
+        (
+            "  attempts they consumed",
+            sum(1 for stop in report.graceful_stops if stop.consumed_an_attempt),
+        ),
+        (
+            "  slowest stop, SIGTERM -> exited (s)",
+            f"{max((stop.exited_after_s for stop in report.graceful_stops), default=0.0):.1f}",
+        ),
         ("jobs resumed from a checkpoint", len(resumed)),
         ("resumes (attempts continuing a checkpoint)", sum(len(job.resumes) for job in jobs)),
         ("resumes from a checkpoint past step 0", sum(1 for j in jobs for r in j.resumes if r.global_step)),
@@ -745,6 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=defaults.kills)
     parser.add_argument("--redis-restarts", type=int, default=defaults.redis_restarts)
     parser.add_argument("--api-restarts", type=int, default=defaults.api_restarts)
+    parser.add_argument("--graceful-stops", type=int, default=defaults.graceful_stops)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--max-attempts", type=int, default=defaults.max_attempts)
@@ -753,8 +843,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-admin-url", default=defaults.pg_admin_url)
     parser.add_argument("--keep", action="store_true", help="keep the logs and downloads directory")
     args = parser.parse_args(argv)
-    if min(args.jobs, args.workers) < 1 or min(args.kills, args.redis_restarts, args.api_restarts) < 0:
-        parser.error("--jobs and --workers must be >= 1; --kills and restarts >= 0")
+    if (
+        min(args.jobs, args.workers) < 1
+        or min(args.kills, args.redis_restarts, args.api_restarts, args.graceful_stops) < 0
+    ):
+        parser.error("--jobs and --workers must be >= 1; --kills, restarts and stops >= 0")
     config = replace(
         defaults,
         jobs=args.jobs,
@@ -762,6 +855,7 @@ def main(argv: list[str] | None = None) -> int:
         kills=args.kills,
         redis_restarts=args.redis_restarts,
         api_restarts=args.api_restarts,
+        graceful_stops=args.graceful_stops,
         seed=args.seed,
         epochs=args.epochs,
         max_attempts=args.max_attempts,

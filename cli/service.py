@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
+import errno
+import fcntl
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +31,8 @@ if TYPE_CHECKING:
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s [%(context)s] %(message)s"
 LOCAL_KEY_FILE = "local-key"
 LOCAL_OWNER = "local"
-PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+SERVE_LOCK_FILE = "serve.lock"
+EXIT_CONFLICT = 1
 
 
 def register(commands: Any) -> None:
@@ -77,6 +80,12 @@ def register(commands: Any) -> None:
     serve.add_argument("--home", help="directory for all state (default: LBC_HOME, ./.lbc)")
     serve.add_argument("--port", type=int, help="API port (default: LBC_API_PORT, 8000)")
     serve.add_argument("--host", help="API bind address (default: LBC_API_HOST, 127.0.0.1)")
+    serve.add_argument(
+        "--keep-client-config",
+        action="store_true",
+        help="do not write this server's URL and key into the client config (LBC_CONFIG, the file "
+        "`lbc login` writes); by default every start does, so that `lbc submit` etc. talk to it",
+    )
     serve.set_defaults(handler=run_serve)
 
 
@@ -306,12 +315,93 @@ def ensure_local_key(settings: Settings) -> tuple[str, bool]:
 
 def _die_with_parent() -> None:
     """Runs in each child before exec: if ``lbc serve`` itself is killed (even with SIGKILL), the
-    kernel sends its children SIGTERM instead of leaving them orphaned (Linux; a no-op elsewhere)."""
+    kernel sends its children SIGTERM instead of leaving them orphaned (Linux; a no-op elsewhere).
+    SIGTERM, not SIGKILL: the worker then hands its running job back to the queue like on a clean stop
+    (see ``worker.lifecycle`` for the whole design)."""
+    from worker.lifecycle import set_parent_death_signal
+
+    set_parent_death_signal(signal.SIGTERM)
+
+
+class ServeConflict(Exception):
+    """Another ``lbc serve`` owns the home directory, or something else listens on the port."""
+
+
+def lock_home(home: Path, url: str, wait_s: float) -> int:
+    """An exclusive ``flock`` on ``home/serve.lock``, held for as long as this serve's processes live.
+
+    The descriptor is inherited by the children (``pass_fds``), so the lock stays held until the last
+    of them has exited: after a SIGKILL of ``lbc serve`` its worker may still be handing its job back.
+    A lock held by a live ``lbc serve`` is a conflict; one held only by the leftover children of a dead
+    one is waited for, ``wait_s`` at most. Returns the descriptor.
+    """
+    path = home / SERVE_LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                os.close(fd)
+                raise
+        owner_pid, owner_url = _lock_owner(path)
+        if (owner_pid is not None and _pid_alive(owner_pid)) or time.monotonic() >= deadline:
+            os.close(fd)
+            who = f"lbc serve (pid {owner_pid}, {owner_url})" if owner_pid else "lbc serve"
+            raise ServeConflict(
+                f"another {who} is already running with the home {home}; stop it first, "
+                "or start this one with another --home"
+            )
+        if not told:
+            told = True
+            print(
+                f"lbc serve: waiting for the processes of the stopped lbc serve (pid {owner_pid}) to exit",
+                file=sys.stderr,
+                flush=True,
+            )
+        time.sleep(0.2)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {url}\n".encode(), 0)
+    return fd
+
+
+def _lock_owner(path: Path) -> tuple[int | None, str]:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+        pid, _, url = path.read_text().strip().partition(" ")
+        return int(pid), url
+    except (OSError, ValueError):
+        return None, ""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    state = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError, IndexError):
+        return state.read_text().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead
+    return True
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Bind the API's address once, as uvicorn will: a port in use is a clear error now, rather than an
+    API child that dies later (or a health check answered by whoever holds the port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ServeConflict(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc} (another lbc serve or another "
+                "program uses it); choose another port with --port"
+            ) from exc
 
 
 def _wait_healthy(url: str, children: list[Child], timeout: float) -> bool:
@@ -337,9 +427,10 @@ def _signal_group(child: Child, sig: int) -> None:
 
 
 def _stop_children(children: list[Child], grace: float) -> None:
-    """SIGTERM everyone (the API and beat stop at once; the worker finishes a warm shutdown), then
-    a cold shutdown of a worker still busy with a job (the job resumes from its checkpoint on the next
-    start), then SIGKILL whatever is left."""
+    """SIGTERM everyone: the API and beat stop at once; the worker's job process checkpoints and hands
+    its job back to the queue, then the worker ends its warm shutdown. After ``grace`` seconds a cold
+    shutdown of a worker still busy, then SIGKILL of whatever is left (a job killed that way resumes
+    from its last checkpoint as a new attempt once its lease expires)."""
     for child in children:
         _signal_group(child, signal.SIGTERM)
     for sig, wait in ((signal.SIGQUIT, grace), (signal.SIGKILL, 5.0)):
@@ -365,15 +456,31 @@ def run_serve(args: argparse.Namespace) -> int:
     Creates the home directory, migrates the database, creates a local admin API key on first start
     (printed once, and kept in LBC_HOME/local-key with mode 0600), then runs the API, one worker
     (all queues) and the reaper's scheduler as child processes until Ctrl-C or SIGTERM.
+
+    Stopping: a running job writes a checkpoint and goes back to the queue without counting an attempt,
+    and resumes at the next start (it has LBC_SHUTDOWN_GRACE_SECONDS, default 30, to do so). Every child
+    also dies with this process, even when it is SIGKILLed. One lbc serve per home: a second one on the
+    same home, or on a port in use, exits with an error (code 1). --keep-client-config leaves the
+    client config file alone.
     """
     from jobs.migrate import upgrade
     from jobs.queue import consumed_queues
+    from worker.lifecycle import MAIN_PROCESS_EXTRA_GRACE_S
 
     overrides: dict[str, Any] = {"api_port": args.port, "api_host": args.host}
     if args.home:
         overrides["home"] = Path(args.home)
     settings = _settings(**overrides)
     settings.home.mkdir(parents=True, exist_ok=True)
+    shown_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
+    base_url = f"http://{shown_host}:{settings.api_port}"
+    grace = settings.shutdown_grace_seconds + MAIN_PROCESS_EXTRA_GRACE_S
+    try:
+        lock_fd = lock_home(settings.home, base_url, wait_s=grace)
+        check_port_free(settings.api_host, settings.api_port)
+    except ServeConflict as exc:
+        print(f"lbc serve: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFLICT
 
     stop: list[int] = []
 
@@ -386,8 +493,6 @@ def run_serve(args: argparse.Namespace) -> int:
         upgrade(settings.database_url)
         token, created = ensure_local_key(settings)
         key_path = settings.home / LOCAL_KEY_FILE
-        shown_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
-        base_url = f"http://{shown_host}:{settings.api_port}"
         print(f"lbc serve: state in {settings.home}", flush=True)
         if created:
             print(
@@ -398,13 +503,10 @@ def run_serve(args: argparse.Namespace) -> int:
         else:
             print(f"lbc serve: using the local admin API key saved in {key_path}", flush=True)
             print(f"lbc serve: open {base_url}/", flush=True)
-        try:  # so that `lbc submit`, `lbc jobs`, ... on this machine talk to this server without flags
-            from client.config import save_config
-
-            config_file = save_config(base_url, token)
-            print(f"lbc serve: client config saved in {config_file}", flush=True)
-        except OSError as exc:
-            print(f"lbc serve: could not save the client config: {exc}", file=sys.stderr, flush=True)
+        if args.keep_client_config:
+            print("lbc serve: client config left as it is (--keep-client-config)", flush=True)
+        else:
+            _save_client_config(base_url, token)
 
         env = {
             **os.environ,
@@ -425,8 +527,13 @@ def run_serve(args: argparse.Namespace) -> int:
             if stop:
                 break
             # Own process group: a terminal's Ctrl-C reaches only us, and we decide how each child stops.
+            # The home lock goes with them: no other serve starts on this home while any of them lives.
             child.process = subprocess.Popen(
-                child.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent
+                child.argv,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                pass_fds=(lock_fd,),
             )
         if not stop:
             if _wait_healthy(f"{base_url}/healthz", children, timeout=120):
@@ -444,11 +551,23 @@ def run_serve(args: argparse.Namespace) -> int:
                     )
                 return 1
             time.sleep(0.2)
-        print("lbc serve: stopping", flush=True)
+        print("lbc serve: stopping (a running job checkpoints and goes back to the queue)", flush=True)
         return 0
     finally:
-        _stop_children(children, grace=10.0)
+        _stop_children(children, grace=grace)
+        os.close(lock_fd)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if stop:
             print("lbc serve: stopped", flush=True)
+
+
+def _save_client_config(base_url: str, token: str) -> None:
+    """So that `lbc submit`, `lbc jobs`, ... on this machine talk to this server without flags."""
+    from client.config import save_config
+
+    try:
+        config_file = save_config(base_url, token)
+        print(f"lbc serve: client config saved in {config_file}", flush=True)
+    except OSError as exc:
+        print(f"lbc serve: could not save the client config: {exc}", file=sys.stderr, flush=True)

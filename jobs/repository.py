@@ -426,6 +426,40 @@ def finish_failure(
     return JobState.FAILED
 
 
+INTERRUPTED_REASON = (
+    "interrupted by a worker shutdown; handed back to the queue (attempt {attempt} not counted)"
+)
+
+
+def requeue_interrupted(session: Session, job_id: str) -> JobState:
+    """``running -> queued`` for an attempt its worker stopped on purpose (SIGTERM, Ctrl-C): the job
+    wrote its checkpoint and hands itself back, and the attempt is not counted (the next claim gets the
+    same attempt number again), so clean stops never exhaust ``max_attempts``.
+
+    A job whose cancel was asked meanwhile is cancelled instead. Returns the new state.
+    """
+    job = session.get(Job, job_id, populate_existing=True)
+    if job is None:
+        raise NotFound(f"job {job_id} not found")
+    if job.state == JobState.CANCELLING:
+        finish_cancelled(session, job_id)
+        return JobState.CANCELLED
+    transition(
+        session,
+        job_id,
+        JobState.QUEUED,
+        expected={JobState.RUNNING},
+        event={"reason": INTERRUPTED_REASON.format(attempt=job.attempt), "interrupted": True},
+        attempt=Job.attempt - 1,
+        queued_at=utcnow(),
+        resends=0,
+        worker_id=None,
+        lease_expires_at=None,
+        phase="queued",
+    )
+    return JobState.QUEUED
+
+
 RESEND_BACKOFF_CAP = 8
 
 

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         description="Re-send the task of a job queued this long; each re-send doubles the wait (at most 8x)",
     )
     reaper_interval_seconds: float = Field(default=15.0, gt=0)
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A worker told to stop (SIGTERM, Ctrl-C) gives its running job this long to checkpoint "
+        "and hand itself back to the queue; past it the job's process exits and the job counts an attempt",
+    )
     progress_interval_seconds: float = Field(default=1.0, ge=0, description="Throttle for progress writes")
     max_concurrent_jobs_per_owner: int = Field(default=16, ge=1)
     default_queue: str = Field(

@@ -96,7 +96,7 @@ def budget_for(device: torch.device) -> TimingBudget:
     return CUDA_BUDGET if device.type == "cuda" else CPU_BUDGET
 
 
-StopReason = Literal["cancelled", "lost", "time_limit"]
+StopReason = Literal["cancelled", "lost", "time_limit", "interrupted"]
 
 
 class BenchmarkStopped(Exception):

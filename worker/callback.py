@@ -95,7 +95,8 @@ class CheckpointPublisher:
 
 
 class ServiceCallback(TrainingCallback):
-    """Throttled progress and heartbeats, per-epoch metrics, checkpoint upload, cancel and time limit.
+    """Throttled progress and heartbeats, per-epoch metrics, checkpoint upload, cancel, time limit and
+    worker shutdown.
 
     ``should_stop`` only reads flags (the reporter refreshes them on every write), so the per-step cost
     is a clock read.
@@ -152,6 +153,6 @@ class ServiceCallback(TrainingCallback):
         if self.reporter.lost or self.reporter.cancel_requested:
             return True
         if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.timed_out = True
+            self.timed_out = True  # checked before a shutdown: a job past its limit is not handed back
             return True
-        return False
+        return self.reporter.shutdown_requested

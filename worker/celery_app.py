@@ -15,7 +15,7 @@ from celery import Celery, signals
 
 from jobs.queue import make_celery
 from jobs.settings import Settings, get_settings
-from worker import tasks
+from worker import lifecycle, tasks
 from worker.context import WorkerContext, build_context, default_worker_id
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,7 @@ class _Process:
     settings: Settings | None = None
     node_name: str | None = None
     context: WorkerContext | None = None
+    shutting_down = False
 
 
 def create_worker_app(settings: Settings) -> Celery:
@@ -76,6 +77,7 @@ def _connect_signals() -> None:
     signals.worker_init.connect(_on_worker_init, weak=False)
     signals.worker_process_init.connect(_on_process_init, weak=False)
     signals.worker_process_shutdown.connect(_on_process_shutdown, weak=False)
+    signals.worker_shutting_down.connect(_on_shutting_down, weak=False)
 
 
 def _on_worker_init(sender: Any = None, **_: Any) -> None:
@@ -90,6 +92,18 @@ def _on_process_init(**_: Any) -> None:
     if inherited is not None:
         inherited.engine.dispose(close=False)
     _Process.context = _new_context()
+    lifecycle.prepare_job_process(_Process.context)
+    if _Process.shutting_down:  # forked during a warm shutdown, for a message reserved before it
+        _Process.context.shutdown.request("the worker is shutting down")
+
+
+def _on_shutting_down(**_: Any) -> None:
+    # The main process, in its signal handler: Celery's warm shutdown would wait for the running job;
+    # tell the job to checkpoint and hand itself back instead (once, whatever the number of Ctrl-Cs).
+    if not _Process.shutting_down:
+        _Process.shutting_down = True
+        settings = _Process.settings or get_settings()
+        lifecycle.forward_shutdown_to_pool(settings.shutdown_grace_seconds)
 
 
 def _on_process_shutdown(**_: Any) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,33 @@ def _no_send(job_id: str, queue: str, time_limit_s: int | None) -> None:
 
 
 @dataclass
+class ShutdownRequest:
+    """Set when the worker must stop soon: its process got SIGTERM (``lbc serve`` stopping, a Celery
+    warm shutdown forwarded to its pool child, a container stop), or the process that started it is
+    gone. The running job then checkpoints and hands itself back to the queue without counting an
+    attempt (``worker.execution``).
+
+    Written from a signal handler, so it is two plain attributes: no lock a handler could deadlock on.
+    """
+
+    reason: str | None = None
+    since: float | None = None  # time.monotonic() of the request
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def request(self, reason: str) -> None:
+        if self.reason is None:
+            self.since = time.monotonic()
+            self.reason = reason
+
+    def overdue(self, grace_seconds: float) -> bool:
+        """Asked more than ``grace_seconds`` ago and still not stopped."""
+        return self.since is not None and time.monotonic() - self.since > grace_seconds
+
+
+@dataclass
 class WorkerContext:
     settings: Settings
     engine: Engine
@@ -34,6 +62,15 @@ class WorkerContext:
     store: ObjectStore
     worker_id: str
     send: SendJob = field(default=_no_send)
+    shutdown: ShutdownRequest = field(default_factory=ShutdownRequest)
+    # The process that started this one (the Celery worker's main process); when it is gone the job
+    # stops as for a shutdown. None: not watched (in-process execution, tests).
+    parent_pid: int | None = None
+
+    def check_parent(self) -> None:
+        """Request a shutdown when the parent process died (we were re-parented)."""
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            self.shutdown.request(f"the worker process {self.parent_pid} that started this job is gone")
 
     def close(self) -> None:
         self.engine.dispose()

@@ -47,13 +47,15 @@ LOG_NAME = "job.log"
 LOG_CONTENT_TYPE = "text/plain; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
 
-Status = Literal["succeeded", "cancelled", "failed", "lost"]
+Status = Literal["succeeded", "cancelled", "failed", "lost", "interrupted"]
 PublishedFile = tuple[str, Path, str, "str | None"]  # (artifact name, local path, content type, sha256)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How an attempt ended. ``lost``: another worker owns the job now; nothing more may be written."""
+    """How an attempt ended. ``lost``: another worker owns the job now; nothing more may be written.
+    ``interrupted``: the worker is shutting down; the job goes back to the queue without counting the
+    attempt (its checkpoint, if training started, is uploaded)."""
 
     status: Status
     artifacts: list[dict[str, Any]] = field(default_factory=list)
@@ -141,6 +143,19 @@ def claim(ctx: WorkerContext, job_id: str) -> Job | None:
             "claimed job %s (attempt %d of %d) as %s", job.id, job.attempt, job.max_attempts, ctx.worker_id
         )
     return job
+
+
+def pass_on(ctx: WorkerContext, job_id: str) -> None:
+    """Leave a queued job to another worker: this one is shutting down. Its message was consumed, so
+    it is sent again (nothing is claimed, no attempt is used)."""
+    with transaction(ctx.sessions) as session:
+        row = session.execute(
+            select(Job.queue, Job.time_limit_s).where(Job.id == job_id, Job.state == JobState.QUEUED.value)
+        ).first()
+    if row is None:
+        return
+    log.info("job %s not started: %s; sent again for another worker", job_id, ctx.shutdown.reason)
+    ctx.send(job_id, row.queue, row.time_limit_s)
 
 
 # -- execute --------------------------------------------------------------------------------------------
@@ -269,6 +284,8 @@ class JobAttempt:
                 raise BenchmarkStopped(
                     "time_limit", f"time limit of {deadline - self.started:.0f}s reached while benchmarking"
                 )
+            if reporter.shutdown_requested:
+                raise BenchmarkStopped("interrupted", "the worker is shutting down")
 
         return check
 
@@ -322,6 +339,12 @@ class JobAttempt:
                     f"time limit of {limit:.0f}s reached at epoch {result.summary.get('epoch', 0) + 1}, "
                     f"step {result.summary.get('step')}; the checkpoint is kept"
                 )
+            if reporter.shutdown_requested:
+                return _interrupted(
+                    reporter,
+                    f"at epoch {result.summary.get('epoch', 0) + 1}, step {result.summary.get('step')} "
+                    "(checkpoint written)",
+                )
             raise RuntimeError(f"training stopped without a reason at {result.summary}")
         if reporter.cancel_requested:
             return Outcome("cancelled")
@@ -338,8 +361,10 @@ class JobAttempt:
                     self.scratch / "report",
                     stop=self._stop_check(reporter, deadline),
                 )
-            except BenchmarkStopped as exc:  # cancel or lost lease; a time limit is a benchmark_error
-                return Outcome("lost") if exc.reason == "lost" else Outcome("cancelled")
+            except (
+                BenchmarkStopped
+            ) as exc:  # cancel, shutdown or lost lease; a time limit is a benchmark_error
+                return _benchmark_stopped(reporter, exc)
         stopped = _stopped(reporter)
         if stopped is not None:
             return stopped
@@ -381,7 +406,7 @@ class JobAttempt:
         except BenchmarkStopped as exc:
             if exc.reason == "time_limit":
                 raise TimeLimitExceeded(str(exc)) from None
-            return Outcome("lost") if exc.reason == "lost" else Outcome("cancelled")
+            return _benchmark_stopped(reporter, exc)
         stopped = _stopped(reporter)
         if stopped is not None:
             return stopped
@@ -473,12 +498,34 @@ class JobAttempt:
 
 # -- finish ---------------------------------------------------------------------------------------------
 def _stopped(reporter: JobReporter) -> Outcome | None:
-    """The attempt's outcome if it must not go on: the lease was lost, or a cancel was asked."""
+    """The attempt's outcome if it must not go on: the lease was lost, a cancel was asked, or the worker
+    is shutting down."""
     if reporter.lost:
         return Outcome("lost")
     if reporter.cancel_requested:
         return Outcome("cancelled")
+    if reporter.shutdown_requested:
+        return _interrupted(reporter, f"in phase {reporter.current_phase or 'preparing'}")
     return None
+
+
+def _interrupted(reporter: JobReporter, where: str) -> Outcome:
+    """Logged in the job's own log, so its owner sees why the job went back to the queue."""
+    log.warning(
+        "job %s interrupted %s: %s; handing it back to the queue (this attempt is not counted)",
+        reporter.job_id,
+        where,
+        reporter.ctx.shutdown.reason,
+    )
+    return Outcome("interrupted")
+
+
+def _benchmark_stopped(reporter: JobReporter, exc: BenchmarkStopped) -> Outcome:
+    if exc.reason == "lost":
+        return Outcome("lost")
+    if exc.reason == "interrupted":
+        return _interrupted(reporter, "while benchmarking")
+    return Outcome("cancelled")
 
 
 def _lock_if_owned(session: Session, job_id: str, worker_id: str) -> str | None:
@@ -572,6 +619,8 @@ def _finish_once(ctx: WorkerContext, job: Job, outcome: Outcome) -> JobState | N
             if outcome.status in ("succeeded", "cancelled"):
                 repository.finish_cancelled(session, job.id)
                 return JobState.CANCELLED
+            if outcome.status == "interrupted":
+                return repository.requeue_interrupted(session, job.id)
             return repository.finish_failure(
                 session,
                 job.id,

@@ -19,6 +19,7 @@ from typing import Any
 from jobs import repository
 from jobs.db import transaction
 from worker.context import WorkerContext
+from worker.lifecycle import exit_if_overdue
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,8 @@ class JobReporter:
         self.cancel_requested = False
         self._lock = threading.Lock()
         self._progress: dict[str, Any] | None = None
-        self._phase: str | None = None
+        self._phase: str | None = None  # to be written
+        self.current_phase: str | None = None
         self._events: list[tuple[str, dict[str, Any]]] = []
         self._last_progress_write = 0.0
         self._stop = threading.Event()
@@ -147,7 +149,7 @@ class JobReporter:
         """Enter a phase: recorded on the job row and as a ``phase`` event, written now."""
         log.info("phase: %s%s", name, "".join(f" {k}={v}" for k, v in data.items()))
         with self._lock:
-            self._phase = name
+            self._phase = self.current_phase = name
             self._events.append(("phase", {"phase": name, **data}))
         self.beat()
 
@@ -219,12 +221,23 @@ class JobReporter:
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{self.job_id}", daemon=True)
         self._thread.start()
 
+    @property
+    def shutdown_requested(self) -> bool:
+        """The worker is stopping: the job should checkpoint and hand itself back (``worker.lifecycle``)."""
+        return self.ctx.shutdown.requested
+
     def _run(self) -> None:
-        interval = self.ctx.settings.heartbeat_seconds
+        # Woken often enough to notice a lost parent or an overdue stop soon, whatever the heartbeat.
+        interval = min(self.ctx.settings.heartbeat_seconds, 1.0)
+        last_beat = time.monotonic()
         while not self._stop.wait(interval):
-            self.beat()
-            if self.lost:
-                return
+            self.ctx.check_parent()
+            exit_if_overdue(self.ctx)
+            if time.monotonic() - last_beat >= self.ctx.settings.heartbeat_seconds:
+                last_beat = time.monotonic()
+                self.beat()
+                if self.lost:
+                    return
 
     def stop(self) -> None:
         self._stop.set()

@@ -70,8 +70,15 @@ def register(app: Celery, get_context: ContextGetter) -> None:
 def run_job(ctx: WorkerContext, job_id: str) -> None:
     # Imported here so a maintenance-only worker never loads torch; `lbc worker` preloads it in the
     # parent of job workers, so forked children start with it already imported.
-    from worker import execution
+    from worker import execution, lifecycle
 
+    if ctx.parent_pid is not None:  # a pool child: from here on, a SIGTERM hands the job back
+        lifecycle.stop_cleanly_on_sigterm(ctx)
+    if ctx.shutdown.requested:
+        # A message the worker had reserved before its shutdown (transports without disable_prefetch):
+        # do not start the job, ring the bell again for another worker or the next start.
+        execution.pass_on(ctx, job_id)
+        return
     job = execution.claim(ctx, job_id)
     if job is None:  # duplicate or stale delivery: the compare-and-set makes it harmless
         return

@@ -4,6 +4,7 @@ local key of ``lbc serve``, and ``lbc api --workers``."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,7 +21,15 @@ import httpx
 import pytest
 
 from api.app import create_app
-from cli.service import celery_worker_argv, ensure_local_key, parse_queues
+from cli.service import (
+    SERVE_LOCK_FILE,
+    ServeConflict,
+    celery_worker_argv,
+    check_port_free,
+    ensure_local_key,
+    lock_home,
+    parse_queues,
+)
 from jobs import auth
 from jobs.db import make_engine, make_session_factory, transaction
 from jobs.migrate import current_revision, head_revision, upgrade
@@ -304,3 +314,45 @@ def test_api_refuses_fewer_than_one_worker() -> None:
     result = lbc("api", "--workers", "0")
     assert result.returncode != 0
     assert "--workers must be at least 1" in result.stderr
+
+
+def _hold_lock(home: Path, pid: int) -> int:
+    fd = os.open(home / SERVE_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.write(fd, f"{pid} http://127.0.0.1:8123\n".encode())
+    return fd
+
+
+def test_a_home_held_by_a_live_serve_is_a_conflict_and_leftover_children_are_waited_for(
+    tmp_path: Path,
+) -> None:
+    held = _hold_lock(tmp_path, os.getpid())  # a live lbc serve
+    try:
+        with pytest.raises(
+            ServeConflict, match=rf"another lbc serve \(pid {os.getpid()}, http://127.0.0.1:8123\)"
+        ):
+            lock_home(tmp_path, "http://127.0.0.1:9000", wait_s=30)
+    finally:
+        os.close(held)
+
+    dead_pid = subprocess.Popen(["true"])  # a pid that has exited: the serve was SIGKILLed
+    dead_pid.wait()
+    held = _hold_lock(tmp_path, dead_pid.pid)  # ... and its children still hold the inherited lock
+    threading.Timer(0.5, os.close, (held,)).start()  # until they exit
+    started = time.monotonic()
+    fd = lock_home(tmp_path, "http://127.0.0.1:9000", wait_s=30)
+    try:
+        assert 0.4 < time.monotonic() - started < 10
+        assert (tmp_path / SERVE_LOCK_FILE).read_text() == f"{os.getpid()} http://127.0.0.1:9000\n"
+    finally:
+        os.close(fd)
+
+
+def test_a_port_in_use_is_refused_before_anything_starts() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(ServeConflict, match=f"cannot listen on 127.0.0.1:{port}"):
+            check_port_free("127.0.0.1", port)
+    check_port_free("127.0.0.1", port)  # free again

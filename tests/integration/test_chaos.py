@@ -1,5 +1,5 @@
 """A CI-sized chaos run (benchmarks/chaos.py): jobs train on real ``lbc`` processes while workers are
-SIGKILLed, Redis is killed and restarted empty, and the API is killed and restarted.
+SIGKILLed or stopped gracefully, Redis is killed and restarted empty, and the API is killed and restarted.
 
 The run's own checks are the specification: every job ends exactly once, nothing is lost, a killed
 attempt's successor continues from the checkpoint, and every exported model verifies.
@@ -38,6 +38,7 @@ def test_jobs_survive_worker_kills_and_redis_and_api_restarts(
         kills=4,
         redis_restarts=1,
         api_restarts=1,
+        graceful_stops=3,
         seed=3,
         epochs=4,
         pause_s=(0.5, 1.5),
@@ -53,6 +54,9 @@ def test_jobs_survive_worker_kills_and_redis_and_api_restarts(
     print(chaos.render(report))
     assert len(report.kills) == 4, "every kill found a worker running a job"
     assert len(report.redis_restarts) == 1 and len(report.api_restarts) == 1
+    assert len(report.graceful_stops) == 3, "every graceful stop found a worker running a job"
+    assert not any(stop.consumed_an_attempt for stop in report.graceful_stops)  # also in report.failures
+    assert any(stop.handed_back for stop in report.graceful_stops)
     assert [job.state for job in report.jobs] == ["succeeded"] * 4, "attempts were not exhausted"
     assert report.failures == []  # none lost or duplicated, no stale resume, every artifact verifies
     assert all(job.successes == 1 and job.overlapping_writes == 0 for job in report.jobs)

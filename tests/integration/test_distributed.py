@@ -250,6 +250,34 @@ def test_a_killed_worker_is_replaced_and_the_job_resumes_from_its_checkpoint(sta
     assert job.result is not None and job.result["resumed_from"]["global_step"] == resumed[0]["global_step"]
 
 
+def test_a_worker_stopped_with_sigterm_hands_its_job_back_without_costing_an_attempt(stack: Stack) -> None:
+    """What `docker stop` or systemd does: SIGTERM to the worker's main process only. Celery's warm
+    shutdown would wait for the job; the worker forwards the stop to the job's process, which writes a
+    checkpoint and hands the job back, and the whole worker exits."""
+    client = stack.start(api=True)
+    first = stack.start_worker("w1")
+    spec = {
+        **FAST,
+        "train": {**FAST["train"], "epochs": 8, "batch_size": 16},
+        "benchmark": {"enabled": False},
+    }
+    job_id = submit(client, spec)
+    checkpoint = wait_for(lambda: stack.job(job_id).checkpoint_key, 90, "the first checkpoint upload")
+    job_process = int((stack.job(job_id).worker_id or "").rsplit("/", 1)[1])
+
+    os.kill(first.pid, signal.SIGTERM)
+    assert first.popen.wait(timeout=40) == 0, first.log()[-3000:]
+
+    wait_for(lambda: not Path(f"/proc/{job_process}").exists(), 10, "the job's process to exit")
+    job = stack.job(job_id)
+    assert (job.state, job.attempt, job.worker_id) == ("queued", 0, None), job.error_message
+    assert int(Path(job.checkpoint_key or "0.pt").stem) >= int(Path(checkpoint).stem)
+    stack.start_worker("w2")  # the re-sent message: claimed at once, no reaper needed
+    job = stack.wait_state(job_id, {"succeeded", "failed"}, 120)
+    assert job.state == "succeeded" and job.attempt == 1, job.error_message
+    assert job.result is not None and job.result["resumed_from"]["global_step"] > 0
+
+
 def test_a_job_that_kills_its_worker_every_time_ends_failed(stack: Stack) -> None:
     """The poison pill: each attempt's process is SIGKILLed as soon as it claims the job (the pool child
     only, like the kernel's OOM killer would); after max_attempts the reaper fails it as worker_lost."""

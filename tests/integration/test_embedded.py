@@ -11,11 +11,16 @@ import os
 import re
 import signal
 import stat
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
+from jobs import repository
+from jobs.db import make_engine, make_session_factory, transaction
+from jobs.models import Job, JobEvent
 from tests.integration.support import Process, Processes, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(240)
@@ -121,3 +126,152 @@ def test_children_do_not_outlive_a_killed_serve(processes: Processes, tmp_path: 
     os.kill(server.pid, signal.SIGKILL)  # no chance to clean up: the kernel must stop the children
     server.popen.wait(timeout=10)
     wait_for(lambda: not any(alive(pid) for pid in children), 30, "the orphaned children to exit")
+
+
+# -- clean stops, SIGKILL, a second serve -----------------------------------------------------------------
+# Long enough to be stopped mid-training after its first checkpoint (40 steps per epoch), short enough to
+# finish quickly after the restart.
+TRAINING = {
+    "model": {"architecture": "mlp"},
+    "dataset": {"source": "digits", "limit": 800},
+    "sparsity": {"method": "lbc", "n": 2, "m": 4},
+    "train": {"epochs": 6, "batch_size": 16, "lr": 0.05},
+    "benchmark": {"enabled": False},
+}
+FAST_STOP = {  # the default lease (60 s) stays: a job handed back must not wait for it
+    "LBC_HEARTBEAT_SECONDS": "0.5",
+    "LBC_PROGRESS_INTERVAL_SECONDS": "0.2",
+    "LBC_SHUTDOWN_GRACE_SECONDS": "20",
+}
+
+
+def descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        for child in children_of(todo.pop()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+@dataclass
+class Home:
+    """The embedded database of one serve home, read directly (the API may be stopped)."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self.engine = make_engine(f"sqlite:///{self.path / 'lbc.db'}")
+        self.sessions = make_session_factory(self.engine)
+
+    def job(self, job_id: str) -> Job:
+        with transaction(self.sessions) as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            return job
+
+    def events(self, job_id: str, kind: str) -> list[JobEvent]:
+        with transaction(self.sessions) as session:
+            return repository.list_events(session, job_id, kinds=[kind], limit=100_000)
+
+
+def start_serve(processes: Processes, name: str, home: Path, port: int, *extra: str) -> Process:
+    server = processes.start(name, "serve", "--home", str(home), "--port", str(port), *extra, env=FAST_STOP)
+    wait_for(lambda: "lbc serve: ready" in server.log(), 120, f"{name} to be ready")
+    return server
+
+
+def submit_training(home: Path, port: int) -> str:
+    key = (home / "local-key").read_text().strip()
+    response = httpx.post(
+        f"http://127.0.0.1:{port}/v1/jobs",
+        json=TRAINING,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_clean_stop_hands_the_running_job_back_without_costing_an_attempt(
+    processes: Processes, tmp_path: Path, sig: int
+) -> None:
+    home, port = tmp_path / "home", free_port()
+    server = start_serve(processes, "serve", home, port)
+    db = Home(home)
+    job_id = submit_training(home, port)
+    wait_for(lambda: db.job(job_id).checkpoint_key, 120, "the first checkpoint")
+
+    stop(server, sig)  # every process of the tree gone, exit 0
+
+    job = db.job(job_id)
+    assert (job.state, job.attempt, job.worker_id) == ("queued", 0, None), job.error_message
+    assert job.checkpoint_key is not None and job.error_type is None
+    requeued = [e.data for e in db.events(job_id, "state") if e.data.get("state") == "queued"]
+    assert requeued[-1].get("interrupted") is True, requeued
+    assert "interrupted by a worker shutdown" in requeued[-1]["reason"]
+    lines = [line for e in db.events(job_id, "log") for line in e.data["lines"]]
+    assert any("interrupted" in line and "not counted" in line for line in lines), lines[-5:]
+    stopped_at = int(Path(job.checkpoint_key).stem)
+
+    config = Path(processes.env["LBC_CONFIG"])
+    written = config.read_bytes()
+    config.write_text("{}")  # the user's own config: --keep-client-config must leave it alone
+    again = start_serve(processes, "serve-again", home, port, "--keep-client-config")
+    restarted = time.monotonic()
+    job = wait_for(lambda: (j := db.job(job_id)).state != "queued" and j, 30, "the job to be claimed again")
+    claimed_after = time.monotonic() - restarted
+    job = wait_for(lambda: (j := db.job(job_id)).state in ("succeeded", "failed") and j, 180, "the job")
+
+    assert job.state == "succeeded", job.error_message
+    assert job.attempt == 1 and claimed_after < 20  # resumed at once, not after the 60 s lease
+    resumed = [e.data["resumed_from"] for e in db.events(job_id, "phase") if "resumed_from" in e.data]
+    assert len(resumed) == 1 and resumed[0]["global_step"] >= stopped_at > 0
+    assert config.read_text() == "{}" and "client config left as it is" in again.log()
+    assert written != b"{}"
+    stop(again, signal.SIGTERM)
+    db.engine.dispose()
+
+
+def test_a_killed_serve_takes_the_process_running_the_job_with_it(
+    processes: Processes, tmp_path: Path
+) -> None:
+    home, port = tmp_path / "home", free_port()
+    server = start_serve(processes, "serve", home, port)
+    db = Home(home)
+    job_id = submit_training(home, port)
+    wait_for(lambda: db.job(job_id).progress.get("global_step", 0) >= 3, 120, "training to start")
+    job_process = int((db.job(job_id).worker_id or "").rsplit("/", 1)[1])
+    tree = descendants(server.pid)
+    assert job_process in tree and len(tree) >= 4, tree  # api, worker, its job process, beat
+
+    os.kill(server.pid, signal.SIGKILL)  # no handler runs: the kernel must stop every process below it
+    server.popen.wait(timeout=10)
+
+    wait_for(lambda: not any(alive(pid) for pid in tree), 40, "every process of the killed serve to exit")
+    job = db.job(job_id)  # the job process got SIGTERM from the kernel: the same clean hand-back
+    assert (job.state, job.attempt) == ("queued", 0), (job.state, job.attempt, job.error_message)
+    db.engine.dispose()
+
+
+def test_a_second_serve_on_the_same_home_or_port_says_so_and_exits(
+    processes: Processes, tmp_path: Path
+) -> None:
+    home, port = tmp_path / "home", free_port()
+    first = start_serve(processes, "serve", home, port)
+
+    same_home = processes.start("same-home", "serve", "--home", str(home), "--port", str(free_port()))
+    same_port = processes.start("same-port", "serve", "--home", str(tmp_path / "other"), "--port", str(port))
+
+    assert same_home.popen.wait(timeout=60) == 1
+    assert f"another lbc serve (pid {first.pid}, http://127.0.0.1:{port}) is already running" in (
+        same_home.log()
+    )
+    assert "lbc serve: ready" not in same_home.log()
+    assert same_port.popen.wait(timeout=60) == 1
+    assert (
+        f"cannot listen on 127.0.0.1:{port}" in same_port.log() and "lbc serve: ready" not in same_port.log()
+    )
+    assert first.alive()
+    stop(first, signal.SIGTERM)

@@ -431,3 +431,30 @@ def test_owner_and_key_names_follow_the_name_rule(factory, name: str) -> None:
     owner = _owner(factory, "name-rule-owner")
     with pytest.raises(InvalidInput, match="key name"), transaction(factory) as session:
         create_api_key(session, session.merge(owner), name)
+
+
+def test_a_job_interrupted_by_a_worker_shutdown_goes_back_without_counting_the_attempt(factory) -> None:
+    owner = _owner(factory)
+    job = _submit(factory, owner)  # max_attempts=2
+    for _ in range(3):  # more clean stops than attempts: none of them counts
+        claimed = _claim(factory, job.id)
+        assert claimed is not None and claimed.attempt == 1
+        with transaction(factory) as session:
+            assert repo.requeue_interrupted(session, job.id) == JobState.QUEUED
+        row = _state(factory, job.id)
+        assert (row.state, row.attempt, row.worker_id, row.error_type) == ("queued", 0, None, None)
+    with factory() as session:
+        requeued = [
+            e.data for e in repo.list_events(session, job.id, kinds=["state"]) if e.data["state"] == "queued"
+        ]
+    assert requeued[-1]["interrupted"] is True
+    assert requeued[-1]["reason"].startswith("interrupted by a worker shutdown")
+    assert "attempt 1 not counted" in requeued[-1]["reason"]
+
+    _claim(factory, job.id)
+    with transaction(factory) as session:  # a cancel asked meanwhile wins over the hand-back
+        repo.request_cancel(session, repo.get_job(session, job.id, owner))
+    with transaction(factory) as session:
+        assert repo.requeue_interrupted(session, job.id) == JobState.CANCELLED
+    with transaction(factory) as session, pytest.raises(IllegalTransition):
+        repo.requeue_interrupted(session, job.id)  # not running any more

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import threading
 import time
@@ -27,9 +28,9 @@ from jobs.spec import dump_spec, parse_spec
 from jobs.states import JobState
 from lbc_core.sparsity import NMPattern, count_violations
 from lbc_core.training import StepEvent
-from worker import execution
+from worker import execution, tasks
 from worker.callback import ServiceCallback
-from worker.context import WorkerContext, build_context
+from worker.context import ShutdownRequest, WorkerContext, build_context
 
 FAST: dict[str, Any] = {  # well under a second of training
     "model": {"architecture": "mlp"},
@@ -412,6 +413,53 @@ def test_cancel_mid_run_stops_within_seconds_with_a_checkpoint(ctx: WorkerContex
     assert ctx.store.list(f"jobs/{job_id}/checkpoints/") == [job.checkpoint_key]
 
 
+def test_a_worker_shutdown_hands_the_job_back_with_a_checkpoint_and_without_an_attempt(
+    ctx: WorkerContext,
+) -> None:
+    job_id = submit(ctx, long_running(FAST, epochs=6))
+    thread, result = run_in_thread(ctx, job_id)
+    wait_for(lambda: load(ctx, job_id).checkpoint_key, 60, "the first checkpoint")
+
+    ctx.shutdown.request("the worker is shutting down (SIGTERM)")  # what the SIGTERM handler does
+    asked = time.monotonic()
+    thread.join(timeout=30)
+
+    assert not thread.is_alive() and result == [JobState.QUEUED]
+    assert time.monotonic() - asked < 5
+    job = load(ctx, job_id)
+    assert (job.state, job.attempt, job.worker_id, job.error_type) == ("queued", 0, None, None)
+    assert job.checkpoint_key and ctx.store.exists(job.checkpoint_key)
+    stopped_at = int(Path(job.checkpoint_key).stem)
+    assert (job_id, "cpu", None) in ctx.sent  # type: ignore[attr-defined]
+    lines = [line for e in events(ctx, job_id, "log") for line in e.data["lines"]]
+    assert any("handing it back to the queue (this attempt is not counted)" in line for line in lines)
+
+    ctx.shutdown = ShutdownRequest()  # the next worker
+    assert execution.run_job(ctx, job_id) == JobState.SUCCEEDED
+    job = load(ctx, job_id)
+    assert job.attempt == 1 and job.result is not None
+    assert job.result["resumed_from"]["global_step"] >= stopped_at > 0
+
+
+def test_a_shutdown_while_preparing_hands_the_job_back_before_training(ctx: WorkerContext) -> None:
+    job_id = submit(ctx, FAST)
+    ctx.shutdown.request("the worker is shutting down (SIGTERM)")
+
+    assert execution.run_job(ctx, job_id) == JobState.QUEUED
+    job = load(ctx, job_id)
+    assert (job.state, job.attempt, job.checkpoint_key) == ("queued", 0, None)
+
+
+def test_a_job_notices_that_its_parent_process_is_gone(ctx: WorkerContext) -> None:
+    ctx.parent_pid = os.getppid()
+    ctx.check_parent()
+    assert not ctx.shutdown.requested
+    ctx.parent_pid = os.getppid() + 1  # re-parented: the worker's main process died
+    ctx.check_parent()
+    assert ctx.shutdown.requested and "is gone" in (ctx.shutdown.reason or "")
+    assert not ctx.shutdown.overdue(60) and ctx.shutdown.overdue(-1)
+
+
 def test_resumed_job_continues_from_its_checkpoint_and_ends_like_an_uninterrupted_run(
     ctx: WorkerContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -450,3 +498,16 @@ def test_resumed_job_continues_from_its_checkpoint_and_ends_like_an_uninterrupte
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
+
+
+def test_a_worker_that_is_shutting_down_passes_a_reserved_job_on_without_claiming_it(
+    ctx: WorkerContext,
+) -> None:
+    job_id = submit(ctx, FAST)
+    ctx.shutdown.request("the worker is shutting down")
+
+    tasks.run_job(ctx, job_id)
+
+    job = load(ctx, job_id)
+    assert (job.state, job.attempt) == ("queued", 0)
+    assert ctx.sent == [(job_id, "cpu", None)]  # type: ignore[attr-defined]
