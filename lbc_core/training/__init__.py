@@ -7,7 +7,17 @@ from lbc_core.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from lbc_core.training.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig, learning_rate
+from lbc_core.training.config import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    REFERENCE_BATCH_SIZE,
+    REFERENCE_LR,
+    TrainConfig,
+    default_lr,
+    default_lr_rule,
+    learning_rate,
+)
+from lbc_core.training.learning_check import DID_NOT_LEARN, RunWarning, learning_warnings
 from lbc_core.training.loop import (
     StepEvent,
     Trainer,
@@ -21,9 +31,13 @@ from lbc_core.training.loop import (
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "DID_NOT_LEARN",
     "LR_SCHEDULES",
     "OPTIMIZERS",
+    "REFERENCE_BATCH_SIZE",
+    "REFERENCE_LR",
     "CheckpointError",
+    "RunWarning",
     "StepEvent",
     "TrainConfig",
     "TrainOutcome",
@@ -31,8 +45,11 @@ __all__ = [
     "TrainingCallback",
     "TrainingState",
     "build_optimizer",
+    "default_lr",
+    "default_lr_rule",
     "evaluate",
     "learning_rate",
+    "learning_warnings",
     "load_checkpoint",
     "resolve_device",
     "save_checkpoint",
