@@ -150,8 +150,8 @@ def run(
         trainer.resume(checkpoint)
         resumed_from = {"epoch": trainer.epoch, "step": trainer.step, "global_step": trainer.global_step}
     outcome = trainer.fit()
-    schedule = _learning_rate_record(config.train)
-    _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from, **schedule})
+    lr_record = _learning_rate_record(config.train)
+    _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from, **lr_record})
     if outcome.status == "stopped":
         position = {"epoch": outcome.epoch, "step": outcome.step, "global_step": outcome.global_step}
         return RunResult("stopped", out, outcome.history, dict(position))
@@ -173,7 +173,7 @@ def run(
         "val_loss": final["loss"],
         "measured_with": "exported model (exact N:M masks, parametrization removed)",
         "epochs": config.train.epochs,
-        **schedule,
+        **lr_record,
         "warnings": warnings,
         "history": outcome.history,
     }
@@ -211,7 +211,7 @@ def run(
         "method": config.sparsity.method,
         "pattern": str(config.sparsity.pattern),
         "resumed_from": resumed_from,
-        **schedule,
+        **lr_record,
         # A run that did not learn still succeeded (it ran); the warning says so and what to change.
         "warnings": warnings,
     }
