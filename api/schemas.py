@@ -15,6 +15,33 @@ class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
+class RunWarningOut(BaseModel):
+    """Something about a finished job's result that its user must know."""
+
+    code: str = Field(description="Stable identifier, e.g. did_not_learn", examples=["did_not_learn"])
+    message: str = Field(
+        description="What is wrong and what to change",
+        examples=[
+            "the model did not learn: validation accuracy 0.103 is at chance level for 10 classes (guessing "
+            "scores 0.112). The exported model is no better than guessing. This run used lr 0.1 (given) at "
+            "batch_size 16 without warm-up: try a lower train.lr (e.g. 0.0125, the default for this batch "
+            "size, by omitting train.lr), train.warmup_epochs: 1, or a larger train.batch_size."
+        ],
+    )
+
+
+def result_warnings(result: object) -> list[RunWarningOut]:
+    """The warnings a worker recorded in a job's result (``result.warnings``); malformed entries are skipped."""
+    entries = result.get("warnings") if isinstance(result, dict) else None
+    return [
+        RunWarningOut(code=entry["code"], message=entry["message"])
+        for entry in entries or ()
+        if isinstance(entry, dict)
+        and isinstance(entry.get("code"), str)
+        and isinstance(entry.get("message"), str)
+    ]
+
+
 class JobSummary(_Out):
     """A job as listed: state and the fields it is filtered by; the spec is in the detail view."""
 
@@ -58,6 +85,14 @@ class JobSummary(_Out):
     dataset_source: str | None = Field(
         default=None, description="The spec's dataset.source (digits, mnist, npz, ...)", examples=["digits"]
     )
+    warnings: list[RunWarningOut] = Field(
+        default_factory=list,
+        description=(
+            "Problems with the result of a job that ran to the end, each saying what to change: did_not_learn "
+            "means the trained model is no better than guessing (its loss never fell or its validation "
+            "accuracy is at chance level). The job is still succeeded; do not use its model."
+        ),
+    )
 
     @classmethod
     def of(cls, job: Job) -> Self:
@@ -65,6 +100,7 @@ class JobSummary(_Out):
         dataset = job.spec.get("dataset") if isinstance(job.spec, dict) else None
         source = dataset.get("source") if isinstance(dataset, dict) else None
         summary.dataset_source = source if isinstance(source, str) else None
+        summary.warnings = result_warnings(job.result)
         return summary
 
 

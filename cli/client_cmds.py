@@ -403,7 +403,8 @@ def format_jobs_table(jobs: list[Job]) -> str:
         rows.append(
             (
                 job.id,
-                job.state,
+                # Marked, so a succeeded job with a useless model stands out of the list.
+                job.state + "".join(f" ({warning.code})" for warning in job.warnings),
                 job.phase or "-",
                 job.method,
                 job.pattern,
@@ -450,7 +451,9 @@ def format_job(job: Job) -> str:
     if job.error_type or job.error_message:
         lines.append(("error", f"{job.error_type or 'error'}: {job.error_message or ''}"))
     if job.finished:
-        lines.append(("outcome", format_outcome(job)))
+        outcome, *warnings = format_outcome(job).splitlines()
+        lines.append(("outcome", outcome))
+        lines.extend(("warning", line.removeprefix("WARNING ")) for line in warnings)
     return "\n".join(f"{label:<9} {value}" for label, value in lines)
 
 

@@ -111,7 +111,7 @@ def format_epoch(record: dict[str, Any], epochs: int | None) -> str:
 
 
 def format_outcome(job: Job) -> str:
-    """One line: how the job ended (or where it stands)."""
+    """How the job ended (or where it stands): one line, then one per warning of a succeeded job."""
     took = ""
     if job.started_at and job.finished_at:
         took = f" in {(job.finished_at - job.started_at).total_seconds():.1f}s"
@@ -124,12 +124,19 @@ def format_outcome(job: Job) -> str:
             parts.append(f"density {result['density']:.3f}")
         if "verified_nm" in result:
             parts.append(f"verified N:M {'yes' if result['verified_nm'] else 'NO'}")
-        return f"job {job.id} succeeded{took}" + (f": {', '.join(parts)}" if parts else "")
+        line = f"job {job.id} succeeded{took}" + (f": {', '.join(parts)}" if parts else "")
+        # The job ran, but a model that did not learn is useless: say so on lines nobody can miss.
+        return "\n".join([line, *format_warnings(job)])
     if job.state == "failed":
         return f"job {job.id} failed{took}: {job.error_type or 'error'}: {job.error_message or ''}".rstrip(
             ": "
         )
     return f"job {job.id} {job.state}{took}"
+
+
+def format_warnings(job: Job) -> list[str]:
+    """One ``WARNING (code): message`` line per warning of the job's result."""
+    return [f"WARNING ({warning.code}): {warning.message}" for warning in job.warnings]
 
 
 def format_progress(progress: dict[str, Any]) -> str:

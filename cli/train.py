@@ -131,6 +131,8 @@ def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
         f"  verified N:M   {verified} ({summary.get('sparsified_layers', 0)} layers sparsified, "
         f"{summary.get('skipped_layers', 0)} kept dense)",
     ]
+    if isinstance(summary.get("lr"), int | float):
+        lines.append(f"  lr             {summary['lr']:g} ({summary.get('lr_rule', 'given')})")
     resumed = summary.get("resumed_from")
     if resumed:
         lines.append(f"  resumed from   epoch {resumed['epoch']} after {resumed['step']} of its steps")
@@ -139,6 +141,9 @@ def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
         p for p in out.rglob("*") if p.is_file() and "checkpoints" not in p.relative_to(out).parts
     ):
         lines.append(f"    {path.relative_to(out).as_posix():<36} {_size(path.stat().st_size)}")
+    # Last, where nobody can miss them: a run that did not learn exported a useless model.
+    for warning in summary.get("warnings") or ():
+        lines.append(f"WARNING ({warning['code']}): {warning['message']}")
     return "\n".join(lines)
 
 

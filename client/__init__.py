@@ -29,6 +29,7 @@ from client.models import (
     LogLine,
     LogPage,
     ModelInfo,
+    RunWarning,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "LogLine",
     "LogPage",
     "ModelInfo",
+    "RunWarning",
     "SpecFileError",
     "WaitTimeout",
     "load_config",

@@ -44,6 +44,24 @@ def to_jsonable(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class RunWarning:
+    """Something about a finished job's result that its user must know (e.g. ``did_not_learn``)."""
+
+    code: str
+    message: str
+
+    @classmethod
+    def list_from_json(cls, value: Any) -> tuple[RunWarning, ...]:
+        if not isinstance(value, list):
+            return ()
+        return tuple(
+            cls(code=str(item.get("code", "")), message=str(item.get("message", "")))
+            for item in value
+            if isinstance(item, Mapping)
+        )
+
+
+@dataclass(frozen=True)
 class Job:
     """A job as the API reports it. ``spec``, ``result`` and ``links`` are filled by ``get_job`` (not by
     listings)."""
@@ -75,6 +93,8 @@ class Job:
     spec: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     links: dict[str, str] = field(default_factory=dict)
+    # A succeeded job whose model is useless (did_not_learn) says so here; see RunWarning.
+    warnings: tuple[RunWarning, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -114,6 +134,7 @@ class Job:
             spec=_dict(data["spec"]) if isinstance(data.get("spec"), Mapping) else None,
             result=_dict(data["result"]) if isinstance(data.get("result"), Mapping) else None,
             links={str(k): str(v) for k, v in _dict(data.get("links")).items()},
+            warnings=RunWarning.list_from_json(data.get("warnings")),
         )
 
 

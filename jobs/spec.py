@@ -421,8 +421,18 @@ class TrainSpec(_Section):
     optimizer: Literal["sgd", "adamw"] = Field(
         default="sgd", description="Weight optimizer (LBC scores follow it)."
     )
-    lr: float = Field(
-        default=0.1, gt=0.0, le=100.0, description="Peak learning rate (reached after warm-up)."
+    lr: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=100.0,
+        description=(
+            "Peak learning rate (reached after warm-up), used as given. Omitted: scaled from a reference batch "
+            "size of 128, down for smaller batches and never above the reference for larger ones: sgd "
+            "0.1 x min(batch_size, 128) / 128 (0.0125 at batch 16, 0.05 at 64, 0.1 from 128 up), adamw "
+            "0.003 x sqrt(min(batch_size, 128) / 128). The rate used is recorded in the run's summary "
+            "(lr, lr_rule)."
+        ),
+        examples=[0.05],
     )
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD momentum.")
     nesterov: bool = Field(default=False, description="Nesterov momentum for SGD (needs momentum > 0).")
@@ -483,7 +493,12 @@ class TrainSpec(_Section):
             problems.append(
                 (("warmup_epochs",), f"must be smaller than epochs ({self.epochs})", self.warmup_epochs)
             )
-        if self.min_lr > self.lr:
+        if self.lr is None and self.min_lr > 0:
+            # The default lr depends on the batch size and the optimizer; a floor needs the ceiling it is under.
+            problems.append(
+                (("min_lr",), "needs an explicit lr (the default lr depends on batch_size)", self.min_lr)
+            )
+        elif self.lr is not None and self.min_lr > self.lr:
             problems.append((("min_lr",), f"must not exceed lr ({self.lr:g})", self.min_lr))
         if self.nesterov and self.momentum == 0:
             problems.append((("nesterov",), "needs momentum > 0", self.nesterov))

@@ -23,7 +23,14 @@ from lbc_core.export import ExportResult, export_all, load_state_dict_file
 from lbc_core.models import build_model, get_architecture
 from lbc_core.models.probe import probe_forward
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
-from lbc_core.training import TrainConfig, Trainer, TrainingCallback, evaluate, resume_point
+from lbc_core.training import (
+    TrainConfig,
+    Trainer,
+    TrainingCallback,
+    evaluate,
+    learning_warnings,
+    resume_point,
+)
 
 CHECKPOINT_NAME = "checkpoints/last.pt"
 METRICS_NAME = "metrics.json"
@@ -157,18 +164,31 @@ def run(
         trainer.resume(checkpoint)
         resumed_from = resume_point(trainer.epoch, trainer.step, trainer.global_step)
     outcome = trainer.fit()
-    _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from})
+    lr_record = _learning_rate_record(config.train)
+    _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from, **lr_record})
     if outcome.status == "stopped":
         position = {"epoch": outcome.epoch, "step": outcome.step, "global_step": outcome.global_step}
         return RunResult("stopped", out, outcome.history, dict(position))
 
     report = sparsifier.finalize()
     final = evaluate(model, data.val, config.train.eval_batch_size, trainer.device)
+    warnings = [
+        warning.to_dict()
+        for warning in learning_warnings(
+            outcome.history,
+            num_classes=data.num_classes,
+            train=config.train,
+            val_accuracy=final["accuracy"],
+            majority_share=_majority_share(data.val.y),
+        )
+    ]
     metrics = {
         "val_accuracy": final["accuracy"],
         "val_loss": final["loss"],
         "measured_with": "exported model (exact N:M masks, parametrization removed)",
         "epochs": config.train.epochs,
+        **lr_record,
+        "warnings": warnings,
         "history": outcome.history,
     }
     data_info = {
@@ -205,6 +225,9 @@ def run(
         "method": config.sparsity.method,
         "pattern": str(config.sparsity.pattern),
         "resumed_from": resumed_from,
+        **lr_record,
+        # A run that did not learn still succeeded (it ran); the warning says so and what to change.
+        "warnings": warnings,
     }
     _write_json(out / "summary.json", summary)
     return RunResult("succeeded", out, outcome.history, summary, exports)
@@ -217,6 +240,18 @@ def _stop_requested(callbacks: Sequence[TrainingCallback]) -> bool:
 def _stopped_before_training(out: Path) -> RunResult:
     """A stop asked before the first step: nothing new to save (a resumable checkpoint stays as it was)."""
     return RunResult("stopped", out, [], {"epoch": 0, "step": 0, "global_step": 0})
+
+
+def _learning_rate_record(train: TrainConfig) -> dict[str, Any]:
+    """The learning rate the run used and where it came from (given, or the batch-scaled default)."""
+    return {"lr": train.peak_lr, "lr_rule": train.lr_rule, "warmup_epochs": train.warmup_epochs}
+
+
+def _majority_share(labels: torch.Tensor) -> float | None:
+    """The most common class's share of ``labels`` (what always answering that class scores)."""
+    if labels.numel() == 0:
+        return None
+    return float(torch.bincount(labels.long()).max()) / labels.numel()
 
 
 def _jsonable(value: Any) -> Any:

@@ -130,6 +130,7 @@ class Target:
     input_shape: tuple[int, ...]
     accuracy: float | None
     export_dir: Path | None  # adds the exported files' sizes to the report
+    training_warnings: tuple[str, ...] = ()  # the training run's warnings (e.g. did not learn)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,8 @@ def exported_target(directory: Path) -> Target:
     else:
         model = build_model(name, **args)
         model.load_state_dict(load_state_dict_file(directory / CHECKPOINT_FILE), strict=True)
-    accuracy = (manifest.get("metrics") or {}).get("val_accuracy")
+    metrics = manifest.get("metrics") or {}
+    accuracy = metrics.get("val_accuracy")
     recorded = (manifest.get("data") or {}).get("input_shape")
     return Target(
         model=model.eval(),
@@ -168,6 +170,11 @@ def exported_target(directory: Path) -> Target:
         input_shape=tuple(int(s) for s in recorded) if recorded else architecture_input_shape(name, args),
         accuracy=float(accuracy) if isinstance(accuracy, int | float) else None,
         export_dir=directory,
+        training_warnings=tuple(
+            str(w["message"])
+            for w in metrics.get("warnings") or ()
+            if isinstance(w, dict) and w.get("message")
+        ),
     )
 
 
@@ -273,6 +280,7 @@ def measure(
         accuracy=target.accuracy,
         export_dir=target.export_dir,
         model_name=target.name,
+        training_warnings=target.training_warnings,
         warmup=budget.warmup,
         repeats=budget.repeats,
         min_repeat_ms=budget.min_repeat_ms,

@@ -386,6 +386,8 @@ class JobAttempt:
             summary.get("density", float("nan")),
             summary.get("verified_nm"),
         )
+        for warning in summary.get("warnings") or ():
+            log.warning("job %s: %s: %s", job.id, warning["code"], warning["message"])
         return Outcome("succeeded", artifacts=artifacts, result=jsonable(summary), published=self.published)
 
     def _run_benchmark(self, reporter: JobReporter) -> Outcome:

@@ -855,6 +855,7 @@ def build_speedup_report(
     eval_data: SupervisedData | None = None,
     export_dir: str | os.PathLike[str] | None = None,
     model_name: str | None = None,
+    training_warnings: Sequence[str] = (),
     warmup: int = 10,
     repeats: int = 30,
     min_repeat_ms: float = 1.0,
@@ -869,9 +870,10 @@ def build_speedup_report(
     layers (default: every Linear/Conv2d whose weight is exactly ``pattern``-sparse). ``dtypes`` defaults
     to float16 where a sparse kernel exists and float32 elsewhere. ``accuracy`` is reported as given;
     with ``eval_data`` the accuracy of each timed model is measured. ``export_dir`` adds the on-disk
-    file sizes. ``timer`` and ``kernel`` default to :func:`time_callable` and the device's own
-    semi-structured kernel; tests inject both. ``launch`` is ``"eager"`` (each call launched from Python,
-    host overhead included) or ``"cuda-graph"`` (calls replayed from a captured CUDA graph; CUDA only).
+    file sizes. ``training_warnings`` (e.g. the model did not learn) open the report's notes. ``timer`` and
+    ``kernel`` default to :func:`time_callable` and the device's own semi-structured kernel; tests inject
+    both. ``launch`` is ``"eager"`` (each call launched from Python, host overhead included) or
+    ``"cuda-graph"`` (calls replayed from a captured CUDA graph; CUDA only).
     """
     pattern = _as_pattern(pattern)
     sizes = _check_args(batch_sizes, warmup, repeats, min_repeat_ms, min_speedup)
@@ -982,7 +984,9 @@ def build_speedup_report(
         end_to_end=end_to_end,
         savings=savings,
         summary=summary,
-        notes=_notes(env, method, pattern, rows, unreached, end_to_end),
+        # A model that did not learn is fast for nothing: its training warnings come first.
+        notes=tuple(f"Training: {text}" for text in training_warnings)
+        + _notes(env, method, pattern, rows, unreached, end_to_end),
     )
 
 

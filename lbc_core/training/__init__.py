@@ -8,7 +8,17 @@ from lbc_core.training.checkpoint import (
     resume_point,
     save_checkpoint,
 )
-from lbc_core.training.config import LR_SCHEDULES, OPTIMIZERS, TrainConfig, learning_rate
+from lbc_core.training.config import (
+    LR_SCHEDULES,
+    OPTIMIZERS,
+    REFERENCE_BATCH_SIZE,
+    REFERENCE_LR,
+    TrainConfig,
+    default_lr,
+    default_lr_rule,
+    learning_rate,
+)
+from lbc_core.training.learning_check import DID_NOT_LEARN, RunWarning, learning_warnings
 from lbc_core.training.loop import (
     StepEvent,
     Trainer,
@@ -22,9 +32,13 @@ from lbc_core.training.loop import (
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "DID_NOT_LEARN",
     "LR_SCHEDULES",
     "OPTIMIZERS",
+    "REFERENCE_BATCH_SIZE",
+    "REFERENCE_LR",
     "CheckpointError",
+    "RunWarning",
     "StepEvent",
     "TrainConfig",
     "TrainOutcome",
@@ -32,8 +46,11 @@ __all__ = [
     "TrainingCallback",
     "TrainingState",
     "build_optimizer",
+    "default_lr",
+    "default_lr_rule",
     "evaluate",
     "learning_rate",
+    "learning_warnings",
     "load_checkpoint",
     "resolve_device",
     "resume_point",

@@ -12,13 +12,36 @@ OPTIMIZERS = ("sgd", "adamw")
 PRECISIONS = ("fp32", "bf16")
 LR_SCHEDULES = ("cosine", "constant", "step")
 
+# The default learning rate is each optimizer's reference lr at the reference batch size, scaled DOWN for
+# smaller batches (linearly for SGD, by the square root for AdamW) and never above the reference for larger
+# ones. Measured in docs/reliability.md ("defaults that train"): a fixed 0.1 left LeNet-5 at chance at batch
+# 16, and scaling UP (0.2 at batch 256) diverged on small data sets, where a large batch means few steps.
+REFERENCE_BATCH_SIZE = 128
+REFERENCE_LR = {"sgd": 0.1, "adamw": 3e-3}
+
+
+def default_lr(optimizer: str, batch_size: int) -> float:
+    """The learning rate a run uses when none is given (see REFERENCE_LR)."""
+    scale = min(batch_size, REFERENCE_BATCH_SIZE) / REFERENCE_BATCH_SIZE
+    if optimizer == "adamw":
+        scale = math.sqrt(scale)
+    return REFERENCE_LR[optimizer] * scale
+
+
+def default_lr_rule(optimizer: str) -> str:
+    """How :func:`default_lr` derives the learning rate, in words (recorded with every run)."""
+    reference, batch = REFERENCE_LR[optimizer], REFERENCE_BATCH_SIZE
+    if optimizer == "adamw":
+        return f"{reference:g} x sqrt(min(batch_size, {batch}) / {batch})"
+    return f"{reference:g} x min(batch_size, {batch}) / {batch}"
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     optimizer: str = "sgd"
-    lr: float = 0.1
+    lr: float | None = None  # peak learning rate; None: default_lr(optimizer, batch_size)
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
@@ -41,7 +64,10 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
-            (self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}"),
+            (
+                self.lr is None or (self.lr > 0 and math.isfinite(self.lr)),
+                f"lr must be a positive number, got {self.lr}",
+            ),
             (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
             (not self.nesterov or self.momentum > 0, "nesterov needs momentum > 0"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
@@ -53,7 +79,6 @@ class TrainConfig:
                 0 <= self.warmup_epochs < self.epochs,
                 f"warmup_epochs must be in [0, epochs), got {self.warmup_epochs}",
             ),
-            (0 <= self.min_lr <= self.lr, f"min_lr must be in [0, lr], got {self.min_lr}"),
             (all(0 < m < 1 for m in self.step_milestones), "step_milestones are fractions in (0, 1)"),
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.grad_clip_norm is None or self.grad_clip_norm > 0, "grad_clip_norm must be > 0 when set"),
@@ -66,6 +91,28 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        # After the checks above: the default lr needs a known optimizer and a valid batch size.
+        if not 0 <= self.min_lr <= self.peak_lr:
+            lr = "lr" if self.lr is not None else f"lr (here the default {self.peak_lr:g})"
+            raise ValueError(f"min_lr must be in [0, {lr}], got {self.min_lr}")
+
+    @property
+    def peak_lr(self) -> float:
+        """The learning rate reached after warm-up: ``lr`` as given, else the batch-scaled default.
+
+        The one place the effective learning rate is computed; the schedule, the optimizer and the
+        run's records all read it.
+        """
+        return self.lr if self.lr is not None else default_lr(self.optimizer, self.batch_size)
+
+    @property
+    def lr_rule(self) -> str:
+        """Where ``peak_lr`` comes from: "given", or the default rule with its numbers filled in."""
+        if self.lr is not None:
+            return "given"
+        return (
+            f"default: {default_lr_rule(self.optimizer)} = {self.peak_lr:g} at batch_size {self.batch_size}"
+        )
 
 
 def learning_rate(config: TrainConfig, epoch_progress: float) -> float:
@@ -73,13 +120,14 @@ def learning_rate(config: TrainConfig, epoch_progress: float) -> float:
 
     A pure function of progress, so a resumed run needs no scheduler state.
     """
+    peak = config.peak_lr
     if config.warmup_epochs > 0 and epoch_progress < config.warmup_epochs:
-        return config.lr * (epoch_progress + 1e-12) / config.warmup_epochs
+        return peak * (epoch_progress + 1e-12) / config.warmup_epochs
     span = max(config.epochs - config.warmup_epochs, 1e-12)
     frac = min(max((epoch_progress - config.warmup_epochs) / span, 0.0), 1.0)
     if config.lr_schedule == "cosine":
-        return config.min_lr + 0.5 * (config.lr - config.min_lr) * (1 + math.cos(math.pi * frac))
+        return config.min_lr + 0.5 * (peak - config.min_lr) * (1 + math.cos(math.pi * frac))
     if config.lr_schedule == "step":
         passed = sum(1 for m in config.step_milestones if frac >= m)
-        return max(config.lr * config.step_gamma**passed, config.min_lr)
-    return config.lr
+        return max(peak * config.step_gamma**passed, config.min_lr)
+    return peak

@@ -16,7 +16,7 @@ from torch import nn
 
 from lbc_core.sparsity import Sparsifier
 from lbc_core.training.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
-from lbc_core.training.config import TrainConfig, learning_rate
+from lbc_core.training.config import OPTIMIZERS, TrainConfig, default_lr, learning_rate
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -98,10 +98,12 @@ def steps_per_epoch(data: SupervisedData, config: TrainConfig) -> int:
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        return torch.optim.AdamW(
+            params, lr=config.peak_lr, betas=config.betas, weight_decay=config.weight_decay
+        )
     return torch.optim.SGD(
         params,
-        lr=config.lr,
+        lr=config.peak_lr,
         momentum=config.momentum,
         nesterov=config.nesterov,
         weight_decay=config.weight_decay,
@@ -132,8 +134,14 @@ RESUME_MAY_CHANGE = frozenset({"device", "eval_batch_size"})
 
 
 def _jsonable_config(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
-    """Field values comparable across a checkpoint round trip (tuples come back as tuples or lists)."""
+    """Field values comparable across a checkpoint round trip (tuples come back as tuples or lists).
+
+    ``lr`` is compared as the rate actually used, so a run that gave the default explicitly, or one saved
+    before the default was derived from the batch size, resumes when the rate is the same.
+    """
     values = asdict(config) if isinstance(config, TrainConfig) else dict(config)
+    if values.get("lr") is None and values.get("optimizer") in OPTIMIZERS and "batch_size" in values:
+        values["lr"] = default_lr(values["optimizer"], values["batch_size"])
     return {k: list(v) if isinstance(v, tuple | list) else v for k, v in values.items()}
 
 

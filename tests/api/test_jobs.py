@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
+from jobs import repository
 from jobs.db import transaction
 from jobs.models import Job, JobEvent
 from tests.api.conftest import AppFactory, Caller, Service, digits_spec
@@ -33,7 +34,11 @@ def test_submit_queues_the_job_and_rings_the_broker_after_commit(service: Servic
     )
     assert job["queue"] == "gpu"  # limits.queue "default" maps to settings.default_queue
     assert job["owner_id"] == alice.owner_id
-    assert job["spec"]["train"]["epochs"] == 2 and job["spec"]["train"]["lr"] == 0.1  # defaults filled in
+    assert (
+        job["spec"]["train"]["epochs"] == 2 and job["spec"]["train"]["momentum"] == 0.9
+    )  # defaults filled in
+    assert job["spec"]["train"]["lr"] is None  # the engine derives it from batch_size; result.lr says which
+    assert job["warnings"] == []
     assert service.queued_messages("gpu") == [job["id"]]
 
     fetched = service.client.get(f"/v1/jobs/{job['id']}", headers=alice.headers)
@@ -464,3 +469,23 @@ def test_a_huge_name_is_not_echoed_back_whole(service: Service) -> None:
     assert problem["field"] == "name"
     assert "at most 200 characters" in problem["message"]
     assert problem["message"].endswith("more characters)")
+
+
+@BOTH
+def test_a_job_whose_model_did_not_learn_shows_the_warning_in_detail_and_listing(service: Service) -> None:
+    alice = service.caller("alice")
+    job_id = service.submit(alice, digits_spec(name="stuck"))["id"]
+    warning = {"code": "did_not_learn", "message": "the model did not learn: ... try a lower train.lr"}
+    service.worker_runs(job_id)
+    with transaction(service.sessions) as session:
+        repository.finish_success(
+            session, job_id, "test-worker", [], {"val_accuracy": 0.103, "warnings": [warning]}
+        )
+
+    detail = service.client.get(f"/v1/jobs/{job_id}", headers=alice.headers).json()
+    assert detail["state"] == "succeeded"  # it ran; the warning says the model is useless
+    assert detail["warnings"] == [warning]
+    (listed,) = service.client.get("/v1/jobs", headers=alice.headers).json()["items"]
+    assert listed["warnings"] == [warning]
+    schema = service.client.get("/openapi.json").json()["components"]["schemas"]
+    assert "did_not_learn" in schema["JobSummary"]["properties"]["warnings"]["description"]

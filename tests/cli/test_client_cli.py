@@ -470,3 +470,35 @@ def test_the_watch_bar_shows_epoch_loss_accuracy_and_alive_combinations() -> Non
     assert "epoch 2/2" in shown and "12/16" in shown and "loss=1.2500" in shown
     assert "val_acc=0.6600" in shown and "alive/group=6" in shown
     assert "state: succeeded (attempt 1)" in shown
+
+
+# -- a job whose model did not learn --------------------------------------------------------------------
+def test_a_job_that_did_not_learn_is_flagged_by_submit_wait_status_and_jobs(
+    server: Server, tmp_path: Path
+) -> None:
+    # Dense at a tiny lr: nothing moves. Pattern 1:4, so the other tests' filters never see this job.
+    spec = {
+        **QUICK_SPEC,
+        "name": "stuck mlp",
+        "sparsity": {"method": "dense", "n": 1, "m": 4},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 1e-6},
+    }
+    path = tmp_path / "stuck.json"
+    path.write_text(json.dumps(spec))
+
+    waited = lbc(server, "submit", str(path), "--wait")
+    assert waited.returncode == 0, waited.stderr  # the job succeeded: it ran
+    stuck_id = waited.stdout.strip()
+    assert f"job {stuck_id} succeeded" in waited.stderr
+    assert "WARNING (did_not_learn): the model did not learn" in waited.stderr
+    assert "try a higher train.lr" in waited.stderr
+
+    status = lbc(server, "status", stuck_id)
+    assert re.search(r"^warning\s+\(did_not_learn\): the model did not learn", status.stdout, re.M)
+    assert (
+        json.loads(lbc(server, "status", stuck_id, "--json").stdout)["warnings"][0]["code"] == "did_not_learn"
+    )
+
+    table = lbc(server, "jobs").stdout.splitlines()
+    row = next(r for r in table if r.startswith(stuck_id))
+    assert "succeeded (did_not_learn)" in row

@@ -168,6 +168,31 @@ def test_train_runs_and_writes_the_exports(tmp_path: Path) -> None:
     assert summary["verified_nm"] is True and summary["pattern"] == "2:4"
 
 
+def test_a_run_that_did_not_learn_ends_with_a_warning_that_says_what_to_change(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(TINY))
+    data["sparsity"]["method"] = "asp"  # fixed masks: with a tiny lr nothing learns
+    data["train"]["lr"] = 1e-6
+    out = tmp_path / "out"
+    result = lbc("train", str(write_spec(tmp_path, data)), "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr  # it ran; the model is what is useless
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("WARNING (did_not_learn): the model did not learn: ")
+    assert "try a higher train.lr" in last
+    assert "  lr             1e-06 (given)" in result.stdout
+
+
+def test_the_default_lr_is_printed_with_its_rule(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(TINY))
+    del data["train"]["lr"]
+    data["train"]["batch_size"] = 16
+    result = lbc("train", str(write_spec(tmp_path, data)), "--out", str(tmp_path / "out"), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  lr             0.0125 (default: 0.1 x min(batch_size, 128) / 128 = 0.0125 at batch_size 16)"
+        in (result.stdout)
+    )
+
+
 def test_runtime_error_exits_1_with_one_line(tmp_path: Path) -> None:
     data = json.loads(json.dumps(TINY))
     data["sparsity"]["layers"] = {"include": ["no_such_layer*"]}

@@ -477,3 +477,32 @@ def test_a_measured_speedup_report_is_charted_against_no_gain(
     expect(page.frame_locator("iframe.report-frame").locator("h1")).to_have_text("Speedup report page")
     expect(page.locator("#open-report-page")).to_have_attribute("aria-expanded", "true")
     page.locator("#speedup-section").screenshot(path=str(artifacts_dir / "11-speedup-measured.png"))
+
+
+def test_a_job_whose_model_did_not_learn_is_flagged_on_its_page_and_in_the_list(
+    page: Page, server: Server, artifacts_dir: Path
+) -> None:
+    stuck = {  # dense at a tiny lr: nothing moves, the job still succeeds
+        "name": "stuck mlp",
+        "model": {"architecture": "mlp"},
+        "dataset": {"source": "digits", "limit": 600},
+        "sparsity": {"method": "dense", "n": 1, "m": 4},
+        "train": {"epochs": 2, "batch_size": 64, "lr": 1e-6},
+        "benchmark": {"enabled": False},
+    }
+    with api(server) as client:
+        response = client.post("/v1/jobs", json=stuck)
+        assert response.status_code == 201, response.text
+        job_id = response.json()["id"]
+
+    page.goto(f"{server.link}#/jobs/{job_id}")
+    expect(page.locator("#job-state [data-state=succeeded]")).to_be_visible(timeout=90_000)
+    expect(page.locator("#job-state [data-warning=did_not_learn]")).to_have_text("did not learn")
+    warning = page.locator("#job-warnings [data-warning=did_not_learn]")
+    expect(warning).to_contain_text("Warning: did not learn")
+    expect(warning).to_contain_text("try a higher train.lr")
+    shot(page, artifacts_dir, "12-job-did-not-learn")
+
+    page.goto(f"{server.link}#/jobs")
+    row = page.locator("#jobs-table tr", has_text="stuck mlp")
+    expect(row.locator("[data-warning=did_not_learn]")).to_have_text("did not learn")

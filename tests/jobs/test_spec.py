@@ -15,6 +15,7 @@ from jobs.spec import (
     JobSpec,
     SparsitySpec,
     SpecError,
+    TrainSpec,
     dump_spec,
     format_path,
     json_schema,
@@ -117,14 +118,14 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("train.epochs", None, [1, 10, 10_000], [0, -1, 10_001, 2.5, "10", True]),
     ("train.batch_size", None, [1, 128, 65_536], [0, 65_537, 1.5]),
     ("train.optimizer", None, ["sgd", "adamw"], ["adam", "SGD", None]),
-    ("train.lr", None, [1e-5, 0.1, 100], [0, -0.1, 101, float("nan"), float("inf"), "0.1"]),
+    ("train.lr", None, [1e-5, 0.1, 100, None], [0, -0.1, 101, float("nan"), float("inf"), "0.1"]),
     ("train.momentum", None, [0, 0.9, 0.999], [1, 1.5, -0.1]),
     ("train.nesterov", None, [True, False], [None, "true"]),
     ("train.weight_decay", None, [0, 5e-4, 1], [-1e-4, 1.5]),
     ("train.betas", None, [[0.9, 0.999], [0, 0.5]], [[0.9], [0.9, 0.99, 0.9], [1.0, 0.9], "0.9"]),
     ("train.lr_schedule", None, ["cosine", "constant", "step"], ["linear", None]),
     ("train.warmup_epochs", None, [0, 0.5, 9.99], [-1, 10, 11]),
-    ("train.min_lr", None, [0, 0.05, 0.1], [-0.1, 0.2]),
+    ("train.min_lr", with_fields(train__lr=0.1), [0, 0.05, 0.1], [-0.1, 0.2]),
     ("train.step_milestones", None, [[], [0.5], [0.3, 0.6, 0.9]], [[0], [1], [1.5], [0.6, 0.3], [0.5, 0.5]]),
     ("train.step_gamma", None, [0.1, 1], [0, 1.5]),
     ("train.label_smoothing", None, [0, 0.1, 0.99], [1, -0.1]),
@@ -364,12 +365,27 @@ def test_t_f_defaults_to_half_the_epochs() -> None:
     assert parse_spec(with_fields(sparsity__schedule__t_f=2)).effective_t_f() == 2
 
 
+def test_lr_defaults_to_the_engine_rule_which_the_field_documents() -> None:
+    from lbc_core.training import REFERENCE_BATCH_SIZE, REFERENCE_LR, default_lr_rule
+
+    assert parse_spec(with_fields()).train.lr is None  # the engine derives it from batch_size
+    description = TrainSpec.model_fields["lr"].description or ""
+    # jobs cannot import the engine, so its description repeats the rule: it must say what the engine does.
+    for optimizer in REFERENCE_LR:
+        assert f"{optimizer} {default_lr_rule(optimizer)}" in description
+    assert f"batch size of {REFERENCE_BATCH_SIZE}" in description
+    assert "used as given" in description
+    assert "lr_rule" in render_field_docs()
+
+
 def test_warmup_must_be_shorter_than_training() -> None:
     assert_rejected(with_fields(train__epochs=3, train__warmup_epochs=3), "train.warmup_epochs", "epochs (3)")
 
 
 def test_train_cross_field_checks() -> None:
     assert_rejected(with_fields(train__lr=0.01, train__min_lr=0.1), "train.min_lr")
+    # The default lr depends on the batch size: a floor needs the lr it sits under.
+    assert_rejected(with_fields(train__min_lr=0.001), "train.min_lr", "needs an explicit lr")
     assert_rejected(with_fields(train__momentum=0, train__nesterov=True), "train.nesterov")
 
 
@@ -436,7 +452,7 @@ def test_defaults() -> None:
     assert spec.sparsity.layers.include == ["*"] and spec.sparsity.layers.exclude == []
     assert spec.sparsity.layers.keep_stem_dense and spec.sparsity.layers.keep_classifier_dense
     train = spec.train
-    assert (train.epochs, train.batch_size, train.optimizer, train.lr) == (10, 128, "sgd", 0.1)
+    assert (train.epochs, train.batch_size, train.optimizer, train.lr) == (10, 128, "sgd", None)
     assert (train.momentum, train.weight_decay, train.lr_schedule, train.warmup_epochs) == (
         0.9,
         5e-4,

@@ -205,6 +205,33 @@ def test_sparsify_job_publishes_an_honest_cpu_report(ctx: WorkerContext, tmp_pat
     assert speedup["verdict"].startswith("No sparse kernel exists for this device (cpu)")
 
 
+def test_a_model_that_did_not_learn_is_flagged_in_the_result_the_log_and_the_report(
+    ctx: WorkerContext, tmp_path: Path
+) -> None:
+    spec = with_benchmark(FAST)
+    # Nothing moves: the loss stays at ln(10), the accuracy at chance. (With LBC, choosing the masks alone
+    # would teach a random MLP something; ASP's masks are fixed at the start.)
+    spec["sparsity"]["method"] = "asp"
+    spec["train"]["lr"] = 1e-6
+    job_id = submit(ctx, spec)
+
+    assert execution.run_job(ctx, job_id) == JobState.SUCCEEDED  # it ran; the warning says it is useless
+
+    job = load(ctx, job_id)
+    assert job.result is not None
+    (warning,) = job.result["warnings"]
+    assert warning["code"] == "did_not_learn" and "try a higher train.lr" in warning["message"]
+    assert job.result["lr"] == 1e-6 and job.result["lr_rule"] == "given"
+    log_lines = [line for e in events(ctx, job_id, "log") for line in e.data["lines"]]
+    assert any("did_not_learn: the model did not learn" in line for line in log_lines)
+    report = report_of(ctx, job_id, tmp_path)
+    _validate(report, report_schema())
+    assert report["notes"][0] == f"Training: {warning['message']}"
+    assert report["notes"][1] == NO_KERNEL_NOTE
+    page = html.unescape(fetch(ctx, job_id, REPORT_HTML, tmp_path).read_text())
+    assert "Training: the model did not learn" in page
+
+
 def test_benchmark_disabled_publishes_no_report(ctx: WorkerContext) -> None:
     job_id = submit(ctx, with_benchmark(FAST, enabled=False))
 

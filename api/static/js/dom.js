@@ -131,6 +131,13 @@ export function stateBadge(state) {
   return h("span", { class: `badge state-${state}`, dataset: { state } }, state);
 }
 
+/** A badge per warning of a job's result (e.g. "did not learn"); the message is its tooltip. */
+export function warningBadges(job) {
+  return (job.warnings || []).map((w) =>
+    h("span", { class: "badge badge-warning", title: w.message, dataset: { warning: w.code } }, w.code.replaceAll("_", " ")),
+  );
+}
+
 /** Fraction done of a job, from its state and latest progress report. */
 export function jobFraction(job) {
   if (job.state === "succeeded") return 1;

@@ -217,3 +217,18 @@ def test_bf16_precision_trains_lbc_on_cuda() -> None:
     assert outcome.history[-1]["train_loss"] < outcome.history[0]["train_loss"]
     report = trainer.sparsifier.finalize()
     assert report.all_verified
+
+
+def test_resume_compares_the_lr_actually_used_so_an_explicit_default_is_the_same_run(tmp_path: Path) -> None:
+    # A checkpoint from before the default was batch-scaled recorded lr 0.1; at batch 128 that is the default.
+    explicit = _trainer("lbc", tmp_path, epochs=1)
+    explicit.config = TrainConfig(epochs=1, batch_size=128, lr=0.1, seed=3)
+    explicit.fit()
+    defaulted = _trainer("lbc", None, epochs=1)
+    defaulted.config = TrainConfig(epochs=1, batch_size=128, seed=3)  # lr omitted: 0.1 at batch 128
+    defaulted.resume(tmp_path / "ckpt.pt")
+    assert defaulted.epoch == 1
+    other = _trainer("lbc", None, epochs=1)
+    other.config = TrainConfig(epochs=1, batch_size=128, lr=0.05, seed=3)
+    with pytest.raises(CheckpointError, match=r"lr: 0\.1 -> 0\.05"):
+        other.resume(tmp_path / "ckpt.pt")

@@ -17,6 +17,7 @@ import {
   replace,
   shortId,
   stateBadge,
+  warningBadges,
 } from "../dom.js";
 import { renderMaskView } from "./masks.js";
 import { renderSpeedup } from "./speedup.js";
@@ -65,12 +66,14 @@ export async function renderJob(main, { id, signal, navigate }) {
 
   // -- layout ----------------------------------------------------------------------------------------
   const title = job.name || `Job ${shortId(job.id)}`;
-  const badgeSlot = h("span", { id: "job-state", "aria-live": "polite" }, stateBadge(job.state));
+  const badgeSlot = h("span", { id: "job-state", "aria-live": "polite" }, stateBadge(job.state), " ", warningBadges(job));
   const connection = h("span", { class: "live", id: "stream-status", dataset: { status: "connecting" } }, "connecting…");
   const cancelButton = h("button", { type: "button", class: "btn btn-danger", id: "cancel-job" }, "Cancel job");
   const retryButton = h("button", { type: "button", class: "btn btn-secondary", id: "retry-job" }, "Retry job");
   const actionMessage = h("div", { id: "action-message", role: "status" });
   const errorBox = h("div", { id: "job-failure", role: "alert" });
+  // A succeeded job whose model is useless (did_not_learn): in plain sight above everything else.
+  const warningBox = h("div", { id: "job-warnings", role: "alert" });
   const meta = h("dl", { class: "meta" });
 
   const stats = h(
@@ -114,6 +117,7 @@ export async function renderJob(main, { id, signal, navigate }) {
     ),
     actionMessage,
     errorBox,
+    warningBox,
     section(
       "progress",
       "Progress",
@@ -158,7 +162,7 @@ export async function renderJob(main, { id, signal, navigate }) {
   }
 
   function renderState() {
-    replace(badgeSlot, stateBadge(job.state));
+    replace(badgeSlot, stateBadge(job.state), " ", warningBadges(job));
     cancelButton.disabled = !["queued", "running"].includes(job.state);
     retryButton.disabled = !["failed", "cancelled"].includes(job.state);
     const fraction = jobFraction(job);
@@ -192,6 +196,12 @@ export async function renderJob(main, { id, signal, navigate }) {
     } else {
       replace(errorBox);
     }
+    replace(
+      warningBox,
+      (job.warnings || []).map((w) =>
+        h("div", { class: "alert alert-warning", dataset: { warning: w.code } }, h("strong", {}, "Warning: ", w.code.replaceAll("_", " ")), " — ", w.message),
+      ),
+    );
   }
 
   function renderCharts() {

@@ -12,6 +12,7 @@ import {
   replace,
   shortId,
   stateBadge,
+  warningBadges,
 } from "../dom.js";
 
 const STATES = ["queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
@@ -60,7 +61,7 @@ function jobRow(job) {
       h("a", { href: `#/jobs/${job.id}` }, title),
       h("div", { class: "muted small mono" }, shortId(job.id)),
     ),
-    h("td", {}, stateBadge(job.state), job.phase && !TERMINAL_STATES.has(job.state) ? h("div", { class: "muted small" }, job.phase) : null),
+    h("td", {}, stateBadge(job.state), " ", warningBadges(job), job.phase && !TERMINAL_STATES.has(job.state) ? h("div", { class: "muted small" }, job.phase) : null),
     h("td", {}, job.method),
     h("td", {}, job.pattern),
     h("td", {}, job.architecture),
