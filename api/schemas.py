@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import Artifact, Checkpoint, Dataset, Job, JobEvent
+from jobs.states import user_actions
 
 
 class _Out(BaseModel):
@@ -58,6 +59,11 @@ class JobSummary(_Out):
     dataset_source: str | None = Field(
         default=None, description="The spec's dataset.source (digits, mnist, npz, ...)", examples=["digits"]
     )
+    actions: list[Literal["cancel", "retry"]] = Field(
+        default_factory=list,
+        description="What the job's state allows now: POST .../cancel, POST .../retry (any other is a 409)",
+        examples=[["cancel"]],
+    )
 
     @classmethod
     def of(cls, job: Job) -> Self:
@@ -65,6 +71,7 @@ class JobSummary(_Out):
         dataset = job.spec.get("dataset") if isinstance(job.spec, dict) else None
         source = dataset.get("source") if isinstance(dataset, dict) else None
         summary.dataset_source = source if isinstance(source, str) else None
+        summary.actions = user_actions(job.state)  # type: ignore[assignment]
         return summary
 
 

@@ -30,7 +30,7 @@ from jobs.queue import route_job, send_job
 from jobs.settings import Settings
 from jobs.sizing import input_problems
 from jobs.spec import JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
-from jobs.states import JobState
+from jobs.states import RETRYABLE, JobState
 from jobs.uploads import checkpoint_fit_problem
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -341,7 +341,7 @@ def cancel_job(job: JobDep, session: SessionDep) -> JobDetail:
 def retry_job(job: JobDep, session: SessionDep, settings: SettingsDep, celery: QueueDep) -> JobDetail:
     """Back to `queued` with a fresh attempt budget, resuming from its latest checkpoint. A 409 names
     the uploads it reads that were deleted since (or the state that cannot be retried)."""
-    if job.state in (JobState.FAILED, JobState.CANCELLED):  # other states: retry_job's 409 names them
+    if job.state in RETRYABLE:  # other states: retry_job's 409 names them
         repository.check_references_still_exist(session, job)
     repository.retry_job(session, job, settings.max_attempts, settings.max_concurrent_jobs_per_owner)
     job_id, queue, time_limit = job.id, job.queue, job.time_limit_s
