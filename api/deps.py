@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -121,33 +122,29 @@ def database_slots(engine: Engine) -> anyio.Semaphore | None:
     return None if overflow < 0 else anyio.Semaphore(pool.size() + overflow)
 
 
-async def _database_slot(request: Request) -> AsyncIterator[None]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session, opened once the request holds a database slot (:func:`database_slots`),
+    which it keeps until the session is committed and closed.
+
+    ``async``: opening a session does no I/O (its connection is checked out at the first query, in a
+    worker thread), and a route that ran its work with :func:`in_thread` has already committed, so its
+    teardown does no I/O either. A plain ``def`` generator cost two hops to the thread pool on every
+    request (enter and exit), each a wake-up and a GIL hand-off both ways; the slot is taken here rather
+    than in a dependency of its own, which cost a dependency resolution per request.
+    """
     slots: anyio.Semaphore | None = getattr(request.app.state, "database_slots", None)
-    if slots is None:
-        yield
-        return
-    async with slots:  # released after the session's commit and close (this dependency exits last)
-        yield
-
-
-async def get_session(
-    request: Request, _slot: Annotated[None, Depends(_database_slot, scope="function")]
-) -> AsyncIterator[Session]:
-    """The request's session. ``async``: opening a session does no I/O (its connection is checked out
-    at the first query, in a worker thread), and a route that ran its work with :func:`in_thread` has
-    already committed, so its teardown does no I/O either. A plain ``def`` generator cost two hops to
-    the thread pool on every request (enter and exit), each a wake-up and a GIL hand-off both ways."""
-    session: Session = request.app.state.session_factory()
-    try:
-        yield session
-    except BaseException:
-        with anyio.CancelScope(shield=True):  # a client that went away still gets its rollback
-            await run_in_threadpool(_roll_back, session)
-        raise
-    if _has_work_left(session):
-        await run_in_threadpool(_commit, session)
-    else:
-        session.close()
+    async with slots if slots is not None else nullcontext():
+        session: Session = request.app.state.session_factory()
+        try:
+            yield session
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # a client that went away still gets its rollback
+                await run_in_threadpool(_roll_back, session)
+            raise
+        if _has_work_left(session):
+            await run_in_threadpool(_commit, session)
+        else:
+            session.close()
 
 
 def _has_work_left(session: Session) -> bool:
@@ -206,9 +203,9 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 def get_current_owner(
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Owner:
+    settings: Settings = request.app.state.settings  # not SettingsDep: one dependency less per request
     if not settings.auth_enabled:
         # One implicit owner: still owner-scoped, so turning auth on later changes nothing else.
         return get_or_create_owner(session, LOCAL_OWNER)
