@@ -8,7 +8,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.orm import Session
@@ -65,7 +64,7 @@ def create_api_key(session: Session, owner: Owner, name: str) -> tuple[ApiKey, s
 
 
 @cache
-def _live_key_and_owner() -> Select[Any]:
+def _live_key_and_owner() -> Select[ApiKey, Owner]:
     """The unrevoked key with a given digest and its owner, in one query (a second round trip for the
     owner was the largest single cost of a request in the API's profile under load).
 
