@@ -9,9 +9,10 @@ commit; cleanup of side effects that must not outlive a failed request goes to :
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import nullcontext
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 from celery import Celery
@@ -20,6 +21,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, or_, update
 from sqlalchemy.orm import Session, attributes
 from sqlalchemy.pool import QueuePool
+from starlette.concurrency import run_in_threadpool
 
 from jobs import repository
 from jobs.auth import authenticate, get_or_create_owner
@@ -34,6 +36,7 @@ log = logging.getLogger("api")
 LOCAL_OWNER = "local"
 _AFTER_COMMIT = "lbc_after_commit"
 _ON_ROLLBACK = "lbc_on_rollback"
+T = TypeVar("T")
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -119,29 +122,77 @@ def database_slots(engine: Engine) -> anyio.Semaphore | None:
     return None if overflow < 0 else anyio.Semaphore(pool.size() + overflow)
 
 
-async def _database_slot(request: Request) -> AsyncIterator[None]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's session, opened once the request holds a database slot (:func:`database_slots`),
+    which it keeps until the session is committed and closed.
+
+    ``async``: opening a session does no I/O (its connection is checked out at the first query, in a
+    worker thread), and a route that ran its work with :func:`in_thread` has already committed, so its
+    teardown does no I/O either. A plain ``def`` generator cost two hops to the thread pool on every
+    request (enter and exit), each a wake-up and a GIL hand-off both ways; the slot is taken here rather
+    than in a dependency of its own, which cost a dependency resolution per request.
+    """
     slots: anyio.Semaphore | None = getattr(request.app.state, "database_slots", None)
-    if slots is None:
-        yield
-        return
-    async with slots:  # released after the session's commit and close (this dependency exits last)
-        yield
+    async with slots if slots is not None else nullcontext():
+        session: Session = request.app.state.session_factory()
+        try:
+            yield session
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # a client that went away still gets its rollback
+                await run_in_threadpool(_roll_back, session)
+            raise
+        if _has_work_left(session):
+            await run_in_threadpool(_commit, session)
+        else:
+            session.close()
 
 
-def get_session(
-    request: Request, _slot: Annotated[None, Depends(_database_slot, scope="function")]
-) -> Iterator[Session]:
-    session: Session = request.app.state.session_factory()
+def _has_work_left(session: Session) -> bool:
+    """Whether committing ``session`` needs the database or runs hooks (then it goes to a thread)."""
+    return bool(
+        session.in_transaction()
+        or session.new
+        or session.dirty
+        or session.deleted
+        or session.info.get(_AFTER_COMMIT)
+    )
+
+
+def _commit(session: Session) -> None:
     try:
-        yield session
         session.commit()
     except BaseException:
+        _roll_back(session)
+        raise
+    session.close()
+    _run(session.info.pop(_AFTER_COMMIT, []), "after-commit")
+
+
+def _roll_back(session: Session) -> None:
+    try:
         session.rollback()
         _run(session.info.pop(_ON_ROLLBACK, []), "rollback")
-        raise
     finally:
         session.close()
-    _run(session.info.pop(_AFTER_COMMIT, []), "after-commit")
+
+
+async def in_thread(session: Session, work: Callable[[], T]) -> T:
+    """Run a route's database work and its commit in ONE hop to the thread pool, from an ``async``
+    route; return what ``work`` returned.
+
+    A plain ``def`` route costs a hop of its own, and FastAPI validates its return value in another one;
+    with the session's commit and the dependencies that read the database, a status read made six hops.
+    Each hop is a queue hand-off, a wake-up of the event loop and a GIL hand-off both ways, and together
+    they were the largest single cost of a request in the API's profile. ``work`` runs in the thread
+    with the same session; a failed commit is still raised here and rolled back by ``get_session``.
+    """
+
+    def work_then_commit() -> T:
+        result = work()
+        commit_now(session)
+        return result
+
+    return await run_in_threadpool(work_then_commit)
 
 
 # scope="function": the commit happens before the response goes out, so a client never sees a 201 for
@@ -152,9 +203,9 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 def get_current_owner(
     request: Request,
     session: SessionDep,
-    settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> Owner:
+    settings: Settings = request.app.state.settings  # not SettingsDep: one dependency less per request
     if not settings.auth_enabled:
         # One implicit owner: still owner-scoped, so turning auth on later changes nothing else.
         return get_or_create_owner(session, LOCAL_OWNER)

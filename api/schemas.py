@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from jobs.models import Artifact, Checkpoint, Dataset, Job, JobEvent
+from jobs.states import user_actions
 
 
 class _Out(BaseModel):
@@ -93,6 +94,11 @@ class JobSummary(_Out):
             "accuracy is at chance level). The job is still succeeded; do not use its model."
         ),
     )
+    actions: list[Literal["cancel", "retry"]] = Field(
+        default_factory=list,
+        description="What the job's state allows now: POST .../cancel, POST .../retry (any other is a 409)",
+        examples=[["cancel"]],
+    )
 
     @classmethod
     def of(cls, job: Job) -> Self:
@@ -101,6 +107,7 @@ class JobSummary(_Out):
         source = dataset.get("source") if isinstance(dataset, dict) else None
         summary.dataset_source = source if isinstance(source, str) else None
         summary.warnings = result_warnings(job.result)
+        summary.actions = user_actions(job.state)  # type: ignore[assignment]
         return summary
 
 

@@ -31,6 +31,11 @@ subscribers, the others weigh the steps of the remaining clients:
             (a stream without any event, or one that ends before its job finished, is an error)
   download  GET /v1/jobs/{id}/artifacts/{name} of a prepared artifact, read whole; the latency is the
             time to the last byte, and a size or sha256 that differs from the listing is an error
+Open loop (--rate R): instead of clients that each wait for an answer before the next step, requests
+(submit, status, list and download by the mix) arrive at a mean rate of R per second (a Poisson
+process) whatever the server does, over the keep-alive connections of the non-subscriber clients; a
+request's latency counts from its arrival, so waiting for a free connection is part of it. Subscribers
+still hold streams as in the closed loop.
 --think adds a random pause (exponential, mean --think seconds) between a client's steps; 0 (default)
 is a closed loop that saturates the server. Without a worker every submitted job stays queued, so the
 owner quota is lifted (LBC_MAX_CONCURRENT_JOBS_PER_OWNER). Timeouts (--timeout) count as errors.
@@ -50,6 +55,7 @@ Usage:
   python benchmarks/load.py --mode distributed --clients 200 --api-workers 2
   python benchmarks/load.py --mode distributed --clients 50 --mix 1,3,1,0,0   # the older mix
   python benchmarks/load.py --mode distributed --latency-probe 10
+  python benchmarks/load.py --mode distributed --rate 200 --clients 50    # open loop, 200 req/s
 """
 
 from __future__ import annotations
@@ -501,6 +507,59 @@ async def download(client: httpx.AsyncClient, artifact: Artifact) -> int:
     return size
 
 
+async def step(
+    client: httpx.AsyncClient,
+    op: str,
+    rng: random.Random,
+    submitted: list[str],
+    plan: LoadPlan,
+    hold_until: float,
+) -> tuple[float | None, int, int]:
+    """One request of kind ``op``; returns (its latency if the step measures it itself, sse events
+    received, download bytes). A stream's latency is the time to its response headers, not the hold.
+    A submit appends its job's id to ``submitted`` (status and sse read one of those); a wrong answer
+    raises StepError."""
+    if op == "sse":
+        connect, events = await subscribe(client, rng.choice(submitted), hold_until)
+        return connect, events, 0
+    if op == "download":
+        return None, 0, await download(client, rng.choice(plan.artifacts))
+    if op == "submit":
+        response = await client.post("/v1/jobs", json=TINY_SPEC)
+    elif op == "status":
+        response = await client.get(f"/v1/jobs/{rng.choice(submitted)}")
+    else:
+        response = await client.get("/v1/jobs", params={"limit": 20})
+    if response.status_code != EXPECTED_STATUS[op]:
+        raise StepError(f"HTTP {response.status_code}")
+    if op == "submit":
+        submitted.append(response.json()["id"])
+    return None, 0, 0
+
+
+def record(
+    stats: dict[str, OpStats], op: str, elapsed: float, events: int, size: int, error: str | None
+) -> None:
+    bucket = stats[op]
+    if error is None:
+        bucket.latencies.append(elapsed)
+        if op == "sse":
+            bucket.events.append(events)
+        bucket.bytes += size
+    else:
+        bucket.error(error)
+
+
+def make_client(base_url: str, token: str, plan: LoadPlan, connections: int) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=httpx.Timeout(plan.timeout),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        verify=plan.tls,
+    )
+
+
 async def virtual_user(
     base_url: str,
     token: str,
@@ -516,53 +575,83 @@ async def virtual_user(
     rng = random.Random(seed)
     submitted: list[str] = []
     subscriber = not any(w for op, w in zip(OPS, plan.weights, strict=True) if op != "sse")
-    async with httpx.AsyncClient(
-        base_url=base_url,
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=httpx.Timeout(plan.timeout),
-        limits=httpx.Limits(max_connections=1),
-        verify=plan.tls,
-    ) as client:
+    async with make_client(base_url, token, plan, 1) as client:
         while time.monotonic() < deadline:
             op = rng.choices(OPS, plan.weights)[0] if submitted and not subscriber else "submit"
             op = "sse" if submitted and subscriber else op
             started = time.monotonic()
             error: str | None = None
-            events = size = 0
+            latency, events, size = None, 0, 0
             try:
-                if op == "sse":
-                    hold_until = min(started + plan.sse_hold, deadline)
-                    elapsed, events = await subscribe(client, rng.choice(submitted), hold_until)
-                elif op == "download":
-                    size = await download(client, rng.choice(plan.artifacts))
-                    elapsed = time.monotonic() - started
-                else:
-                    if op == "submit":
-                        response = await client.post("/v1/jobs", json=TINY_SPEC)
-                    elif op == "status":
-                        response = await client.get(f"/v1/jobs/{rng.choice(submitted)}")
-                    else:
-                        response = await client.get("/v1/jobs", params={"limit": 20})
-                    elapsed = time.monotonic() - started
-                    if response.status_code != EXPECTED_STATUS[op]:
-                        raise StepError(f"HTTP {response.status_code}")
-                    if op == "submit":
-                        submitted.append(response.json()["id"])
+                hold_until = min(started + plan.sse_hold, deadline)
+                latency, events, size = await step(client, op, rng, submitted, plan, hold_until)
             except StepError as exc:
                 error = str(exc)
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
-            bucket = stats[op] if started >= counting_from else warmup_stats[op]
-            if error is None:
-                bucket.latencies.append(elapsed)
-                if op == "sse":
-                    bucket.events.append(events)
-                bucket.bytes += size
-            else:
-                bucket.error(error)
+            elapsed = latency if latency is not None else time.monotonic() - started
+            record(stats if started >= counting_from else warmup_stats, op, elapsed, events, size, error)
             if plan.think > 0:  # never past the deadline: the run ends on time
                 pause = min(rng.expovariate(1.0 / plan.think), 10 * plan.think, deadline - time.monotonic())
                 await asyncio.sleep(max(0.0, pause))
+
+
+async def open_loop(
+    base_url: str,
+    token: str,
+    plan: LoadPlan,
+    rate: float,
+    connections: int,
+    counting_from: float,
+    deadline: float,
+    stats: dict[str, OpStats],
+    warmup_stats: dict[str, OpStats],
+    seed: int,
+) -> None:
+    """Requests arrive at ``rate`` per second (a Poisson process), whether or not earlier ones were
+    answered, into one queue that ``connections`` keep-alive connections take them from. A request's
+    latency counts from its scheduled arrival, so time spent waiting for a free connection, or behind a
+    late load generator, is in it (no coordinated omission).
+
+    One client per connection, not one client with a pool: httpx's pool hands a freed connection to a
+    waiting request at a cost that grows with the number waiting, which made the load generator the
+    bottleneck (30 s queues at the client while the API answered in milliseconds)."""
+    rng = random.Random(seed)
+    submitted: list[str] = []
+    arrivals: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
+    first_submit = asyncio.Event()
+
+    async def connection() -> None:
+        async with make_client(base_url, token, plan, 1) as client:
+            while (item := await arrivals.get()) is not None:
+                op, arrival = item
+                error: str | None = None
+                events = size = 0
+                try:
+                    _, events, size = await step(client, op, rng, submitted, plan, deadline)
+                except StepError as exc:
+                    error = str(exc)
+                except httpx.HTTPError as exc:
+                    error = type(exc).__name__
+                if submitted:
+                    first_submit.set()
+                bucket = stats if arrival >= counting_from else warmup_stats
+                record(bucket, op, time.monotonic() - arrival, events, size, error)
+
+    async def arrive() -> None:
+        arrival = time.monotonic()
+        while arrival < deadline:
+            delay = arrival - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            # Status reads one of the submitted jobs: until a submit was answered, arrivals are submits.
+            op = rng.choices(OPS, plan.weights)[0] if first_submit.is_set() else "submit"
+            arrivals.put_nowait((op, arrival))
+            arrival += rng.expovariate(rate)
+        for _ in range(connections):
+            arrivals.put_nowait(None)
+
+    await asyncio.gather(arrive(), *(connection() for _ in range(connections)))
 
 
 async def run_load(
@@ -583,14 +672,27 @@ async def run_load(
     subscribers, steps = split_clients(args.clients, plan.weights)
     sse = OPS.index("sse")
     plans = [replace(plan, weights=[float(i == sse) for i in range(len(OPS))])] * subscribers
-    plans += [replace(plan, weights=[0.0 if i == sse else w for i, w in enumerate(plan.weights)])] * steps
+    requests = replace(plan, weights=[0.0 if i == sse else w for i, w in enumerate(plan.weights)])
     first = asyncio.ensure_future(snapshot_after_warmup())
-    await asyncio.gather(
-        *(
-            virtual_user(base_url, token, p, counting_from, deadline, stats, warmup_stats, args.seed + i)
-            for i, p in enumerate(plans)
+    users = [
+        virtual_user(base_url, token, p, counting_from, deadline, stats, warmup_stats, args.seed + i)
+        for i, p in enumerate(plans + ([] if args.rate else [requests] * steps))
+    ]
+    if args.rate:  # open loop: the other clients' connections carry requests arriving at --rate
+        arrivals = open_loop(
+            base_url,
+            token,
+            requests,
+            args.rate,
+            steps,
+            counting_from,
+            deadline,
+            stats,
+            warmup_stats,
+            args.seed,
         )
-    )
+        users.append(arrivals)
+    await asyncio.gather(*users)
     last = await asyncio.to_thread(Snapshot.take, base_url, api_pids)
     # Not deadline - counting_from: a request still open at the deadline is waited for (--timeout at most).
     measured = time.monotonic() - counting_from
@@ -787,6 +889,15 @@ def main() -> int:
     parser.add_argument(
         "--think", type=float, default=0.0, help="mean pause in s between a client's requests (default 0)"
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="REQ_PER_S",
+        help="open loop: requests (submit, status, list, download by the mix) arrive at this mean rate, a "
+        "Poisson process, whether or not earlier ones were answered, over the non-subscriber clients' "
+        "connections; latency counts from the arrival. 0 (default): closed loop",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--latency-probe",
@@ -810,6 +921,12 @@ def main() -> int:
         metavar="PATH",
         help="record the API process with py-spy (on PATH) during the load phase into PATH (speedscope)",
     )
+    parser.add_argument(
+        "--py-spy-gil",
+        action="store_true",
+        help="with --py-spy: sample only the thread holding the GIL (where the API's CPU goes, without the "
+        "threads that wait for the database or for work)",
+    )
     parser.add_argument("--keep-logs", type=Path, metavar="DIR", help="copy the processes' logs to DIR")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows in a log file
@@ -822,6 +939,12 @@ def main() -> int:
         parser.error(
             "--mix needs 5 (or 3) non-negative weights of submit,status,list,sse,download, e.g. 1,3,1,1,1"
         )
+    if args.rate < 0 or (args.rate and args.think):
+        parser.error(
+            "--rate must be positive and cannot be combined with --think (an open loop has no pauses)"
+        )
+    if args.rate and split_clients(args.clients, weights)[1] < 1:
+        parser.error("--rate needs at least one client that is not a subscriber (its connection)")
     if args.api_workers < 1:
         parser.error("--api-workers must be at least 1")
     with_worker = args.with_worker or args.latency_probe > 0
@@ -869,10 +992,16 @@ def main() -> int:
             run_probe(stack.base_url, token, args.latency_probe, args.probe_timeout, args.probe_gap)
             return 0
 
+        subscribers, others = split_clients(args.clients, weights)
+        if args.rate:
+            print(
+                f"open loop: {args.rate:g} requests/s (Poisson arrivals) over {others} connections; "
+                "latency counts from each request's arrival"
+            )
         print(
             f"{args.clients} clients, {args.warmup:g} s warmup + {args.duration:g} s measured, "
             f"mix {','.join(OPS)} = {','.join(f'{w:g}' for w in weights)}, think {args.think:g} s, "
-            f"{split_clients(args.clients, weights)[0]} of them subscribers holding a stream {args.sse_hold:g} s, "
+            f"{subscribers} of them subscribers holding a stream {args.sse_hold:g} s, "
             f"timeout {args.timeout:g} s"
         )
         idle0 = machine_busy_seconds()
@@ -891,6 +1020,7 @@ def main() -> int:
                     *(exe, "record", "--pid", str(api.popen.pid), "--rate", "200", "--format", "speedscope"),
                     *("--duration", str(int(args.warmup + args.duration)), "--output", args.py_spy),
                     "--nonblocking",
+                    *(["--gil"] if args.py_spy_gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -18,7 +18,7 @@ from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from jobs.models import Artifact, Checkpoint, Dataset, Job, JobEvent, Owner, utcnow
 from jobs.quota import lock_owner
 from jobs.spec import SpecError, UploadRef
-from jobs.states import TERMINAL, JobState, transition
+from jobs.states import RETRYABLE, TERMINAL, JobState, transition
 from jobs.text import text_problem
 
 # Error types that another attempt cannot fix: the same spec fails the same way on any worker. The one
@@ -217,14 +217,14 @@ def request_cancel(session: Session, job: Job) -> None:
 def retry_job(session: Session, job: Job, max_attempts: int, max_active_jobs: int | None = None) -> None:
     """A failed or cancelled job goes back to the queue with a fresh attempt budget, keeping its
     latest checkpoint so training continues where it stopped."""
-    if max_active_jobs is not None and job.state in (JobState.FAILED, JobState.CANCELLED):
+    if max_active_jobs is not None and job.state in RETRYABLE:
         check_active_quota(session, job.owner_id, max_active_jobs)
     now = utcnow()
     transition(
         session,
         job.id,
         JobState.QUEUED,
-        expected={JobState.FAILED, JobState.CANCELLED},
+        expected=RETRYABLE,
         event={"reason": "retry requested"},
         attempt=0,
         max_attempts=max_attempts,

@@ -27,6 +27,19 @@ class JobState(StrEnum):
 
 TERMINAL = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
+# What a user may ask of a job in each state: the routes enforce it (a 409 otherwise) and the API lists
+# it per job (``actions``), so clients such as the dashboard offer only what can succeed. A cancelling
+# job takes a repeated cancel as a no-op, so there is nothing to offer it.
+CANCELLABLE = frozenset({JobState.QUEUED, JobState.RUNNING})
+RETRYABLE = frozenset({JobState.FAILED, JobState.CANCELLED})
+
+
+def user_actions(state: str) -> list[str]:
+    """The actions (``cancel``, ``retry``) a job in ``state`` accepts, in the order a UI shows them."""
+    current = JobState(state)
+    return [action for action, states in (("cancel", CANCELLABLE), ("retry", RETRYABLE)) if current in states]
+
+
 # target state -> states it may be entered from
 ALLOWED: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset(

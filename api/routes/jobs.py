@@ -8,7 +8,17 @@ from celery import Celery
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.orm import Session
 
-from api.deps import CurrentOwner, JobDep, QueueDep, SessionDep, SettingsDep, after_commit, commit_now
+from api.deps import (
+    CurrentOwner,
+    JobDep,
+    JobId,
+    QueueDep,
+    SessionDep,
+    SettingsDep,
+    after_commit,
+    commit_now,
+    in_thread,
+)
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.json_body import JsonBody
 from api.schemas import JobDetail, JobPage, JobSummary
@@ -20,7 +30,7 @@ from jobs.queue import route_job, send_job
 from jobs.settings import Settings
 from jobs.sizing import input_problems
 from jobs.spec import JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
-from jobs.states import JobState
+from jobs.states import RETRYABLE, JobState
 from jobs.uploads import checkpoint_fit_problem
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -196,7 +206,7 @@ IdempotencyKey = Annotated[
         }
     },
 )
-def submit_job(
+async def submit_job(
     body: JsonBody,
     response: Response,
     session: SessionDep,
@@ -209,6 +219,20 @@ def submit_job(
 
     Every problem is reported at once as `{field, message}` in the 422 envelope.
     """
+    return await in_thread(
+        session, lambda: _submit(body, response, session, owner, settings, celery, idempotency_key)
+    )
+
+
+def _submit(
+    body: Any,
+    response: Response,
+    session: Session,
+    owner: Owner,
+    settings: Settings,
+    celery: Celery,
+    idempotency_key: str | None,
+) -> JobDetail:
     try:
         spec = parse_spec(body)
     except SpecError as exc:
@@ -251,7 +275,7 @@ def queued_response(
 
 
 @router.get("", response_model=JobPage, summary="List jobs")
-def list_jobs(
+async def list_jobs(
     session: SessionDep,
     owner: CurrentOwner,
     status: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
@@ -276,16 +300,21 @@ def list_jobs(
     filters = repository.JobFilters(
         state=status.value if status else None, method=method, pattern=pattern, kind=kind
     )
-    try:
-        jobs, next_cursor = repository.list_jobs(session, owner, filters, limit=limit, cursor=cursor)
-    except InvalidInput as exc:  # only the cursor can be malformed here
-        raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
-    return JobPage(items=[JobSummary.of(job) for job in jobs], next_cursor=next_cursor)
+
+    def page() -> JobPage:
+        try:
+            jobs, next_cursor = repository.list_jobs(session, owner, filters, limit=limit, cursor=cursor)
+        except InvalidInput as exc:  # only the cursor can be malformed here
+            raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
+        return JobPage(items=[JobSummary.of(job) for job in jobs], next_cursor=next_cursor)
+
+    return await in_thread(session, page)
 
 
 @router.get("/{job_id}", response_model=JobDetail, summary="Get a job", responses=NOT_FOUND)
-def get_job(job: JobDep) -> JobDetail:
-    return JobDetail.of(job)
+async def get_job(job_id: JobId, session: SessionDep, owner: CurrentOwner) -> JobDetail:
+    # The lookup of JobDep, in the route's own thread hop (see in_thread).
+    return await in_thread(session, lambda: JobDetail.of(repository.get_job(session, job_id, owner)))
 
 
 @router.post(
@@ -312,7 +341,7 @@ def cancel_job(job: JobDep, session: SessionDep) -> JobDetail:
 def retry_job(job: JobDep, session: SessionDep, settings: SettingsDep, celery: QueueDep) -> JobDetail:
     """Back to `queued` with a fresh attempt budget, resuming from its latest checkpoint. A 409 names
     the uploads it reads that were deleted since (or the state that cannot be retried)."""
-    if job.state in (JobState.FAILED, JobState.CANCELLED):  # other states: retry_job's 409 names them
+    if job.state in RETRYABLE:  # other states: retry_job's 409 names them
         repository.check_references_still_exist(session, job)
     repository.retry_job(session, job, settings.max_attempts, settings.max_concurrent_jobs_per_owner)
     job_id, queue, time_limit = job.id, job.queue, job.time_limit_s

@@ -489,3 +489,44 @@ def test_a_job_whose_model_did_not_learn_shows_the_warning_in_detail_and_listing
     assert listed["warnings"] == [warning]
     schema = service.client.get("/openapi.json").json()["components"]["schemas"]
     assert "did_not_learn" in schema["JobSummary"]["properties"]["warnings"]["description"]
+
+
+def _job_in(service: Service, caller: Caller, state: str) -> str:
+    """A job of ``caller`` brought to ``state`` the way a worker and a user would."""
+    job_id = service.submit(caller)["id"]
+    if state in ("running", "cancelling", "succeeded", "failed"):
+        service.worker_runs(job_id, finish=state if state in ("succeeded", "failed") else None)
+    if state in ("cancelling", "cancelled"):
+        assert service.client.post(f"/v1/jobs/{job_id}/cancel", headers=caller.headers).status_code == 202
+    return job_id
+
+
+@pytest.mark.parametrize(
+    ("state", "actions"),
+    [
+        ("queued", ["cancel"]),
+        ("running", ["cancel"]),
+        ("cancelling", []),
+        ("succeeded", []),
+        ("failed", ["retry"]),
+        ("cancelled", ["retry"]),
+    ],
+)
+def test_a_job_lists_exactly_the_actions_its_state_accepts(
+    service: Service, state: str, actions: list[str]
+) -> None:
+    """The dashboard shows only these buttons: each listed action must succeed and each other one must be
+    the 409 it would get, in the listing and the detail alike."""
+    alice = service.caller()
+    job_id = _job_in(service, alice, state)
+    detail = service.client.get(f"/v1/jobs/{job_id}", headers=alice.headers).json()
+    assert (detail["state"], detail["actions"]) == (state, actions)
+    listed = service.client.get("/v1/jobs", headers=alice.headers).json()["items"]
+    assert [item["actions"] for item in listed if item["id"] == job_id] == [actions]
+    for action in ("cancel", "retry"):
+        response = service.client.post(f"/v1/jobs/{job_id}/{action}", headers=alice.headers)
+        if action in actions:
+            assert response.status_code == 202, response.text
+            break  # the job has moved on; the other action belongs to its new state
+        if (state, action) != ("cancelling", "cancel"):  # a repeated cancel is a no-op there, not a 409
+            assert response.status_code == 409, (action, response.text)

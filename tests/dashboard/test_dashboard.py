@@ -134,6 +134,13 @@ def test_sign_in_with_the_printed_link_then_submit_a_job_and_watch_it_finish_liv
     expect(page.locator("#job-state [data-state=succeeded]")).to_be_visible(timeout=90_000)
     expect(page.locator("#stat-epoch")).to_have_text("3 / 3")
     expect(page.locator("#stat-accuracy")).to_have_text(re.compile(r"^\d+\.\d\d%$"))
+    # A succeeded job can be neither cancelled nor retried: no button that could only answer 409.
+    expect(page.locator("#cancel-job")).to_be_hidden()
+    expect(page.locator("#retry-job")).to_be_hidden()
+    # The device it trained on (this machine has no GPU), not the queue an "auto" job waited in.
+    device = page.locator(".meta div", has=page.locator("dt", has_text="Device")).locator("dd")
+    expect(device).to_have_text("cpu")
+    expect(page.locator(".meta dt", has_text="Queue")).to_have_count(0)
     assert loads == [], loads
     for chart in ("Loss", "Accuracy", "Learning rate", "Alive combinations per group"):
         points = page.locator(f"figure[data-chart='{chart}'] > svg").get_attribute("data-points")
@@ -342,11 +349,13 @@ def test_cancel_a_running_job_from_its_page(page: Page, server: Server, artifact
     expect(page.locator("#job-state [data-state=running]")).to_be_visible(timeout=60_000)
     expect(page.locator("#stat-epoch")).to_have_text(re.compile(r"^\d+ / 400$"), timeout=30_000)
     expect(page.locator("#stream-status")).to_have_attribute("data-status", "live")
+    expect(page.locator("#retry-job")).to_be_hidden()
     shot(page, artifacts_dir, "06-job-running", full_page=False)
 
     page.locator("#cancel-job").click()
     expect(page.locator("#job-state [data-state=cancelled]")).to_be_visible(timeout=30_000)
-    expect(page.locator("#cancel-job")).to_be_disabled()
+    expect(page.locator("#cancel-job")).to_be_hidden()
+    expect(page.locator("#retry-job")).to_be_visible()
     expect(page.locator("#retry-job")).to_be_enabled()
     expect(page.locator("#action-message")).to_have_text("Job cancelled.")
     shot(page, artifacts_dir, "07-job-cancelled", full_page=False)

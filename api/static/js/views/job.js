@@ -63,6 +63,7 @@ export async function renderJob(main, { id, signal, navigate }) {
   };
   let outputsLoaded = false;
   let cancelRequested = false;
+  let trainedOn = null; // the device the worker resolved, from the "training" phase event
 
   // -- layout ----------------------------------------------------------------------------------------
   const title = job.name || `Job ${shortId(job.id)}`;
@@ -140,10 +141,19 @@ export async function renderJob(main, { id, signal, navigate }) {
       ["Pattern", job.pattern],
       ["Model", job.architecture],
       ["Dataset", job.dataset_source ? `${job.dataset_source}${job.dataset_id ? ` (upload ${shortId(job.dataset_id)})` : ""}` : "—"],
-      ["Queue", job.queue],
+      ["Device", deviceLabel()],
       ["Submitted", fmtDate(job.created_at)],
     ];
     replace(meta, items.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))));
+  }
+
+  // Where the job runs, which is what a user cares about; the queue only says which pool took it (an
+  // "auto" job waits in the GPU queue even on a machine whose worker has no GPU and trains on the CPU).
+  function deviceLabel() {
+    const ran = (job.result && job.result.device) || trainedOn;
+    if (ran) return ran;
+    const wanted = job.spec && job.spec.train && job.spec.train.device;
+    return wanted === "auto" || !wanted ? "auto (CUDA if the worker has it, else CPU)" : `${wanted} (requested)`;
   }
 
   function setText(elId, text) {
@@ -163,8 +173,11 @@ export async function renderJob(main, { id, signal, navigate }) {
 
   function renderState() {
     replace(badgeSlot, stateBadge(job.state), " ", warningBadges(job));
-    cancelButton.disabled = !["queued", "running"].includes(job.state);
-    retryButton.disabled = !["failed", "cancelled"].includes(job.state);
+    // The API says what the job's state allows (jobs/states.py); anything else could only answer 409.
+    const actions = job.actions || [];
+    cancelButton.hidden = !actions.includes("cancel");
+    retryButton.hidden = !actions.includes("retry");
+    cancelButton.disabled = retryButton.disabled = false;
     const fraction = jobFraction(job);
     progressEl.value = Math.round(fraction * 100);
     progressText.textContent = `${Math.round(fraction * 100)}%`;
@@ -483,7 +496,11 @@ export async function renderJob(main, { id, signal, navigate }) {
     const attempt = data && data.attempt;
     const at = data && data.created_at ? Date.parse(data.created_at) : Date.now();
     if (event === "state") {
-      if (payload.state) job.state = payload.state;
+      if (payload.state && payload.state !== job.state) {
+        job.state = payload.state;
+        job.actions = []; // unknown until the API says what the new state allows
+        if (!TERMINAL_STATES.has(payload.state)) refreshJob();
+      }
       if (payload.state === "running") {
         if (isNumber(attempt)) job.attempt = Math.max(job.attempt, attempt);
         if (!job.started_at && data.created_at) job.started_at = data.created_at;
@@ -500,6 +517,10 @@ export async function renderJob(main, { id, signal, navigate }) {
       }
     } else if (event === "phase") {
       job.phase = payload.phase || job.phase;
+      if (payload.phase === "training" && payload.device && payload.device !== trainedOn) {
+        trainedOn = String(payload.device);
+        renderMeta();
+      }
       update();
     } else if (event === "progress") {
       live.lastProgress = payload;
