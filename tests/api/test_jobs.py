@@ -395,16 +395,22 @@ def _upload_npz(service: Service, caller: Caller) -> str:
     return dataset_id
 
 
-@pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
-def test_retrying_a_job_whose_dataset_was_deleted_is_a_409_naming_it(service: Service) -> None:
-    alice = service.caller()
-    dataset_id = _upload_npz(service, alice)
+def _failed_job_on_an_upload(service: Service, caller: Caller) -> tuple[str, dict[str, Any]]:
+    """``(dataset id, job)``: a job on an uploaded dataset that failed, so it may be retried."""
+    dataset_id = _upload_npz(service, caller)
     spec = digits_spec(
         dataset={"source": "npz", "path": dataset_id},
         model={"architecture": "lenet5", "args": {"width": 0.5, "num_classes": 4}},
     )
-    job = service.submit(alice, spec)
+    job = service.submit(caller, spec)
     service.worker_runs(job["id"], finish="failed")
+    return dataset_id, job
+
+
+@pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
+def test_retrying_a_job_whose_dataset_was_deleted_is_a_409_naming_it(service: Service) -> None:
+    alice = service.caller()
+    dataset_id, job = _failed_job_on_an_upload(service, alice)
     deleted = service.client.delete(f"/v1/datasets/{dataset_id}", headers=alice.headers)
     assert deleted.status_code == 204, deleted.text
 
@@ -445,13 +451,7 @@ def test_retrying_a_benchmark_whose_checkpoint_was_deleted_is_a_409_naming_it(se
 
 def test_a_retry_with_its_uploads_in_place_still_queues(service: Service) -> None:
     alice = service.caller()
-    dataset_id = _upload_npz(service, alice)
-    spec = digits_spec(
-        dataset={"source": "npz", "path": dataset_id},
-        model={"architecture": "lenet5", "args": {"width": 0.5, "num_classes": 4}},
-    )
-    job = service.submit(alice, spec)
-    service.worker_runs(job["id"], finish="failed")
+    _, job = _failed_job_on_an_upload(service, alice)
     response = service.client.post(f"/v1/jobs/{job['id']}/retry", headers=alice.headers)
     assert response.status_code == 202, response.text
     assert response.json()["state"] == "queued"
