@@ -560,6 +560,24 @@ def make_client(base_url: str, token: str, plan: LoadPlan, connections: int) -> 
     )
 
 
+async def checked_step(
+    client: httpx.AsyncClient,
+    op: str,
+    rng: random.Random,
+    submitted: list[str],
+    plan: LoadPlan,
+    hold_until: float,
+) -> tuple[float | None, int, int, str | None]:
+    """``step`` with its failure as a value: ``(latency, events, bytes, error)``."""
+    try:
+        latency, events, size = await step(client, op, rng, submitted, plan, hold_until)
+    except StepError as exc:
+        return None, 0, 0, str(exc)
+    except httpx.HTTPError as exc:
+        return None, 0, 0, type(exc).__name__
+    return latency, events, size, None
+
+
 async def virtual_user(
     base_url: str,
     token: str,
@@ -580,15 +598,8 @@ async def virtual_user(
             op = rng.choices(OPS, plan.weights)[0] if submitted and not subscriber else "submit"
             op = "sse" if submitted and subscriber else op
             started = time.monotonic()
-            error: str | None = None
-            latency, events, size = None, 0, 0
-            try:
-                hold_until = min(started + plan.sse_hold, deadline)
-                latency, events, size = await step(client, op, rng, submitted, plan, hold_until)
-            except StepError as exc:
-                error = str(exc)
-            except httpx.HTTPError as exc:
-                error = type(exc).__name__
+            hold_until = min(started + plan.sse_hold, deadline)
+            latency, events, size, error = await checked_step(client, op, rng, submitted, plan, hold_until)
             elapsed = latency if latency is not None else time.monotonic() - started
             record(stats if started >= counting_from else warmup_stats, op, elapsed, events, size, error)
             if plan.think > 0:  # never past the deadline: the run ends on time
@@ -625,14 +636,7 @@ async def open_loop(
         async with make_client(base_url, token, plan, 1) as client:
             while (item := await arrivals.get()) is not None:
                 op, arrival = item
-                error: str | None = None
-                events = size = 0
-                try:
-                    _, events, size = await step(client, op, rng, submitted, plan, deadline)
-                except StepError as exc:
-                    error = str(exc)
-                except httpx.HTTPError as exc:
-                    error = type(exc).__name__
+                _, events, size, error = await checked_step(client, op, rng, submitted, plan, deadline)
                 if submitted:
                     first_submit.set()
                 bucket = stats if arrival >= counting_from else warmup_stats
