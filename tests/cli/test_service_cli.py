@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -219,12 +220,12 @@ def _spawned_workers(pid: int) -> list[int]:
     ]
 
 
-def test_api_with_two_workers_runs_two_processes_that_answer_on_postgresql(
-    empty_postgres_url: str, tmp_path: Path
-) -> None:
-    env = {"LBC_DATABASE_URL": empty_postgres_url, "LBC_HOME": str(tmp_path)}
-    assert lbc("migrate", env=env).returncode == 0
-    key = lbc("keys", "create", "--name", "ci", env=env).stdout.strip()
+@contextlib.contextmanager
+def running_api(
+    tmp_path: Path, env: dict[str, str], *args: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """``lbc api ARGS`` on a free port with only ``env``'s LBC_ variables, in its own process group:
+    yields its URL once /healthz answers, the process and its log; stops the whole group afterwards."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -232,7 +233,7 @@ def test_api_with_two_workers_runs_two_processes_that_answer_on_postgresql(
     log = tmp_path / "api.log"
     with log.open("wb") as out:
         api = subprocess.Popen(
-            [LBC, "api", "--workers", "2", "--port", str(port)],
+            [LBC, "api", *args, "--port", str(port)],
             env={**base, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -247,15 +248,7 @@ def test_api_with_two_workers_runs_two_processes_that_answer_on_postgresql(
                 ready = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
             time.sleep(0.2)
         assert ready, log.read_text()
-        # Every worker builds its app from the environment: each one reads the migrated database.
-        while len(_spawned_workers(api.pid)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert len(_spawned_workers(api.pid)) == 2, log.read_text()
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-            answers = [client.get("/v1/jobs", headers={"Connection": "close"}) for _ in range(20)]
-        assert {r.status_code for r in answers} == {200}, answers[0].text
-        assert all(r.json()["items"] == [] for r in answers)
-        assert httpx.get(f"{url}/v1/jobs", timeout=30).status_code == 401
+        yield url, api, log
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(api.pid, signal.SIGTERM)
@@ -264,6 +257,25 @@ def test_api_with_two_workers_runs_two_processes_that_answer_on_postgresql(
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(api.pid, signal.SIGKILL)
+
+
+def test_api_with_two_workers_runs_two_processes_that_answer_on_postgresql(
+    empty_postgres_url: str, tmp_path: Path
+) -> None:
+    env = {"LBC_DATABASE_URL": empty_postgres_url, "LBC_HOME": str(tmp_path)}
+    assert lbc("migrate", env=env).returncode == 0
+    key = lbc("keys", "create", "--name", "ci", env=env).stdout.strip()
+    with running_api(tmp_path, env, "--workers", "2") as (url, api, log):
+        # Every worker builds its app from the environment: each one reads the migrated database.
+        deadline = time.monotonic() + 90
+        while len(_spawned_workers(api.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_spawned_workers(api.pid)) == 2, log.read_text()
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+            answers = [client.get("/v1/jobs", headers={"Connection": "close"}) for _ in range(20)]
+        assert {r.status_code for r in answers} == {200}, answers[0].text
+        assert all(r.json()["items"] == [] for r in answers)
+        assert httpx.get(f"{url}/v1/jobs", timeout=30).status_code == 401
     assert log.read_text().count("Application startup complete") == 2
 
 
@@ -271,38 +283,14 @@ def test_api_access_log_never_shows_a_key(tmp_path: Path) -> None:
     """A key sent in a query string (an old sign-in link, a careless script) is blanked out of the log."""
     home = tmp_path / "home"
     upgrade(Settings(home=home).database_url)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    base = {k: v for k, v in os.environ.items() if not k.startswith("LBC_")}
     secret = "lbc_" + "S3cr3t-value_" * 3
-    log = tmp_path / "api.log"
-    with log.open("wb") as out:
-        api = subprocess.Popen(
-            [LBC, "api", "--port", str(port)],
-            env={**base, "LBC_HOME": str(home)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        ready = False
-        while not ready and time.monotonic() < deadline and api.poll() is None:
-            with contextlib.suppress(httpx.HTTPError):
-                ready = httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-            time.sleep(0.2)
-        assert ready, log.read_text()
+    with running_api(tmp_path, {"LBC_HOME": str(home)}) as (url, _, log):
         httpx.get(f"{url}/?key={secret}", timeout=10)
         httpx.get(f"{url}/v1/jobs?limit=1&api_key={secret}", timeout=10)
         httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {secret}"}, timeout=10)
+        deadline = time.monotonic() + 60
         while log.read_text().count("HTTP/1.1") < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(api.pid, signal.SIGTERM)
-        api.wait(timeout=30)
     text = log.read_text()
     assert (
         '"GET /?key=*** HTTP/1.1" 200' in text and '"GET /v1/jobs?limit=1&api_key=*** HTTP/1.1" 401' in text
