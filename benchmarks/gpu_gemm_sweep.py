@@ -30,9 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lbc_core.benchmark import recommend
+from lbc_core.benchmark import DEFAULT_MIN_SPEEDUP, recommend
 from lbc_core.benchmark.kernels import CUSPARSELT, CUTLASS, DENSE_ROW_MULTIPLE, convert_weight
+from lbc_core.benchmark.report import CORRECTNESS_RTOL
 from lbc_core.benchmark.timing import Timing, time_callable
+from lbc_core.export.semi_structured import CUTLASS_MAJOR
+from lbc_core.sparsity import NMPattern, magnitude_mask
 
 # (model, layer, N = out features, K = reduction)
 SHAPES: tuple[tuple[str, str, int, int], ...] = (
@@ -58,7 +61,6 @@ QUICK_SHAPES = (SHAPES[4], SHAPES[12], SHAPES[16])
 M_VALUES = (1, 16, 256, 1024, 4096, 16384)
 QUICK_M_VALUES = (1, 256, 4096)
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-CORRECTNESS_RTOL = 2e-2
 SEARCHED = "cuSPARSELt-searched"
 
 
@@ -82,17 +84,14 @@ class Row:
         """Whether pass 2 agrees with pass 1's advice (None without two passes or a sparse timing)."""
         if len(self.speedups) < 2 or self.advice == "n/a":
             return None
-        return self.speedups[1] > 1.0 if self.advice == "sparse" else self.speedups[1] < 1.05
+        return self.speedups[1] > 1.0 if self.advice == "sparse" else self.speedups[1] < DEFAULT_MIN_SPEEDUP
 
 
 def two_four(n: int, k: int, dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
     """A random ``(n, k)`` weight pruned to 2:4 along k by magnitude (top 2 of every 4)."""
     generator = torch.Generator(device=device).manual_seed(seed)
     weight = torch.randn((n, k), generator=generator, device=device, dtype=torch.float32)
-    groups = weight.view(n, k // 4, 4)
-    keep = groups.abs().topk(2, dim=-1).indices
-    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
-    return (groups * mask).view(n, k).to(dtype).contiguous()
+    return (weight * magnitude_mask(weight, NMPattern(2, 4))).to(dtype).contiguous()
 
 
 def sparse_linear(
@@ -143,7 +142,7 @@ def sweep(
         if torch.backends.cusparselt.is_available():
             backends += [CUSPARSELT, SEARCHED]
         # Timed where the product would not use it too (Hopper), so the table shows why; graph timing skips it.
-        if not graph or torch.cuda.get_device_capability(device)[0] == 8:
+        if not graph or torch.cuda.get_device_capability(device)[0] == CUTLASS_MAJOR:
             backends.append(CUTLASS)
     dtypes = DTYPES if on_gpu else {"float32": torch.float32}
     rows: dict[tuple[object, ...], Row] = {}

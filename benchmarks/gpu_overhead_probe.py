@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lbc_core.sparsity import NMPattern, magnitude_mask
+
 
 def gpu_ms(fn: Callable[[], object], repeats: int = 20) -> float:
     for _ in range(5):
@@ -54,9 +56,7 @@ def main() -> None:
     torch.manual_seed(0)
     n = k = 4096
     w = torch.randn(n, k, device="cuda", dtype=torch.float16)
-    groups = w.view(n, k // 4, 4)
-    mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, groups.abs().topk(2, -1).indices, True)
-    w = (groups * mask).view(n, k).contiguous()
+    w = (w * magnitude_mask(w, NMPattern(2, 4))).contiguous()
     sparse = torch.sparse.to_sparse_semi_structured(w)
     rows = []
     for m in (1 * 8, 4096, 16384):  # M=8: one decode row padded as the report pads it

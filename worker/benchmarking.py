@@ -46,16 +46,15 @@ from jobs.models import Artifact, Checkpoint, Job
 from jobs.spec import BenchmarkSpec, JobSpec
 from jobs.states import JobState
 from lbc_core.benchmark import (
-    CUDA_GRAPH,
     SpeedupReport,
     Timing,
     TimingRequest,
     architecture_input_shape,
     build_speedup_report,
+    make_timer,
     render_html,
     render_svg_chart,
     sparsified_layer_names,
-    time_callable,
 )
 from lbc_core.benchmark.gemm import gemm_layers
 from lbc_core.export import (
@@ -245,18 +244,15 @@ def measure(
     budget = budget or budget_for(device)
     timings = 0
 
+    measured = make_timer(
+        device, warmup=budget.warmup, repeats=budget.repeats, min_repeat_ms=budget.min_repeat_ms
+    )
+
     def timer(request: TimingRequest, fn: Callable[[], object]) -> Timing:
         nonlocal timings
         stop()
         timings += 1
-        return time_callable(
-            fn,
-            device=device,
-            warmup=budget.warmup,
-            repeats=budget.repeats,
-            min_repeat_ms=budget.min_repeat_ms,
-            cuda_graph=request.launch == CUDA_GRAPH,
-        )
+        return measured(request, fn)
 
     started = time.monotonic()
     log.info(

@@ -13,7 +13,12 @@ import torch
 from torch import nn
 
 from lbc_core.export import SHAPE_RULES, SemiStructuredResult, semi_structured_support, to_semi_structured
-from lbc_core.export.semi_structured import CUSPARSELT_BACKEND, CUTLASS_BACKEND, semi_structured_backend
+from lbc_core.export.semi_structured import (
+    CUSPARSELT_BACKEND,
+    CUTLASS_BACKEND,
+    semi_structured_backend,
+    semi_structured_weight,
+)
 
 CUSPARSELT = "cuSPARSELt"
 CUTLASS = "CUTLASS"
@@ -49,12 +54,10 @@ def backend_name(device: torch.device | str) -> str:
 
 
 def convert_weight(backend: str, weight: torch.Tensor) -> torch.Tensor:
-    """``weight`` (2-D, 2:4-sparse, fp16/bf16, on the GPU) in the semi-structured form of ``backend``."""
-    if backend == CUSPARSELT:
-        return torch.sparse.to_sparse_semi_structured(weight)
-    # Same choice as lbc_core.export.to_semi_structured: the CUTLASS class directly, so no process-wide
-    # flag has to be flipped to force the backend.
-    return torch.sparse.SparseSemiStructuredTensorCUTLASS.from_dense(weight)
+    """``weight`` (2-D, 2:4-sparse, fp16/bf16, on the GPU) in the semi-structured form of ``backend``
+    (CUSPARSELT or CUTLASS), converted as :func:`lbc_core.export.to_semi_structured` converts it."""
+    ids = {display: backend_id for backend_id, display in _DISPLAY_NAMES.items()}
+    return semi_structured_weight(weight, ids[backend])
 
 
 def _convert_model(model: nn.Module, dtype: torch.dtype) -> SemiStructuredResult:

@@ -135,6 +135,22 @@ class TimingRequest:
 Timer = Callable[[TimingRequest, Callable[[], object]], Timing]
 
 
+def make_timer(device: torch.device, *, warmup: int, repeats: int, min_repeat_ms: float) -> Timer:
+    """The real timer: :func:`time_callable` on ``device``, launched as each request says."""
+
+    def timer(request: TimingRequest, fn: Callable[[], object]) -> Timing:
+        return time_callable(
+            fn,
+            device=device,
+            warmup=warmup,
+            repeats=repeats,
+            min_repeat_ms=min_repeat_ms,
+            cuda_graph=request.launch == CUDA_GRAPH,
+        )
+
+    return timer
+
+
 # -- report sections ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelInfo:
@@ -922,16 +938,7 @@ def build_speedup_report(
         raise SpeedupReportError(str(exc)) from exc
     del shape_model
 
-    def default_timer(_request: TimingRequest, fn: Callable[[], object]) -> Timing:
-        return time_callable(
-            fn,
-            device=device,
-            warmup=warmup,
-            repeats=repeats,
-            min_repeat_ms=min_repeat_ms,
-            cuda_graph=launch == CUDA_GRAPH,
-        )
-
+    default_timer = make_timer(device, warmup=warmup, repeats=repeats, min_repeat_ms=min_repeat_ms)
     ctx = _Context(device, kernel, kernel_reason, timer or default_timer, min_speedup, launch)
     env = capture_environment(device, kernel, kernel_reason)
 

@@ -152,16 +152,19 @@ def time_callable(
     if warmup:
         run(1, warmup)
     # Calibrate on the median of a few single calls, so one slow outlier does not set ``inner``.
-    probe = sorted(run(1, 3))[1]
-    if min_repeat_ms == 0:
-        inner = 1
-    elif probe <= 0:  # below the timer's resolution
-        inner = MAX_INNER
-    else:
-        inner = int(min(MAX_INNER, max(1, math.ceil(min_repeat_ms / probe))))
+    inner = _calls_per_repeat(sorted(run(1, 3))[1], min_repeat_ms, MAX_INNER)
     return summarize(
         run(inner, repeats), inner=inner, timer=CUDA_EVENT_TIMER if on_cuda else PERF_COUNTER_TIMER
     )
+
+
+def _calls_per_repeat(probe_ms: float, min_repeat_ms: float, cap: int) -> int:
+    """Calls per repeat so that one repeat lasts ``min_repeat_ms``, from one call's ``probe_ms``."""
+    if min_repeat_ms == 0:
+        return 1
+    if probe_ms <= 0:  # below the timer's resolution
+        return cap
+    return int(min(cap, max(1, math.ceil(min_repeat_ms / probe_ms))))
 
 
 def _time_graph(
@@ -170,14 +173,8 @@ def _time_graph(
     # Calibrate on a graph of one call: its replay time is the kernel time without host overhead.
     single = _capture(fn, device, 1)
     _run_graph(single, device, 1, max(warmup, 1))
-    probe = sorted(_run_graph(single, device, 1, 3))[1]
+    inner = _calls_per_repeat(sorted(_run_graph(single, device, 1, 3))[1], min_repeat_ms, MAX_GRAPH_INNER)
     del single
-    if min_repeat_ms == 0:
-        inner = 1
-    elif probe <= 0:
-        inner = MAX_GRAPH_INNER
-    else:
-        inner = int(min(MAX_GRAPH_INNER, max(1, math.ceil(min_repeat_ms / probe))))
     graph = _capture(fn, device, inner)
     if warmup:
         _run_graph(graph, device, inner, 1)

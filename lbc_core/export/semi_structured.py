@@ -128,7 +128,8 @@ def semi_structured_backend(capability: tuple[int, int]) -> str | None:
     return CUTLASS_BACKEND if capability[0] == CUTLASS_MAJOR else None
 
 
-def _convert(weight: torch.Tensor, backend: str) -> torch.Tensor:
+def semi_structured_weight(weight: torch.Tensor, backend: str) -> torch.Tensor:
+    """``weight`` (2-D, 2:4-sparse, fp16/bf16, on the GPU) as ``backend``'s semi-structured tensor."""
     if backend == CUSPARSELT_BACKEND:
         return torch.sparse.to_sparse_semi_structured(weight)
     # to_sparse_semi_structured always picks cuSPARSELt unless a global flag forces CUTLASS; calling the
@@ -181,7 +182,7 @@ def to_semi_structured(model: nn.Module, *, dtype: torch.dtype = torch.float16) 
         assert isinstance(module, nn.Linear)  # only Linear layers are ever eligible
         dense = module.weight.detach().to(dtype).contiguous()
         # Frozen: semi-structured tensors are an inference format.
-        module.weight = nn.Parameter(_convert(dense, backend), requires_grad=False)
+        module.weight = nn.Parameter(semi_structured_weight(dense, backend), requires_grad=False)
         if module.bias is not None:
             module.bias = nn.Parameter(module.bias.detach().to(dtype), requires_grad=False)
     return SemiStructuredResult(

@@ -12,7 +12,7 @@ def test_public_api_is_exactly_this() -> None:
             "EndToEnd", "Environment", "GemmShape", "GemmShapeError", "LayerGemm", "LayerReport", "Measurement",
             "Savings", "SparseKernel", "SpeedupReport", "SpeedupReportError", "Summary", "Timer", "Timing",
             "TimingRequest", "architecture_input_shape", "build_speedup_report", "capture_environment",
-            "check_24_compliance", "combine_recommendations", "compliant_alternatives", "layer_gemms",
+            "check_24_compliance", "combine_recommendations", "compliant_alternatives", "layer_gemms", "make_timer",
             "max_kept_per_block", "no_kernel_note", "pattern_explanation", "recommend", "render_html",
             "render_svg_chart", "render_text", "semi_structured_kernel", "sparsified_layer_names", "time_callable",
         ]
