@@ -132,8 +132,6 @@ def validation_problems(errors: Sequence[Any]) -> list[dict[str, Any]]:
         location = (
             str(loc.pop(0)) if loc and loc[0] in ("body", "query", "path", "header", "cookie") else None
         )
-        if item.get("type") == "json_invalid":
-            loc = []  # the location is a character offset, not a field
         field = format_path([part for part in loc if isinstance(part, str | int)]) or (location or "")
         message = str(item.get("msg", "invalid value"))
         if item.get("type") == "missing":
@@ -162,16 +160,8 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     return error_response(request, 422, "validation_error", f"invalid request: {summary}", problems)
 
 
-# FastAPI's 400 for a JSON body it cannot decode at all (e.g. not UTF-8), where a body that decodes but is
-# not JSON is its 422 json_invalid: both are the same client error, reported as the documented 422.
-_BODY_PARSE_ERROR = "There was an error parsing the body"
-
-
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 400 and exc.detail == _BODY_PARSE_ERROR:
-        problems = [{"field": "body", "message": "the body is not valid JSON text", "location": "body"}]
-        return error_response(request, 422, "validation_error", "invalid request: body is not JSON", problems)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
     if exc.status_code == 404 and exc.detail == "Not Found":

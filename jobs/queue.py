@@ -19,9 +19,7 @@ from jobs.settings import Settings
 RUN_JOB_TASK = "lbc.run_job"
 REAP_TASK = "lbc.reap"
 GPU_QUEUE = "gpu"
-CPU_QUEUE = "cpu"
 MAINTENANCE_QUEUE = "maintenance"
-QUEUES = (GPU_QUEUE, CPU_QUEUE, MAINTENANCE_QUEUE)
 RESERVED_QUEUES = frozenset({MAINTENANCE_QUEUE})
 # The spec's ``limits.queue`` that lets the service choose by device.
 ROUTE_BY_DEVICE = "default"
