@@ -153,4 +153,3 @@ def _label_problems(config: Mapping[str, Any]) -> list[str]:
 def _refuse_constant(name: str) -> float:
     # json accepts NaN/Infinity by default; no size or rate in a config may be one.
     raise HFConfigError(f"config.json holds {name}, which is not valid JSON")
-

@@ -20,7 +20,9 @@ def test_a_plain_config_is_kept_as_it_is() -> None:
 
 
 def test_private_keys_and_implementation_selectors_are_stripped_and_named() -> None:
-    clean = parse_config(_config(_name_or_path="/x", _attn_implementation="flash", attn_implementation="sdpa"))
+    clean = parse_config(
+        _config(_name_or_path="/x", _attn_implementation="flash", attn_implementation="sdpa")
+    )
     assert clean.stripped == ("_attn_implementation", "_name_or_path", "attn_implementation")
     assert set(clean.config) == {"model_type", "hidden_size", "vocab_size"}
 
@@ -69,6 +71,7 @@ def test_every_family_names_a_class_per_task_and_mismatches_name_the_choices() -
 
 def test_every_allowed_family_is_a_class_that_transformers_defines() -> None:
     import transformers
+
     for family in HF_FAMILIES.values():
         for name in family.classes.values():
             assert hasattr(transformers, name), name
