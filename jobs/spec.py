@@ -32,6 +32,7 @@ from client.spec_text import SpecTextError, load_spec_file, load_spec_text
 from jobs.catalog import ARCHITECTURES, check_model_args, weight_layer_names
 from jobs.sizing import input_problems
 from jobs.text import name_problem, nul_problems
+from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
 
 METHODS = ("lbc", "srste", "asp", "dense")
 SOURCES = ("digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic")
@@ -106,13 +107,35 @@ def known_architecture(value: str) -> str:
     return value
 
 
+MODEL_SOURCES = ("catalog", "huggingface")
+
+
+def _architecture_enum(schema: dict[str, Any]) -> None:
+    """The schema lists the catalog's names on the string branch (the field is null for other sources)."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "string":
+            option["enum"] = list(ARCHITECTURES)
+
+
+# The task a spec names when it names none (today's image classification pipeline).
+DEFAULT_TASK = IMAGE_CLASSIFICATION
+
+
 class ModelSpec(_Section):
     """The network to sparsify."""
 
-    architecture: str = Field(
-        description="Built-in architecture to build (see the architecture list).",
+    source: Literal["catalog", "huggingface"] = Field(
+        default="catalog",
+        description=(
+            "Where the model comes from: `catalog` builds model.architecture; `huggingface` builds the "
+            "Hugging Face model directory at model.path from its config.json and safetensors."
+        ),
+    )
+    architecture: str | None = Field(
+        default=None,
+        description="Built-in architecture to build (see the architecture list); required for source catalog.",
         examples=["lenet5", "resnet20", "vit"],
-        json_schema_extra={"enum": list(ARCHITECTURES)},
+        json_schema_extra=_architecture_enum,
     )
     args: dict[str, Any] = Field(
         default_factory=dict,
@@ -132,14 +155,44 @@ class ModelSpec(_Section):
         ),
         examples=["dense-lenet5.safetensors"],
     )
+    path: LocalRef | None = Field(
+        default=None,
+        description=(
+            "For source huggingface: the model directory (config.json + safetensors). For `lbc train` a local "
+            "directory; for the service the id of an uploaded model (POST /v1/hf-models)."
+        ),
+        examples=["./my-llama", "5d1e2c3b4a5f6e7d8c9b0a1f2e3d4c5b"],
+    )
 
     @field_validator("architecture")
     @classmethod
-    def _known_architecture(cls, value: str) -> str:
-        return known_architecture(value)
+    def _known_architecture(cls, value: str | None) -> str | None:
+        return None if value is None else known_architecture(value)
 
     @model_validator(mode="after")
     def _args_fit_architecture(self) -> ModelSpec:
+        if self.source == "huggingface":
+            wrong: list[tuple[tuple[str | int, ...], str, Any]] = [
+                ((name,), f"source 'huggingface' builds the model from model.path and takes no {name}", value)
+                for name, value in (("architecture", self.architecture), ("checkpoint", self.checkpoint))
+                if value is not None
+            ]
+            if self.args:
+                wrong.append(
+                    (("args",), "source 'huggingface' takes its arguments from config.json", self.args)
+                )
+            if not self.path:
+                wrong.append((("path",), "required for source 'huggingface' (an uploaded model's id)", None))
+            if wrong:
+                raise _problems_error("ModelSpec", wrong)
+            return self
+        if self.architecture is None:
+            raise _problems_error("ModelSpec", [(("architecture",), "required for source 'catalog'", None)])
+        if self.path is not None:
+            raise _problems_error(
+                "ModelSpec",
+                [(("path",), "only used by source 'huggingface' (use model.checkpoint)", self.path)],
+            )
         problems = check_model_args(self.architecture, self.args)
         if problems:
             raise _problems_error(
@@ -635,6 +688,10 @@ class JobSpec(_Section):
                     schedule.t_i,
                 )
             )
+        if self.model.architecture is None:  # a Hugging Face model: its upload is checked at submit
+            if problems:
+                raise _problems_error("JobSpec", problems)
+            return self
         num_classes = self.model.args.get("num_classes")
         known = self.known_num_classes()
         if num_classes is not None and known is not None and num_classes < known:
@@ -666,6 +723,8 @@ class JobSpec(_Section):
                     refs.append(UploadRef(f"dataset.{field}", "dataset", ref))
         if self.model.checkpoint is not None:
             refs.append(UploadRef("model.checkpoint", "checkpoint", self.model.checkpoint))
+        if self.model.source == "huggingface" and self.model.path is not None:
+            refs.append(UploadRef("model.path", "model", self.model.path))
         return refs
 
     def known_input_shape(self) -> tuple[int, ...] | None:
@@ -686,6 +745,11 @@ class JobSpec(_Section):
         return t_f if t_f is not None else self.train.epochs / 2
 
 
+def job_task(spec: JobSpec) -> str:
+    """The task a job runs: the spec's top-level ``task`` where the schema has one, else image classification."""
+    return str(getattr(spec, "task", None) or DEFAULT_TASK)
+
+
 def layer_pattern_problems(spec: JobSpec) -> list[FieldProblem]:
     """``sparsity.layers.include`` globs that match no Linear/Conv2d layer of the spec's model.
 
@@ -693,6 +757,8 @@ def layer_pattern_problems(spec: JobSpec) -> list[FieldProblem]:
     layer catalog instead of letting a queued job fail. Skipped when the model's arguments change its
     layer structure (the catalog lists default structures only).
     """
+    if spec.model.architecture is None:  # a Hugging Face model's layers are known once it is built
+        return []
     names = weight_layer_names(spec.model.architecture, spec.model.args)
     if not names:
         return []
@@ -717,7 +783,7 @@ class UploadRef:
     """
 
     field: str
-    kind: Literal["dataset", "checkpoint"]
+    kind: Literal["dataset", "checkpoint", "model"]
     id: str
 
 
@@ -982,6 +1048,7 @@ def _describe_constraints(prop: Mapping[str, Any]) -> str:
 
 __all__ = [
     "METHODS",
+    "MODEL_SOURCES",
     "SOURCES",
     "BenchmarkSpec",
     "DatasetSpec",
@@ -999,6 +1066,7 @@ __all__ = [
     "UploadRef",
     "dump_spec",
     "format_path",
+    "job_task",
     "json_schema",
     "layer_pattern_problems",
     "load_spec",

@@ -54,11 +54,16 @@ def save_tiny_model(
     import torch
     import transformers
 
-    from lbc_catalog.huggingface import CAUSAL_LM, HF_FAMILIES, SEQUENCE_CLASSIFICATION
+    from lbc_catalog.huggingface import (
+        CAUSAL_LM,
+        HF_FAMILIES,
+        IMAGE_CLASSIFICATION,
+        SEQUENCE_CLASSIFICATION,
+    )
 
     config = dict(config or TINY_LLAMA)
     family = HF_FAMILIES[config["model_type"]]
-    task = CAUSAL_LM if CAUSAL_LM in family.tasks else SEQUENCE_CLASSIFICATION
+    task = next(t for t in (CAUSAL_LM, SEQUENCE_CLASSIFICATION, IMAGE_CLASSIFICATION) if t in family.tasks)
     torch.manual_seed(0)
     hf_config = transformers.AutoConfig.for_model(**config)
     model = getattr(transformers, family.classes[task])(hf_config)
