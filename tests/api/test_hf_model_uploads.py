@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from jobs.sizing import format_count
 from tests.api.conftest import Caller, Service, digits_spec
 from tests.hf_models import TINY_BERT, directory_files, hand_made_model, save_tiny_model, tar_of, zip_of
 
@@ -174,3 +175,17 @@ def test_model_uploads_count_against_the_storage_quota(app_factory: Any) -> None
     assert upload_model(service, alice, "a.zip", data).status_code == 201
     over = upload_model(service, alice, "b.zip", data)
     assert over.status_code == 413 and over.json()["error"]["code"] == "quota_exceeded"
+
+
+def test_the_memory_estimate_of_a_job_uses_the_uploads_real_parameter_count(
+    app_factory: Any, tmp_path: Path
+) -> None:
+    service = app_factory(max_job_memory_bytes=1 << 20)
+    alice = service.caller()
+    vit = _uploaded(service, alice, save_tiny_model(tmp_path / "vit", TINY_VIT))
+    response = service.client.post("/v1/jobs", json=hf_spec(vit["id"]), headers=alice.headers)
+    assert response.status_code == 422, response.text
+    (detail,) = response.json()["error"]["details"]
+    count = vit["summary"]["parameter_count"]
+    assert detail["field"] == "model" and "LBC_MAX_JOB_MEMORY_BYTES" in detail["message"]
+    assert f"({format_count(count)} parameters: weights " in detail["message"]
