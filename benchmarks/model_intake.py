@@ -1,9 +1,10 @@
 """Cost of checking an uploaded Hugging Face model (lbc_formats.hf_directory) against the cost of receiving it.
 
-The checks read headers, JSON side files and the archive's member list, never the weights' data, so their
-time should stay flat as the weights grow, while hashing the upload (what receiving it costs anyway) grows
-with its size. Prints, per weight size: the upload's sha256 time, the API's check of the zip and of the
-tar.gz, and the worker's check of the extracted directory; then a large tokenizer.json's JSON check.
+The API's check reads headers and JSON side files, and scans the weights' values once for NaN and infinity
+(numpy), so it should cost about what hashing the upload costs (paid anyway while receiving it); the
+worker's check of the extracted directory reads headers only and should stay flat as the weights grow.
+Prints, per weight size: the upload's sha256 time, the API's check of the zip and of the tar.gz, and the
+worker's check of the extracted directory; then a large tokenizer.json's JSON check.
 Usage: python benchmarks/model_intake.py [--sizes 16 64 256] (MiB of weights)
 """
 

@@ -33,7 +33,7 @@ from jobs.catalog import INT_ARG_RANGES, weight_layer_names
 from jobs.errors import InvalidInput
 from lbc_formats.errors import FormatError
 from lbc_formats.hf_directory import ModelDirLimits, check_model_files
-from lbc_formats.safetensors_header import HeaderLimits, read_header
+from lbc_formats.safetensors_header import SAFETENSORS_DTYPES, HeaderLimits, read_header
 
 DATASET_FORMATS = ("mnist", "npz", "imagefolder", "cifar10", "cifar100")
 CHECKPOINT_FORMATS = ("safetensors", "torch")
@@ -908,6 +908,24 @@ class _ArchiveFile:
         return _Metered(self.member.open(), self.member)  # type: ignore[return-value]
 
 
+def _finite_tensor(file: str, tensor: str, dtype: str, chunks: Iterator[bytes]) -> None:
+    _check_finite(_whole_elements(chunks, dtype), dtype, "<", f"{file}: tensor {tensor!r}")
+
+
+def _whole_elements(chunks: Iterator[bytes], dtype: str) -> Iterator[bytes]:
+    """Re-cut ``chunks`` at element boundaries (archive reads return any length) for numpy."""
+    size = max(1, int(SAFETENSORS_DTYPES[dtype]))
+    rest = b""
+    for chunk in chunks:
+        data = rest + chunk
+        cut = len(data) - len(data) % size
+        rest = data[cut:]
+        if cut:
+            yield data[:cut]
+    if rest:
+        yield rest
+
+
 def validate_model(
     path: Path, limits: UploadLimits | None = None, max_model_bytes: int = 4 << 30
 ) -> Accepted:
@@ -925,7 +943,9 @@ def validate_model(
         )
     model_limits = ModelDirLimits(max_total_bytes=max_model_bytes, header=_header_limits(limits))
     try:
-        info = check_model_files((_ArchiveFile(m) for m in iter_archive(path, limits)), model_limits)
+        info = check_model_files(
+            (_ArchiveFile(m) for m in iter_archive(path, limits)), model_limits, tensor_data=_finite_tensor
+        )
     except FormatError as exc:
         raise UploadInvalid(str(exc)) from exc
     except (zipfile.BadZipFile, tarfile.TarError) as exc:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -127,6 +127,7 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"MZ", f"is a Windows executable or library and {_CODE}"),
 )
 _SNIFF_BYTES = 8
+_DATA_CHUNK = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -218,13 +219,24 @@ def check_model_dir(path: str | os.PathLike[str], limits: ModelDirLimits | None 
     return check_model_files(_directory_files(root), limits, descend=False)
 
 
+# Called with (file name, tensor name, dtype, the tensor's raw bytes in chunks) for every tensor of every
+# weights file, in file order, when a caller wants to look at the values (the service refuses NaN and
+# infinity with numpy, which this package does not import). It must consume the chunks.
+TensorDataCheck = Callable[[str, str, str, Iterator[bytes]], None]
+
+
 def check_model_files(
-    files: Iterable[ModelFile], limits: ModelDirLimits | None = None, *, descend: bool = True
+    files: Iterable[ModelFile],
+    limits: ModelDirLimits | None = None,
+    *,
+    descend: bool = True,
+    tensor_data: TensorDataCheck | None = None,
 ) -> ModelDirInfo:
     """Check a model given as files (e.g. the members of an uploaded archive, read as they stream past).
 
     Each file is read at most once, in the order given. ``descend``: the model may sit in a folder that is
     the only entry at the top (archives are often made of a directory); its path is ``ModelDirInfo.root``.
+    ``tensor_data``: also read the weights' values and hand them to this check (see ``TensorDataCheck``).
     """
     limits = limits or ModelDirLimits()
     seen: dict[tuple[str, ...], _Seen] = {}
@@ -234,7 +246,7 @@ def check_model_files(
         parts = tuple(item.parts)
         if parts in seen:
             raise FormatError(f"{'/'.join(parts)} appears twice")
-        seen[parts] = _inspect(item, limits)
+        seen[parts] = _inspect(item, limits, tensor_data)
     root = _wrapper_root(list(seen)) if descend else ()
     return _assemble(seen, root, limits)
 
@@ -255,7 +267,7 @@ class _Seen:
         return self.value
 
 
-def _inspect(item: ModelFile, limits: ModelDirLimits) -> _Seen:
+def _inspect(item: ModelFile, limits: ModelDirLimits, tensor_data: TensorDataCheck | None) -> _Seen:
     """Refuse what is unsafe anywhere; parse what the model could use (errors kept for later)."""
     name = "/".join(item.parts)
     base = item.parts[-1]
@@ -277,7 +289,29 @@ def _inspect(item: ModelFile, limits: ModelDirLimits) -> _Seen:
             if _is_weights(base):
                 _refuse_disguised(name, head)  # a pickle named .safetensors: say so, not "bad header"
             seen.error = exc
+        else:
+            if tensor_data is not None and isinstance(seen.value, SafetensorsHeader):
+                _read_tensor_data(name, seen.value, stream, tensor_data)
     return seen
+
+
+def _read_tensor_data(
+    name: str, header: SafetensorsHeader, stream: IO[bytes], check: TensorDataCheck
+) -> None:
+    """Hand every tensor's bytes to ``check``; the stream sits right after the header, and the ranges were
+    checked to tile the data section in order."""
+    for tensor, entry in sorted(header.tensors.items(), key=lambda item: item[1].start):
+        check(name, tensor, entry.dtype, _span(stream, entry.end - entry.start, name))
+
+
+def _span(stream: IO[bytes], length: int, name: str) -> Iterator[bytes]:
+    left = length
+    while left > 0:
+        chunk = stream.read(min(_DATA_CHUNK, left))
+        if not chunk:
+            raise FormatError(f"{name} ends {left} bytes before its header says")
+        left -= len(chunk)
+        yield chunk
 
 
 def _refuse_disguised(name: str, head: bytes) -> None:

@@ -340,6 +340,7 @@ HOSTILE: list[Hostile] = [
     Hostile("hf-torch-zip-renamed", "hf-models", None, "m.zip", lambda e, s: zip_of(hand_made_model(**{"extra.data": evil_torch_zip(e)})), 422, "extra.data is refused: its content is a zip archive"),
     Hostile("hf-pt2-program", "hf-models", None, "m.zip", _model_zip(**{"model.pt2": zip_bytes({"model/archive_format": b"pt2"})}), 422, "a .pt2 exported program can run code when it is loaded"),
     Hostile("hf-shape-mismatch", "hf-models", None, "m.zip", _model_zip(**{"model.safetensors": hf_safetensors({"w": ("F32", [4, 4], bytes(16))})}), 422, "tensor 'w': F32 [4, 4] needs 64 bytes but data_offsets span 16"),
+    Hostile("hf-nan-weights", "hf-models", None, "m.tar.gz", lambda e, s: tar_of(hand_made_model(**{"model.safetensors": hf_safetensors({"ok": ("F32", [2], bytes(8)), "w": ("BF16", [3], struct.pack("<HHH", 0x3F80, 0x7F80, 0x7FC0))})})), 422, "model.safetensors: tensor 'w' holds 2 NaN or infinite value(s)"),
     Hostile("hf-huge-header-shape", "hf-models", None, "m.zip", _model_zip(**{"model.safetensors": hf_safetensors({"w": ("F32", [1 << 31, 1 << 31, 1 << 31], bytes(16))})}), 422, "declares 9903520314283042199192993792 elements, over the limit"),
     Hostile("hf-huge-config", "hf-models", None, "m.zip", _model_zip(**{"config.json": _config(hidden_size=1 << 40, num_hidden_layers=10**9)}), 422, "hidden_size must be an integer from 1 to 65536"),
     Hostile("hf-tokenizer-not-json", "hf-models", None, "m.zip", _model_zip(**{"tokenizer.json": b"\x00\x01 this is not json"}), 422, "tokenizer.json is not valid JSON"),
