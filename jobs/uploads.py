@@ -1,9 +1,10 @@
-"""Validation of uploaded datasets and checkpoints before they are accepted, without torch.
+"""Validation of uploaded datasets, checkpoints and Hugging Face models before they are accepted, without torch.
 
 An upload is untrusted: archives are read member by member (never extracted) with path, link, count and
 size checks; headers are parsed instead of data being decoded; pickles are never unpickled (CIFAR batches
 are checked by name and size, torch checkpoints by scanning their pickle opcodes for the globals they
-would import). Every problem is an :class:`UploadInvalid` (422) naming the member or key at fault.
+would import); a model directory is checked by :mod:`lbc_formats.hf_directory`, the rules the worker and
+the engine apply again. Every problem is an :class:`UploadInvalid` (422) naming the member or key at fault.
 """
 
 from __future__ import annotations
