@@ -245,6 +245,15 @@ def retry_job(session: Session, job: Job, max_attempts: int, max_active_jobs: in
     )
 
 
+def job_upload_refs(job: Job) -> list[UploadRef]:
+    """The uploads a stored job reads (the spec's one walk, ``upload_refs``); none when its spec no longer
+    parses (such a job cannot run again: ``check_references_still_exist`` refuses its retry)."""
+    try:
+        return stored_spec(job.kind, job.spec, source=f"job {job.id}").upload_refs()
+    except SpecError:
+        return []
+
+
 def check_references_still_exist(session: Session, job: Job) -> None:
     """409 naming every upload ``job`` reads that is gone (or never was its owner's): a retried job
     whose dataset or checkpoint was deleted could only fail once queued again."""

@@ -25,6 +25,7 @@ from api.deps import (
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.multipart import ReceivedUpload, receive_upload
 from api.schemas import CheckpointList, CheckpointOut, DatasetList, DatasetOut, HFModelList, HFModelOut
+from jobs import repository
 from jobs.errors import Conflict, InvalidInput
 from jobs.models import Checkpoint, Dataset, HFModel, Job, Owner, new_id
 from jobs.quota import reserve_storage, storage_usage, stream_too_large
@@ -175,12 +176,17 @@ def _limits(settings: Settings) -> UploadLimits:
     )
 
 
-def _referencing_jobs(session: Session, owner_id: str, check: Callable[[Job], bool]) -> list[str]:
-    """Unfinished jobs of ``owner_id`` that use an upload (few: owners have a cap on unfinished jobs)."""
+def _referencing_jobs(session: Session, owner_id: str, kind: str, upload_id: str) -> list[str]:
+    """Unfinished jobs of ``owner_id`` whose spec reads upload ``upload_id`` of ``kind`` (few: owners have a
+    cap on unfinished jobs)."""
     active = session.scalars(
         select(Job).where(Job.owner_id == owner_id, Job.state.notin_([s.value for s in TERMINAL]))
     )
-    return [job.id for job in active if check(job)]
+    return [
+        job.id
+        for job in active
+        if any(ref.kind == kind and ref.id == upload_id for ref in repository.job_upload_refs(job))
+    ]
 
 
 # -- datasets ---------------------------------------------------------------------------------------
@@ -241,13 +247,7 @@ def get_dataset(dataset: DatasetDep) -> DatasetOut:
 def delete_dataset(dataset: DatasetDep, session: SessionDep, store: StoreDep) -> Response:
     """409 while an unfinished job uses it; finished jobs keep their spec but lose the link."""
     dataset_id = dataset.id
-    users = _referencing_jobs(
-        session,
-        dataset.owner_id,
-        lambda job: (
-            job.dataset_id == dataset_id or (job.spec.get("dataset") or {}).get("val_path") == dataset_id
-        ),
-    )
+    users = _referencing_jobs(session, dataset.owner_id, "dataset", dataset_id)
     if users:
         raise Conflict(
             f"dataset {dataset_id} is used by {len(users)} unfinished job(s)", details={"jobs": users}
@@ -315,7 +315,7 @@ def get_checkpoint(checkpoint: CheckpointDep) -> CheckpointOut:
 )
 def delete_checkpoint(checkpoint: CheckpointDep, session: SessionDep, store: StoreDep) -> Response:
     checkpoint_id = checkpoint.id
-    users = _referencing_jobs(session, checkpoint.owner_id, lambda job: job.checkpoint_id == checkpoint_id)
+    users = _referencing_jobs(session, checkpoint.owner_id, "checkpoint", checkpoint_id)
     if users:
         raise Conflict(
             f"checkpoint {checkpoint_id} is used by {len(users)} unfinished job(s)", details={"jobs": users}
@@ -383,12 +383,7 @@ def get_hf_model(model: HFModelDep) -> HFModelOut:
 def delete_hf_model(model: HFModelDep, session: SessionDep, store: StoreDep) -> Response:
     """409 while an unfinished job uses it; finished jobs keep their spec."""
     model_id = model.id
-
-    def uses(job: Job) -> bool:
-        spec_model = job.spec.get("model") or {}
-        return spec_model.get("source") == "huggingface" and spec_model.get("path") == model_id
-
-    users = _referencing_jobs(session, model.owner_id, uses)
+    users = _referencing_jobs(session, model.owner_id, "model", model_id)
     if users:
         raise Conflict(f"model {model_id} is used by {len(users)} unfinished job(s)", details={"jobs": users})
     _delete(session, store, model)
