@@ -23,12 +23,12 @@ from lbc_core.export import ExportResult, export_all, load_state_dict_file
 from lbc_core.models import build_model, get_architecture
 from lbc_core.models.probe import probe_forward
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
+from lbc_core.tasks import DEFAULT_TASK, get_task
 from lbc_core.training import (
     TrainConfig,
     Trainer,
     TrainingCallback,
     evaluate,
-    learning_warnings,
     resume_point,
 )
 
@@ -55,6 +55,7 @@ class RunConfig:
     data: DataConfig
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    task: str = DEFAULT_TASK  # see lbc_core.tasks.TASK_NAMES
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def run(
 ) -> RunResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    task = get_task(config.task)
     data = load_data(config.data, scratch_dir=scratch_dir)
     if _stop_requested(callbacks):
         return _stopped_before_training(out)
@@ -156,8 +158,10 @@ def run(
         callbacks=callbacks,
         augment=data.augment,
         checkpoint_path=out / CHECKPOINT_NAME,
+        task=task,
     )
-    probe_forward(model, data.train.x[:1].to(trainer.device), "the data")
+    example = task.example_batch(data.train).to(trainer.device)
+    probe_forward(model, example.inputs, "the data", call=lambda m: task.forward(m, example))
     checkpoint = out / CHECKPOINT_NAME
     resumed_from = None
     if resume and checkpoint.exists():
@@ -171,20 +175,17 @@ def run(
         return RunResult("stopped", out, outcome.history, dict(position))
 
     report = sparsifier.finalize()
-    final = evaluate(model, data.val, config.train.eval_batch_size, trainer.device)
+    final = evaluate(model, data.val, config.train.eval_batch_size, trainer.device, task)
     warnings = [
         warning.to_dict()
-        for warning in learning_warnings(
-            outcome.history,
-            num_classes=data.num_classes,
-            train=config.train,
-            val_accuracy=final["accuracy"],
-            majority_share=_majority_share(data.val.y),
-        )
+        for warning in task.learning_warnings(outcome.history, final, config.train, data.val)
     ]
+    primary = task.primary_metric
+    primary_record = {"name": primary.key, "higher_is_better": primary.higher_is_better}
     metrics = {
-        "val_accuracy": final["accuracy"],
-        "val_loss": final["loss"],
+        **{f"val_{key}": value for key, value in final.items()},
+        "task": task.name,
+        "primary_metric": primary_record,
         "measured_with": "exported model (exact N:M masks, parametrization removed)",
         "epochs": config.train.epochs,
         **lr_record,
@@ -217,7 +218,9 @@ def run(
         },
     )
     summary = {
-        "val_accuracy": final["accuracy"],
+        primary.key: final[primary.name],
+        "task": task.name,
+        "primary_metric": primary_record,
         "density": report.nonzero_params / max(report.dense_params, 1),
         "verified_nm": report.all_verified,
         "sparsified_layers": len(report.layers),
@@ -245,13 +248,6 @@ def _stopped_before_training(out: Path) -> RunResult:
 def _learning_rate_record(train: TrainConfig) -> dict[str, Any]:
     """The learning rate the run used and where it came from (given, or the batch-scaled default)."""
     return {"lr": train.peak_lr, "lr_rule": train.lr_rule, "warmup_epochs": train.warmup_epochs}
-
-
-def _majority_share(labels: torch.Tensor) -> float | None:
-    """The most common class's share of ``labels`` (what always answering that class scores)."""
-    if labels.numel() == 0:
-        return None
-    return float(torch.bincount(labels.long()).max()) / labels.numel()
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,30 @@
+"""Tasks: how data becomes batches, how the model is called and read, the loss and the metrics."""
+
+from lbc_core.tasks.base import Batch, Metric, Task, TaskError, logits_of
+from lbc_core.tasks.image import ImageClassification
+
+# One instance per task name: tasks hold no state, only behaviour.
+_TASKS: dict[str, Task] = {task.name: task for task in (ImageClassification(),)}
+TASK_NAMES = tuple(_TASKS)
+DEFAULT_TASK = ImageClassification.name
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name`` (see TASK_NAMES)."""
+    try:
+        return _TASKS[name]
+    except KeyError:
+        raise TaskError(f"unknown task {name!r}; known: {', '.join(TASK_NAMES)}") from None
+
+
+__all__ = [
+    "DEFAULT_TASK",
+    "TASK_NAMES",
+    "Batch",
+    "ImageClassification",
+    "Metric",
+    "Task",
+    "TaskError",
+    "get_task",
+    "logits_of",
+]
