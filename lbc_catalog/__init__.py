@@ -1,0 +1,1 @@
+"""What can be submitted, as plain data: imported by the engine and the service alike (no torch, no web)."""
