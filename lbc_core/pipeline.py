@@ -71,14 +71,19 @@ def model_arguments(config: ModelConfig, data: DataBundle) -> dict[str, Any]:
     """Architecture arguments with the data's class count and input shape filled in."""
     info = get_architecture(config.architecture)
     args = dict(config.args)
-    args.setdefault("num_classes", data.num_classes)
+    if "num_classes" in info.defaults:
+        args.setdefault("num_classes", data.num_classes)
+    if "vocab_size" in info.defaults and data.vocab_size is not None:
+        args.setdefault("vocab_size", data.vocab_size)
+    if "max_positions" in info.defaults and data.vocab_size is not None:
+        args.setdefault("max_positions", data.input_shape[0])
     if "in_channels" in info.defaults and len(data.input_shape) == 3:
         args.setdefault("in_channels", data.input_shape[0])
     if "input_features" in info.defaults:
         args.setdefault("input_features", math.prod(data.input_shape))
     if "image_size" in info.defaults and len(data.input_shape) == 3:
         args.setdefault("image_size", data.input_shape[-1])
-    if args["num_classes"] < data.num_classes:
+    if "num_classes" in args and args["num_classes"] < data.num_classes:
         raise RunError(
             f"model.num_classes={args['num_classes']} but the dataset has {data.num_classes} classes"
         )
@@ -196,10 +201,12 @@ def run(
         "source": config.data.source,
         "num_classes": data.num_classes,
         "input_shape": list(data.input_shape),
-        "train_size": int(data.train.y.shape[0]),
-        "val_size": int(data.val.y.shape[0]),
+        "train_size": task.size(data.train),
+        "val_size": task.size(data.val),
         "mean": list(data.mean),
         "std": list(data.std),
+        **({"vocab_size": data.vocab_size, "tokenizer": data.tokenizer} if data.vocab_size else {}),
+        **task.data_info(data.train),
     }
     exports = export_all(
         model.cpu(),

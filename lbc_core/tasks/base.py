@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from lbc_catalog.tasks import TASKS
+
 __all__ = ["Batch", "Metric", "Task", "TaskError", "logits_of"]
 
 
@@ -34,6 +36,12 @@ class Metric:
     def key(self) -> str:
         """The key the metric has in a run's per-epoch records and final metrics."""
         return f"val_{self.name}"
+
+    @classmethod
+    def primary_of(cls, task: str) -> Metric:
+        """The primary metric the catalog (lbc_catalog.tasks, read by the service too) gives ``task``."""
+        entry = TASKS[task]
+        return cls(entry.primary_metric, entry.higher_is_better)
 
 
 # eq=False: the batch holds tensors, for which field-wise equality is meaningless.

@@ -16,8 +16,6 @@ __all__ = ["ClassificationMetrics", "ImageClassification"]
 class ClassificationMetrics(Task):
     """Cross-entropy over one prediction per sample, and top-1 accuracy (shared by every classifier)."""
 
-    primary_metric: ClassVar[Metric] = Metric("accuracy", higher_is_better=True)
-
     def loss(
         self, logits: torch.Tensor, batch: Batch, *, reduction: str = "mean", label_smoothing: float = 0.0
     ) -> torch.Tensor:
@@ -63,6 +61,7 @@ class ImageClassification(ClassificationMetrics):
     """Data with a float tensor ``x`` (N x C x H x W or N x F) and int64 labels ``y`` (an ArrayDataset)."""
 
     name: ClassVar[str] = "image-classification"
+    primary_metric: ClassVar[Metric] = Metric.primary_of(name)
 
     def size(self, data: Any) -> int:
         return int(data.y.shape[0])
