@@ -32,6 +32,7 @@ from numpy.lib import format as npy_format
 from jobs.bounded_json import JsonRejected, load_json
 from jobs.catalog import INT_ARG_RANGES, weight_layer_names
 from jobs.errors import InvalidInput
+from lbc_catalog.uploads import DATASET_FORMATS
 from lbc_formats.text import (
     TextDataError,
     TextLimits,
@@ -41,8 +42,6 @@ from lbc_formats.text import (
     read_labeled,
 )
 
-# text and labeled-text: the text sources (lbc_catalog.tasks); tokenizer: a tokenizer.json for them.
-DATASET_FORMATS = ("mnist", "npz", "imagefolder", "cifar10", "cifar100", "text", "labeled-text", "tokenizer")
 CHECKPOINT_FORMATS = ("safetensors", "torch")
 
 _CHUNK = 1 << 20
