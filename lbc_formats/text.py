@@ -20,6 +20,7 @@ __all__ = [
     "LabeledTexts",
     "TextDataError",
     "TextLimits",
+    "corpus_layout",
     "labeled_layout",
     "read_corpus",
     "read_labeled",
@@ -103,12 +104,31 @@ def _text_field(row: dict[str, object], where: str) -> str:
     return value
 
 
-def read_corpus(path: str | Path, limits: TextLimits | None = None) -> str:
-    """The corpus of ``path``: the file's text, or for JSON lines (``.jsonl``) the ``text`` of every row
-    joined by blank lines. Refuses non-UTF-8 bytes and a corpus with no text."""
+def corpus_layout(path: str | Path) -> str:
+    """``jsonl`` or ``plain``: from the suffix, else ``jsonl`` when the first non-blank line is a JSON object
+    with a "text" field (a plain-text corpus whose first line happens to be such an object is rare)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in JSONL_SUFFIXES:
+        return "jsonl"
+    if suffix == ".txt":
+        return "plain"
+    with path.open("rb") as f:
+        head = f.read(1 << 16).decode("utf-8-sig", errors="replace")
+    first = next((line for line in head.splitlines() if line.strip()), "")
+    try:
+        row = json.loads(first)
+    except (json.JSONDecodeError, RecursionError):
+        return "plain"
+    return "jsonl" if isinstance(row, dict) and "text" in row else "plain"
+
+
+def read_corpus(path: str | Path, limits: TextLimits | None = None, layout: str | None = None) -> str:
+    """The corpus of ``path``: the file's text, or for JSON lines (see corpus_layout) the ``text`` of every
+    row joined by blank lines. Refuses non-UTF-8 bytes and a corpus with no text."""
     path, limits = Path(path), limits or TextLimits()
     text = _decode(path, limits)
-    if path.suffix.lower() in JSONL_SUFFIXES:
+    if (layout or corpus_layout(path)) == "jsonl":
         documents = [
             _text_field(_json_row(line, number, path.name), f"{path.name}: line {number}")
             for number, line in _lines(text, path.name, limits)
@@ -135,7 +155,9 @@ def labeled_layout(path: str | Path) -> str:
     return "jsonl" if head.startswith(b"{") else "csv"
 
 
-def read_labeled(path: str | Path, limits: TextLimits | None = None) -> LabeledTexts:
+def read_labeled(
+    path: str | Path, limits: TextLimits | None = None, layout: str | None = None
+) -> LabeledTexts:
     """Texts and labels of ``path`` (JSON lines or CSV with a header naming ``text`` and ``label``).
 
     Labels are integers (class ids used as they are; in CSV, cells that all spell integers) or strings
@@ -143,11 +165,8 @@ def read_labeled(path: str | Path, limits: TextLimits | None = None) -> LabeledT
     """
     path, limits = Path(path), limits or TextLimits()
     text = _decode(path, limits)
-    rows = (
-        _jsonl_rows(text, path.name, limits)
-        if labeled_layout(path) == "jsonl"
-        else _csv_rows(text, path.name, limits)
-    )
+    layout = layout or labeled_layout(path)
+    rows = _jsonl_rows(text, path.name, limits) if layout == "jsonl" else _csv_rows(text, path.name, limits)
     if not rows:
         raise TextDataError(f'{path.name}: no rows (expected rows with "text" and "label")')
     texts = tuple(t for t, _, _ in rows)

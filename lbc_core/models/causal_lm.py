@@ -67,9 +67,9 @@ class TinyCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         # attention_mask is accepted for a transformers-like call; packed blocks and the causal mask need none.
-        T = input_ids.shape[1]
-        if T > self.max_positions:
-            raise ValueError(f"{T} tokens per sample, more than max_positions {self.max_positions}")
-        positions = torch.arange(T, device=input_ids.device)
+        tokens = int(input_ids.shape[1])
+        if tokens > self.max_positions:
+            raise ValueError(f"{tokens} tokens per sample, more than max_positions {self.max_positions}")
+        positions = torch.arange(tokens, device=input_ids.device)
         x = self.token_embedding(input_ids) + self.position_embedding(positions)
         return self.lm_head(self.norm(self.blocks(x)))

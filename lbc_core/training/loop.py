@@ -181,8 +181,8 @@ class Trainer:
         model: nn.Module,
         sparsifier: Sparsifier,
         config: TrainConfig,
-        train_data: SupervisedData,
-        val_data: SupervisedData | None = None,
+        train_data: Any,  # what the task reads: SupervisedData for image classification
+        val_data: Any | None = None,
         *,
         callbacks: Sequence[TrainingCallback] = (),
         augment: Augment | None = None,

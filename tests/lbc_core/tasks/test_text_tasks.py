@@ -63,22 +63,25 @@ def test_a_tiny_causal_lm_learns_shakespeare_while_lbc_makes_it_2_to_4(
     shakespeare: Path, bpe_tokenizer: Path
 ) -> None:
     data = load_data(
-        DataConfig(source="text", path=str(shakespeare), tokenizer=str(bpe_tokenizer), block_size=64, limit=660)
+        DataConfig(
+            source="text", path=str(shakespeare), tokenizer=str(bpe_tokenizer), block_size=32, limit=500
+        )
     )
-    assert data.vocab_size == 512 and data.input_shape == (64,)
-    assert len(data.train) == 528 and len(data.val) == 132  # the last 20 % of the blocks validate
+    assert data.vocab_size == 512 and data.input_shape == (32,)
+    assert len(data.train) == 400 and len(data.val) == 100  # the last 20 % of the blocks validate
     torch.manual_seed(0)
-    model = TinyCausalLM(vocab_size=512, max_positions=64, embed_dim=64, depth=2, num_heads=4)
+    model = TinyCausalLM(vocab_size=512, max_positions=32, embed_dim=32, depth=1, num_heads=2)
     sparsifier = build_sparsifier(
-        SparsityConfig(method="lbc", pattern=NMPattern(2, 4), schedule=RemovalSchedule(0, 2, per_step=True))
+        SparsityConfig(method="lbc", pattern=NMPattern(2, 4), schedule=RemovalSchedule(0, 1, per_step=True))
     )
     sparsifier.prepare(model)
     before = evaluate(model, data.val, device=torch.device("cpu"), task=LM)
-    config = TrainConfig(epochs=3, batch_size=16, optimizer="adamw", lr=3e-3, warmup_epochs=0.2, device="cpu")
+    config = TrainConfig(epochs=2, batch_size=16, optimizer="adamw", lr=1e-2, warmup_epochs=0.2, device="cpu")
     outcome = Trainer(model, sparsifier, config, data.train, data.val, task=LM).fit()
     perplexities = [record["val_perplexity"] for record in outcome.history]
-    assert before["perplexity"] > 400  # about the vocabulary size: a uniform guess
-    assert perplexities[-1] < 0.25 * before["perplexity"], perplexities
+    # Measured: 603 untrained (a uniform guess over 512 tokens scores 512), 179 and 156 after each epoch.
+    assert before["perplexity"] > 400
+    assert perplexities[-1] < 0.4 * before["perplexity"], perplexities
     assert {"train_loss", "train_perplexity", "val_loss", "val_perplexity"} <= set(outcome.history[-1])
     report = sparsifier.finalize()
     assert report.all_verified and len(report.layers) > 0
@@ -114,7 +117,9 @@ def test_sequence_classification_learns_which_play_character_speaks(
     path = tmp_path / "lines.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in picked), encoding="utf-8")
 
-    data = load_data(DataConfig(source="labeled-text", path=str(path), tokenizer=str(bpe_tokenizer), max_length=24))
+    data = load_data(
+        DataConfig(source="labeled-text", path=str(path), tokenizer=str(bpe_tokenizer), max_length=24)
+    )
     assert data.classes == sorted(top)  # string labels map to ids in sorted order
     assert data.train.input_ids.shape[1] == 24
     torch.manual_seed(0)
