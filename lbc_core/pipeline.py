@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from lbc_core.training import (
     learning_warnings,
     resume_point,
 )
+from lbc_core.training.loop import SupervisedData
 
 CHECKPOINT_NAME = "checkpoints/last.pt"
 METRICS_NAME = "metrics.json"
@@ -163,6 +164,18 @@ def run(
     if resume and checkpoint.exists():
         trainer.resume(checkpoint)
         resumed_from = resume_point(trainer.epoch, trainer.step, trainer.global_step)
+    # After resume: a resumed sparsifier restored its calibrated state and is not recalibrated.
+    if sparsifier.needs_calibration:
+        sparsifier.calibrate(
+            calibration_forward(
+                model,
+                data.train,
+                samples=sparsity.calibration_samples,
+                seed=config.train.seed,
+                batch_size=config.train.eval_batch_size,
+                device=trainer.device,
+            )
+        )
     outcome = trainer.fit()
     lr_record = _learning_rate_record(config.train)
     _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from, **lr_record})
@@ -231,6 +244,37 @@ def run(
     }
     _write_json(out / "summary.json", summary)
     return RunResult("succeeded", out, outcome.history, summary, exports)
+
+
+def calibration_forward(
+    model: nn.Module,
+    data: SupervisedData,
+    *,
+    samples: int,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+) -> Callable[[], None]:
+    """A forward pass over ``samples`` training inputs (eval mode, no gradients) for calibration.
+
+    The samples are a seeded choice, drawn with their own generator so the training's random
+    stream is the same with or without calibration; augmentation is off, as Wanda measures the
+    activations the model sees. Fewer training samples than asked: all of them.
+    """
+    count = int(data.x.shape[0])
+    chosen = torch.randperm(count, generator=torch.Generator().manual_seed(seed))[: min(samples, count)]
+
+    @torch.no_grad()
+    def run_forward() -> None:
+        was_training = model.training
+        model.eval()
+        try:
+            for start in range(0, int(chosen.numel()), batch_size):
+                model(data.x[chosen[start : start + batch_size]].to(device))
+        finally:
+            model.train(was_training)
+
+    return run_forward
 
 
 def _stop_requested(callbacks: Sequence[TrainingCallback]) -> bool:
