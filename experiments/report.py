@@ -22,7 +22,18 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ORDER = ["dense", "asp", "srste", "lbc", "lbc_dense", "lbc_revival", "lbc_revival_grad"]
+ORDER = [
+    "dense",
+    "asp",
+    "wanda",
+    "srste",
+    "lbc",
+    "lbc_dense",
+    "lbc_magnitude",
+    "lbc_wanda",
+    "lbc_revival",
+    "lbc_revival_grad",
+]
 PATTERN_ORDER = ["2:4", "1:4", "2:8", "4:8", "1:16"]
 COLORS = {
     "dense": "#7f7f7f",
@@ -32,6 +43,9 @@ COLORS = {
     "lbc_dense": "#9467bd",
     "lbc_revival": "#8c564b",
     "lbc_revival_grad": "#e377c2",
+    "wanda": "#17becf",
+    "lbc_magnitude": "#bcbd22",
+    "lbc_wanda": "#d62728",
 }
 NAMES = {
     "dense": "dense",
@@ -41,6 +55,9 @@ NAMES = {
     "lbc_dense": "LBC from dense ckpt",
     "lbc_revival": "LBC, revival removal",
     "lbc_revival_grad": "LBC, revival removal + dead gradient",
+    "wanda": "Wanda + FT",
+    "lbc_magnitude": "LBC from dense ckpt, magnitude prior",
+    "lbc_wanda": "LBC from dense ckpt, Wanda prior",
 }
 
 

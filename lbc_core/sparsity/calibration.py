@@ -17,8 +17,9 @@ from torch import nn
 RunForward = Callable[[], None]
 
 
-class CalibrationError(RuntimeError):
-    """Calibration saw no data for a layer, or a layer this module cannot read inputs of."""
+class CalibrationError(ValueError):
+    """Calibration saw no data for a layer, or a layer this module cannot read inputs of: a property of
+    the model and data as given (a ValueError, so a job reports it as input and is not retried)."""
 
 
 @dataclass(frozen=True)
