@@ -15,7 +15,7 @@ from lbc_core.sparsity.base import (
 )
 from lbc_core.sparsity.baselines import DenseSparsifier, MagnitudeSparsifier, SRSTESparsifier
 from lbc_core.sparsity.calibration import CalibrationError, InputFeatures, input_features, input_norms
-from lbc_core.sparsity.lbc import SCORE_INITS, LBCSparsifier, ScoreOptimizer, prior_scores
+from lbc_core.sparsity.lbc import SCORE_INITS, LBCSparsifier, ScoreInit, ScoreOptimizer, prior_scores
 from lbc_core.sparsity.lbc_revival import RevivalLBCSparsifier
 from lbc_core.sparsity.pattern import (
     NMPattern,
@@ -58,7 +58,7 @@ class SparsityConfig:
     srste_decay: float = 2e-4
     removal: Literal["permanent", "revival", "revival_grad"] = "permanent"
     # Where LBC's scores start: uniform (published method) or from a magnitude / Wanda importance prior.
-    score_init: Literal["uniform", "magnitude", "wanda"] = "uniform"
+    score_init: ScoreInit = "uniform"
     # Training samples whose activations calibrate Wanda masks or a Wanda prior (seeded choice).
     calibration_samples: int = 128
 
@@ -133,6 +133,7 @@ __all__ = [
     "RemovalSchedule",
     "RevivalLBCSparsifier",
     "SRSTESparsifier",
+    "ScoreInit",
     "ScoreOptimizer",
     "SkippedLayer",
     "Sparsifier",

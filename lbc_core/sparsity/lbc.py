@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 from torch import nn
@@ -28,7 +28,8 @@ from lbc_core.sparsity.wanda import original_weight, wanda_importance
 # Groups processed at once when ranking or rebuilding masks, so [G, C] is never materialised whole.
 _CHUNK_GROUPS = 1 << 16
 # Where LBC's scores start: all equal (the method as published), or from a per-weight importance.
-SCORE_INITS = ("uniform", "magnitude", "wanda")
+ScoreInit = Literal["uniform", "magnitude", "wanda"]
+SCORE_INITS: tuple[str, ...] = get_args(ScoreInit)
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,7 @@ class LBCSparsifier(Sparsifier):
         policy: LayerPolicy | None = None,
         schedule: RemovalSchedule | None = None,
         optimizer: ScoreOptimizer | None = None,
-        score_init: str = "uniform",
+        score_init: ScoreInit = "uniform",
     ) -> None:
         super().__init__(pattern, policy)
         if score_init not in SCORE_INITS:
