@@ -320,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", help="comma-separated methods (base names, e.g. lbc,lbc_dense) to keep")
     p.add_argument("--accuracy-only", action="store_true", help="only the accuracy table")
     p.add_argument("--revival", action="store_true", help="only the permanent vs revival removal table")
+    p.add_argument(
+        "--priors", action="store_true", help="accuracy plus paired tables of LBC score priors and Wanda"
+    )
     p.add_argument("--md", type=Path, help="write the markdown here as well as to stdout")
     args = p.parse_args(argv)
     records = load(args.jsonl)
@@ -334,6 +337,25 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         if args.md:
             args.md.write_text(text)
+        return 0
+    if args.priors:
+        pairs = [
+            ("lbc_magnitude", "lbc_dense"),
+            ("lbc_wanda", "lbc_dense"),
+            ("lbc_wanda", "lbc_magnitude"),
+            ("wanda", "asp"),
+            ("lbc_wanda", "wanda"),
+        ]
+        text = "\n\n".join(
+            [accuracy_table(records)]
+            + [
+                f"{NAMES[a]} vs {NAMES[b]}, paired by seed:\n\n" + paired_table(records, a, b)
+                for a, b in pairs
+            ]
+        )
+        print(text + "\n")
+        if args.md:
+            args.md.write_text(text + "\n")
         return 0
     if args.accuracy_only:
         text = accuracy_table(records) + "\n"
