@@ -172,6 +172,18 @@ def run(
     if resume and checkpoint.exists():
         trainer.resume(checkpoint)
         resumed_from = resume_point(trainer.epoch, trainer.step, trainer.global_step)
+    # After resume: a resumed sparsifier restored its calibrated state and is not recalibrated.
+    if sparsifier.needs_calibration:
+        sparsifier.calibrate(
+            task.calibration_forward(
+                model,
+                data.train,
+                sparsity.calibration_samples,
+                batch_size=config.train.eval_batch_size,
+                seed=config.train.seed,
+                device=trainer.device,
+            )
+        )
     outcome = trainer.fit()
     lr_record = _learning_rate_record(config.train)
     _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from, **lr_record})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from jobs.spec import DatasetSpec, JobSpec, ModelSpec, SparsitySpec, TrainSpec, dump_spec
@@ -64,7 +65,7 @@ def data_config(spec: DatasetSpec) -> DataConfig:
 
 def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
     layers, schedule = spec.layers, spec.schedule
-    return SparsityConfig(
+    config = SparsityConfig(
         method=spec.method,
         pattern=NMPattern(spec.n, spec.m),
         layers=LayerPolicy(
@@ -77,7 +78,12 @@ def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
         # None: the pipeline makes the LBC scores follow the weights' optimizer.
         score_optimizer=None,
         srste_decay=spec.srste_lambda,
+        score_init=spec.score_init,
     )
+    # Omitted in the spec: the engine's default applies (one place holds it).
+    if spec.calibration_samples is not None:
+        config = replace(config, calibration_samples=spec.calibration_samples)
+    return config
 
 
 def train_config(spec: TrainSpec) -> TrainConfig:

@@ -11,7 +11,7 @@ import pytest
 
 from jobs.spec import JobSpec, parse_spec
 from lbc_core.data import DataConfig, SyntheticSpec
-from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule
+from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsityConfig
 from lbc_core.training import StepEvent, TrainConfig, TrainingCallback
 from worker.runner import JobInputError, run_spec, to_run_config
 
@@ -147,6 +147,14 @@ def test_sparsity_section_maps_to_pattern_schedule_and_layers() -> None:
         include=("conv*", "fc1"), exclude=("fc2",), keep_stem_dense=False, keep_classifier_dense=False
     )
     assert sparsity.score_optimizer is None  # the pipeline makes scores follow the training optimizer
+
+
+def test_score_init_and_calibration_samples_map_onto_the_engine_and_default_there() -> None:
+    prior = to_run_config(spec_of(sparsity={"score_init": "wanda", "calibration_samples": 32})).sparsity
+    assert prior.score_init == "wanda" and prior.calibration_samples == 32
+    wanda = to_run_config(spec_of(sparsity={"method": "wanda"})).sparsity
+    assert wanda.method == "wanda" and wanda.score_init == "uniform"
+    assert wanda.calibration_samples == SparsityConfig().calibration_samples  # omitted: the engine's default
 
 
 def test_t_f_defaults_to_half_the_epochs() -> None:
