@@ -1,0 +1,298 @@
+"""``model.onnx`` and ``model.fp16.onnx`` of a finalized sparse model, checked with onnxruntime on CPU.
+
+Weights are constant initializers holding the exact zeros of the N:M masks; linear layers are ``Gemm``
+nodes (see :mod:`.gemm`); opset 18. Each variant is compared with the PyTorch model on the caller's
+example inputs (and on one sample of them, which proves the batch axis is free) before it is kept.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lbc_core.export.errors import ExportError
+from lbc_core.export.onnx_export.gemm import gemm_ready
+from lbc_core.export.onnx_export.initializers import WeightInitializer, weight_initializers
+from lbc_core.export.onnx_export.inputs import FlatCall, OnnxInputs, reference_outputs
+from lbc_core.export.onnx_export.verify import (
+    FP16_TOLERANCE,
+    FP32_TOLERANCE,
+    Comparison,
+    RuntimeUnavailable,
+    compare,
+)
+from lbc_core.sparsity import NMPattern
+
+ONNX_FILE = "model.onnx"
+ONNX_FP16_FILE = "model.fp16.onnx"
+# 17 is the first opset with LayerNormalization; 18 is what torch's exporter writes natively (asking
+# for 17 runs a version conversion), and TensorRT 8.6 and later parse it.
+OPSET = 18
+# The exporter names parameters by their path inside FlatCall; the initializers keep the model's own names.
+_WRAPPER_PREFIX = "model."
+
+
+@dataclass(frozen=True)
+class OnnxVariant:
+    """One exported file: ``verified`` (matches PyTorch within tolerance), ``unverified`` (written, but
+    onnxruntime could not run it here) or ``failed`` (not written; ``reason`` says why)."""
+
+    file: str
+    dtype: str
+    status: str
+    tolerance: float
+    reason: str | None = None
+    checks: tuple[Comparison, ...] = ()
+    initializers: tuple[WeightInitializer, ...] = ()
+    missing_layers: tuple[str, ...] = ()  # sparsified layers with no N:M Gemm/Conv weight in the file
+    path: Path | None = None
+    extra_files: tuple[Path, ...] = ()  # external weight data, for graphs over protobuf's 2 GiB
+
+    @property
+    def written(self) -> bool:
+        return self.path is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "dtype": self.dtype,
+            "status": self.status,
+            "reason": self.reason,
+            "tolerance": {"rule": "max|onnx - torch| <= rel * max(1, max|torch|)", "rel": self.tolerance},
+            "checks": [
+                {
+                    "batch": check.batch,
+                    "max_abs_error": check.max_abs_error,
+                    "output_scale": check.scale,
+                    "bound": check.tolerance,
+                }
+                for check in self.checks
+            ],
+            "nm_initializers": sum(1 for init in self.initializers if init.nm),
+            "compliant_24_initializers": sum(1 for init in self.initializers if init.compliant_24),
+            "missing_layers": list(self.missing_layers),
+            "initializers": [init.to_dict() for init in self.initializers],
+        }
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    opset: int
+    inputs: dict[str, list[int | str]]  # shape of each graph input; names stand for free axes
+    outputs: list[str]
+    variants: tuple[OnnxVariant, ...] = field(default_factory=tuple)
+
+    def variant(self, file: str) -> OnnxVariant:
+        for variant in self.variants:
+            if variant.file == file:
+                return variant
+        raise KeyError(file)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": "exported",
+            "opset": self.opset,
+            "inputs": self.inputs,
+            "outputs": self.outputs,
+            "variants": [variant.to_dict() for variant in self.variants],
+        }
+
+
+def _require_exporter() -> None:
+    missing = []
+    for module in ("onnx", "onnxscript"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise ExportError(
+            f"ONNX export needs {' and '.join(missing)}: pip install 'lbc-sparsity[onnx]'"
+        )
+
+
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """The useful line of an exporter error (torch's start with a banner and end with advice)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    summary = [line for line in lines if line.startswith("<class ")]
+    text = summary[0] if summary else (lines[0] if lines else type(exc).__name__)
+    return f"{type(exc).__name__}: {text}"[:limit]
+
+
+def _dynamic_shapes(inputs: OnnxInputs) -> tuple[Any, ...]:
+    # FlatCall takes *tensors, so the spec is one tuple with an entry per tensor. AUTO lets torch.export
+    # keep an axis fixed where the model needs it fixed instead of failing the export.
+    return (
+        tuple(
+            {axis: torch.export.Dim.AUTO for axis in inputs.dynamic_axes.get(name, {})}
+            for name in inputs.tensors
+        ),
+    )
+
+
+def _rename(program: Any, inputs: OnnxInputs) -> None:
+    """Initializers named as in the model's state dict, free input axes named as the caller named them."""
+    graph = program.model.graph
+    for value in list(graph.initializers.values()):
+        if value.name and value.name.startswith(_WRAPPER_PREFIX):
+            value.name = value.name[len(_WRAPPER_PREFIX) :]
+    symbols: dict[str, str] = {}
+    for value in graph.inputs:
+        axes = inputs.dynamic_axes.get(value.name or "", {})
+        if value.shape is None:
+            continue
+        for axis, dim in enumerate(value.shape):
+            if axis in axes and not isinstance(dim, int) and dim.value is not None:
+                symbols.setdefault(dim.value, axes[axis])
+    if not symbols:
+        return
+    import onnx_ir
+
+    values = [*graph.inputs, *graph.outputs, *(out for node in graph for out in node.outputs)]
+    for value in values:
+        if value.shape is None:
+            continue
+        dims = [
+            symbols.get(dim.value, dim.value) if not isinstance(dim, int) else dim for dim in value.shape
+        ]
+        if dims != [dim if isinstance(dim, int) else dim.value for dim in value.shape]:
+            value.shape = onnx_ir.Shape(dims)
+
+
+def _export_graph(
+    module: nn.Module, inputs: OnnxInputs, dtype: torch.dtype, outputs: list[str], path: Path
+) -> None:
+    program = torch.onnx.export(
+        FlatCall(module, inputs),
+        inputs.cast(dtype),
+        dynamo=True,
+        opset_version=OPSET,
+        input_names=list(inputs.tensors),
+        output_names=outputs,
+        dynamic_shapes=_dynamic_shapes(inputs),
+        verbose=False,
+    )
+    if program is None:  # only the legacy exporter returns None
+        raise ExportError("torch.onnx.export returned no program")
+    _rename(program, inputs)
+    path.unlink(missing_ok=True)
+    program.save(str(path))
+
+
+def _graph_io(path: Path) -> tuple[dict[str, list[int | str]], list[str]]:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    shapes: dict[str, list[int | str]] = {}
+    for value in proto.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [dim.dim_param if dim.dim_param else int(dim.dim_value) for dim in dims]
+    return shapes, [value.name for value in proto.graph.output]
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    Path(f"{path}.data").unlink(missing_ok=True)
+
+
+def _variant(
+    module: nn.Module,
+    inputs: OnnxInputs,
+    checks: list[tuple[OnnxInputs, list[tuple[str, torch.Tensor]]]],
+    path: Path,
+    dtype: torch.dtype,
+    rel: float,
+    describe: tuple[NMPattern, Collection[str], Collection[str]],
+) -> OnnxVariant:
+    name = str(dtype).removeprefix("torch.")
+    outputs = [output_name for output_name, _ in checks[0][1]]
+    try:
+        _export_graph(module, inputs, dtype, outputs, path)
+    except Exception as exc:  # any op the exporter cannot translate; the reason is what matters
+        _remove(path)
+        return OnnxVariant(path.name, name, "failed", rel, f"export failed: {_one_line(exc)}")
+
+    import onnx
+
+    pattern, layers, sparsified = describe
+    proto = onnx.load(str(path))
+    found = tuple(weight_initializers(proto, pattern, layers, sparsified))
+    covered = {init.layer for init in found if init.nm}
+    missing = tuple(sorted(set(sparsified) - covered))
+    extra = (Path(f"{path}.data"),) if Path(f"{path}.data").is_file() else ()
+    written = dict(initializers=found, missing_layers=missing, path=path, extra_files=extra)
+
+    try:
+        results = tuple(compare(path, given, expected, dtype, rel) for given, expected in checks)
+    except RuntimeUnavailable as exc:
+        return OnnxVariant(path.name, name, "unverified", rel, str(exc), **written)  # type: ignore[arg-type]
+    except ValueError as exc:
+        _remove(path)
+        return OnnxVariant(path.name, name, "failed", rel, f"does not match PyTorch: {exc}")
+    bad = [check for check in results if not check.ok]
+    if bad:
+        _remove(path)
+        worst = max(bad, key=lambda check: check.max_abs_error)
+        return OnnxVariant(
+            path.name,
+            name,
+            "failed",
+            rel,
+            f"does not match PyTorch: max |onnx - torch| = {worst.max_abs_error:.3g} at batch {worst.batch}, "
+            f"over the bound {worst.tolerance:.3g} (outputs up to {worst.scale:.3g})",
+            results,
+        )
+    return OnnxVariant(path.name, name, "verified", rel, None, results, **written)  # type: ignore[arg-type]
+
+
+def export_onnx(
+    model: nn.Module,
+    inputs: OnnxInputs,
+    out_dir: str | os.PathLike[str],
+    *,
+    pattern: NMPattern,
+    sparsified: Collection[str] = (),
+    fp16: bool = True,
+) -> OnnxExport:
+    """Write ``model.onnx`` (and ``model.fp16.onnx``) of a finalized CPU model into ``out_dir``.
+
+    ``sparsified`` names the layers trained N:M (the manifest's layers). Raises ExportError when the
+    fp32 graph cannot be exported or does not match PyTorch; a failed fp16 variant is only reported.
+    """
+    _require_exporter()
+    if any(tensor.device.type != "cpu" for tensor in [*model.parameters(), *model.buffers()]):
+        raise ExportError("ONNX export takes a model on the CPU (call model.cpu() first)")
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    was_training = model.training
+    try:
+        expected = reference_outputs(model, inputs)
+        checks = [(inputs, expected)]
+        one = inputs.first_sample()
+        if one is not None:
+            checks.append((one, reference_outputs(model, one)))
+    finally:
+        model.train(was_training)
+
+    ready, _ = gemm_ready(model)
+    layers = {name for name, _ in model.named_modules()}
+    describe = (pattern, layers, set(sparsified))
+    variants = [
+        _variant(ready.float(), inputs, checks, directory / ONNX_FILE, torch.float32, FP32_TOLERANCE, describe)
+    ]
+    if variants[0].status == "failed":
+        raise ExportError(f"{ONNX_FILE}: {variants[0].reason}")
+    if fp16:
+        variants.append(
+            _variant(
+                ready.half(), inputs, checks, directory / ONNX_FP16_FILE, torch.float16, FP16_TOLERANCE, describe
+            )
+        )
+    shapes, outputs = _graph_io(directory / ONNX_FILE)
+    return OnnxExport(OPSET, shapes, outputs, tuple(variants))
