@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from jobs.spec import DatasetSpec, JobSpec, ModelSpec, SparsitySpec, TrainSpec, dump_spec
 from lbc_core.data import DataConfig, SyntheticSpec
-from lbc_core.pipeline import ModelConfig, RunConfig, RunResult, run
+from lbc_core.pipeline import ExportConfig, ModelConfig, RunConfig, RunResult, run
 from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsifierStateError, SparsityConfig
 from lbc_core.training import TrainConfig, TrainingCallback
 
@@ -109,6 +109,7 @@ def to_run_config(spec: JobSpec) -> RunConfig:
         data=_build("dataset", lambda: data_config(spec.dataset)),
         sparsity=_build("sparsity", lambda: sparsity_config(spec.sparsity, spec.effective_t_f())),
         train=_build("train", lambda: train_config(spec.train)),
+        export=ExportConfig(onnx=spec.export.onnx),
     )
 
 

@@ -7,7 +7,9 @@ example inputs (and on one sample of them, which proves the batch axis is free) 
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +38,8 @@ ONNX_FP16_FILE = "model.fp16.onnx"
 OPSET = 18
 # The exporter names parameters by their path inside FlatCall; the initializers keep the model's own names.
 _WRAPPER_PREFIX = "model."
+# Logs a warning per torchvision op it cannot register when torchvision is absent, as it is here.
+_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
 
 
 @dataclass(frozen=True)
@@ -112,9 +116,7 @@ def _require_exporter() -> None:
         except ImportError:
             missing.append(module)
     if missing:
-        raise ExportError(
-            f"ONNX export needs {' and '.join(missing)}: pip install 'lbc-sparsity[onnx]'"
-        )
+        raise ExportError(f"ONNX export needs {' and '.join(missing)}: pip install 'lbc-sparsity[onnx]'")
 
 
 def _one_line(exc: BaseException, limit: int = 400) -> str:
@@ -158,9 +160,7 @@ def _rename(program: Any, inputs: OnnxInputs) -> None:
     for value in values:
         if value.shape is None:
             continue
-        dims = [
-            symbols.get(dim.value, dim.value) if not isinstance(dim, int) else dim for dim in value.shape
-        ]
+        dims = [symbols.get(dim.value, dim.value) if not isinstance(dim, int) else dim for dim in value.shape]
         if dims != [dim if isinstance(dim, int) else dim.value for dim in value.shape]:
             value.shape = onnx_ir.Shape(dims)
 
@@ -168,21 +168,37 @@ def _rename(program: Any, inputs: OnnxInputs) -> None:
 def _export_graph(
     module: nn.Module, inputs: OnnxInputs, dtype: torch.dtype, outputs: list[str], path: Path
 ) -> None:
-    program = torch.onnx.export(
-        FlatCall(module, inputs),
-        inputs.cast(dtype),
-        dynamo=True,
-        opset_version=OPSET,
-        input_names=list(inputs.tensors),
-        output_names=outputs,
-        dynamic_shapes=_dynamic_shapes(inputs),
-        verbose=False,
-    )
+    registration = logging.getLogger(_REGISTRATION_LOGGER)
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        program = _torch_export(module, inputs, dtype, outputs)
+    finally:
+        registration.setLevel(level)
     if program is None:  # only the legacy exporter returns None
         raise ExportError("torch.onnx.export returned no program")
     _rename(program, inputs)
     path.unlink(missing_ok=True)
     program.save(str(path))
+
+
+def _torch_export(module: nn.Module, inputs: OnnxInputs, dtype: torch.dtype, outputs: list[str]) -> Any:
+    with warnings.catch_warnings():
+        # torch.export deep-copies its own LeafSpec objects and warns about them (torch 2.13); nothing a
+        # caller can change, and under -W error (as the CLI tests run) it would abort every export.
+        warnings.filterwarnings(
+            "ignore", message=r"`isinstance\(treespec, LeafSpec\)`", category=FutureWarning
+        )
+        return torch.onnx.export(
+            FlatCall(module, inputs).eval(),
+            inputs.cast(dtype),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=list(inputs.tensors),
+            output_names=outputs,
+            dynamic_shapes=_dynamic_shapes(inputs),
+            verbose=False,
+        )
 
 
 def _graph_io(path: Path) -> tuple[dict[str, list[int | str]], list[str]]:
@@ -284,14 +300,22 @@ def export_onnx(
     layers = {name for name, _ in model.named_modules()}
     describe = (pattern, layers, set(sparsified))
     variants = [
-        _variant(ready.float(), inputs, checks, directory / ONNX_FILE, torch.float32, FP32_TOLERANCE, describe)
+        _variant(
+            ready.float(), inputs, checks, directory / ONNX_FILE, torch.float32, FP32_TOLERANCE, describe
+        )
     ]
     if variants[0].status == "failed":
         raise ExportError(f"{ONNX_FILE}: {variants[0].reason}")
     if fp16:
         variants.append(
             _variant(
-                ready.half(), inputs, checks, directory / ONNX_FP16_FILE, torch.float16, FP16_TOLERANCE, describe
+                ready.half(),
+                inputs,
+                checks,
+                directory / ONNX_FP16_FILE,
+                torch.float16,
+                FP16_TOLERANCE,
+                describe,
             )
         )
     shapes, outputs = _graph_io(directory / ONNX_FILE)

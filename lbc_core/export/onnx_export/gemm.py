@@ -23,7 +23,7 @@ TRANSPOSED_CONV1D = "[out, in] (transposed from the checkpoint's Conv1D [in, out
 class GemmLinear(nn.Module):
     """``y = x W^T + b`` on a 2-D view of ``x``: one ``Gemm`` node (``transB=1``) in the exported graph."""
 
-    def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.weight = weight
         self.bias = bias
@@ -74,7 +74,7 @@ def gemm_ready(model: nn.Module) -> tuple[nn.Module, dict[str, str]]:
                 layouts[name] = OUT_IN
             elif is_hf_conv1d(child):
                 weight = nn.Parameter(child.weight.detach().t().contiguous(), requires_grad=False)
-                bias = child.bias if isinstance(child.bias, nn.Parameter) else None
+                bias = child.bias if isinstance(child.bias, torch.Tensor) else None
                 setattr(parent, child_name, GemmLinear(weight, bias))
                 layouts[name] = TRANSPOSED_CONV1D
     return ready, layouts
