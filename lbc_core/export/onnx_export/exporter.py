@@ -34,7 +34,7 @@ from lbc_core.sparsity import NMPattern
 ONNX_FILE = "model.onnx"
 ONNX_FP16_FILE = "model.fp16.onnx"
 # 17 is the first opset with LayerNormalization; 18 is what torch's exporter writes natively (asking
-# for 17 runs a version conversion), and TensorRT 8.6 and later parse it.
+# for 17 runs a version conversion).
 OPSET = 18
 # The exporter names parameters by their path inside FlatCall; the initializers keep the model's own names.
 _WRAPPER_PREFIX = "model."
