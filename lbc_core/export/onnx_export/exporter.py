@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -217,17 +217,22 @@ def _remove(path: Path) -> None:
     Path(f"{path}.data").unlink(missing_ok=True)
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """What each written graph is checked against: PyTorch's outputs, and the layers it must describe."""
+
+    checks: tuple[tuple[OnnxInputs, list[tuple[str, torch.Tensor]]], ...]
+    pattern: NMPattern
+    layers: frozenset[str]
+    sparsified: frozenset[str]
+    layouts: Mapping[str, str]
+
+
 def _variant(
-    module: nn.Module,
-    inputs: OnnxInputs,
-    checks: list[tuple[OnnxInputs, list[tuple[str, torch.Tensor]]]],
-    path: Path,
-    dtype: torch.dtype,
-    rel: float,
-    describe: tuple[NMPattern, Collection[str], Collection[str]],
+    module: nn.Module, inputs: OnnxInputs, expected: _Expected, path: Path, dtype: torch.dtype, rel: float
 ) -> OnnxVariant:
     name = str(dtype).removeprefix("torch.")
-    outputs = [output_name for output_name, _ in checks[0][1]]
+    outputs = [output_name for output_name, _ in expected.checks[0][1]]
     try:
         _export_graph(module, inputs, dtype, outputs, path)
     except Exception as exc:  # any op the exporter cannot translate; the reason is what matters
@@ -236,18 +241,27 @@ def _variant(
 
     import onnx
 
-    pattern, layers, sparsified = describe
-    proto = onnx.load(str(path))
-    found = tuple(weight_initializers(proto, pattern, layers, sparsified))
+    found = tuple(
+        weight_initializers(
+            onnx.load(str(path)), expected.pattern, expected.layers, expected.sparsified, expected.layouts
+        )
+    )
     covered = {init.layer for init in found if init.nm}
-    missing = tuple(sorted(set(sparsified) - covered))
-    extra = (Path(f"{path}.data"),) if Path(f"{path}.data").is_file() else ()
-    written = dict(initializers=found, missing_layers=missing, path=path, extra_files=extra)
-
+    data = Path(f"{path}.data")
+    written = OnnxVariant(
+        path.name,
+        name,
+        "unverified",
+        rel,
+        initializers=found,
+        missing_layers=tuple(sorted(expected.sparsified - covered)),
+        path=path,
+        extra_files=(data,) if data.is_file() else (),
+    )
     try:
-        results = tuple(compare(path, given, expected, dtype, rel) for given, expected in checks)
+        results = tuple(compare(path, given, outputs_of, dtype, rel) for given, outputs_of in expected.checks)
     except RuntimeUnavailable as exc:
-        return OnnxVariant(path.name, name, "unverified", rel, str(exc), **written)  # type: ignore[arg-type]
+        return replace(written, reason=str(exc))
     except ValueError as exc:
         _remove(path)
         return OnnxVariant(path.name, name, "failed", rel, f"does not match PyTorch: {exc}")
@@ -255,16 +269,12 @@ def _variant(
     if bad:
         _remove(path)
         worst = max(bad, key=lambda check: check.max_abs_error)
-        return OnnxVariant(
-            path.name,
-            name,
-            "failed",
-            rel,
+        reason = (
             f"does not match PyTorch: max |onnx - torch| = {worst.max_abs_error:.3g} at batch {worst.batch}, "
-            f"over the bound {worst.tolerance:.3g} (outputs up to {worst.scale:.3g})",
-            results,
+            f"over the bound {worst.tolerance:.3g} (outputs up to {worst.scale:.3g})"
         )
-    return OnnxVariant(path.name, name, "verified", rel, None, results, **written)  # type: ignore[arg-type]
+        return OnnxVariant(path.name, name, "failed", rel, reason, results)
+    return replace(written, status="verified", checks=results)
 
 
 def export_onnx(
@@ -288,35 +298,30 @@ def export_onnx(
     directory.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     try:
-        expected = reference_outputs(model, inputs)
-        checks = [(inputs, expected)]
+        checks = [(inputs, reference_outputs(model, inputs))]
         one = inputs.first_sample()
         if one is not None:
             checks.append((one, reference_outputs(model, one)))
     finally:
         model.train(was_training)
 
-    ready, _ = gemm_ready(model)
-    layers = {name for name, _ in model.named_modules()}
-    describe = (pattern, layers, set(sparsified))
+    ready, layouts = gemm_ready(model)
+    expected = _Expected(
+        checks=tuple(checks),
+        pattern=pattern,
+        layers=frozenset(name for name, _ in model.named_modules()),
+        sparsified=frozenset(sparsified),
+        layouts=layouts,
+    )
     variants = [
-        _variant(
-            ready.float(), inputs, checks, directory / ONNX_FILE, torch.float32, FP32_TOLERANCE, describe
-        )
+        _variant(ready.float(), inputs, expected, directory / ONNX_FILE, torch.float32, FP32_TOLERANCE)
     ]
     if variants[0].status == "failed":
         raise ExportError(f"{ONNX_FILE}: {variants[0].reason}")
     if fp16:
+        half = ready.half()
         variants.append(
-            _variant(
-                ready.half(),
-                inputs,
-                checks,
-                directory / ONNX_FP16_FILE,
-                torch.float16,
-                FP16_TOLERANCE,
-                describe,
-            )
+            _variant(half, inputs, expected, directory / ONNX_FP16_FILE, torch.float16, FP16_TOLERANCE)
         )
     shapes, outputs = _graph_io(directory / ONNX_FILE)
     return OnnxExport(OPSET, shapes, outputs, tuple(variants))

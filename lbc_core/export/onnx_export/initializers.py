@@ -7,7 +7,7 @@ weights they came from.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ class WeightInitializer:
     op: str
     layer: str | None  # the module it came from, when its name says so
     shape: tuple[int, ...]
+    layout: str  # what the axes mean, e.g. "[out, in]"
     dtype: str
     sparsified: bool  # the layer was trained N:M
     nm: bool  # every group of M along the reduction axis holds at most N non-zeros
@@ -42,6 +43,7 @@ class WeightInitializer:
             "op": self.op,
             "layer": self.layer,
             "shape": list(self.shape),
+            "layout": self.layout,
             "dtype": self.dtype,
             "sparsified": self.sparsified,
             "nm": self.nm,
@@ -61,6 +63,12 @@ def _reduction_view(op: str, weight: torch.Tensor, trans_b: int) -> torch.Tensor
     return weight if op == "Gemm" and trans_b else weight.t()
 
 
+def _layout(op: str, weight: torch.Tensor, trans_b: int) -> str:
+    if op == "Conv":
+        return "[out, in, kh, kw]" if weight.dim() == 4 else f"{weight.dim()}-D convolution weight"
+    return "[out, in]" if op == "Gemm" and trans_b else "[in, out]"
+
+
 def _is_nm(view: torch.Tensor | None, pattern: NMPattern) -> bool:
     if view is None:
         return False
@@ -76,12 +84,17 @@ def _layer_of(name: str, layers: Collection[str]) -> str | None:
 
 
 def weight_initializers(
-    model_proto: Any, pattern: NMPattern, layers: Collection[str], sparsified: Collection[str]
+    model_proto: Any,
+    pattern: NMPattern,
+    layers: Collection[str],
+    sparsified: Collection[str],
+    layouts: Mapping[str, str] | None = None,
 ) -> list[WeightInitializer]:
     """Every constant weight of a Gemm/Conv/MatMul node of ``model_proto`` (an ``onnx.ModelProto``).
 
     ``layers`` are the module names of the exported model (to name each weight's layer), ``sparsified``
-    those trained N:M.
+    those trained N:M, ``layouts`` a description of a layer's layout that says more than the node does
+    (a Conv1D weight transposed for its Gemm).
     """
     from onnx import helper, numpy_helper
 
@@ -99,9 +112,11 @@ def weight_initializers(
         attributes = {attr.name: helper.get_attribute_value(attr) for attr in node.attribute}
         array = numpy_helper.to_array(initializers[name])
         weight = torch.from_numpy(array.copy())
-        view = _reduction_view(node.op_type, weight, int(attributes.get("transB", 0)))
+        trans_b = int(attributes.get("transB", 0))
+        view = _reduction_view(node.op_type, weight, trans_b)
         nm = _is_nm(view, pattern)
         layer = _layer_of(name, layers)
+        layout = (layouts or {}).get(layer or "") or _layout(node.op_type, weight, trans_b)
         found.append(
             WeightInitializer(
                 name=name,
@@ -109,6 +124,7 @@ def weight_initializers(
                 op=node.op_type,
                 layer=layer,
                 shape=tuple(weight.shape),
+                layout=layout,
                 dtype=str(array.dtype),
                 sparsified=layer in sparsified,
                 nm=nm,

@@ -8,6 +8,7 @@ models built from configs whose linear weights get magnitude N:M masks along the
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import transformers
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from lbc_core.export import export_all
+from lbc_core.export import ExportError, export_all
 from lbc_core.export.onnx_export import (
     FP16_TOLERANCE,
     FP32_TOLERANCE,
@@ -261,6 +262,7 @@ def test_transformers_model_round_trips_with_gemm_layers_and_n_m_initializers(
     if kind == "gpt2":  # Conv1D weights go out as [out, in] and are the N:M ones TensorRT sees
         entry = next(i for i in result.variants[0].initializers if i.layer == "transformer.h.0.mlp.c_fc")
         assert entry.shape == (128, 32) and entry.nm and entry.compliant_24
+        assert entry.layout == "[out, in] (transposed from the checkpoint's Conv1D [in, out])"
 
 
 # -- failures and patterns --------------------------------------------------------------------------------
@@ -319,6 +321,15 @@ def test_fp16_overflow_drops_only_the_fp16_file_and_names_the_error(tmp_path: Pa
     assert fp16.reason is not None and "does not match PyTorch" in fp16.reason and "inf" in fp16.reason
 
 
+def test_without_the_onnx_extra_the_export_says_what_to_install(
+    lenet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # what an environment without it imports
+    with pytest.raises(ExportError, match=r"needs onnxscript: pip install 'lbc-sparsity\[onnx\]'"):
+        export_onnx(lenet.model, OnnxInputs.single(torch.randn(2, 1, 28, 28)), tmp_path, pattern=PATTERN)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_example_inputs_are_checked_before_anything_is_exported() -> None:
     with pytest.raises(ValueError, match="has 2 axes; no axis 2"):
         OnnxInputs({"x": torch.zeros(2, 3)}, {"x": {2: "batch"}})
@@ -370,6 +381,12 @@ def test_initializers_are_read_along_each_nodes_reduction_axis() -> None:
         "gemm48": False, "odd": False,
     }  # fmt: skip
     assert found["gemm_t"].sparsified and not found["gemm_n"].sparsified
+    assert (found["gemm_t"].layout, found["gemm_n"].layout, found["matmul"].layout) == (
+        "[out, in]",
+        "[in, out]",
+        "[in, out]",
+    )
+    assert found["conv"].layout == "[out, in, kh, kw]"
     assert found["gemm_t"].pattern == "2:4" and found["wrong_axis"].pattern is None
     assert found["gemm48"].compliant_24 == is_24_compliant_tensor(w48)
     assert found["odd"].compliant_24 is False and found["conv"].compliant_24 is True
