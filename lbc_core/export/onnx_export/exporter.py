@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -38,7 +38,7 @@ ONNX_FP16_FILE = "model.fp16.onnx"
 OPSET = 18
 # The exporter names parameters by their path inside FlatCall; the initializers keep the model's own names.
 _WRAPPER_PREFIX = "model."
-# Logs a warning per torchvision op it cannot register when torchvision is absent, as it is here.
+# Logs a warning per torchvision op it cannot register when torchvision is absent (not a dependency here).
 _REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
 
 
@@ -49,7 +49,7 @@ class OnnxVariant:
 
     file: str
     dtype: str
-    status: str
+    status: Literal["verified", "unverified", "failed"]
     tolerance: float
     reason: str | None = None
     checks: tuple[Comparison, ...] = ()
@@ -57,10 +57,6 @@ class OnnxVariant:
     missing_layers: tuple[str, ...] = ()  # sparsified layers with no N:M Gemm/Conv weight in the file
     path: Path | None = None
     extra_files: tuple[Path, ...] = ()  # external weight data, for graphs over protobuf's 2 GiB
-
-    @property
-    def written(self) -> bool:
-        return self.path is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -91,12 +87,6 @@ class OnnxExport:
     inputs: dict[str, list[int | str]]  # shape of each graph input; names stand for free axes
     outputs: list[str]
     variants: tuple[OnnxVariant, ...] = field(default_factory=tuple)
-
-    def variant(self, file: str) -> OnnxVariant:
-        for variant in self.variants:
-            if variant.file == file:
-                return variant
-        raise KeyError(file)
 
     def to_dict(self) -> dict[str, Any]:
         return {
