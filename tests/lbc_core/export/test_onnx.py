@@ -155,13 +155,29 @@ def test_gemm_rewrite_of_gpt2_conv1d_stores_its_weight_as_out_by_in() -> None:
 # -- catalog models -------------------------------------------------------------------------------------
 
 
+def _with_batchnorm_statistics(model: nn.Module) -> nn.Module:
+    """BatchNorm scales and statistics like a trained network's, instead of the identity of a fresh one.
+
+    A freshly built MobileNetV2 outputs ~1e-10 (measured), which no tolerance can tell from a wrong graph;
+    and folding BatchNorm into Conv must be checked with scales other than 1.
+    """
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.2, 0.2)
+                module.running_mean.normal_(0.0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return model
+
+
 @pytest.mark.parametrize("architecture", list(CATALOG))
 def test_catalog_model_round_trips_through_onnxruntime_with_its_n_m_zeros(
     architecture: str, make_finalized: Any, tmp_path: Path
 ) -> None:
     args, shape = CATALOG[architecture]
     torch.manual_seed(0)
-    finalized = make_finalized(build_model(architecture, **args), PATTERN)
+    finalized = make_finalized(_with_batchnorm_statistics(build_model(architecture, **args)), PATTERN)
     sparsified = [layer.name for layer in finalized.report.layers]
     assert sparsified
     x = torch.randn(3, *shape)
