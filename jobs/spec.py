@@ -681,6 +681,20 @@ class BenchmarkSpec(_Section):
         return self
 
 
+class ExportSpec(_Section):
+    """Export formats written besides the safetensors checkpoint, masks, compressed form and manifest."""
+
+    onnx: bool = Field(
+        default=False,
+        description=(
+            "Also write model.onnx and model.fp16.onnx for TensorRT (opset 18, weights as constants with "
+            "exact zeros, linear layers as Gemm nodes), each checked with onnxruntime on CPU against the "
+            "PyTorch model. A model that cannot be exported still succeeds: the reason is in the manifest "
+            "(onnx) and the job's result (onnx)."
+        ),
+    )
+
+
 class LimitsSpec(_Section):
     """Scheduling limits applied by the service."""
 
@@ -728,6 +742,7 @@ class JobSpec(_Section):
     )
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training recipe.")
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec, description="Speedup report.")
+    export: ExportSpec = Field(default_factory=ExportSpec, description="Extra export formats (ONNX).")
     limits: LimitsSpec = Field(default_factory=LimitsSpec, description="Time limit, priority and queue.")
 
     @model_validator(mode="before")
@@ -1149,6 +1164,7 @@ __all__ = [
     "SOURCES",
     "BenchmarkSpec",
     "DatasetSpec",
+    "ExportSpec",
     "FieldProblem",
     "JobSpec",
     "LayersSpec",

@@ -20,6 +20,7 @@ from torch import nn
 
 from lbc_core.data import DataBundle, DataConfig, load_data
 from lbc_core.export import ExportResult, export_all, load_state_dict_file
+from lbc_core.export.onnx_export import OnnxInputs
 from lbc_core.models import build_model, get_architecture
 from lbc_core.models.probe import probe_forward
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
@@ -50,12 +51,20 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """Export formats besides the safetensors files and manifest every run writes."""
+
+    onnx: bool = False  # model.onnx + model.fp16.onnx for TensorRT (needs the onnx extra)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig
     data: DataConfig
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     task: str = DEFAULT_TASK  # see lbc_core.tasks.TASK_NAMES
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 @dataclass(frozen=True)
@@ -235,6 +244,7 @@ def run(
             "score_optimizer_exact": bool(sparsity.score_optimizer and sparsity.score_optimizer.exact),
             **(extra_manifest or {}),
         },
+        onnx=_onnx_inputs(data) if config.export.onnx else None,
     )
     summary = {
         primary.key: final[primary.name],
@@ -251,8 +261,24 @@ def run(
         # A run that did not learn still succeeded (it ran); the warning says so and what to change.
         "warnings": warnings,
     }
+    if "onnx" in exports.manifest:
+        summary["onnx"] = onnx_summary(exports.manifest["onnx"])
     _write_json(out / "summary.json", summary)
     return RunResult("succeeded", out, outcome.history, summary, exports)
+
+
+def _onnx_inputs(data: DataBundle) -> OnnxInputs:
+    """Two validation samples, as the model sees them (normalised): two, so the batch axis stays free."""
+    return OnnxInputs.single(data.val.x[:2].float())
+
+
+def onnx_summary(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's ``onnx`` section in brief: each file's status, or why nothing was exported."""
+    if section.get("status") != "exported":
+        return {"status": section.get("status"), "reason": section.get("reason")}
+    files = {variant["file"]: variant["status"] for variant in section.get("variants", [])}
+    reasons = {v["file"]: v["reason"] for v in section.get("variants", []) if v.get("reason")}
+    return {"status": "exported", "files": files, **({"reasons": reasons} if reasons else {})}
 
 
 def _stop_requested(callbacks: Sequence[TrainingCallback]) -> bool:

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from jobs.spec import DatasetSpec, JobSpec, ModelSpec, SparsitySpec, TrainSpec, dump_spec
 from lbc_core.data import DataConfig, SyntheticSpec
-from lbc_core.pipeline import ModelConfig, RunConfig, RunResult, run
+from lbc_core.pipeline import ExportConfig, ModelConfig, RunConfig, RunResult, run
 from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsifierStateError, SparsityConfig
 from lbc_core.training import TrainConfig, TrainingCallback
 
@@ -123,6 +123,7 @@ def to_run_config(spec: JobSpec) -> RunConfig:
         sparsity=_build("sparsity", lambda: sparsity_config(spec.sparsity, spec.effective_t_f())),
         train=_build("train", lambda: train_config(spec.train)),
         task=spec.task,
+        export=ExportConfig(onnx=spec.export.onnx),
     )
 
 

@@ -169,6 +169,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
         [["float16"], ["float32", "bfloat16"]],
         [[], ["int4"], ["float16", "float16"]],
     ),
+    ("export.onnx", None, [True, False], [None, "yes", 1]),
     ("limits.time_limit_s", None, [1, 3600, None], [0, -5, 31 * 86_400, 1.5]),
     ("limits.priority", None, [0, 5, 9], [-1, 10, "high"]),
     ("limits.queue", None, ["default", "h100", "gpu-a.1"], ["", "Upper", "-x", "a" * 65, "a b"]),

@@ -11,6 +11,7 @@ import pytest
 
 from jobs.spec import JobSpec, parse_spec
 from lbc_core.data import DataConfig, SyntheticSpec
+from lbc_core.pipeline import ExportConfig
 from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsityConfig
 from lbc_core.training import StepEvent, TrainConfig, TrainingCallback
 from worker.runner import JobInputError, run_spec, to_run_config
@@ -169,6 +170,13 @@ def test_train_section_maps_every_field() -> None:
     assert set(type(spec.train).model_fields) == {f.name for f in fields(TrainConfig)}
     for name in type(spec.train).model_fields:
         assert getattr(train, name) == _engine_value(getattr(spec.train, name)), name
+
+
+def test_export_section_maps_every_field() -> None:
+    assert to_run_config(spec_of(export={"onnx": True})).export.onnx is True
+    default = parse_spec(TINY)
+    assert to_run_config(default).export.onnx is False  # opt-in: an export costs time and needs the extra
+    assert set(type(default.export).model_fields) == {f.name for f in fields(ExportConfig)}
 
 
 def test_every_spec_default_is_valid_for_the_engine() -> None:
