@@ -443,11 +443,22 @@ class _Prefixed:
 
 
 def _wrapper_root(paths: list[tuple[str, ...]]) -> tuple[str, ...]:
-    """Down through folders that are the only entry at their level (``mymodel/config.json`` -> mymodel)."""
+    """Down through folders that are the only entry at their level (``mymodel/config.json`` -> mymodel).
+
+    Hidden entries and macOS's ``__MACOSX`` resource folder do not count: a zip made in the Finder has one
+    beside the model's folder.
+    """
     root: tuple[str, ...] = ()
     while True:
         depth = len(root)
-        entries = {(p[depth], len(p) > depth + 1) for p in paths if p[:depth] == root and len(p) > depth}
+        entries = {
+            (p[depth], len(p) > depth + 1)
+            for p in paths
+            if p[:depth] == root
+            and len(p) > depth
+            and not p[depth].startswith(".")
+            and p[depth] != "__MACOSX"
+        }
         if len(entries) != 1:
             return root
         ((name, is_dir),) = entries

@@ -77,6 +77,15 @@ def test_an_archive_wrapper_folder_is_the_model_root_and_readme_is_ignored(tmp_p
     assert info.ignored == ("mymodel/README.md", "mymodel/onnx/config.json")
 
 
+def test_a_finder_zip_with_a_macos_resource_folder_finds_the_model_folder() -> None:
+    files = {f"mymodel/{n}": d for n, d in hand_made_model().items()}
+    files["__MACOSX/mymodel/._config.json"] = b"\x00\x05\x16\x07 resource fork"
+    files[".DS_Store"] = b"Bud1"
+    info = _check(files)
+    assert info.root == ("mymodel",)
+    assert info.ignored == (".DS_Store", "__MACOSX/mymodel/._config.json")
+
+
 def _shards(tmp_path: Path) -> Path:
     save_tiny_model(tmp_path, TINY_BERT, shard_bytes=25_000)
     return tmp_path
