@@ -18,13 +18,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from lbc_catalog.huggingface import CAUSAL_LM
 from lbc_core.data import DataBundle, DataConfig, load_data
 from lbc_core.export import ExportResult, export_all, load_state_dict_file
 from lbc_core.export.onnx_export import OnnxInputs
 from lbc_core.models import build_model, get_architecture
 from lbc_core.models.probe import probe_forward
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
-from lbc_core.tasks import DEFAULT_TASK, get_task
+from lbc_core.tasks import DEFAULT_TASK, Task, get_task
 from lbc_core.training import (
     TrainConfig,
     Trainer,
@@ -244,7 +245,7 @@ def run(
             "score_optimizer_exact": bool(sparsity.score_optimizer and sparsity.score_optimizer.exact),
             **(extra_manifest or {}),
         },
-        onnx=_onnx_inputs(data) if config.export.onnx else None,
+        onnx=_onnx_inputs(task, data) if config.export.onnx else None,
     )
     summary = {
         primary.key: final[primary.name],
@@ -267,9 +268,15 @@ def run(
     return RunResult("succeeded", out, outcome.history, summary, exports)
 
 
-def _onnx_inputs(data: DataBundle) -> OnnxInputs:
-    """Two validation samples, as the model sees them (normalised): two, so the batch axis stays free."""
-    return OnnxInputs.single(data.val.x[:2].float())
+def _onnx_inputs(task: Task, data: DataBundle) -> OnnxInputs:
+    """Two validation samples, as the task feeds them to the model (normalised images, token ids): two,
+    so the batch axis stays free."""
+    args, kwargs = task.model_inputs(task.example_batch(data.val, 2))
+    if args and not kwargs:
+        return OnnxInputs.single(args[0])
+    # A decoder's key/value cache is an inference convenience with no place in a static graph.
+    options = {"use_cache": False} if task.name == CAUSAL_LM else {}
+    return OnnxInputs.by_keyword(kwargs, options=options)
 
 
 def onnx_summary(section: Mapping[str, Any]) -> dict[str, Any]:
