@@ -111,9 +111,12 @@ class LBCMask(nn.Module):
     score_exp_avg: torch.Tensor
     score_exp_avg_sq: torch.Tensor
 
-    def __init__(self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer) -> None:
+    def __init__(
+        self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer, layout: str | None = None
+    ) -> None:
         super().__init__()
         self.pattern = pattern
+        self.layout = layout  # groups run along the weight's reduction dimension in this layout
         self.optimizer = optimizer
         self.lr = 0.0
         self.scores_trainable = True
@@ -167,7 +170,7 @@ class LBCMask(nn.Module):
         """Keep the ``keep`` best-scored alive combinations in every group; the rest die for good."""
         m, c = self.pattern.m, self.pattern.num_combinations
         table = self.pattern.combination_table(self.score.device).to(self.score.dtype)
-        score_groups = to_groups(self.score, m)
+        score_groups = to_groups(self.score, m, self.layout)
         mask_groups = torch.empty(score_groups.shape, dtype=torch.bool, device=self.score.device)
         for start in range(0, score_groups.shape[0], _CHUNK_GROUPS):
             stop = start + _CHUNK_GROUPS
@@ -178,7 +181,7 @@ class LBCMask(nn.Module):
             alive = torch.zeros_like(alive).scatter_(1, best, True)
             self.alive[start:stop] = pack_bits(alive)
             mask_groups[start:stop] = (alive.to(table.dtype) @ table) > 0
-        self.mask.copy_(from_groups(mask_groups, self.mask.shape))
+        self.mask.copy_(from_groups(mask_groups, self.mask.shape, self.layout))
 
     def alive_bits(self) -> torch.Tensor:
         return unpack_bits(self.alive, self.pattern.num_combinations)
@@ -202,8 +205,8 @@ class LBCSparsifier(Sparsifier):
         self.alive_per_group = pattern.num_combinations
         self.removals = 0
 
-    def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
-        return LBCMask(weight, self.pattern, self.score_optimizer)
+    def _make_parametrization(self, weight: torch.Tensor, layout: str) -> nn.Module:
+        return LBCMask(weight, self.pattern, self.score_optimizer, layout)
 
     @property
     def scores_frozen(self) -> bool:
