@@ -30,12 +30,12 @@ from lbc_core.models.source import (
     ModelSourceError,
 )
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
+from lbc_core.tasks import DEFAULT_TASK, get_task
 from lbc_core.training import (
     TrainConfig,
     Trainer,
     TrainingCallback,
     evaluate,
-    learning_warnings,
     resume_point,
 )
 
@@ -84,6 +84,7 @@ class RunConfig:
     data: DataConfig
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    task: str = DEFAULT_TASK  # see lbc_core.tasks.TASK_NAMES
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class RunResult:
 
 
 def data_facts(data: DataBundle) -> DataFacts:
-    return DataFacts(data.num_classes, tuple(data.input_shape))
+    return DataFacts(data.num_classes, tuple(data.input_shape), data.vocab_size)
 
 
 def model_arguments(config: ModelConfig, data: DataBundle) -> dict[str, Any]:
@@ -127,12 +128,13 @@ def run(
 ) -> RunResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    task = get_task(config.task)
     data = load_data(config.data, scratch_dir=scratch_dir)
     if _stop_requested(callbacks):
         return _stopped_before_training(out)
 
     torch.manual_seed(config.train.seed)
-    source = model_source(config.model)
+    source = model_source(config.model, config.task)
     built = source.build(data_facts(data))
     model = built.model
     # Building a large model takes long and cannot be interrupted: honour a stop asked meanwhile.
@@ -153,8 +155,10 @@ def run(
         callbacks=callbacks,
         augment=data.augment,
         checkpoint_path=out / CHECKPOINT_NAME,
+        task=task,
     )
-    probe_forward(model, data.train.x[:1].to(trainer.device), "the data")
+    example = task.example_batch(data.train).to(trainer.device)
+    probe_forward(model, example.inputs, "the data", call=lambda m: task.forward(m, example))
     checkpoint = out / CHECKPOINT_NAME
     resumed_from = None
     if resume and checkpoint.exists():
@@ -168,20 +172,17 @@ def run(
         return RunResult("stopped", out, outcome.history, dict(position))
 
     report = sparsifier.finalize()
-    final = evaluate(model, data.val, config.train.eval_batch_size, trainer.device)
+    final = evaluate(model, data.val, config.train.eval_batch_size, trainer.device, task)
     warnings = [
         warning.to_dict()
-        for warning in learning_warnings(
-            outcome.history,
-            num_classes=data.num_classes,
-            train=config.train,
-            val_accuracy=final["accuracy"],
-            majority_share=_majority_share(data.val.y),
-        )
+        for warning in task.learning_warnings(outcome.history, final, config.train, data.val)
     ]
+    primary = task.primary_metric
+    primary_record = {"name": primary.key, "higher_is_better": primary.higher_is_better}
     metrics = {
-        "val_accuracy": final["accuracy"],
-        "val_loss": final["loss"],
+        **{f"val_{key}": value for key, value in final.items()},
+        "task": task.name,
+        "primary_metric": primary_record,
         "measured_with": "exported model (exact N:M masks, parametrization removed)",
         "epochs": config.train.epochs,
         **lr_record,
@@ -192,10 +193,12 @@ def run(
         "source": config.data.source,
         "num_classes": data.num_classes,
         "input_shape": list(data.input_shape),
-        "train_size": int(data.train.y.shape[0]),
-        "val_size": int(data.val.y.shape[0]),
+        "train_size": task.size(data.train),
+        "val_size": task.size(data.val),
         "mean": list(data.mean),
         "std": list(data.std),
+        **({"vocab_size": data.vocab_size, "tokenizer": data.tokenizer} if data.vocab_size else {}),
+        **task.data_info(data.train),
     }
     exports = export_all(
         model.cpu(),
@@ -218,7 +221,9 @@ def run(
     )
     source.save(model, out / "export" / USER_FORMAT_DIR)
     summary = {
-        "val_accuracy": final["accuracy"],
+        primary.key: final[primary.name],
+        "task": task.name,
+        "primary_metric": primary_record,
         "density": report.nonzero_params / max(report.dense_params, 1),
         "verified_nm": report.all_verified,
         "sparsified_layers": len(report.layers),
@@ -246,13 +251,6 @@ def _stopped_before_training(out: Path) -> RunResult:
 def _learning_rate_record(train: TrainConfig) -> dict[str, Any]:
     """The learning rate the run used and where it came from (given, or the batch-scaled default)."""
     return {"lr": train.peak_lr, "lr_rule": train.lr_rule, "warmup_epochs": train.warmup_epochs}
-
-
-def _majority_share(labels: torch.Tensor) -> float | None:
-    """The most common class's share of ``labels`` (what always answering that class scores)."""
-    if labels.numel() == 0:
-        return None
-    return float(torch.bincount(labels.long()).max()) / labels.numel()
 
 
 def _jsonable(value: Any) -> Any:

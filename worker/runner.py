@@ -52,6 +52,13 @@ def data_config(spec: DatasetSpec) -> DataConfig:
             num_classes=synthetic.num_classes,
             noise=synthetic.noise,
         ),
+        # None in the spec: the engine's defaults (DataConfig) apply.
+        **{
+            name: getattr(spec, name)
+            for name in ("block_size", "max_length")
+            if getattr(spec, name) is not None
+        },
+        tokenizer=spec.tokenizer,
     )
 
 
@@ -109,6 +116,7 @@ def to_run_config(spec: JobSpec) -> RunConfig:
         data=_build("dataset", lambda: data_config(spec.dataset)),
         sparsity=_build("sparsity", lambda: sparsity_config(spec.sparsity, spec.effective_t_f())),
         train=_build("train", lambda: train_config(spec.train)),
+        task=spec.task,
     )
 
 

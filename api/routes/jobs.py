@@ -87,8 +87,11 @@ def check_references(
             continue
         if not isinstance(row, Dataset):
             continue
-        if row.format != source:
-            problems.append(_problem(ref.field, f"dataset {ref.id} is a {row.format} upload, not {source}"))
+        expected = ref.format or source
+        if row.format != expected:
+            problems.append(_problem(ref.field, f"dataset {ref.id} is a {row.format} upload, not {expected}"))
+            continue
+        if ref.format is not None:  # a tokenizer: no samples, splits or shapes to check
             continue
         problems.extend(_split_problems(row, spec))
         if ref.field == "dataset.path":

@@ -41,6 +41,7 @@ class DataFacts:
 
     num_classes: int | None
     input_shape: tuple[int, ...] = ()
+    vocab_size: int | None = None  # token data: the tokenizer's vocabulary
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,20 @@ class CatalogSource(ModelSource):
         """Architecture arguments with the data's class count and input shape filled in."""
         info = get_architecture(self.architecture)
         args = dict(self.args)
-        if data.num_classes is not None:
+        if "num_classes" in info.defaults and data.num_classes is not None:
             args.setdefault("num_classes", data.num_classes)
         shape = data.input_shape
+        if "vocab_size" in info.defaults and data.vocab_size is not None:
+            args.setdefault("vocab_size", data.vocab_size)
+        if "max_positions" in info.defaults and data.vocab_size is not None and shape:
+            args.setdefault("max_positions", shape[0])
         if "in_channels" in info.defaults and len(shape) == 3:
             args.setdefault("in_channels", shape[0])
         if "input_features" in info.defaults and shape:
             args.setdefault("input_features", math.prod(shape))
         if "image_size" in info.defaults and len(shape) == 3:
             args.setdefault("image_size", shape[-1])
-        if data.num_classes is not None and args.get("num_classes", data.num_classes) < data.num_classes:
+        if "num_classes" in args and data.num_classes is not None and args["num_classes"] < data.num_classes:
             raise ModelSourceError(
                 f"model.num_classes={args['num_classes']} but the dataset has {data.num_classes} classes"
             )

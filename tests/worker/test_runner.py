@@ -104,9 +104,22 @@ def test_dataset_section_maps_field_by_field() -> None:
     data = to_run_config(spec).data
     assert isinstance(data, DataConfig)
     for name in type(spec.dataset).model_fields:
-        if name != "synthetic":
+        if name not in ("synthetic", "block_size", "max_length"):  # text sizes: see the test below
             assert getattr(data, name) == getattr(spec.dataset, name), name
     assert data.val_size == 2000 and data.split == "t10k"
+
+
+def test_text_fields_and_the_task_map_onto_the_engine_with_its_defaults_where_omitted() -> None:
+    text = {**TINY, "dataset": {"source": "text", "path": "c.txt", "block_size": 64, "tokenizer": "t.json"}}
+    config = to_run_config(parse_spec(text))
+    assert (config.task, config.data.block_size, config.data.tokenizer) == ("causal-lm", 64, "t.json")
+    labeled = to_run_config(parse_spec({**TINY, "dataset": {"source": "labeled-text", "path": "t.csv"}}))
+    assert (labeled.task, labeled.data.max_length, labeled.data.tokenizer) == (
+        "sequence-classification",
+        128,
+        None,
+    )
+    assert to_run_config(parse_spec(FULL)).task == "image-classification"
 
 
 def test_synthetic_parameters_are_passed_through() -> None:

@@ -354,7 +354,9 @@ def test_a_transposed_in_out_weight_is_grouped_along_its_input_dimension() -> No
     conv1d = linear.t().contiguous()  # the same layer stored as transformers' Conv1D: [in, out]
     assert torch.equal(to_groups(conv1d, 4, IN_OUT), to_groups(linear, 4))
     assert torch.equal(from_groups(to_groups(conv1d, 4, IN_OUT), conv1d.shape, IN_OUT), conv1d)
-    assert torch.equal(magnitude_mask(conv1d, NMPattern(2, 4), IN_OUT), magnitude_mask(linear, NMPattern(2, 4)).t())
+    assert torch.equal(
+        magnitude_mask(conv1d, NMPattern(2, 4), IN_OUT), magnitude_mask(linear, NMPattern(2, 4)).t()
+    )
     assert "(in, out)" in group_direction(conv1d.shape, IN_OUT)
     with pytest.raises(PatternError, match="input features 6 are not divisible by M=4"):
         to_groups(torch.randn(6, 8), 4, IN_OUT)
