@@ -63,7 +63,7 @@ def _estimate_shape(spec: JobSpec, dataset_summary: Mapping[str, Any] | None) ->
         height, width = recorded[0], recorded[-1]
     else:
         return None
-    defaults = ARCHITECTURES[spec.model.architecture].defaults
+    defaults = ARCHITECTURES[spec.model.catalog_architecture].defaults
     channels = spec.model.args.get("in_channels", defaults.get("in_channels", 3))
     return (int(channels), height, width)
 
@@ -72,7 +72,7 @@ def _model_shape(spec: JobSpec, dataset_summary: Mapping[str, Any] | None) -> Mo
     """The model a sparsification job builds, with the arguments the data fills in."""
     classes = spec.known_num_classes() or (dataset_summary or {}).get("num_classes")
     return model_shape(
-        spec.model.architecture,
+        spec.model.catalog_architecture,
         spec.model.args,
         _estimate_shape(spec, dataset_summary),
         classes if isinstance(classes, int) else None,

@@ -12,6 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from lbc_catalog.huggingface import hf_class_for
+from lbc_formats.hf_config import CleanConfig, HFConfigError, parse_config
+
 SINGLE_WEIGHTS = "model.safetensors"
 INDEX = "model.safetensors.index.json"
 MAX_INDEX_BYTES = 16 << 20
@@ -102,3 +105,19 @@ def _read_weight_map(path: Path) -> Mapping[str, str]:
     if not isinstance(weight_map, dict):
         raise HFFileError(f"{INDEX}: weight_map must be an object of tensor name -> shard file")
     return weight_map
+
+
+def read_model_dir(directory: Path, task: str) -> tuple[ModelFiles, CleanConfig]:
+    """A local model directory's files and cleaned config, checked against ``task``: what both ``lbc train``
+    (at spec load) and the engine (before building) accept. Raises HFFileError or HFConfigError."""
+    files = check_model_dir(directory)
+    try:
+        data = (directory / "config.json").read_bytes()
+    except OSError as exc:
+        raise HFFileError(f"config.json cannot be read: {exc.strerror}") from None
+    clean = parse_config(data)
+    try:
+        hf_class_for(clean.model_type, task)
+    except ValueError as exc:
+        raise HFConfigError(str(exc)) from None
+    return files, clean

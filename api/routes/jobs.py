@@ -72,6 +72,10 @@ def check_references(
 
     Another owner's upload gets the same message as a missing one, so ids cannot be probed.
     """
+    if spec.model.source != "catalog":
+        # Until model uploads exist, a path here would name a file on the worker: never accepted.
+        message = "the service does not take Hugging Face models yet; train them locally with lbc train"
+        return [_problem("model.source", message)], None
     problems: list[dict[str, str]] = []
     dataset_id: str | None = None
     source = spec.dataset.source
@@ -81,7 +85,7 @@ def check_references(
             problems.append(_problem(ref.field, f"{ref.kind} {ref.id} does not exist"))
             continue
         if isinstance(row, Checkpoint):
-            unfit = checkpoint_fit_problem(row.summary, spec.model.architecture, spec.model.args)
+            unfit = checkpoint_fit_problem(row.summary, spec.model.catalog_architecture, spec.model.args)
             if unfit:
                 problems.append(_problem(ref.field, f"checkpoint {ref.id} {unfit}"))
             continue
@@ -114,7 +118,7 @@ def _shape_problems(spec: JobSpec, dataset: Dataset) -> list[dict[str, str]]:
     return [
         _problem("model.architecture" if key == "architecture" else f"model.args.{key}", message)
         for key, message in input_problems(
-            spec.model.architecture, spec.model.args, shape, f"dataset {dataset.id}"
+            spec.model.catalog_architecture, spec.model.args, shape, f"dataset {dataset.id}"
         )
     ]
 

@@ -32,8 +32,8 @@ from lbc_core.models.source import (
     state_dict_problems,
 )
 from lbc_core.sparsity.selection import DenseDefault, tied_weights, weight_layers
-from lbc_formats.hf_config import CleanConfig, HFConfigError, clean_config, parse_config
-from lbc_formats.hf_files import HFFileError, ModelFiles, check_model_dir
+from lbc_formats.hf_config import CleanConfig, HFConfigError, clean_config
+from lbc_formats.hf_files import HFFileError, ModelFiles, read_model_dir
 
 # Files of the upload copied next to the saved model: what from_pretrained users load beside the weights.
 COMPANION_FILES = (
@@ -263,13 +263,9 @@ class HuggingFaceSource(ModelSource):
     def read_config(self) -> tuple[ModelFiles, CleanConfig]:
         directory = Path(self.path)
         try:
-            files = check_model_dir(directory)
-            clean = parse_config((directory / "config.json").read_bytes())
+            return read_model_dir(directory, self.task)
         except (HFFileError, HFConfigError) as exc:
             raise ModelSourceError(f"{directory.name}: {exc}") from exc
-        except OSError as exc:
-            raise ModelSourceError(f"{directory.name}/config.json cannot be read: {exc.strerror}") from exc
-        return files, clean
 
     def build(self, data: DataFacts) -> BuiltModel:
         directory = Path(self.path)

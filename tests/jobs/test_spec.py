@@ -76,6 +76,13 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("name", None, ["run 1", "x" * 200, None], ["", "x" * 201, 3]),
     ("model.architecture", None, architecture_names(), ["lenet6", "", 5, None]),
     ("model.checkpoint", None, ["dense.safetensors", None], ["", 7]),
+    ("model.source", None, ["catalog"], ["hub", "", None, 3]),
+    (
+        "model.path",
+        {**TEXT, "task": "causal-lm", "model": {"source": "huggingface"}},
+        ["models/llama"],
+        ["", 7, None],
+    ),
     ("dataset.source", None, ["digits", "synthetic"], ["imagenet", "", None, 1]),
     ("dataset.val_fraction", None, [0.01, 0.5, 0.99], [0, 0.0, 1, 1.0, -0.1, "0.2", True]),
     ("dataset.val_size", None, [1, 500, None], [0, -3, 1.5, "10"]),
@@ -574,7 +581,9 @@ def test_field_docs_document_every_field() -> None:
         assert f"  {path}: " in docs, path
     assert "train.epochs: integer; default 10" in docs
     assert ">= 1, <= 10000" in docs
-    assert "model.architecture: one of mlp, lenet5" in docs and "; required" in docs
+    assert (
+        "model.architecture: string or null" in docs and "one of mlp, lenet5" in docs and "; required" in docs
+    )
     assert "KEPT" in docs
 
 
