@@ -21,7 +21,8 @@ WORKDIR /app
 COPY . /app
 # Editable on purpose: `lbc migrate` finds alembic.ini and migrations/ beside the jobs package, which a
 # regular wheel install would not carry (see jobs/migrate.py).
-RUN pip install -e . \
+# The onnx extra: workers write model.onnx when a job asks for it (export.onnx).
+RUN pip install -e ".[onnx]" \
     && useradd --create-home --uid 1000 lbc \
     && mkdir -p "${LBC_HOME}" \
     && chown lbc:lbc "${LBC_HOME}"

@@ -15,8 +15,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 .PHONY: install
-install: $(BIN)/python ## Create .venv and install the project with its dev tools
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+install: $(BIN)/python ## Create .venv and install the project with its dev tools and the ONNX export
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,onnx]'
 
 .PHONY: serve
 serve: install ## Install, then run the service in its embedded default (API + worker + reaper, state in .lbc/)

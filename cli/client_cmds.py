@@ -120,7 +120,10 @@ def register(commands: Any) -> None:
     jobs.add_argument(
         "--state", choices=("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
     )
-    jobs.add_argument("--method", choices=("lbc", "srste", "asp", "dense"))
+    # The client's list of methods (client.models) is the one the CLI offers; client.models is stdlib only.
+    from client.models import METHODS
+
+    jobs.add_argument("--method", choices=METHODS)
     jobs.add_argument("--pattern", metavar="N:M", help="only this N:M pattern, e.g. 2:4")
     jobs.add_argument("--limit", type=_positive, default=20, metavar="N", help="at most N jobs (default 20)")
     jobs.add_argument("--all", action="store_true", help="every matching job (all pages)")

@@ -21,7 +21,8 @@ Train, sparsify and export the job described by SPEC (YAML or JSON) on this mach
 
 Checkpoints go to DIR/checkpoints after every epoch. Ctrl-C stops cleanly at the next step (a checkpoint
 is written, exit code 130); running the same command again resumes from it. A second Ctrl-C aborts at once.
-Outputs: DIR/export (sparse checkpoint, masks, compressed N:M form, manifest), DIR/metrics.json,
+Outputs: DIR/export (sparse checkpoint, masks, compressed N:M form, manifest; model.onnx and
+model.fp16.onnx with export.onnx: true), DIR/metrics.json,
 DIR/summary.json and DIR/spec.json (the spec with every default filled in).
 Relative paths in the spec are resolved against the current directory."""
 
@@ -161,6 +162,9 @@ def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
     ]
     if isinstance(summary.get("lr"), int | float):
         lines.append(f"  lr             {summary['lr']:g} ({summary.get('lr_rule', 'given')})")
+    onnx = summary.get("onnx")
+    if isinstance(onnx, dict):
+        lines.append(f"  onnx           {_onnx_line(onnx)}")
     resumed = summary.get("resumed_from")
     if resumed:
         lines.append(f"  resumed from   epoch {resumed['epoch']} after {resumed['step']} of its steps")
@@ -173,6 +177,16 @@ def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
     for warning in summary.get("warnings") or ():
         lines.append(f"WARNING ({warning['code']}): {warning['message']}")
     return "\n".join(lines)
+
+
+def _onnx_line(onnx: dict[str, Any]) -> str:
+    if onnx.get("status") != "exported":
+        return f"not exported: {onnx.get('reason')}"
+    reasons = onnx.get("reasons") or {}
+    return ", ".join(
+        f"{name} {status}" + (f" ({reasons[name]})" if name in reasons else "")
+        for name, status in (onnx.get("files") or {}).items()
+    )
 
 
 def _size(size: int) -> str:

@@ -10,7 +10,7 @@ from typing import Any, Self
 
 JOB_STATES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-METHODS = ("lbc", "srste", "asp", "dense")
+METHODS = ("lbc", "srste", "asp", "wanda", "dense")
 
 
 def _time(value: Any) -> datetime | None:

@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -41,7 +41,10 @@ from lbc_catalog.tasks import (
     task_for_source,
 )
 
-METHODS = ("lbc", "srste", "asp", "dense")
+# The sparsity methods a job may name: the one list the spec, the API filters and the CLI read.
+Method = Literal["lbc", "srste", "asp", "wanda", "dense"]
+METHODS: tuple[str, ...] = get_args(Method)
+ScoreInit = Literal["uniform", "magnitude", "wanda"]
 SOURCES = IMAGE_SOURCES + TEXT_SOURCES
 PATH_SOURCES = frozenset({"mnist", "npz", "imagefolder", "cifar10", "cifar100", *TEXT_SOURCES})
 MAX_TOKENS_PER_SAMPLE = 65_536
@@ -478,12 +481,14 @@ class LayersSpec(_Section):
 class SparsitySpec(_Section):
     """The N:M pattern, the method that learns it, and which layers it applies to."""
 
-    method: Literal["lbc", "srste", "asp", "dense"] = Field(
+    method: Method = Field(
         default="lbc",
         description=(
             "lbc: learn the best combination per group with a removal schedule. srste: sparse-refined "
             "straight-through estimator. asp: one-shot magnitude masks (NVIDIA ASP style), computed once at "
-            "the start and then fixed while the weights fine-tune. dense: no mask (a baseline)."
+            "the start and then fixed while the weights fine-tune. wanda: one-shot masks by |weight| x "
+            "input-activation norm over calibration samples (Wanda), then fixed while the weights "
+            "fine-tune. dense: no mask (a baseline)."
         ),
     )
     n: int = Field(
@@ -507,23 +512,57 @@ class SparsitySpec(_Section):
         le=1.0,
         description="SR-STE decay applied to pruned weights (method srste only).",
     )
+    score_init: ScoreInit = Field(
+        default="uniform",
+        description=(
+            "Where LBC's combination scores start (method lbc only). uniform: all equal, as published. "
+            "magnitude / wanda: from each weight's importance relative to its group (|weight|, or "
+            "|weight| x input-activation norm over calibration samples), so the first removals follow "
+            "that prior until training overrules it."
+        ),
+    )
+    calibration_samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_536,
+        description=(
+            "Training samples (a seeded choice) whose activations calibrate method wanda or "
+            "score_init wanda; only allowed there. Omitted: the engine's default (128)."
+        ),
+    )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="LBC removal schedule.")
     layers: LayersSpec = Field(default_factory=LayersSpec, description="Which layers are sparsified.")
 
     @model_validator(mode="after")
-    def _n_below_m(self) -> SparsitySpec:
+    def _consistent(self) -> SparsitySpec:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
         if self.n >= self.m:
-            raise _problems_error(
-                "SparsitySpec",
-                [
-                    (
-                        ("n",),
-                        f"must be smaller than m ({self.m}); n counts the weights kept per group of m",
-                        self.n,
-                    )
-                ],
+            problems.append(
+                (
+                    ("n",),
+                    f"must be smaller than m ({self.m}); n counts the weights kept per group of m",
+                    self.n,
+                )
             )
+        if self.score_init != "uniform" and self.method != "lbc":
+            problems.append(
+                (("score_init",), f"only applies to method lbc, not {self.method}; omit it", self.score_init)
+            )
+        if self.calibration_samples is not None and not self.uses_calibration:
+            problems.append(
+                (
+                    ("calibration_samples",),
+                    "only applies to method wanda or score_init wanda (nothing else reads activations); omit it",
+                    self.calibration_samples,
+                )
+            )
+        if problems:
+            raise _problems_error("SparsitySpec", problems)
         return self
+
+    @property
+    def uses_calibration(self) -> bool:
+        return self.method == "wanda" or self.score_init == "wanda"
 
     @property
     def pattern(self) -> str:
@@ -698,6 +737,20 @@ class BenchmarkSpec(_Section):
         return self
 
 
+class ExportSpec(_Section):
+    """Export formats written besides the safetensors checkpoint, masks, compressed form and manifest."""
+
+    onnx: bool = Field(
+        default=False,
+        description=(
+            "Also write model.onnx and model.fp16.onnx for TensorRT (opset 18, weights as constants with "
+            "exact zeros, linear layers as Gemm nodes), each checked with onnxruntime on CPU against the "
+            "PyTorch model. A model that cannot be exported still succeeds: the reason is in the manifest "
+            "(onnx) and the job's result (onnx)."
+        ),
+    )
+
+
 class LimitsSpec(_Section):
     """Scheduling limits applied by the service."""
 
@@ -745,6 +798,7 @@ class JobSpec(_Section):
     )
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training recipe.")
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec, description="Speedup report.")
+    export: ExportSpec = Field(default_factory=ExportSpec, description="Extra export formats (ONNX).")
     limits: LimitsSpec = Field(default_factory=LimitsSpec, description="Time limit, priority and queue.")
 
     @model_validator(mode="before")
@@ -1175,13 +1229,16 @@ __all__ = [
     "SOURCES",
     "BenchmarkSpec",
     "DatasetSpec",
+    "ExportSpec",
     "FieldProblem",
     "JobSpec",
     "LayersSpec",
     "LimitsSpec",
+    "Method",
     "ModelSpec",
     "Name",
     "ScheduleSpec",
+    "ScoreInit",
     "SparsitySpec",
     "SpecError",
     "SyntheticDataSpec",

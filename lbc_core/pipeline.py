@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
-from lbc_core.data import DataBundle, DataConfig, load_data
+from lbc_core.data import ArrayDataset, DataBundle, DataConfig, load_data
 from lbc_core.export import ExportResult, export_all
+from lbc_core.export.onnx_export import OnnxInputs
 from lbc_core.models.probe import probe_forward
 from lbc_core.models.source import (
     CATALOG,
@@ -79,12 +80,20 @@ def model_source(config: ModelConfig, task: str = IMAGE_CLASSIFICATION) -> Model
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """Export formats besides the safetensors files and manifest every run writes."""
+
+    onnx: bool = False  # model.onnx + model.fp16.onnx for TensorRT (needs the onnx extra)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     model: ModelConfig
     data: DataConfig
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     task: str = DEFAULT_TASK  # see lbc_core.tasks.TASK_NAMES
+    export: ExportConfig = field(default_factory=ExportConfig)
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,18 @@ def run(
     if resume and checkpoint.exists():
         trainer.resume(checkpoint)
         resumed_from = resume_point(trainer.epoch, trainer.step, trainer.global_step)
+    # After resume: a resumed sparsifier restored its calibrated state and is not recalibrated.
+    if sparsifier.needs_calibration:
+        sparsifier.calibrate(
+            task.calibration_forward(
+                model,
+                data.train,
+                sparsity.calibration_samples,
+                batch_size=config.train.eval_batch_size,
+                seed=config.train.seed,
+                device=trainer.device,
+            )
+        )
     outcome = trainer.fit()
     lr_record = _learning_rate_record(config.train)
     _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from, **lr_record})
@@ -218,6 +239,7 @@ def run(
             "fresh_tensors": list(built.fresh),
             **(extra_manifest or {}),
         },
+        onnx=_onnx_inputs(data) if config.export.onnx else None,
     )
     source.save(model, out / "export" / USER_FORMAT_DIR)
     summary = {
@@ -235,8 +257,26 @@ def run(
         # A run that did not learn still succeeded (it ran); the warning says so and what to change.
         "warnings": warnings,
     }
+    if "onnx" in exports.manifest:
+        summary["onnx"] = onnx_summary(exports.manifest["onnx"])
     _write_json(out / "summary.json", summary)
     return RunResult("succeeded", out, outcome.history, summary, exports)
+
+
+def _onnx_inputs(data: DataBundle) -> OnnxInputs:
+    """Two validation samples, as the model sees them (normalised): two, so the batch axis stays free."""
+    if not isinstance(data.val, ArrayDataset):
+        raise RunError("the ONNX export takes image or feature inputs; token data has no such example yet")
+    return OnnxInputs.single(data.val.x[:2].float())
+
+
+def onnx_summary(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest's ``onnx`` section in brief: each file's status, or why nothing was exported."""
+    if section.get("status") != "exported":
+        return {"status": section.get("status"), "reason": section.get("reason")}
+    files = {variant["file"]: variant["status"] for variant in section.get("variants", [])}
+    reasons = {v["file"]: v["reason"] for v in section.get("variants", []) if v.get("reason")}
+    return {"status": "exported", "files": files, **({"reasons": reasons} if reasons else {})}
 
 
 def _stop_requested(callbacks: Sequence[TrainingCallback]) -> bool:

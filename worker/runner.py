@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from jobs.spec import DatasetSpec, JobSpec, ModelSpec, SparsitySpec, TrainSpec, dump_spec
 from lbc_core.data import DataConfig, SyntheticSpec
-from lbc_core.pipeline import ModelConfig, RunConfig, RunResult, run
+from lbc_core.pipeline import ExportConfig, ModelConfig, RunConfig, RunResult, run
 from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsifierStateError, SparsityConfig
 from lbc_core.training import TrainConfig, TrainingCallback
 
@@ -70,7 +71,7 @@ def data_config(spec: DatasetSpec) -> DataConfig:
 
 def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
     layers, schedule = spec.layers, spec.schedule
-    return SparsityConfig(
+    config = SparsityConfig(
         method=spec.method,
         pattern=NMPattern(spec.n, spec.m),
         layers=LayerPolicy(
@@ -83,7 +84,12 @@ def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
         # None: the pipeline makes the LBC scores follow the weights' optimizer.
         score_optimizer=None,
         srste_decay=spec.srste_lambda,
+        score_init=spec.score_init,
     )
+    # Omitted in the spec: the engine's default applies (one place holds it).
+    if spec.calibration_samples is not None:
+        config = replace(config, calibration_samples=spec.calibration_samples)
+    return config
 
 
 def train_config(spec: TrainSpec) -> TrainConfig:
@@ -123,6 +129,7 @@ def to_run_config(spec: JobSpec) -> RunConfig:
         sparsity=_build("sparsity", lambda: sparsity_config(spec.sparsity, spec.effective_t_f())),
         train=_build("train", lambda: train_config(spec.train)),
         task=spec.task,
+        export=ExportConfig(onnx=spec.export.onnx),
     )
 
 

@@ -29,7 +29,7 @@ from jobs.models import Checkpoint, Dataset, Job, Owner
 from jobs.queue import route_job, send_job
 from jobs.settings import Settings
 from jobs.sizing import input_problems
-from jobs.spec import JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
+from jobs.spec import JobSpec, Method, SpecError, dump_spec, layer_pattern_problems, parse_spec
 from jobs.states import RETRYABLE, JobState
 from jobs.uploads import checkpoint_fit_problem
 
@@ -286,9 +286,7 @@ async def list_jobs(
     session: SessionDep,
     owner: CurrentOwner,
     status: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
-    method: Annotated[
-        Literal["lbc", "srste", "asp", "dense", "benchmark"] | None, Query(description="Only this method")
-    ] = None,
+    method: Annotated[Literal[Method, "benchmark"] | None, Query(description="Only this method")] = None,
     pattern: Annotated[
         str | None,
         Query(pattern=r"^[0-9]{1,2}:[0-9]{1,2}$", description="Only this N:M pattern", examples=["2:4"]),

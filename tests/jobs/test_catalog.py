@@ -75,6 +75,7 @@ def test_spec_choices_match_the_engine() -> None:
     assert get_args(spec.TrainSpec.model_fields["optimizer"].annotation) == training.OPTIMIZERS
     assert get_args(spec.TrainSpec.model_fields["lr_schedule"].annotation) == training.LR_SCHEDULES
     assert spec.MAX_M == sparsity.pattern.MAX_M
+    assert get_args(spec.SparsitySpec.model_fields["score_init"].annotation) == sparsity.SCORE_INITS
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,14 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("dataset.block_size", {**TEXT, "task": "causal-lm"}, [2, 128, 65_536, None], [1, 0, 65_537, 2.5, "64"]),
     ("dataset.max_length", {**LABELED, "task": "sequence-classification"}, [1, 512, None], [0, 65_537, "8"]),
     ("dataset.tokenizer", dict(TEXT), ["tokenizer.json", "models/gpt", None], ["", 3]),
-    ("sparsity.method", None, ["lbc", "srste", "asp", "dense"], ["LBC", "magnitude", "", None]),
+    ("sparsity.method", None, ["lbc", "srste", "asp", "wanda", "dense"], ["LBC", "magnitude", "", None]),
+    ("sparsity.score_init", None, ["uniform", "magnitude", "wanda"], ["Wanda", "random", "", None]),
+    (
+        "sparsity.calibration_samples",
+        with_fields(sparsity__method="wanda"),
+        [1, 128, 65_536, None],
+        [0, -1, 65_537, 1.5, "128"],
+    ),
     ("sparsity.n", with_fields(sparsity__m=16), [1, 2, 15], [0, -1, 16, 2.5, "2"]),
     ("sparsity.m", with_fields(sparsity__n=1), [2, 4, 8, 16], [1, 0, 17, 32, 4.0]),
     ("sparsity.srste_lambda", None, [0, 2e-4, 1], [-1e-4, 2, None]),
@@ -169,6 +176,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
         [["float16"], ["float32", "bfloat16"]],
         [[], ["int4"], ["float16", "float16"]],
     ),
+    ("export.onnx", None, [True, False], [None, "yes", 1]),
     ("limits.time_limit_s", None, [1, 3600, None], [0, -5, 31 * 86_400, 1.5]),
     ("limits.priority", None, [0, 5, 9], [-1, 10, "high"]),
     ("limits.queue", None, ["default", "h100", "gpu-a.1"], ["", "Upper", "-x", "a" * 65, "a b"]),
@@ -504,6 +512,34 @@ def test_load_yaml_and_json_files(tmp_path: Path) -> None:
 def test_load_text() -> None:
     assert load_spec("model: {architecture: vit}\ndataset: {source: synthetic}\n").model.architecture == "vit"
     assert load_spec(json.dumps(MINIMAL)).dataset.source == "digits"
+
+
+@pytest.mark.parametrize(
+    ("sparsity", "path", "fragment"),
+    [
+        ({"method": "srste", "score_init": "magnitude"}, "sparsity.score_init", "only applies to method lbc"),
+        ({"method": "wanda", "score_init": "wanda"}, "sparsity.score_init", "only applies to method lbc"),
+        ({"method": "asp", "calibration_samples": 64}, "sparsity.calibration_samples", "method wanda"),
+        ({"method": "lbc", "calibration_samples": 64}, "sparsity.calibration_samples", "score_init wanda"),
+        (
+            {"method": "lbc", "score_init": "magnitude", "calibration_samples": 64},
+            "sparsity.calibration_samples",
+            "nothing else reads activations",
+        ),
+    ],
+)
+def test_score_init_and_calibration_are_refused_where_the_method_does_not_use_them(
+    sparsity: dict[str, Any], path: str, fragment: str
+) -> None:
+    assert_rejected(with_fields(sparsity=sparsity), path, fragment)
+
+
+def test_calibration_samples_are_accepted_where_activations_are_read() -> None:
+    for sparsity in (
+        {"method": "wanda", "calibration_samples": 32},
+        {"score_init": "wanda", "calibration_samples": 32},
+    ):
+        assert parse_spec(with_fields(sparsity=sparsity)).sparsity.calibration_samples == 32
 
 
 def test_every_problem_is_listed_with_its_path() -> None:

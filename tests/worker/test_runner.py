@@ -11,7 +11,8 @@ import pytest
 
 from jobs.spec import JobSpec, parse_spec
 from lbc_core.data import DataConfig, SyntheticSpec
-from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule
+from lbc_core.pipeline import ExportConfig
+from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsityConfig
 from lbc_core.training import StepEvent, TrainConfig, TrainingCallback
 from worker.runner import JobInputError, run_spec, to_run_config
 
@@ -149,6 +150,14 @@ def test_sparsity_section_maps_to_pattern_schedule_and_layers() -> None:
     assert sparsity.score_optimizer is None  # the pipeline makes scores follow the training optimizer
 
 
+def test_score_init_and_calibration_samples_map_onto_the_engine_and_default_there() -> None:
+    prior = to_run_config(spec_of(sparsity={"score_init": "wanda", "calibration_samples": 32})).sparsity
+    assert prior.score_init == "wanda" and prior.calibration_samples == 32
+    wanda = to_run_config(spec_of(sparsity={"method": "wanda"})).sparsity
+    assert wanda.method == "wanda" and wanda.score_init == "uniform"
+    assert wanda.calibration_samples == SparsityConfig().calibration_samples  # omitted: the engine's default
+
+
 def test_t_f_defaults_to_half_the_epochs() -> None:
     spec = spec_of(train={"epochs": 9})
     assert to_run_config(spec).sparsity.schedule.t_f == 4.5
@@ -161,6 +170,13 @@ def test_train_section_maps_every_field() -> None:
     assert set(type(spec.train).model_fields) == {f.name for f in fields(TrainConfig)}
     for name in type(spec.train).model_fields:
         assert getattr(train, name) == _engine_value(getattr(spec.train, name)), name
+
+
+def test_export_section_maps_every_field() -> None:
+    assert to_run_config(spec_of(export={"onnx": True})).export.onnx is True
+    default = parse_spec(TINY)
+    assert to_run_config(default).export.onnx is False  # opt-in: an export costs time and needs the extra
+    assert set(type(default.export).model_fields) == {f.name for f in fields(ExportConfig)}
 
 
 def test_every_spec_default_is_valid_for_the_engine() -> None:

@@ -80,6 +80,9 @@ export async function renderNewJob(main, { signal, navigate }) {
       "dataset.synthetic": (v) => v["dataset.source"] === "synthetic",
       "sparsity.schedule": (v) => v["sparsity.method"] === "lbc",
       "sparsity.srste_lambda": (v) => v["sparsity.method"] === "srste",
+      "sparsity.score_init": (v) => v["sparsity.method"] === "lbc",
+      "sparsity.calibration_samples": (v) =>
+        v["sparsity.method"] === "wanda" || (v["sparsity.method"] === "lbc" && v["sparsity.score_init"] === "wanda"),
       "train.momentum": (v) => v["train.optimizer"] !== "adamw",
       "train.nesterov": (v) => v["train.optimizer"] !== "adamw",
       "train.betas": (v) => v["train.optimizer"] === "adamw",
