@@ -25,7 +25,7 @@ from lbc_core.export import export_all, rebuild_model  # noqa: E402
 from lbc_core.models.huggingface import HuggingFaceSource  # noqa: E402
 from lbc_core.models.source import DataFacts, ModelSourceError  # noqa: E402
 from lbc_core.sparsity import NMPattern, RemovalSchedule, SparsityConfig, build_sparsifier  # noqa: E402
-from lbc_core.sparsity.pattern import IN_OUT, to_groups  # noqa: E402
+from lbc_core.sparsity.pattern import IN_OUT, magnitude_mask, to_groups  # noqa: E402
 from lbc_core.sparsity.selection import LayerPolicy  # noqa: E402
 
 VOCAB = 64
@@ -304,3 +304,31 @@ def test_tied_lm_head_is_skipped_with_the_reason_when_included(tmp_path: Path) -
     skipped = {s.name: s.reason for s in selection.skipped}
     assert "tied to transformer.wte.weight" in skipped["lm_head"]
     assert "lm_head" not in selection.names
+
+
+def test_wanda_weighs_conv1d_rows_by_their_input_norms(tmp_path: Path) -> None:
+    """GPT-2's Conv1D weight is [in, out]: input feature j's norm scales row j, groups run down columns."""
+    family = FAMILIES[3]
+    save_upload(family, tmp_path / "up")
+    built = HuggingFaceSource(str(tmp_path / "up"), family.task).build(DataFacts(None))
+    model = built.model.eval()
+    sparsifier = build_sparsifier(SparsityConfig(method="wanda", pattern=PATTERN))
+    selection = sparsifier.prepare(model, built.dense_defaults)
+    name = next(t.name for t in selection.targets if t.kind == "Conv1D")
+    module = model.get_submodule(name)
+    seen: list[torch.Tensor] = []
+    hook = module.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().reshape(-1, 32)))
+    inputs = inputs_for(family, seed=3)
+
+    def run_forward() -> None:
+        with torch.no_grad():
+            model(**inputs)
+
+    sparsifier.calibrate(run_forward)
+    hook.remove()
+    weight = module.parametrizations.weight.original.detach()
+    norms = torch.cat(seen).float().square().sum(dim=0).sqrt()
+    expected = magnitude_mask(weight.abs() * norms[:, None], PATTERN, IN_OUT)
+    assert torch.equal(sparsifier.masks()[name], expected)
+    report = sparsifier.finalize()
+    assert report.all_verified
