@@ -272,6 +272,7 @@ class HuggingFaceSource(ModelSource):
         files, clean = self.read_config()
         cls = model_class(clean.model_type, self.task)
         config = build_config(clean, self.task, data.num_classes)
+        _check_data_fits(config, data)
         headers = _headers(directory, files)
         plan = plan_weights(instantiate(cls, config, device="meta"), headers)
         config.dtype = plan.dtype
@@ -300,6 +301,26 @@ class HuggingFaceSource(ModelSource):
         """``save_pretrained`` into ``out_dir`` (original key names, exact zeros) plus the upload's
         tokenizer, preprocessor and generation files; from_pretrained loads the directory as it is."""
         return save_pretrained_dir(model, out_dir, Path(self.path))
+
+
+def _check_data_fits(config: Any, data: DataFacts) -> None:
+    """Data the model cannot read is named here, not as an index or shape error in the first step."""
+    vocab = getattr(config, "vocab_size", None)
+    if data.vocab_size is not None and isinstance(vocab, int) and data.vocab_size > vocab:
+        raise ModelSourceError(
+            f"the tokenizer has {data.vocab_size} tokens but the model's vocab_size is {vocab}; use the "
+            "model's own tokenizer.json (dataset.tokenizer)"
+        )
+    shape = data.input_shape
+    if len(shape) == 3 and data.vocab_size is None:
+        channels, size = getattr(config, "num_channels", None), getattr(config, "image_size", None)
+        if isinstance(channels, int) and shape[0] != channels:
+            raise ModelSourceError(f"the images have {shape[0]} channels but the model reads {channels}")
+        if isinstance(size, int) and tuple(shape[1:]) != (size, size):
+            raise ModelSourceError(
+                f"the images are {shape[1]}x{shape[2]} but the model reads {size}x{size} "
+                "(dataset.image_size resizes them)"
+            )
 
 
 def save_pretrained_dir(model: nn.Module, out_dir: str | os.PathLike[str], upload: Path | None) -> list[Path]:

@@ -332,3 +332,16 @@ def test_wanda_weighs_conv1d_rows_by_their_input_norms(tmp_path: Path) -> None:
     assert torch.equal(sparsifier.masks()[name], expected)
     report = sparsifier.finalize()
     assert report.all_verified
+
+
+def test_data_the_model_cannot_read_is_refused_before_training(tmp_path: Path) -> None:
+    save_upload(FAMILIES[4], tmp_path / "llama")
+    with pytest.raises(
+        ModelSourceError, match="the tokenizer has 256 tokens but the model's vocab_size is 64"
+    ):
+        HuggingFaceSource(str(tmp_path / "llama"), CAUSAL_LM).build(DataFacts(None, (32,), vocab_size=256))
+    save_upload(FAMILIES[7], tmp_path / "vit")
+    with pytest.raises(ModelSourceError, match="the images are 28x28 but the model reads 16x16"):
+        HuggingFaceSource(str(tmp_path / "vit"), IMAGE_CLASSIFICATION).build(DataFacts(3, (3, 28, 28)))
+    with pytest.raises(ModelSourceError, match="the images have 1 channels but the model reads 3"):
+        HuggingFaceSource(str(tmp_path / "vit"), IMAGE_CLASSIFICATION).build(DataFacts(3, (1, 16, 16)))
