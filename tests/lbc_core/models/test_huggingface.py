@@ -345,3 +345,38 @@ def test_data_the_model_cannot_read_is_refused_before_training(tmp_path: Path) -
         HuggingFaceSource(str(tmp_path / "vit"), IMAGE_CLASSIFICATION).build(DataFacts(3, (3, 28, 28)))
     with pytest.raises(ModelSourceError, match="the images have 1 channels but the model reads 3"):
         HuggingFaceSource(str(tmp_path / "vit"), IMAGE_CLASSIFICATION).build(DataFacts(3, (1, 16, 16)))
+
+
+def test_a_vit_directory_runs_through_the_pipeline_and_loads_with_from_pretrained(tmp_path: Path) -> None:
+    from lbc_core.data import DataConfig
+    from lbc_core.data.synthetic import SyntheticSpec
+    from lbc_core.pipeline import ModelConfig, RunConfig, run
+    from lbc_core.training import TrainConfig
+
+    family = FAMILIES[7]  # pretrained with 5 classes; the data has 3
+    save_upload(family, tmp_path / "vit")
+    config = RunConfig(
+        model=ModelConfig(source="huggingface", path=str(tmp_path / "vit")),
+        data=DataConfig(source="synthetic", synthetic=SyntheticSpec(96, (3, 16, 16), 3)),
+        sparsity=SparsityConfig(method="srste", pattern=PATTERN),
+        train=TrainConfig(epochs=1, batch_size=32, optimizer="adamw", lr=1e-3, device="cpu"),
+    )
+    result = run(config, tmp_path / "run")
+    assert result.status == "succeeded" and result.summary["verified_nm"]
+    manifest = json.loads((tmp_path / "run" / "export" / "manifest.json").read_text())
+    assert manifest["architecture"]["source"] == "huggingface"
+    assert manifest["extra"]["fresh_tensors"] == ["classifier.bias", "classifier.weight"]
+    skipped = {s["name"]: s["reason"] for s in manifest["skipped"]}
+    assert skipped["classifier"] == "classification head kept dense by default"
+    assert (
+        skipped["vit.embeddings.patch_embeddings.projection"]
+        == "patch embedding (stem) kept dense by default"
+    )
+    loaded = transformers.AutoModelForImageClassification.from_pretrained(
+        tmp_path / "run" / "export" / "hf_model"
+    )
+    rebuilt = rebuild_model(manifest, tmp_path / "run" / "export" / "model.nm.safetensors")
+    pixels = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(pixel_values=pixels).logits, rebuilt(pixel_values=pixels).logits)
+    assert loaded.config.num_labels == 3
