@@ -80,7 +80,7 @@ def _model_shape(
         return hf_model_shape(model_summary or {})
     classes = spec.known_num_classes() or (dataset_summary or {}).get("num_classes")
     return model_shape(
-        spec.model.architecture,
+        spec.model.catalog_architecture,
         spec.model.args,
         _estimate_shape(spec, dataset_summary),
         classes if isinstance(classes, int) else None,

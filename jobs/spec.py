@@ -126,18 +126,23 @@ def _architecture_enum(schema: dict[str, Any]) -> None:
 
 
 class ModelSpec(_Section):
-    """The network to sparsify."""
+    """The network to sparsify: a catalog architecture, or a Hugging Face model directory."""
 
     source: Literal["catalog", "huggingface"] = Field(
         default="catalog",
         description=(
-            "Where the model comes from: `catalog` builds model.architecture; `huggingface` builds the "
-            "Hugging Face model directory at model.path from its config.json and safetensors."
+            "Where the model comes from: catalog (a built-in architecture, optionally started from a "
+            "checkpoint) or huggingface (a transformers model directory: config.json + safetensors; see "
+            "docs/huggingface.md)."
         ),
+        json_schema_extra={"enum": list(MODEL_SOURCES)},
     )
     architecture: str | None = Field(
         default=None,
-        description="Built-in architecture to build (see the architecture list); required for source catalog.",
+        description=(
+            f"Built-in architecture to build, one of {', '.join(ARCHITECTURES)} (see the architecture list); "
+            "required for source catalog."
+        ),
         examples=["lenet5", "resnet20", "vit"],
         json_schema_extra=_architecture_enum,
     )
@@ -174,35 +179,41 @@ class ModelSpec(_Section):
         return None if value is None else known_architecture(value)
 
     @model_validator(mode="after")
-    def _args_fit_architecture(self) -> ModelSpec:
+    def _fields_fit_source(self) -> ModelSpec:
         if self.source == "huggingface":
-            wrong: list[tuple[tuple[str | int, ...], str, Any]] = [
-                ((name,), f"source 'huggingface' builds the model from model.path and takes no {name}", value)
-                for name, value in (("architecture", self.architecture), ("checkpoint", self.checkpoint))
-                if value is not None
+            given = [name for name in ("architecture", "checkpoint") if getattr(self, name) is not None]
+            given += ["args"] if self.args else []
+            problems: list[tuple[tuple[str | int, ...], str, Any]] = [
+                ((name,), "is for source catalog; a Hugging Face model is described by its config.json", None)
+                for name in given
             ]
-            if self.args:
-                wrong.append(
-                    (("args",), "source 'huggingface' takes its arguments from config.json", self.args)
+            if self.path is None:
+                problems.append(
+                    (("path",), "names the Hugging Face model directory; required for this source", None)
                 )
-            if not self.path:
-                wrong.append((("path",), "required for source 'huggingface' (an uploaded model's id)", None))
-            if wrong:
-                raise _problems_error("ModelSpec", wrong)
+            if problems:
+                raise _problems_error("ModelSpec", problems)
             return self
-        if self.architecture is None:
-            raise _problems_error("ModelSpec", [(("architecture",), "required for source 'catalog'", None)])
         if self.path is not None:
             raise _problems_error(
                 "ModelSpec",
-                [(("path",), "only used by source 'huggingface' (use model.checkpoint)", self.path)],
+                [(("path",), "is for source huggingface; a catalog model uses architecture", None)],
             )
-        problems = check_model_args(self.architecture, self.args)
-        if problems:
+        if self.architecture is None:
+            raise _problems_error("ModelSpec", [(("architecture",), "is required for source catalog", None)])
+        arg_problems = check_model_args(self.architecture, self.args)
+        if arg_problems:
             raise _problems_error(
-                "ModelSpec", [(("args", key), message, self.args.get(key)) for key, message in problems]
+                "ModelSpec", [(("args", key), message, self.args.get(key)) for key, message in arg_problems]
             )
         return self
+
+    @property
+    def catalog_architecture(self) -> str:
+        """The catalog architecture (specs of source catalog always have one)."""
+        if self.architecture is None:
+            raise ValueError("this model is not a catalog architecture")
+        return self.architecture
 
 
 class SyntheticDataSpec(_Section):

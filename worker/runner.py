@@ -30,15 +30,13 @@ class JobInputError(ValueError):
 
 
 def model_config(spec: ModelSpec) -> ModelConfig:
-    if spec.architecture is None:
-        # model.path is already the checked local directory (worker.inputs); building it is the engine's
-        # Hugging Face model source, which ModelConfig does not carry in this build.
-        raise JobInputError(
-            "this engine builds catalog architectures only; model.source 'huggingface' needs the engine's "
-            "Hugging Face model source",
-            "ModelSourceError",
-        )
-    return ModelConfig(architecture=spec.architecture, args=dict(spec.args), checkpoint=spec.checkpoint)
+    return ModelConfig(
+        architecture=spec.architecture or "",
+        args=dict(spec.args),
+        checkpoint=spec.checkpoint,
+        source=spec.source,
+        path=spec.path,
+    )
 
 
 def data_config(spec: DatasetSpec) -> DataConfig:

@@ -136,7 +136,7 @@ def _shape_problems(spec: JobSpec, dataset: Dataset) -> list[dict[str, str]]:
     return [
         _problem("model.architecture" if key == "architecture" else f"model.args.{key}", message)
         for key, message in input_problems(
-            spec.model.architecture, spec.model.args, shape, f"dataset {dataset.id}"
+            spec.model.catalog_architecture, spec.model.args, shape, f"dataset {dataset.id}"
         )
     ]
 
