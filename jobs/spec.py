@@ -139,10 +139,7 @@ class ModelSpec(_Section):
     )
     architecture: str | None = Field(
         default=None,
-        description=(
-            f"Built-in architecture to build, one of {', '.join(ARCHITECTURES)} (see the architecture list); "
-            "required for source catalog."
-        ),
+        description="Built-in architecture to build (see the architecture list); required for source catalog.",
         examples=["lenet5", "resnet20", "vit"],
         json_schema_extra=_architecture_enum,
     )

@@ -619,9 +619,7 @@ def test_field_docs_document_every_field() -> None:
         assert f"  {path}: " in docs, path
     assert "train.epochs: integer; default 10" in docs
     assert ">= 1, <= 10000" in docs
-    assert (
-        "model.architecture: string or null" in docs and "one of mlp, lenet5" in docs and "; required" in docs
-    )
+    assert "model.architecture: one of mlp, lenet5" in docs and "required for source catalog" in docs
     assert "KEPT" in docs
 
 
