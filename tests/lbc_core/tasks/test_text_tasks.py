@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from lbc_core.data import DataConfig, load_data
+from lbc_core.data.text import TokenBlocks
 from lbc_core.models.causal_lm import TinyCausalLM
 from lbc_core.sparsity import NMPattern, RemovalSchedule, SparsityConfig, build_sparsifier
 from lbc_core.tasks import Batch, CausalLM, SequenceClassification, TaskError, get_task
@@ -130,3 +131,15 @@ def test_sequence_classification_learns_which_play_character_speaks(
     outcome = Trainer(model, sparsifier, config, data.train, data.val, task=CLS).fit()
     majority = float(torch.bincount(data.val.labels).max()) / len(data.val)
     assert outcome.history[-1]["val_accuracy"] > majority + 0.03, (outcome.history[-1], majority)
+
+
+def test_a_language_model_at_a_uniform_guess_s_perplexity_did_not_learn() -> None:
+    blocks = TokenBlocks(torch.zeros(2, 8, dtype=torch.int64), vocab_size=512)
+    train = TrainConfig(optimizer="adamw", lr=0.5, batch_size=16)
+    (warning,) = LM.learning_warnings([], {"loss": 6.2, "perplexity": 490.0}, train, blocks)
+    assert warning.code == "did_not_learn"
+    assert (
+        "validation perplexity 490.0 is near that of a uniform guess over its 512 tokens" in warning.message
+    )
+    assert "try a lower train.lr" in warning.message
+    assert LM.learning_warnings([], {"loss": 5.0, "perplexity": 156.0}, train, blocks) == []
