@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,7 @@ def test_sequence_classification_learns_which_play_character_speaks(
             speaker = line[:-1]
         elif len(line.split()) >= 5 and speaker:
             rows.append((line, speaker))
-    top = [name for name, _ in __import__("collections").Counter(s for _, s in rows).most_common(2)]
+    top = [name for name, _ in Counter(s for _, s in rows).most_common(2)]
     picked = [{"text": text, "label": who} for text, who in rows if who in top][:1200]
     path = tmp_path / "lines.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in picked), encoding="utf-8")
