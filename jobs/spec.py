@@ -920,7 +920,7 @@ def with_task_defaults(data: Any) -> Any:
     if "task" not in data and isinstance(dataset, Mapping) and isinstance(dataset.get("source"), str):
         data = {**data, "task": task_for_source(dataset["source"])}
     task = data.get("task", "image-classification")
-    if task not in TASKS or not isinstance(train, Mapping):
+    if not isinstance(task, str) or task not in TASKS or not isinstance(train, Mapping):
         return data
     recipe = default_recipe(task, model_source(data))
     defaults: dict[str, Any] = {"optimizer": recipe.optimizer, "weight_decay": recipe.weight_decay}

@@ -119,7 +119,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ),
     ("dataset.synthetic.num_classes", with_fields(dataset__source="synthetic"), [2, 10], [1, 0, 10**6]),
     ("dataset.synthetic.noise", with_fields(dataset__source="synthetic"), [0, 0.5, 100], [-0.1, 101, "x"]),
-    ("task", None, ["image-classification"], ["speech", "", None, 3]),
+    ("task", None, ["image-classification"], ["speech", "", None, 3, ["causal-lm"], {"a": 1}]),
     ("dataset.block_size", {**TEXT, "task": "causal-lm"}, [2, 128, 65_536, None], [1, 0, 65_537, 2.5, "64"]),
     ("dataset.max_length", {**LABELED, "task": "sequence-classification"}, [1, 512, None], [0, 65_537, "8"]),
     ("dataset.tokenizer", dict(TEXT), ["tokenizer.json", "models/gpt", None], ["", 3]),

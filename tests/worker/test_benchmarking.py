@@ -32,6 +32,7 @@ from jobs.db import transaction
 from jobs.models import Checkpoint, Job
 from jobs.queue import route_job
 from jobs.settings import Settings
+from jobs.spec import parse_spec
 from jobs.states import JobState
 from lbc_core import benchmark as lbc_benchmark
 from lbc_core.benchmark import report as lbc_report
@@ -498,3 +499,10 @@ def test_benchmark_job_on_the_gpu_measures_the_2_4_kernel(ctx: WorkerContext, tm
         assert m["recommendation"] in ("sparse", "dense")
     assert NO_KERNEL_NOTE not in report["notes"]
     assert speedup["median_layer_speedup"] == pytest.approx(report["summary"]["median_layer_speedup"])
+
+
+def test_a_text_task_gets_no_speedup_report_and_says_why(tmp_path: Path) -> None:
+    spec = parse_spec({"model": {"architecture": "lenet5"}, "dataset": {"source": "text", "path": "c.txt"}})
+    files, summary = benchmarking.report_after_training(spec, tmp_path / "export", tmp_path / "report")
+    assert files == []
+    assert summary["message"] == "the speedup report times image models; task causal-lm gets none yet"
