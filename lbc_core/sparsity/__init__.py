@@ -59,6 +59,8 @@ class SparsityConfig:
     removal: Literal["permanent", "revival", "revival_grad"] = "permanent"
     # Where LBC's scores start: uniform (published method) or from a magnitude / Wanda importance prior.
     score_init: ScoreInit = "uniform"
+    # Scales the prior's deviation from the uniform start (library and experiments only for now).
+    prior_strength: float = 1.0
     # Training samples whose activations calibrate Wanda masks or a Wanda prior (seeded choice).
     calibration_samples: int = 128
 
@@ -102,6 +104,7 @@ def build_sparsifier(config: SparsityConfig) -> Sparsifier:
             config.schedule,
             config.score_optimizer or ScoreOptimizer(),
             score_init=config.score_init,
+            prior_strength=config.prior_strength,
         )
     if config.method == "srste":
         return SRSTESparsifier(config.pattern, config.layers, config.srste_decay)
