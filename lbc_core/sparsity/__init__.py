@@ -79,6 +79,10 @@ class SparsityConfig:
             raise ValueError(
                 f"score_init {self.score_init!r} only applies to method 'lbc' with permanent removal"
             )
+        if not self.prior_strength > 0:
+            raise ValueError(f"prior_strength must be > 0, got {self.prior_strength}")
+        if self.prior_strength != 1.0 and self.score_init == "uniform":
+            raise ValueError("prior_strength only applies with score_init 'magnitude' or 'wanda'")
         if self.calibration_samples < 1:
             raise ValueError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
 

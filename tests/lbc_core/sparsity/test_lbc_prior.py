@@ -205,7 +205,11 @@ def test_score_init_is_checked_against_the_method_and_the_checkpoint() -> None:
     with pytest.raises(ValueError, match="unknown LBC score_init"):
         LBCSparsifier(NMPattern(2, 4), score_init="random")
     with pytest.raises(ValueError, match="prior_strength must be > 0"):
-        build_sparsifier(SparsityConfig(method="lbc", score_init="magnitude", prior_strength=0.0))
+        SparsityConfig(method="lbc", score_init="magnitude", prior_strength=0.0)
+    with pytest.raises(ValueError, match="prior_strength must be > 0"):
+        LBCSparsifier(NMPattern(2, 4), score_init="magnitude", prior_strength=-1.0)
+    with pytest.raises(ValueError, match="prior_strength only applies"):
+        SparsityConfig(method="lbc", prior_strength=0.5)
 
     model = _model()
     magnitude = LBCSparsifier(NMPattern(2, 4), POLICY, score_init="magnitude")
