@@ -525,6 +525,16 @@ class SparsitySpec(_Section):
             "that prior until training overrules it."
         ),
     )
+    prior_strength: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1000.0,
+        description=(
+            "Scales a score prior's deviation from the uniform start (score_init magnitude or wanda only). "
+            "At 1 the prior decides almost every group (docs/engine.md); smaller values let the training "
+            "signal overrule it more often."
+        ),
+    )
     calibration_samples: int | None = Field(
         default=None,
         ge=1,
@@ -551,6 +561,14 @@ class SparsitySpec(_Section):
         if self.score_init != "uniform" and self.method != "lbc":
             problems.append(
                 (("score_init",), f"only applies to method lbc, not {self.method}; omit it", self.score_init)
+            )
+        if self.prior_strength != 1.0 and self.score_init == "uniform":
+            problems.append(
+                (
+                    ("prior_strength",),
+                    "only applies with score_init magnitude or wanda (a uniform start has no prior); omit it",
+                    self.prior_strength,
+                )
             )
         if self.calibration_samples is not None and not self.uses_calibration:
             problems.append(

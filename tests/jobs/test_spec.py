@@ -126,6 +126,12 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("sparsity.method", None, ["lbc", "srste", "asp", "wanda", "dense"], ["LBC", "magnitude", "", None]),
     ("sparsity.score_init", None, ["uniform", "magnitude", "wanda"], ["Wanda", "random", "", None]),
     (
+        "sparsity.prior_strength",
+        with_fields(sparsity__score_init="magnitude"),
+        [0.001, 1, 1000],
+        [0, -1, 1001, "1", None],
+    ),
+    (
         "sparsity.calibration_samples",
         with_fields(sparsity__method="wanda"),
         [1, 128, 65_536, None],
@@ -522,6 +528,7 @@ def test_load_text() -> None:
         ({"method": "wanda", "score_init": "wanda"}, "sparsity.score_init", "only applies to method lbc"),
         ({"method": "asp", "calibration_samples": 64}, "sparsity.calibration_samples", "method wanda"),
         ({"method": "lbc", "calibration_samples": 64}, "sparsity.calibration_samples", "score_init wanda"),
+        ({"method": "lbc", "prior_strength": 0.1}, "sparsity.prior_strength", "a uniform start has no prior"),
         (
             {"method": "lbc", "score_init": "magnitude", "calibration_samples": 64},
             "sparsity.calibration_samples",
