@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from lbc_core.export.compressed import compress_weight
+from lbc_core.export.errors import ExportError
 from lbc_core.sparsity import NMPattern
 
 LANES = 16  # rows per block; nm_block.h's kLanes
@@ -128,7 +129,10 @@ def pack_weight(weight: torch.Tensor, pattern: NMPattern, name: str = "weight") 
     """Pack an N:M-sparse ``[out, in]`` weight (``in`` the reduction dimension) as the export compresses it."""
     if weight.dim() != 2:
         raise PackingError(f"{name}: the N:M kernel packs 2-D [out, in] weights, got {tuple(weight.shape)}")
-    values, indices = compress_weight(weight, pattern, name)
+    try:
+        values, indices = compress_weight(weight, pattern, name)
+    except ExportError as exc:
+        raise PackingError(str(exc)) from exc
     return pack_compressed(values, indices, weight.shape[0], weight.shape[1], pattern)
 
 
