@@ -27,7 +27,8 @@ from lbc_core.sparsity import NMPattern
 
 
 class LinearKernel(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def unavailable_reason(self, device: torch.device, dtype: torch.dtype, pattern: NMPattern) -> str | None:
         """None when this kernel serves the case, else a sentence saying why not."""

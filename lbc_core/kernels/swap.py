@@ -7,6 +7,7 @@ dense and the result says why. Swapped layers are inference-only (no gradients).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -134,8 +135,8 @@ def _measure(
     generator = torch.Generator().manual_seed(0)
     for batch in batch_sizes:
         x = torch.randn(batch, weight.shape[1], generator=generator).to(weight.dtype)
-        dense.append(time_ms(lambda x=x: F.linear(x, weight, bias)))
-        kernel.append(time_ms(lambda x=x: nm_linear(x, packed, bias)))
+        dense.append(time_ms(functools.partial(F.linear, x, weight, bias)))
+        kernel.append(time_ms(functools.partial(nm_linear, x, packed, bias)))
     return tuple(dense), tuple(kernel)
 
 
