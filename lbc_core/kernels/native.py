@@ -43,11 +43,28 @@ def _register_fake() -> None:
 
 
 @functools.cache
+def _load_library(path: str) -> None:
+    # Once per process: the operators can be registered only once, whichever build provides them (settings
+    # that differ only in the ISA path share one library).
+    if _operators_loaded():
+        return
+    torch.ops.load_library(path)
+    _register_fake()
+
+
+def _operators_loaded() -> bool:
+    try:
+        torch.ops.lbc_nm.nm_linear  # noqa: B018 (raises AttributeError when not registered)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+@functools.cache
 def _load(settings: KernelSettings) -> NativeStatus:
     try:
         path = build(settings)
-        torch.ops.load_library(str(path))
-        _register_fake()
+        _load_library(str(path))
     except (KernelBuildError, OSError, RuntimeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         logger.warning(

@@ -83,7 +83,7 @@ def test_bad_weights_are_refused_with_the_reason() -> None:
     nm = NMPattern(2, 4)
     with pytest.raises(PackingError, match="not divisible by M=4"):
         pack_compressed(torch.zeros(3, 2), torch.zeros(3, 2, dtype=torch.uint8), 1, 6, nm)
-    with pytest.raises(PackingError, match=r"float32 or bfloat16, not torch\.float16"):
+    with pytest.raises(PackingError, match=r"float32 or bfloat16 weights, not torch\.float16"):
         pack_weight(torch.zeros(4, 8, dtype=torch.float16), nm)
     with pytest.raises(PackingError, match="2-D"):
         pack_weight(torch.zeros(4, 8, 1, 1), nm)
