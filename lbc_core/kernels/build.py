@@ -24,7 +24,7 @@ from lbc_core.kernels.settings import KernelSettings
 
 NATIVE_DIR = Path(__file__).resolve().parent / "native"
 LIBRARY_NAME = "liblbc_nm.so"
-COMMON_FLAGS = ("-O3", "-std=c++17", "-fPIC", "-fvisibility=hidden", "-Wall")
+COMMON_FLAGS = ("-O3", "-std=c++20", "-fPIC", "-fvisibility=hidden", "-Wall")
 
 
 @dataclass(frozen=True)

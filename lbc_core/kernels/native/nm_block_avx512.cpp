@@ -110,8 +110,8 @@ void tile(const BlockArgs& a, int64_t g0, int64_t g1, int64_t b0) {
 
 template <typename T, bool BITMASK, int W>
 void run(const BlockArgs& a) {
-  const int64_t chunk_bytes = static_cast<int64_t>(a.n) * kLanes * sizeof(T);
-  const int64_t chunk = kChunkBytes / chunk_bytes > 0 ? kChunkBytes / chunk_bytes : 1;
+  const int64_t group_bytes = static_cast<int64_t>(a.n) * kLanes * sizeof(T);
+  const int64_t chunk = kChunkBytes / group_bytes > 0 ? kChunkBytes / group_bytes : 1;
   for (int64_t g0 = 0; g0 < a.groups; g0 += chunk) {
     const int64_t g1 = g0 + chunk < a.groups ? g0 + chunk : a.groups;
     int64_t b = 0;
