@@ -17,6 +17,7 @@ from torch import nn
 from lbc_core.sparsity import Sparsifier
 from lbc_core.training.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
 from lbc_core.training.config import OPTIMIZERS, TrainConfig, default_lr, learning_rate
+from lbc_core.training.distributed import SingleProcess
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -130,7 +131,8 @@ def evaluate(
     return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1)}
 
 
-RESUME_MAY_CHANGE = frozenset({"device", "eval_batch_size"})
+# ``processes``: the global batch and its order do not depend on how many processes share it.
+RESUME_MAY_CHANGE = frozenset({"device", "eval_batch_size", "processes", "sync_batchnorm"})
 
 
 def _jsonable_config(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
@@ -172,10 +174,14 @@ class Trainer:
         callbacks: Sequence[TrainingCallback] = (),
         augment: Augment | None = None,
         checkpoint_path: str | Path | None = None,
+        parallel: SingleProcess | None = None,
     ) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
+        # One process, or this rank of a multi-process job (lbc_core.training.distributed).
+        self.parallel = parallel or SingleProcess()
+        self.device = self.parallel.device(resolve_device(config.device))
         self.model = model.to(self.device)
+        self.forward = self.parallel.wrap(self.model)
         self.sparsifier = sparsifier
         self.train_data = train_data
         self.val_data = val_data
@@ -204,7 +210,7 @@ class Trainer:
         )
 
     def save(self) -> Path | None:
-        if self.checkpoint_path is None:
+        if self.checkpoint_path is None or not self.parallel.rank.is_writer:
             return None
         state = self.state()
         path = save_checkpoint(state, self.checkpoint_path)
@@ -227,8 +233,12 @@ class Trainer:
         self.optimizer.load_state_dict(state.optimizer)
         self.sparsifier.load_state_dict(state.sparsifier)
         _set_rng_state(state.rng, self.device)
+        if not self.parallel.rank.is_writer:  # the checkpoint holds rank 0's generator
+            torch.manual_seed(self.parallel.seed(self.config.seed + state.global_step))
         self.history = list(state.history)
         self.running = dict(state.running)
+        if not self.parallel.rank.is_writer:  # rank 0 carries the saved partial sums of every rank
+            self.running.update(loss=0.0, correct=0.0, count=0.0)
         self.epoch, self.step, self.global_step = state.epoch, state.step, state.global_step
 
     # -- training --------------------------------------------------------------------------------
@@ -244,8 +254,9 @@ class Trainer:
                 self.running = {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
             started = time.perf_counter()
             for step in range(self.step, len(batches)):
-                if any(cb.should_stop() for cb in self.callbacks):
+                if self.parallel.any(any(cb.should_stop() for cb in self.callbacks)):
                     self.running["seconds"] += time.perf_counter() - started
+                    self.running = self._global_running()  # the checkpoint holds all ranks' samples
                     self.save()
                     return TrainOutcome(
                         "stopped", self.epoch, self.step, self.global_step, list(self.history)
@@ -267,20 +278,26 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.sparsifier.on_step_start(epoch, step, spe, lr)
+        total = int(index.numel())
+        index = self.parallel.local_batch(index)
         x = self.train_data.x[index].to(self.device, non_blocking=True)
         y = self.train_data.y[index].to(self.device, non_blocking=True)
         if self.augment is not None:
             # Seeded by position, so a resumed run augments exactly like an uninterrupted one.
-            generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + step + 1)
+            seed = self.parallel.seed(_epoch_seed(config.seed, epoch) + step + 1)
+            generator = torch.Generator().manual_seed(seed)
             x = self.augment(x, generator)
         with self._autocast():
-            logits = self.model(x)
-            loss = self.loss_fn(logits, y)
-        value = float(loss.detach())
+            logits = self.forward(x)
+            local = int(y.shape[0])
+            # An empty shard (a last batch smaller than the process count) still joins the all-reduce.
+            loss = self.loss_fn(logits, y) if local else logits.sum() * 0.0
+        value = float(loss.detach())  # this process's samples (all of them with one process)
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {step}; try a lower lr")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.parallel.loss_weight(local, total)).backward()
+        self.parallel.after_backward(self.model)
         if config.grad_clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm)
         self.optimizer.step()
@@ -294,8 +311,15 @@ class Trainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _global_running(self) -> dict[str, float]:
+        """The epoch's running statistics summed over the ranks (each one counts its own samples)."""
+        running = dict(self.running)
+        keys = ("loss", "correct", "count")
+        running.update(zip(keys, self.parallel.sum([running[k] for k in keys]), strict=True))
+        return running
+
     def _end_epoch(self, epoch: int, lr: float) -> None:
-        running = self.running
+        running = self._global_running()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": running["loss"] / max(running["count"], 1),
@@ -303,7 +327,7 @@ class Trainer:
             "lr": lr,
             "seconds": running["seconds"],
         }
-        if self.val_data is not None:
+        if self.val_data is not None and self.parallel.rank.is_writer:
             val = evaluate(self.model, self.val_data, self.config.eval_batch_size, self.device)
             record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
         # Metrics always say which mask they were measured with.
