@@ -31,6 +31,7 @@ from lbc_core.training import (
     learning_warnings,
     resume_point,
 )
+from lbc_core.training.distributed import SingleProcess
 
 CHECKPOINT_NAME = "checkpoints/last.pt"
 METRICS_NAME = "metrics.json"
@@ -126,7 +127,11 @@ def run(
     resume: bool = True,
     scratch_dir: str | os.PathLike[str] | None = None,
     extra_manifest: Mapping[str, Any] | None = None,
+    parallel: SingleProcess | None = None,
 ) -> RunResult:
+    """Train, finalize and export. With ``parallel`` (one rank of a multi-process run) only rank 0 writes
+    anything; the other ranks train their share and return without exports."""
+    parallel = parallel or SingleProcess()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = load_data(config.data, scratch_dir=scratch_dir)
@@ -136,6 +141,8 @@ def run(
     torch.manual_seed(config.train.seed)
     args = model_arguments(config.model, data)
     model = build_model(config.model.architecture, **args)
+    if not parallel.rank.is_writer:  # the same initial weights everywhere, other dropout draws
+        torch.manual_seed(parallel.seed(config.train.seed))
     # Building a large model takes long and cannot be interrupted: honour a stop asked meanwhile.
     if _stop_requested(callbacks):
         return _stopped_before_training(out)
@@ -156,6 +163,7 @@ def run(
         callbacks=callbacks,
         augment=data.augment,
         checkpoint_path=out / CHECKPOINT_NAME,
+        parallel=parallel,
     )
     probe_forward(model, data.train.x[:1].to(trainer.device), "the data")
     checkpoint = out / CHECKPOINT_NAME
@@ -164,6 +172,8 @@ def run(
         trainer.resume(checkpoint)
         resumed_from = resume_point(trainer.epoch, trainer.step, trainer.global_step)
     outcome = trainer.fit()
+    if not parallel.rank.is_writer:
+        return RunResult(outcome.status, out, outcome.history, {})
     lr_record = _learning_rate_record(config.train)
     _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from, **lr_record})
     if outcome.status == "stopped":

@@ -117,6 +117,8 @@ class DataParallel(SingleProcess):
         return self._device
 
     def wrap(self, model: nn.Module) -> nn.Module:
+        if self.sync_batchnorm and self._device.type != "cuda":
+            raise ValueError("sync_batchnorm needs CUDA devices (PyTorch's SyncBatchNorm runs on GPUs only)")
         if self.sync_batchnorm:
             # Modules are replaced in place below the root; parameters are the same objects, so the
             # optimizer, the sparsifier and checkpoints see no difference.
