@@ -125,11 +125,11 @@ class DataParallel(SingleProcess):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         _defer_score_signals(model)
         device_ids = [self._device.index] if self._device.type == "cuda" else None
-        # broadcast_buffers=False: LBC's scores, masks and momenta are buffers and are kept equal by
-        # construction; broadcasting them from rank 0 before every forward would cost more traffic than
-        # the gradients. BatchNorm statistics stay each rank's own (rank 0's are the ones saved, as
-        # DDP's broadcast would also make them); SyncBatchNorm makes them global.
-        return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+        # No buffer sync before each forward: LBC's scores, masks and momenta are buffers and are kept
+        # equal by construction; sending them from rank 0 every step would cost more traffic than the
+        # gradients. BatchNorm statistics stay each rank's own (rank 0's are the ones saved, as a
+        # per-forward sync would also make them); SyncBatchNorm makes them global.
+        return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
 
     def local_batch(self, index: torch.Tensor) -> torch.Tensor:
         return index.tensor_split(self.rank.world_size)[self.rank.rank]
