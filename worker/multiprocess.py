@@ -16,12 +16,14 @@ flag stops them cleanly) and die with this process (``PR_SET_PDEATHSIG``), so no
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
 import queue
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -88,7 +90,13 @@ def _error_kind(exc: BaseException) -> str:
 
 
 def rank_main(
-    spec: JobSpec, out_dir: str, scratch_dir: str, channels: _Channels, threads: int, parent: int
+    spec: JobSpec,
+    out_dir: str,
+    scratch_dir: str | None,
+    resume: bool,
+    channels: _Channels,
+    threads: int,
+    parent: int,
 ) -> RunResult | None:
     """One rank (a fresh process): train its share of ``spec``; rank 0 returns the run's result."""
     os.setpgid(0, 0)  # out of the worker's process group: a group-wide SIGTERM must not kill a rank mid-step
@@ -106,8 +114,9 @@ def rank_main(
                 spec,
                 out_dir,
                 callbacks=callbacks,
-                resume=True,
-                scratch_dir=Path(scratch_dir) / f"rank{rank.rank}",  # extraction must not collide
+                resume=resume,
+                # Archives are extracted per rank: two ranks writing one directory would collide.
+                scratch_dir=Path(scratch_dir) / f"rank{rank.rank}" if scratch_dir else None,
                 parallel=parallel,
             )
         except Exception as exc:
@@ -121,23 +130,26 @@ def run_spec_processes(
     out_dir: Path,
     callback: TrainingCallback,
     *,
-    scratch_dir: Path,
-    threads: int,
-    run_id: str,
+    scratch_dir: Path | None = None,
+    resume: bool = True,
+    threads: int = 0,
+    run_id: str | None = None,
 ) -> RunResult:
     """Train ``spec`` on ``spec.train.processes`` ranks; ``callback`` sees what a one-process run shows it."""
     context = multiprocessing.get_context("spawn")
     channels = _Channels(context.Queue(), context.Queue(), context.Event())
     launched: dict[str, Any] = {}
+    scratch = str(scratch_dir) if scratch_dir else None
 
     def run_launch() -> None:
         try:
-            launched["results"] = launch(
-                rank_main,
-                (spec, str(out_dir), str(scratch_dir), channels, threads, os.getpid()),
-                spec.train.processes,
-                run_id=run_id,
-            )
+            with _may_start_children():
+                launched["results"] = launch(
+                    rank_main,
+                    (spec, str(out_dir), scratch, resume, channels, threads, os.getpid()),
+                    spec.train.processes,
+                    run_id=run_id,
+                )
         except BaseException as exc:
             launched["error"] = exc
 
@@ -173,6 +185,29 @@ def run_spec_processes(
     return result
 
 
+@contextlib.contextmanager
+def _may_start_children() -> Iterator[None]:
+    """Let a Celery pool process start the ranks with the standard library's multiprocessing.
+
+    Celery's pool (billiard) installs its own process object as multiprocessing's current process: a
+    daemon, with billiard's authentication key type. multiprocessing refuses children to daemons (they
+    would be orphaned when the daemon is ended; the ranks instead ask the kernel to kill them when this
+    process dies, PR_SET_PDEATHSIG in :func:`rank_main`), and can only hand its own key type to a spawned
+    child. Both are set for the launch and put back after it. A no-op outside a pool process.
+    """
+    config: dict[str, Any] = multiprocessing.current_process()._config  # type: ignore[attr-defined]
+    saved: dict[str, Any] = {key: config[key] for key in ("daemon", "authkey") if key in config}
+    config["daemon"] = False
+    if "authkey" in saved:
+        config["authkey"] = multiprocessing.process.AuthenticationString(  # type: ignore[attr-defined]
+            bytes(saved["authkey"])
+        )
+    try:
+        yield
+    finally:
+        config.update(saved)
+
+
 def _dispatch(kind: str, payload: Any, callback: TrainingCallback, errors: list[Any]) -> None:
     if kind == "step":
         callback.on_step(payload)
@@ -186,7 +221,20 @@ def _dispatch(kind: str, payload: Any, callback: TrainingCallback, errors: list[
 
 
 def _failure(exc: BaseException, errors: list[tuple[int, str, str, str]]) -> BaseException:
-    """The exception the attempt fails with: the first rank's own error, else how a rank died."""
+    """The exception the attempt fails with: a rank killed by a signal (its peers then fail with connection
+    errors, which are consequences), else the first error a rank reported, else how a rank ended."""
+    failures: dict[int, Any] = getattr(exc, "failures", None) or {}
+    killed = [
+        (rank, failure)
+        for rank, failure in sorted(failures.items())
+        # SIGTERM is what the launcher sends the survivors; it is never the cause.
+        if failure.exitcode < 0 and failure.signal_name() != "SIGTERM"
+    ]
+    if killed:
+        rank, failure = killed[0]
+        return RankFailed(
+            f"training process rank {rank} (pid {failure.pid}) died with signal {failure.signal_name()}"
+        )
     if errors:
         rank, kind, name, message = errors[0]
         if kind == "input":
@@ -196,12 +244,12 @@ def _failure(exc: BaseException, errors: list[tuple[int, str, str, str]]) -> Bas
         if kind == "memory":
             return MemoryError(message)
         return RankFailed(f"rank {rank} failed: {name}: {message}")
-    failure = getattr(exc, "get_first_failure", None)
-    if failure is None:
+    if not failures:
         return RankFailed(f"the training processes could not be started: {type(exc).__name__}: {exc}")
-    rank, first = failure()
-    how = f"signal {first.signal_name()}" if first.exitcode < 0 else f"exit code {first.exitcode}"
-    return RankFailed(f"training process rank {rank} (pid {first.pid}) died with {how}")
+    rank, failure = min(failures.items())
+    return RankFailed(
+        f"training process rank {rank} (pid {failure.pid}) ended with exit code {failure.exitcode}"
+    )
 
 
 __all__ = ["RankFailed", "rank_main", "run_spec_processes"]

@@ -22,6 +22,7 @@ from jobs.models import Job
 from jobs.settings import Settings
 from jobs.spec import dump_spec, parse_spec
 from jobs.states import JobState
+from tests.integration.support import spawned_children
 from worker import execution
 from worker.context import WorkerContext, build_context
 
@@ -82,23 +83,6 @@ def masks_of(ctx: WorkerContext, job_id: str, tmp_path: Path) -> dict[str, torch
     return load_file(path)
 
 
-def ranks_of(pid: int) -> list[int]:
-    """Live training processes (spawned ranks) whose parent is ``pid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
 def test_a_two_process_job_succeeds_like_the_same_job_on_one_process(
     ctx: WorkerContext, tmp_path: Path
 ) -> None:
@@ -116,7 +100,7 @@ def test_a_two_process_job_succeeds_like_the_same_job_on_one_process(
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
-    assert ranks_of(os.getpid()) == []
+    assert spawned_children(os.getpid()) == []
 
 
 def test_a_killed_rank_fails_the_attempt_and_the_next_one_resumes_from_the_checkpoint(
@@ -129,7 +113,7 @@ def test_a_killed_rank_fails_the_attempt_and_the_next_one_resumes_from_the_check
     def kill_a_rank_after_the_first_checkpoint() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            ranks = ranks_of(os.getpid())
+            ranks = spawned_children(os.getpid())
             if load(ctx, job_id).checkpoint_key and len(ranks) == 2:
                 os.kill(max(ranks), signal.SIGKILL)
                 killed.append(max(ranks))
@@ -144,11 +128,11 @@ def test_a_killed_rank_fails_the_attempt_and_the_next_one_resumes_from_the_check
     assert killed and job.attempt == 1 and job.error_type == "internal_error"
     assert "died with signal SIGKILL" in (job.error_message or ""), job.error_message
     assert job.checkpoint_key is not None
-    assert ranks_of(os.getpid()) == []  # the launcher stopped the surviving rank
+    assert spawned_children(os.getpid()) == []  # the launcher stopped the surviving rank
     checkpoint_step = int(Path(job.checkpoint_key).stem)
 
     assert execution.run_job(ctx, job_id) == JobState.SUCCEEDED
     job = load(ctx, job_id)
     assert job.attempt == 2 and job.result is not None
     assert job.result["resumed_from"]["global_step"] == checkpoint_step > 0
-    assert ranks_of(os.getpid()) == []
+    assert spawned_children(os.getpid()) == []
