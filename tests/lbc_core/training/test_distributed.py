@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from lbc_core.training import TrainConfig
 from lbc_core.training.distributed import SingleProcess, launch
 from tests.lbc_core.training import ddp_scenarios as scenarios
 
@@ -94,3 +95,10 @@ def test_a_single_process_checkpoint_resumes_on_two_processes(runs: dict[str, An
     assert resumed["history"][-1]["train_loss"] == pytest.approx(
         single["history"][-1]["train_loss"], rel=1e-4
     )
+
+
+def test_every_process_needs_a_share_of_each_batch() -> None:
+    with pytest.raises(ValueError, match=r"processes \(8\) must not exceed batch_size \(4\)"):
+        TrainConfig(batch_size=4, processes=8)
+    with pytest.raises(ValueError, match=r"processes must be in \[1, 64\]"):
+        TrainConfig(processes=0)
