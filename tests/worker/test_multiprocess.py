@@ -136,3 +136,27 @@ def test_a_killed_rank_fails_the_attempt_and_the_next_one_resumes_from_the_check
     assert job.attempt == 2 and job.result is not None
     assert job.result["resumed_from"]["global_step"] == checkpoint_step > 0
     assert spawned_children(os.getpid()) == []
+
+
+def test_a_cancel_stops_every_rank_at_the_same_step_with_a_checkpoint(ctx: WorkerContext) -> None:
+    job_id = submit(ctx, {**TWO, "train": {**TWO["train"], "epochs": 200}})  # minutes, unless cancelled
+    result: list[JobState | None] = []
+    runner = threading.Thread(target=lambda: result.append(execution.run_job(ctx, job_id)), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 120
+    while load(ctx, job_id).progress.get("global_step", 0) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    ranks = spawned_children(os.getpid())
+    assert len(ranks) == 2
+
+    with transaction(ctx.sessions) as session:
+        repository.request_cancel(session, session.get(Job, job_id))  # type: ignore[arg-type]
+    asked = time.monotonic()
+    runner.join(timeout=60)
+
+    assert result == [JobState.CANCELLED]
+    print(f"cancel -> cancelled with 2 ranks: {time.monotonic() - asked:.2f}s")
+    job = load(ctx, job_id)
+    assert job.checkpoint_key and ctx.store.exists(job.checkpoint_key)  # rank 0's stop checkpoint
+    assert int(Path(job.checkpoint_key).stem) >= 3
+    assert not any(Path(f"/proc/{pid}").exists() for pid in ranks)
