@@ -666,6 +666,20 @@ class TrainSpec(_Section):
     drop_last: bool = Field(
         default=False, description="Drop the last, incomplete training batch of every epoch."
     )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Data-parallel processes training the job together on the worker (DDP: NCCL between GPUs, one "
+            "GPU per process; gloo between CPU processes). batch_size stays the global batch: each step's "
+            "batch_size samples are split across the processes, so the run trains like one process."
+        ),
+    )
+    sync_batchnorm: bool = Field(
+        default=False,
+        description="With processes > 1 on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm).",
+    )
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32",
         description=(
@@ -688,6 +702,12 @@ class TrainSpec(_Section):
             )
         elif self.lr is not None and self.min_lr > self.lr:
             problems.append((("min_lr",), f"must not exceed lr ({self.lr:g})", self.min_lr))
+        if self.processes > self.batch_size:
+            problems.append(
+                (("processes",), f"must not exceed batch_size ({self.batch_size})", self.processes)
+            )
+        if self.sync_batchnorm and self.device == "cpu":
+            problems.append((("sync_batchnorm",), "needs CUDA devices (SyncBatchNorm is GPU-only)", True))
         if self.nesterov and self.momentum == 0:
             problems.append((("nesterov",), "needs momentum > 0", self.nesterov))
         if list(self.step_milestones) != sorted(set(self.step_milestones)):

@@ -111,6 +111,9 @@ class ScoreState(Protocol):
     and the revival ablation's combination scores both provide it)."""
 
     scores_trainable: bool
+    # Multi-process training: the signal is formed after the ranks average dL/dw~ (see
+    # ``apply_reduced_gradient``), not inside each rank's backward from its local gradient.
+    signal_after_reduction: bool
 
     def update_scores(self, signal: torch.Tensor) -> None: ...
 
@@ -129,8 +132,24 @@ class MaskWithScoreSignal(torch.autograd.Function):
         weight, mask = ctx.saved_tensors
         state: ScoreState = ctx.state
         if state.scores_trainable:
+            if state.signal_after_reduction:
+                # Unmasked: the weight's gradient carries dL/dw~ through the ranks' all-reduce, so the
+                # signal needs no communication of its own; apply_reduced_gradient masks it afterwards.
+                return grad_out, None, None
             state.update_scores(weight.detach() * grad_out)
         return grad_out * mask, None, None
+
+
+@torch.no_grad()
+def apply_reduced_gradient(
+    state: ScoreState, mask: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor
+) -> None:
+    """Multi-process step for a layer whose backward left ``grad = dL/dw~`` unmasked: ``grad`` is now the
+    average over ranks, i.e. the gradient of the combined batch, so the score step sees exactly the
+    signal ``w * dL/dw~`` a single process would; then ``grad`` becomes the weight gradient ``mask * dL/dw~``.
+    """
+    state.update_scores(weight * grad)
+    grad.mul_(mask)
 
 
 class LBCMask(nn.Module):
@@ -153,6 +172,7 @@ class LBCMask(nn.Module):
         self.optimizer = optimizer
         self.lr = 0.0
         self.scores_trainable = True
+        self.signal_after_reduction = False
         num_groups = weight.numel() // pattern.m
         c = pattern.num_combinations
         like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}

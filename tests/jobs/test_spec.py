@@ -173,6 +173,8 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("train.eval_batch_size", None, [1, 512], [0, 70_000]),
     ("train.drop_last", None, [True, False], [None, "x"]),
     ("train.precision", None, ["fp32", "bf16"], ["fp16", "BF16", None]),
+    ("train.processes", with_fields(train__batch_size=64), [1, 2, 64], [0, 65, 1.5, "2", None]),
+    ("train.sync_batchnorm", None, [True, False], [None, "yes"]),
     ("benchmark.enabled", None, [True, False], [None, "on"]),
     ("benchmark.device", None, ["cpu", "cuda:1", None], ["tpu", ""]),
     ("benchmark.batch_sizes", None, [[1], [1, 64, 256]], [[], [0], [65_537], [1, 1], list(range(1, 18))]),
@@ -414,6 +416,15 @@ def test_lr_defaults_to_the_engine_rule_which_the_field_documents() -> None:
 
 def test_warmup_must_be_shorter_than_training() -> None:
     assert_rejected(with_fields(train__epochs=3, train__warmup_epochs=3), "train.warmup_epochs", "epochs (3)")
+
+
+def test_every_process_of_a_job_needs_a_share_of_each_batch_and_sync_batchnorm_needs_gpus() -> None:
+    assert_rejected(with_fields(train__batch_size=4, train__processes=8), "train.processes", "batch_size (4)")
+    assert_rejected(
+        with_fields(train__device="cpu", train__processes=2, train__sync_batchnorm=True),
+        "train.sync_batchnorm",
+        "needs CUDA",
+    )
 
 
 def test_train_cross_field_checks() -> None:
