@@ -366,6 +366,7 @@ def test_a_vit_directory_runs_through_the_pipeline_and_loads_with_from_pretraine
     manifest = json.loads((tmp_path / "run" / "export" / "manifest.json").read_text())
     assert manifest["architecture"]["source"] == "huggingface"
     assert manifest["extra"]["fresh_tensors"] == ["classifier.bias", "classifier.weight"]
+    assert result.summary["fresh_tensors"] == ["classifier.bias", "classifier.weight"]
     skipped = {s["name"]: s["reason"] for s in manifest["skipped"]}
     assert skipped["classifier"] == "classification head kept dense by default"
     assert (
