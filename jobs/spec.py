@@ -118,6 +118,13 @@ def known_architecture(value: str) -> str:
     return value
 
 
+def _architecture_enum(schema: dict[str, Any]) -> None:
+    """The schema lists the catalog's names on the string branch (the field is null for other sources)."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "string":
+            option["enum"] = list(ARCHITECTURES)
+
+
 class ModelSpec(_Section):
     """The network to sparsify: a catalog architecture, or a Hugging Face model directory."""
 
@@ -132,12 +139,9 @@ class ModelSpec(_Section):
     )
     architecture: str | None = Field(
         default=None,
-        description=(
-            f"Built-in architecture to build, one of {', '.join(ARCHITECTURES)} (see the architecture list); "
-            "required for source catalog."
-        ),
+        description="Built-in architecture to build (see the architecture list); required for source catalog.",
         examples=["lenet5", "resnet20", "vit"],
-        json_schema_extra={"enum": list(ARCHITECTURES)},
+        json_schema_extra=_architecture_enum,
     )
     args: dict[str, Any] = Field(
         default_factory=dict,
@@ -160,10 +164,10 @@ class ModelSpec(_Section):
     path: LocalRef | None = Field(
         default=None,
         description=(
-            "The Hugging Face model (source huggingface only): for `lbc train` a local directory; for the "
-            "service the id of an uploaded model. Safetensors weights only; the config is read as data."
+            "For source huggingface: the model directory (config.json + safetensors). For `lbc train` a local "
+            "directory; for the service the id of an uploaded model (POST /v1/hf-models)."
         ),
-        examples=["models/tiny-llama"],
+        examples=["./my-llama", "5d1e2c3b4a5f6e7d8c9b0a1f2e3d4c5b"],
     )
 
     @field_validator("architecture")
@@ -521,6 +525,16 @@ class SparsitySpec(_Section):
             "that prior until training overrules it."
         ),
     )
+    prior_strength: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1000.0,
+        description=(
+            "Scales a score prior's deviation from the uniform start (score_init magnitude or wanda only). "
+            "At 1 the prior decides almost every group (docs/engine.md); smaller values let the training "
+            "signal overrule it more often."
+        ),
+    )
     calibration_samples: int | None = Field(
         default=None,
         ge=1,
@@ -547,6 +561,14 @@ class SparsitySpec(_Section):
         if self.score_init != "uniform" and self.method != "lbc":
             problems.append(
                 (("score_init",), f"only applies to method lbc, not {self.method}; omit it", self.score_init)
+            )
+        if self.prior_strength != 1.0 and self.score_init == "uniform":
+            problems.append(
+                (
+                    ("prior_strength",),
+                    "only applies with score_init magnitude or wanda (a uniform start has no prior); omit it",
+                    self.prior_strength,
+                )
             )
         if self.calibration_samples is not None and not self.uses_calibration:
             problems.append(
@@ -836,7 +858,7 @@ class JobSpec(_Section):
                     self.dataset.source,
                 )
             )
-        if self.model.architecture is None:  # a Hugging Face model: checked against its config.json
+        if self.model.architecture is None:  # a Hugging Face model: its upload is checked at submit
             if problems:
                 raise _problems_error("JobSpec", problems)
             return self
@@ -873,6 +895,8 @@ class JobSpec(_Section):
             refs.append(UploadRef("dataset.tokenizer", "dataset", self.dataset.tokenizer, format="tokenizer"))
         if self.model.checkpoint is not None:
             refs.append(UploadRef("model.checkpoint", "checkpoint", self.model.checkpoint))
+        if self.model.source == "huggingface" and self.model.path is not None:
+            refs.append(UploadRef("model.path", "model", self.model.path))
         return refs
 
     def known_input_shape(self) -> tuple[int, ...] | None:
@@ -894,11 +918,11 @@ class JobSpec(_Section):
 
 
 def model_source(data: Mapping[str, Any]) -> str:
-    """Where the spec's model comes from (lbc_catalog.tasks.MODEL_SOURCES); malformed values are left for
-    validation to name."""
+    """Where the spec's model comes from (lbc_catalog.tasks.MODEL_SOURCES), for the task's recipe: a
+    pretrained Hugging Face model is fine-tuned (AdamW, small rate, warm-up), a catalog one trained."""
     model = data.get("model")
     source = model.get("source") if isinstance(model, Mapping) else None
-    return source if source in MODEL_SOURCES else "catalog"
+    return source if isinstance(source, str) and source in MODEL_SOURCES else "catalog"
 
 
 def with_task_defaults(data: Any) -> Any:
@@ -914,7 +938,7 @@ def with_task_defaults(data: Any) -> Any:
     if "task" not in data and isinstance(dataset, Mapping) and isinstance(dataset.get("source"), str):
         data = {**data, "task": task_for_source(dataset["source"])}
     task = data.get("task", "image-classification")
-    if task not in TASKS or not isinstance(train, Mapping):
+    if not isinstance(task, str) or task not in TASKS or not isinstance(train, Mapping):
         return data
     recipe = default_recipe(task, model_source(data))
     defaults: dict[str, Any] = {"optimizer": recipe.optimizer, "weight_decay": recipe.weight_decay}
@@ -933,7 +957,7 @@ def layer_pattern_problems(spec: JobSpec) -> list[FieldProblem]:
     layer catalog instead of letting a queued job fail. Skipped when the model's arguments change its
     layer structure (the catalog lists default structures only).
     """
-    if spec.model.architecture is None:  # a Hugging Face model: the engine checks its layer names
+    if spec.model.architecture is None:  # a Hugging Face model's layers are known once it is built
         return []
     names = weight_layer_names(spec.model.architecture, spec.model.args)
     if not names:
@@ -959,7 +983,7 @@ class UploadRef:
     """
 
     field: str
-    kind: Literal["dataset", "checkpoint"]
+    kind: Literal["dataset", "checkpoint", "model"]
     id: str
     # The dataset format the field needs; None: the spec's dataset.source.
     format: str | None = None

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
-from lbc_core.data import ArrayDataset, DataBundle, DataConfig, load_data
+from lbc_catalog.huggingface import CAUSAL_LM, IMAGE_CLASSIFICATION
+from lbc_core.data import DataBundle, DataConfig, load_data
 from lbc_core.export import ExportResult, export_all
 from lbc_core.export.onnx_export import OnnxInputs
 from lbc_core.models.probe import probe_forward
@@ -31,7 +31,7 @@ from lbc_core.models.source import (
     ModelSourceError,
 )
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
-from lbc_core.tasks import DEFAULT_TASK, get_task
+from lbc_core.tasks import DEFAULT_TASK, Task, get_task
 from lbc_core.training import (
     TrainConfig,
     Trainer,
@@ -239,7 +239,7 @@ def run(
             "fresh_tensors": list(built.fresh),
             **(extra_manifest or {}),
         },
-        onnx=_onnx_inputs(data) if config.export.onnx else None,
+        onnx=_onnx_inputs(task, data) if config.export.onnx else None,
     )
     source.save(model, out / "export" / USER_FORMAT_DIR)
     summary = {
@@ -265,11 +265,15 @@ def run(
     return RunResult("succeeded", out, outcome.history, summary, exports)
 
 
-def _onnx_inputs(data: DataBundle) -> OnnxInputs:
-    """Two validation samples, as the model sees them (normalised): two, so the batch axis stays free."""
-    if not isinstance(data.val, ArrayDataset):
-        raise RunError("the ONNX export takes image or feature inputs; token data has no such example yet")
-    return OnnxInputs.single(data.val.x[:2].float())
+def _onnx_inputs(task: Task, data: DataBundle) -> OnnxInputs:
+    """Two validation samples, as the task feeds them to the model (normalised images, token ids): two,
+    so the batch axis stays free."""
+    args, kwargs = task.model_inputs(task.example_batch(data.val, 2))
+    if args and not kwargs:
+        return OnnxInputs.single(args[0])
+    # A decoder's key/value cache is an inference convenience with no place in a static graph.
+    options = {"use_cache": False} if task.name == CAUSAL_LM else {}
+    return OnnxInputs.by_keyword(kwargs, options=options)
 
 
 def onnx_summary(section: Mapping[str, Any]) -> dict[str, Any]:

@@ -85,6 +85,7 @@ def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
         score_optimizer=None,
         srste_decay=spec.srste_lambda,
         score_init=spec.score_init,
+        prior_strength=spec.prior_strength,
     )
     # Omitted in the spec: the engine's default applies (one place holds it).
     if spec.calibration_samples is not None:

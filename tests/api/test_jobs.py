@@ -125,7 +125,7 @@ def test_a_hugging_face_model_path_is_a_422_until_models_are_uploads(service: Se
     alice = service.caller()
     spec = {**digits_spec(), "model": {"source": "huggingface", "path": "/srv/models/llama"}}
     problems = _problems(service.client.post("/v1/jobs", json=spec, headers=alice.headers))
-    assert "does not take Hugging Face models yet" in problems["model.source"], problems
+    assert "does not exist" in problems["model.path"], problems
     assert service.queued_messages("gpu") == []
 
 

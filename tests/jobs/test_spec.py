@@ -72,17 +72,18 @@ def assert_rejected(data: Any, path: str, fragment: str = "") -> SpecError:
 # -- every field: good values accepted, bad values rejected with the field's path ---------------------------
 
 # (dotted path, base spec or None for MINIMAL, accepted values, rejected values)
+# A Hugging Face model directory instead of a catalog architecture.
+HF_MODEL: dict[str, Any] = {
+    "model": {"source": "huggingface", "path": "./my-llama"},
+    "dataset": {"source": "digits"},
+}
+
 FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("name", None, ["run 1", "x" * 200, None], ["", "x" * 201, 3]),
     ("model.architecture", None, architecture_names(), ["lenet6", "", 5, None]),
     ("model.checkpoint", None, ["dense.safetensors", None], ["", 7]),
-    ("model.source", None, ["catalog"], ["hub", "", None, 3]),
-    (
-        "model.path",
-        {**TEXT, "task": "causal-lm", "model": {"source": "huggingface"}},
-        ["models/llama"],
-        ["", 7, None],
-    ),
+    ("model.source", None, ["catalog"], ["hub", "", 3, None]),
+    ("model.path", HF_MODEL, ["./my-llama", "5d1e2c3b4a5f6e7d8c9b0a1f2e3d4c5b"], ["", None, 3]),
     ("dataset.source", None, ["digits", "synthetic"], ["imagenet", "", None, 1]),
     ("dataset.val_fraction", None, [0.01, 0.5, 0.99], [0, 0.0, 1, 1.0, -0.1, "0.2", True]),
     ("dataset.val_size", None, [1, 500, None], [0, -3, 1.5, "10"]),
@@ -118,12 +119,18 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ),
     ("dataset.synthetic.num_classes", with_fields(dataset__source="synthetic"), [2, 10], [1, 0, 10**6]),
     ("dataset.synthetic.noise", with_fields(dataset__source="synthetic"), [0, 0.5, 100], [-0.1, 101, "x"]),
-    ("task", None, ["image-classification"], ["speech", "", None, 3]),
+    ("task", None, ["image-classification"], ["speech", "", None, 3, ["causal-lm"], {"a": 1}]),
     ("dataset.block_size", {**TEXT, "task": "causal-lm"}, [2, 128, 65_536, None], [1, 0, 65_537, 2.5, "64"]),
     ("dataset.max_length", {**LABELED, "task": "sequence-classification"}, [1, 512, None], [0, 65_537, "8"]),
     ("dataset.tokenizer", dict(TEXT), ["tokenizer.json", "models/gpt", None], ["", 3]),
     ("sparsity.method", None, ["lbc", "srste", "asp", "wanda", "dense"], ["LBC", "magnitude", "", None]),
     ("sparsity.score_init", None, ["uniform", "magnitude", "wanda"], ["Wanda", "random", "", None]),
+    (
+        "sparsity.prior_strength",
+        with_fields(sparsity__score_init="magnitude"),
+        [0.001, 1, 1000],
+        [0, -1, 1001, "1", None],
+    ),
     (
         "sparsity.calibration_samples",
         with_fields(sparsity__method="wanda"),
@@ -521,6 +528,7 @@ def test_load_text() -> None:
         ({"method": "wanda", "score_init": "wanda"}, "sparsity.score_init", "only applies to method lbc"),
         ({"method": "asp", "calibration_samples": 64}, "sparsity.calibration_samples", "method wanda"),
         ({"method": "lbc", "calibration_samples": 64}, "sparsity.calibration_samples", "score_init wanda"),
+        ({"method": "lbc", "prior_strength": 0.1}, "sparsity.prior_strength", "a uniform start has no prior"),
         (
             {"method": "lbc", "score_init": "magnitude", "calibration_samples": 64},
             "sparsity.calibration_samples",
@@ -597,7 +605,8 @@ def test_json_schema_rejects_extra_fields_and_lists_architectures() -> None:
     schema = json_schema()
     assert schema["additionalProperties"] is False
     assert all(d["additionalProperties"] is False for d in schema["$defs"].values())
-    assert schema["$defs"]["ModelSpec"]["properties"]["architecture"]["enum"] == architecture_names()
+    architecture = schema["$defs"]["ModelSpec"]["properties"]["architecture"]["anyOf"]
+    assert architecture == [{"type": "string", "enum": architecture_names()}, {"type": "null"}]
 
 
 def test_every_field_has_a_description() -> None:
@@ -617,9 +626,7 @@ def test_field_docs_document_every_field() -> None:
         assert f"  {path}: " in docs, path
     assert "train.epochs: integer; default 10" in docs
     assert ">= 1, <= 10000" in docs
-    assert (
-        "model.architecture: string or null" in docs and "one of mlp, lenet5" in docs and "; required" in docs
-    )
+    assert "model.architecture: one of mlp, lenet5" in docs and "required for source catalog" in docs
     assert "KEPT" in docs
 
 
