@@ -252,8 +252,14 @@ def test_weights_that_do_not_fit_are_refused_naming_the_tensor(
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda d: (d / "pytorch_model.bin").write_bytes(b"\x80\x04."), r"pytorch_model.bin is refused: PyTorch .bin weights: a .bin is a pickle"),
-        (lambda d: (d / "model.pt2").write_bytes(b"PK"), r"model.pt2 is refused: a .pt2 exported program can run code"),
+        (
+            lambda d: (d / "pytorch_model.bin").write_bytes(b"\x80\x04."),
+            r"pytorch_model.bin is refused: PyTorch .bin weights: a .bin is a pickle",
+        ),
+        (
+            lambda d: (d / "model.pt2").write_bytes(b"PK"),
+            r"model.pt2 is refused: a .pt2 exported program can run code",
+        ),
         (lambda d: (d / "modeling_evil.py").write_text("import os"), "never runs code"),
         (lambda d: (d / "model.safetensors").unlink(), "no weights"),
         (
