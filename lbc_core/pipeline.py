@@ -269,6 +269,8 @@ def run(
     }
     if "onnx" in exports.manifest:
         summary["onnx"] = onnx_summary(exports.manifest["onnx"])
+    if built.fresh:  # the user's weights lacked these: a new head, trained from its initialisation
+        summary["fresh_tensors"] = list(built.fresh)
     _write_json(out / "summary.json", summary)
     return RunResult("succeeded", out, outcome.history, summary, exports)
 

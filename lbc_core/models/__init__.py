@@ -1,8 +1,9 @@
-"""Model zoo: small, readable reference architectures and a registry to build them by name.
+"""Model zoo: small, readable reference architectures and their builders, by catalog name.
 
-Every model takes ``num_classes`` and ``in_channels`` keyword arguments and registers its submodules in
-forward order, so the first Linear/Conv2d in ``named_modules()`` is the stem (or patch embedding) and
-the last one is the classifier head; the sparsifier relies on this to keep both dense by default.
+The catalog entries (names, defaults, input sizes) live in ``lbc_catalog.architectures``. Every model
+registers its submodules in forward order, so the first Linear/Conv2d in ``named_modules()`` is the stem
+(or patch embedding) and the last one is the classifier head: the catalog model source names both as the
+layers that stay dense by default (``lbc_core.models.source``).
 """
 
 import math

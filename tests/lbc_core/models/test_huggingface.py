@@ -252,8 +252,14 @@ def test_weights_that_do_not_fit_are_refused_naming_the_tensor(
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda d: (d / "pytorch_model.bin").write_bytes(b"\x80\x04."), r"pytorch_model.bin is refused: PyTorch .bin weights: a .bin is a pickle"),
-        (lambda d: (d / "model.pt2").write_bytes(b"PK"), r"model.pt2 is refused: a .pt2 exported program can run code"),
+        (
+            lambda d: (d / "pytorch_model.bin").write_bytes(b"\x80\x04."),
+            r"pytorch_model.bin is refused: PyTorch .bin weights: a .bin is a pickle",
+        ),
+        (
+            lambda d: (d / "model.pt2").write_bytes(b"PK"),
+            r"model.pt2 is refused: a .pt2 exported program can run code",
+        ),
         (lambda d: (d / "modeling_evil.py").write_text("import os"), "never runs code"),
         (lambda d: (d / "model.safetensors").unlink(), "no weights"),
         (
@@ -370,6 +376,7 @@ def test_a_vit_directory_runs_through_the_pipeline_and_loads_with_from_pretraine
     manifest = json.loads((tmp_path / "run" / "export" / "manifest.json").read_text())
     assert manifest["architecture"]["source"] == "huggingface"
     assert manifest["extra"]["fresh_tensors"] == ["classifier.bias", "classifier.weight"]
+    assert result.summary["fresh_tensors"] == ["classifier.bias", "classifier.weight"]
     skipped = {s["name"]: s["reason"] for s in manifest["skipped"]}
     assert skipped["classifier"] == "classification head kept dense by default"
     assert (
