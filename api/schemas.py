@@ -81,7 +81,11 @@ class JobSummary(_Out):
     finished_at: datetime | None
     updated_at: datetime
     result: dict[str, Any] | None = Field(
-        description="Final metrics once succeeded (val_accuracy, density, verified_nm, ...)"
+        description=(
+            "Final metrics once succeeded: the task's primary metric under its key (val_accuracy, or "
+            "val_perplexity for causal-lm), task, primary_metric {name, higher_is_better}, density, "
+            "verified_nm, ..."
+        )
     )
     dataset_source: str | None = Field(
         default=None, description="The spec's dataset.source (digits, mnist, npz, ...)", examples=["digits"]

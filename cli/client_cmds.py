@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.terminal import say
+from lbc_catalog.uploads import DATASET_FORMATS
 
 if TYPE_CHECKING:
     from client import Client, Config, Job
@@ -47,7 +48,6 @@ exit codes:
   130  interrupted (Ctrl-C)
   141  the output pipe closed early (e.g. `lbc jobs | head`)"""
 
-DATASET_FORMATS = ("mnist", "npz", "imagefolder", "cifar10", "cifar100")
 CHECKPOINT_FORMATS = ("safetensors", "torch")
 MAX_PAGE = 200  # the API's largest page of jobs
 
@@ -120,7 +120,10 @@ def register(commands: Any) -> None:
     jobs.add_argument(
         "--state", choices=("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
     )
-    jobs.add_argument("--method", choices=("lbc", "srste", "asp", "dense"))
+    # The client's list of methods (client.models) is the one the CLI offers; client.models is stdlib only.
+    from client.models import METHODS
+
+    jobs.add_argument("--method", choices=METHODS)
     jobs.add_argument("--pattern", metavar="N:M", help="only this N:M pattern, e.g. 2:4")
     jobs.add_argument("--limit", type=_positive, default=20, metavar="N", help="at most N jobs (default 20)")
     jobs.add_argument("--all", action="store_true", help="every matching job (all pages)")
@@ -199,7 +202,10 @@ def register(commands: Any) -> None:
         parent=kinds,
     )
     dataset.add_argument(
-        "path", metavar="PATH", help="the file: mnist zip/tar, .npz, imagefolder zip/tar, cifar tar.gz"
+        "path",
+        metavar="PATH",
+        help="the file: mnist zip/tar, .npz, imagefolder zip/tar, cifar tar.gz, a text corpus (.txt/.jsonl), "
+        "labeled texts (.jsonl/.csv) or a tokenizer.json",
     )
     dataset.add_argument("--format", required=True, choices=DATASET_FORMATS)
     dataset.add_argument("--name", metavar="NAME", help="a label (default: the file name)")

@@ -30,8 +30,11 @@ Relative paths in the spec are resolved against the current directory."""
 def _epilog() -> str:
     from jobs.catalog import render_catalog
     from jobs.spec import render_field_docs
+    from lbc_catalog.tasks import render_recipes
 
-    return "Job spec fields:\n\n" + render_field_docs() + "\n\n" + render_catalog()
+    return (
+        "Job spec fields:\n\n" + render_field_docs() + "\n\n" + render_recipes() + "\n\n" + render_catalog()
+    )
 
 
 def register(commands: Any) -> None:
@@ -111,6 +114,7 @@ def read_spec(path: str, device: str | None = None) -> JobSpec:
         "model.checkpoint": spec.model.checkpoint,
         "dataset.path": spec.dataset.path,
         "dataset.val_path": spec.dataset.val_path,
+        "dataset.tokenizer": spec.dataset.tokenizer,
     }
     problems = [
         FieldProblem(field, f"{value} does not exist (relative to {Path.cwd()})")
@@ -122,12 +126,19 @@ def read_spec(path: str, device: str | None = None) -> JobSpec:
     return spec
 
 
+def _primary_line(summary: dict[str, Any]) -> str:
+    """The run's primary metric: val accuracy, or val perplexity for a causal LM."""
+    key = (summary.get("primary_metric") or {}).get("name", "val_accuracy")
+    label = key.replace("_", " ")
+    return f"  {label:<15}{summary[key]:.4f}"
+
+
 def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
     verified = "yes" if summary.get("verified_nm") else "NO"
     lines = [
         f"done: {spec.model.architecture} {summary.get('method', spec.sparsity.method)} "
         f"{summary.get('pattern', spec.sparsity.pattern)} on {spec.dataset.source}",
-        f"  val accuracy   {summary['val_accuracy']:.4f}",
+        _primary_line(summary),
         f"  density        {summary['density']:.4f} (non-zero weights / all weights)",
         f"  verified N:M   {verified} ({summary.get('sparsified_layers', 0)} layers sparsified, "
         f"{summary.get('skipped_layers', 0)} kept dense)",

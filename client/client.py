@@ -389,7 +389,8 @@ class Client:
 
     # -- uploads ---------------------------------------------------------------------------------------
     def upload_dataset(self, path: str | os.PathLike[str], format: str, name: str | None = None) -> Dataset:
-        """Upload a dataset file (streamed) of ``format`` mnist, npz, imagefolder, cifar10 or cifar100;
+        """Upload a dataset file (streamed) of ``format`` mnist, npz, imagefolder, cifar10, cifar100, text,
+        labeled-text or tokenizer;
         the server validates it. Use the returned id as ``dataset.path`` in a spec."""
         return Dataset.from_json(
             self._upload(

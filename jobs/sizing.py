@@ -34,7 +34,7 @@ ACTIVATION_FACTOR = 3
 # Tensors alive at once in a forward pass without autograd (input, output and a residual branch).
 INFERENCE_FACTOR = 3
 # LBC's per-weight score and momentum (<= 2.3x the weight bytes, README "Score state") plus the mask (1x).
-SPARSITY_STATE_FACTOR = {"lbc": 3.3, "srste": 1.0, "asp": 1.0, "dense": 0.0}
+SPARSITY_STATE_FACTOR = {"lbc": 3.3, "srste": 1.0, "asp": 1.0, "wanda": 1.0, "dense": 0.0}
 OPTIMIZER_STATE_FACTOR = {"sgd": 1.0, "adamw": 2.0}
 
 

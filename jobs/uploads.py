@@ -32,8 +32,16 @@ from numpy.lib import format as npy_format
 from jobs.bounded_json import JsonRejected, load_json
 from jobs.catalog import INT_ARG_RANGES, weight_layer_names
 from jobs.errors import InvalidInput
+from lbc_catalog.uploads import DATASET_FORMATS
+from lbc_formats.text import (
+    TextDataError,
+    TextLimits,
+    corpus_layout,
+    labeled_layout,
+    read_corpus,
+    read_labeled,
+)
 
-DATASET_FORMATS = ("mnist", "npz", "imagefolder", "cifar10", "cifar100")
 CHECKPOINT_FORMATS = ("safetensors", "torch")
 
 _CHUNK = 1 << 20
@@ -187,6 +195,10 @@ class UploadLimits:
     max_pickle_ops: int = 2_000_000
     max_pickle_depth: int = 256
     max_image_pixels: int = 4096 * 4096
+    # Text datasets are read whole (UTF-8 checks, rows, labels): this bounds the API's memory for one.
+    max_text_bytes: int = 256 << 20
+    max_text_rows: int = 5_000_000
+    max_tokenizer_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -444,6 +456,10 @@ def validate_dataset(path: Path, fmt: str, limits: UploadLimits | None = None) -
             return _validate_mnist(path, limits)
         if fmt == "imagefolder":
             return _validate_imagefolder(path, limits)
+        if fmt in ("text", "labeled-text"):
+            return _validate_text(path, fmt, limits)
+        if fmt == "tokenizer":
+            return _validate_tokenizer(path, limits)
         return _validate_cifar(path, fmt, limits)
     except (zipfile.BadZipFile, tarfile.TarError) as exc:
         # Raised while a member is read (a bad CRC, a header that lies about its size), outside the
@@ -451,6 +467,74 @@ def validate_dataset(path: Path, fmt: str, limits: UploadLimits | None = None) -
         raise UploadInvalid(f"corrupt archive ({exc})") from exc
     except (OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError) as exc:
         raise UploadInvalid(f"cannot read the archive ({exc})") from exc
+
+
+def _validate_text(path: Path, fmt: str, limits: UploadLimits) -> Accepted:
+    """A corpus (plain text or JSON lines) or labeled texts (JSON lines or CSV), read as the engine reads it."""
+    if sniff(path) != "unknown":
+        raise UploadInvalid(f"a {fmt} dataset is one UTF-8 text file, not an archive ({sniff(path)})")
+    text_limits = TextLimits(
+        max_bytes=limits.max_text_bytes, max_rows=limits.max_text_rows, max_classes=MAX_CLASSES
+    )
+    try:
+        if fmt == "text":
+            layout = corpus_layout(path)
+            corpus = read_corpus(path, text_limits, layout)
+            summary: dict[str, Any] = {
+                "layout": layout,
+                "characters": len(corpus),
+                "lines": corpus.count("\n") + 1,
+            }
+            return Accepted("text", ".jsonl" if layout == "jsonl" else ".txt", summary)
+        layout = labeled_layout(path)
+        rows = read_labeled(path, text_limits, layout)
+    except TextDataError as exc:
+        raise UploadInvalid(_without_temp_name(str(exc), path)) from None
+    counts = [0] * len(rows.classes)
+    for label in rows.labels:
+        counts[label] += 1
+    summary = {
+        "layout": layout,
+        "samples": len(rows.texts),
+        "num_classes": len(rows.classes),
+        "classes": list(rows.classes[:1000]),
+        "class_counts": counts[:1000],
+    }
+    return Accepted("labeled-text", f".{layout}", summary)
+
+
+def _without_temp_name(message: str, path: Path) -> str:
+    """A reader's message without the server's temporary file name (it means nothing to the uploader)."""
+    prefix = path.name + ": "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def _validate_tokenizer(path: Path, limits: UploadLimits) -> Accepted:
+    """A tokenizer.json: bounded JSON naming a tokenization model. Parsed as data only (never run)."""
+    try:
+        data = load_json(
+            path.read_bytes()[: limits.max_tokenizer_bytes + 1],
+            max_bytes=limits.max_tokenizer_bytes,
+            max_depth=limits.max_header_depth * 4,
+            what="the tokenizer file",
+        )
+    except JsonRejected as exc:
+        raise UploadInvalid(str(exc)) from None
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or not isinstance(model.get("type"), str):
+        raise UploadInvalid(
+            'not a tokenizer.json: expected a JSON object whose "model" names its type (BPE, WordPiece, '
+            "WordLevel or Unigram)"
+        )
+    vocab = model.get("vocab")
+    size = len(vocab) if isinstance(vocab, dict | list) else None
+    added = data.get("added_tokens")
+    summary = {
+        "model": model["type"][:64],
+        "vocab_size": size,
+        "added_tokens": len(added) if isinstance(added, list) else 0,
+    }
+    return Accepted("tokenizer", ".json", summary)
 
 
 def _validate_npz(path: Path, limits: UploadLimits) -> Accepted:
@@ -1342,6 +1426,10 @@ def safe_filename(filename: str | None, suffix: str, default_stem: str = "upload
         ".tar",
         ".zip",
         ".npz",
+        ".jsonl",
+        ".csv",
+        ".txt",
+        ".json",
         ".safetensors",
         ".pt",
         ".pth",

@@ -24,12 +24,12 @@ from lbc_core.export.onnx_export import OnnxInputs
 from lbc_core.models import build_model, get_architecture
 from lbc_core.models.probe import probe_forward
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
+from lbc_core.tasks import DEFAULT_TASK, get_task
 from lbc_core.training import (
     TrainConfig,
     Trainer,
     TrainingCallback,
     evaluate,
-    learning_warnings,
     resume_point,
 )
 
@@ -63,6 +63,7 @@ class RunConfig:
     data: DataConfig
     sparsity: SparsityConfig = field(default_factory=SparsityConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    task: str = DEFAULT_TASK  # see lbc_core.tasks.TASK_NAMES
     export: ExportConfig = field(default_factory=ExportConfig)
 
 
@@ -79,14 +80,19 @@ def model_arguments(config: ModelConfig, data: DataBundle) -> dict[str, Any]:
     """Architecture arguments with the data's class count and input shape filled in."""
     info = get_architecture(config.architecture)
     args = dict(config.args)
-    args.setdefault("num_classes", data.num_classes)
+    if "num_classes" in info.defaults:
+        args.setdefault("num_classes", data.num_classes)
+    if "vocab_size" in info.defaults and data.vocab_size is not None:
+        args.setdefault("vocab_size", data.vocab_size)
+    if "max_positions" in info.defaults and data.vocab_size is not None:
+        args.setdefault("max_positions", data.input_shape[0])
     if "in_channels" in info.defaults and len(data.input_shape) == 3:
         args.setdefault("in_channels", data.input_shape[0])
     if "input_features" in info.defaults:
         args.setdefault("input_features", math.prod(data.input_shape))
     if "image_size" in info.defaults and len(data.input_shape) == 3:
         args.setdefault("image_size", data.input_shape[-1])
-    if args["num_classes"] < data.num_classes:
+    if "num_classes" in args and args["num_classes"] < data.num_classes:
         raise RunError(
             f"model.num_classes={args['num_classes']} but the dataset has {data.num_classes} classes"
         )
@@ -138,6 +144,7 @@ def run(
 ) -> RunResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    task = get_task(config.task)
     data = load_data(config.data, scratch_dir=scratch_dir)
     if _stop_requested(callbacks):
         return _stopped_before_training(out)
@@ -165,13 +172,27 @@ def run(
         callbacks=callbacks,
         augment=data.augment,
         checkpoint_path=out / CHECKPOINT_NAME,
+        task=task,
     )
-    probe_forward(model, data.train.x[:1].to(trainer.device), "the data")
+    example = task.example_batch(data.train).to(trainer.device)
+    probe_forward(model, example.inputs, "the data", call=lambda m: task.forward(m, example))
     checkpoint = out / CHECKPOINT_NAME
     resumed_from = None
     if resume and checkpoint.exists():
         trainer.resume(checkpoint)
         resumed_from = resume_point(trainer.epoch, trainer.step, trainer.global_step)
+    # After resume: a resumed sparsifier restored its calibrated state and is not recalibrated.
+    if sparsifier.needs_calibration:
+        sparsifier.calibrate(
+            task.calibration_forward(
+                model,
+                data.train,
+                sparsity.calibration_samples,
+                batch_size=config.train.eval_batch_size,
+                seed=config.train.seed,
+                device=trainer.device,
+            )
+        )
     outcome = trainer.fit()
     lr_record = _learning_rate_record(config.train)
     _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from, **lr_record})
@@ -180,20 +201,17 @@ def run(
         return RunResult("stopped", out, outcome.history, dict(position))
 
     report = sparsifier.finalize()
-    final = evaluate(model, data.val, config.train.eval_batch_size, trainer.device)
+    final = evaluate(model, data.val, config.train.eval_batch_size, trainer.device, task)
     warnings = [
         warning.to_dict()
-        for warning in learning_warnings(
-            outcome.history,
-            num_classes=data.num_classes,
-            train=config.train,
-            val_accuracy=final["accuracy"],
-            majority_share=_majority_share(data.val.y),
-        )
+        for warning in task.learning_warnings(outcome.history, final, config.train, data.val)
     ]
+    primary = task.primary_metric
+    primary_record = {"name": primary.key, "higher_is_better": primary.higher_is_better}
     metrics = {
-        "val_accuracy": final["accuracy"],
-        "val_loss": final["loss"],
+        **{f"val_{key}": value for key, value in final.items()},
+        "task": task.name,
+        "primary_metric": primary_record,
         "measured_with": "exported model (exact N:M masks, parametrization removed)",
         "epochs": config.train.epochs,
         **lr_record,
@@ -204,10 +222,12 @@ def run(
         "source": config.data.source,
         "num_classes": data.num_classes,
         "input_shape": list(data.input_shape),
-        "train_size": int(data.train.y.shape[0]),
-        "val_size": int(data.val.y.shape[0]),
+        "train_size": task.size(data.train),
+        "val_size": task.size(data.val),
         "mean": list(data.mean),
         "std": list(data.std),
+        **({"vocab_size": data.vocab_size, "tokenizer": data.tokenizer} if data.vocab_size else {}),
+        **task.data_info(data.train),
     }
     exports = export_all(
         model.cpu(),
@@ -227,7 +247,9 @@ def run(
         onnx=_onnx_inputs(data) if config.export.onnx else None,
     )
     summary = {
-        "val_accuracy": final["accuracy"],
+        primary.key: final[primary.name],
+        "task": task.name,
+        "primary_metric": primary_record,
         "density": report.nonzero_params / max(report.dense_params, 1),
         "verified_nm": report.all_verified,
         "sparsified_layers": len(report.layers),
@@ -271,13 +293,6 @@ def _stopped_before_training(out: Path) -> RunResult:
 def _learning_rate_record(train: TrainConfig) -> dict[str, Any]:
     """The learning rate the run used and where it came from (given, or the batch-scaled default)."""
     return {"lr": train.peak_lr, "lr_rule": train.lr_rule, "warmup_epochs": train.warmup_epochs}
-
-
-def _majority_share(labels: torch.Tensor) -> float | None:
-    """The most common class's share of ``labels`` (what always answering that class scores)."""
-    if labels.numel() == 0:
-        return None
-    return float(torch.bincount(labels.long()).max()) / labels.numel()
 
 
 def _jsonable(value: Any) -> Any:

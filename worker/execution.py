@@ -379,10 +379,12 @@ class JobAttempt:
         )
         if speedup is not None:
             summary["speedup"] = speedup
+        primary = (summary.get("primary_metric") or {}).get("name", "val_accuracy")
         log.info(
-            "job %s done: val_accuracy=%.4f density=%.4f verified_nm=%s",
+            "job %s done: %s=%.4f density=%.4f verified_nm=%s",
             job.id,
-            summary.get("val_accuracy", float("nan")),
+            primary,
+            summary.get(primary, float("nan")),
             summary.get("density", float("nan")),
             summary.get("verified_nm"),
         )

@@ -48,7 +48,9 @@ class Resume:
 def _local_name(stem: str, stored_filename: str) -> str:
     """``stem`` plus a suffix from a fixed list, so the loaders recognise the kind of file."""
     lowered = stored_filename.lower()
-    for suffix in (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".npz"):
+    suffixes = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".npz")
+    # Text datasets: the loader tells JSON lines, CSV and plain text apart by the suffix.
+    for suffix in (*suffixes, ".jsonl", ".csv", ".txt", ".json"):
         if lowered.endswith(suffix):
             return stem + suffix
     return stem
@@ -116,6 +118,13 @@ def resolve_inputs(ctx: WorkerContext, job: Job, spec: JobSpec, scratch: Path) -
             val = _owned(Dataset, spec.dataset.val_path, job, ctx, "dataset.val_path")
             log.info("downloading validation dataset %s (%d bytes)", val.id, val.size)
             dataset["val_path"] = str(fetch_dataset(ctx, val, inputs, "validation"))
+    if spec.dataset.tokenizer:
+        row = _owned(Dataset, spec.dataset.tokenizer, job, ctx, "dataset.tokenizer")
+        directory = inputs / "tokenizer"
+        directory.mkdir(exist_ok=True)
+        dataset["tokenizer"] = str(
+            download(ctx, row.storage_key, directory / "tokenizer.json", "dataset.tokenizer")
+        )
     checkpoint_id = job.checkpoint_id or spec.model.checkpoint
     if checkpoint_id:
         row = _owned(Checkpoint, checkpoint_id, job, ctx, "model.checkpoint")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from jobs.spec import DatasetSpec, JobSpec, ModelSpec, SparsitySpec, TrainSpec, dump_spec
@@ -52,12 +53,19 @@ def data_config(spec: DatasetSpec) -> DataConfig:
             num_classes=synthetic.num_classes,
             noise=synthetic.noise,
         ),
+        # None in the spec: the engine's defaults (DataConfig) apply.
+        **{
+            name: getattr(spec, name)
+            for name in ("block_size", "max_length")
+            if getattr(spec, name) is not None
+        },
+        tokenizer=spec.tokenizer,
     )
 
 
 def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
     layers, schedule = spec.layers, spec.schedule
-    return SparsityConfig(
+    config = SparsityConfig(
         method=spec.method,
         pattern=NMPattern(spec.n, spec.m),
         layers=LayerPolicy(
@@ -70,7 +78,12 @@ def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
         # None: the pipeline makes the LBC scores follow the weights' optimizer.
         score_optimizer=None,
         srste_decay=spec.srste_lambda,
+        score_init=spec.score_init,
     )
+    # Omitted in the spec: the engine's default applies (one place holds it).
+    if spec.calibration_samples is not None:
+        config = replace(config, calibration_samples=spec.calibration_samples)
+    return config
 
 
 def train_config(spec: TrainSpec) -> TrainConfig:
@@ -109,6 +122,7 @@ def to_run_config(spec: JobSpec) -> RunConfig:
         data=_build("dataset", lambda: data_config(spec.dataset)),
         sparsity=_build("sparsity", lambda: sparsity_config(spec.sparsity, spec.effective_t_f())),
         train=_build("train", lambda: train_config(spec.train)),
+        task=spec.task,
         export=ExportConfig(onnx=spec.export.onnx),
     )
 

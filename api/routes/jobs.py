@@ -29,7 +29,7 @@ from jobs.models import Checkpoint, Dataset, Job, Owner
 from jobs.queue import route_job, send_job
 from jobs.settings import Settings
 from jobs.sizing import input_problems
-from jobs.spec import JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
+from jobs.spec import JobSpec, Method, SpecError, dump_spec, layer_pattern_problems, parse_spec
 from jobs.states import RETRYABLE, JobState
 from jobs.uploads import checkpoint_fit_problem
 
@@ -87,8 +87,11 @@ def check_references(
             continue
         if not isinstance(row, Dataset):
             continue
-        if row.format != source:
-            problems.append(_problem(ref.field, f"dataset {ref.id} is a {row.format} upload, not {source}"))
+        expected = ref.format or source
+        if row.format != expected:
+            problems.append(_problem(ref.field, f"dataset {ref.id} is a {row.format} upload, not {expected}"))
+            continue
+        if ref.format is not None:  # a tokenizer: no samples, splits or shapes to check
             continue
         problems.extend(_split_problems(row, spec))
         if ref.field == "dataset.path":
@@ -279,9 +282,7 @@ async def list_jobs(
     session: SessionDep,
     owner: CurrentOwner,
     status: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
-    method: Annotated[
-        Literal["lbc", "srste", "asp", "dense", "benchmark"] | None, Query(description="Only this method")
-    ] = None,
+    method: Annotated[Literal[Method, "benchmark"] | None, Query(description="Only this method")] = None,
     pattern: Annotated[
         str | None,
         Query(pattern=r"^[0-9]{1,2}:[0-9]{1,2}$", description="Only this N:M pattern", examples=["2:4"]),

@@ -6,6 +6,7 @@ removes the parametrization and leaves plain weights with exact zeros.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -86,8 +87,9 @@ class _Prepared:
 class Sparsifier:
     """Base class; subclasses choose the parametrization and how masks evolve during training.
 
-    Call order: ``prepare(model)`` -> build the optimizer -> every step ``on_step_start(...)``,
-    forward, backward, optimizer step -> ``finalize()``.
+    Call order: ``prepare(model)`` -> build the optimizer -> ``calibrate(run_forward)`` where
+    ``needs_calibration`` -> every step ``on_step_start(...)``, forward, backward, optimizer step
+    -> ``finalize()``.
     """
 
     method = "base"
@@ -110,6 +112,15 @@ class Sparsifier:
             prepared.modules[target.name] = module
         self._prepared = prepared
         return selection
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether :meth:`calibrate` must run (after ``prepare``, before training) for this method."""
+        return False
+
+    def calibrate(self, run_forward: Callable[[], None]) -> None:
+        """Read activation statistics while ``run_forward()`` runs the dense model over calibration
+        data (in eval mode, without gradients). Methods that need no data ignore it."""
 
     def on_step_start(self, epoch: int, step: int, steps_per_epoch: int, lr: float) -> None:
         """Called before every training step's forward pass with the step's learning rate."""

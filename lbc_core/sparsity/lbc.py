@@ -13,18 +13,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import torch
 from torch import nn
 
-from lbc_core.sparsity.base import Sparsifier
+from lbc_core.sparsity.base import Sparsifier, SparsifierStateError
+from lbc_core.sparsity.calibration import RunForward, input_norms
 from lbc_core.sparsity.pattern import NMPattern, from_groups, to_groups
 from lbc_core.sparsity.schedule import RemovalSchedule
-from lbc_core.sparsity.selection import LayerPolicy
+from lbc_core.sparsity.selection import LayerPolicy, LayerSelection
+from lbc_core.sparsity.wanda import original_weight, wanda_importance
 
 # Groups processed at once when ranking or rebuilding masks, so [G, C] is never materialised whole.
 _CHUNK_GROUPS = 1 << 16
+# Where LBC's scores start: all equal (the method as published), or from a per-weight importance.
+ScoreInit = Literal["uniform", "magnitude", "wanda"]
+SCORE_INITS: tuple[str, ...] = get_args(ScoreInit)
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,28 @@ def unpack_bits(packed: torch.Tensor, c: int) -> torch.Tensor:
     shifts = torch.arange(8, dtype=torch.uint8, device=packed.device)
     bits = (packed.unsqueeze(-1) >> shifts) & 1
     return bits.reshape(packed.shape[0], -1)[:, :c].bool()
+
+
+def prior_scores(importance: torch.Tensor, pattern: NMPattern) -> torch.Tensor:
+    """Per-weight start scores ``s_j`` that make every combination's score follow an importance prior.
+
+    With ``p_j = I_j / mean(I over j's group)`` (the weight's importance relative to its group;
+    ``p = 1`` everywhere when the group's importance is all zero) and ``a0 = 1 / C(M-1, N-1)``, the
+    start is ``s_j = a0 * (p_j - 1) / N``, so combination ``c`` starts at
+
+        alpha_c = a0 + sum_{j in c} s_j = a0 * mean_{j in c} p_j.
+
+    The uniform start is the special case of equal importances (``alpha_c = a0``); the ranking of
+    combinations is the ranking of their summed importance, so the best one is the prior's top-N.
+    Relative importance is scale-free (layers' activation norms differ by orders of magnitude) and
+    bounded (``0 <= p_j <= M``), so the prior starts within ``a0 * M / N`` of the uniform start, the
+    scale the scores (and their weight decay) already live on, and training can overrule it.
+    """
+    groups = to_groups(importance.detach().float(), pattern.m)
+    mean = groups.mean(dim=1, keepdim=True)
+    relative = torch.where(mean > 0, groups / mean.clamp_min(torch.finfo(torch.float32).tiny), 1.0)
+    a0 = 1.0 / pattern.combinations_per_weight
+    return from_groups(a0 * (relative - 1.0) / pattern.n, importance.shape)
 
 
 class ScoreState(Protocol):
@@ -195,21 +222,64 @@ class LBCSparsifier(Sparsifier):
         policy: LayerPolicy | None = None,
         schedule: RemovalSchedule | None = None,
         optimizer: ScoreOptimizer | None = None,
+        score_init: ScoreInit = "uniform",
     ) -> None:
         super().__init__(pattern, policy)
+        if score_init not in SCORE_INITS:
+            raise ValueError(f"unknown LBC score_init {score_init!r}; choose one of {', '.join(SCORE_INITS)}")
         self.schedule = schedule or RemovalSchedule()
         self.score_optimizer = optimizer or ScoreOptimizer()
+        self.score_init = score_init
+        # Whether the start scores are in place: uniform scores are from prepare() on, a magnitude
+        # prior is set in prepare(), a Wanda prior waits for calibrate().
+        self.scores_started = score_init == "uniform"
         self.alive_per_group = pattern.num_combinations
         self.removals = 0
 
     def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
         return LBCMask(weight, self.pattern, self.score_optimizer)
 
+    # -- score priors ------------------------------------------------------------------------------
+    def prepare(self, model: nn.Module) -> LayerSelection:
+        selection = super().prepare(model)
+        if self.score_init == "magnitude":
+            self._start_scores({name: original_weight(m).detach().abs() for name, m in self._modules()})
+        return selection
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.score_init == "wanda" and not self.scores_started
+
+    @torch.no_grad()
+    def calibrate(self, run_forward: RunForward) -> None:
+        if not self.needs_calibration:
+            return
+        norms = input_norms(dict(self._modules()), run_forward)
+        self._start_scores(
+            {name: wanda_importance(m, original_weight(m), norms[name]) for name, m in self._modules()}
+        )
+
+    @torch.no_grad()
+    def _start_scores(self, importance: dict[str, torch.Tensor]) -> None:
+        for name, param in self._iter_parametrizations():
+            param.score.copy_(prior_scores(importance[name], self.pattern))
+        self.scores_started = True
+
+    def _modules(self) -> list[tuple[str, nn.Module]]:
+        return list(self._require_prepared().modules.items())
+
+    def _require_started(self) -> None:
+        if not self.scores_started:
+            raise SparsifierStateError(
+                f"LBC with score_init {self.score_init!r} needs calibrate(run_forward) before training"
+            )
+
     @property
     def scores_frozen(self) -> bool:
         return self.alive_per_group == 1
 
     def on_step_start(self, epoch: int, step: int, steps_per_epoch: int, lr: float) -> None:
+        self._require_started()
         t = self.schedule.time(epoch, step, steps_per_epoch)
         self._remove_to(self.schedule.alive_per_group(t, self.pattern.num_combinations))
         for _, param in self._iter_parametrizations():
@@ -231,6 +301,7 @@ class LBCSparsifier(Sparsifier):
                 param.scores_trainable = False
 
     def _before_finalize(self) -> None:
+        self._require_started()
         # A run stopped before t_f still ends exactly N:M: keep the best combination per group.
         self._remove_to(1)
 
@@ -242,11 +313,24 @@ class LBCSparsifier(Sparsifier):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(alive_per_group=self.alive_per_group, removals=self.removals)
+        state.update(
+            alive_per_group=self.alive_per_group,
+            removals=self.removals,
+            score_init=self.score_init,
+            scores_started=self.scores_started,
+        )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        # Checkpoints from before score priors existed started uniformly.
+        saved_init = state.get("score_init", "uniform")
+        if saved_init != self.score_init:
+            raise SparsifierStateError(
+                f"checkpoint was written by LBC with score_init {saved_init!r}, not {self.score_init!r}"
+            )
+        # The started scores are buffers saved with the model: a resumed run is never recalibrated.
+        self.scores_started = bool(state.get("scores_started", True))
         self.alive_per_group = int(state["alive_per_group"])
         self.removals = int(state["removals"])
         for _, param in self._iter_parametrizations():

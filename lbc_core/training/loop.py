@@ -1,5 +1,7 @@
 """The training loop every method shares: deterministic batches, warm-up + schedule, callbacks,
-cooperative stop, and checkpoint/resume that reproduces an uninterrupted run exactly (CPU)."""
+cooperative stop, and checkpoint/resume that reproduces an uninterrupted run exactly (CPU).
+
+What a batch is, the loss and the metrics come from a Task (image classification unless given)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 from torch import nn
 
 from lbc_core.sparsity import Sparsifier
+from lbc_core.tasks import Batch, ImageClassification, Task
 from lbc_core.training.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
 from lbc_core.training.config import OPTIMIZERS, TrainConfig, default_lr, learning_rate
 
@@ -22,10 +25,16 @@ Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 class SupervisedData(Protocol):
-    """Anything with in-memory tensors ``x`` (inputs) and ``y`` (int64 labels)."""
+    """Anything with in-memory tensors ``x`` (inputs) and ``y`` (int64 labels): image classification's data.
+
+    Other tasks take their own in-memory sets (token blocks, tokenized texts); the task reads them.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
+
+
+IMAGE_CLASSIFICATION = ImageClassification()
 
 
 @dataclass(frozen=True)
@@ -81,9 +90,11 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
 
 
-def _batches(data: SupervisedData, config: TrainConfig, epoch: int) -> list[torch.Tensor]:
+def _batches(
+    data: Any, config: TrainConfig, epoch: int, task: Task = IMAGE_CLASSIFICATION
+) -> list[torch.Tensor]:
     """The index batches of one epoch: a permutation that depends only on (seed, epoch)."""
-    n = int(data.y.shape[0])
+    n = task.size(data)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch)))
     batches = list(order.split(config.batch_size))
     if config.drop_last and len(batches) > 1 and batches[-1].numel() < config.batch_size:
@@ -91,8 +102,8 @@ def _batches(data: SupervisedData, config: TrainConfig, epoch: int) -> list[torc
     return batches
 
 
-def steps_per_epoch(data: SupervisedData, config: TrainConfig) -> int:
-    return len(_batches(data, config, 0))
+def steps_per_epoch(data: Any, config: TrainConfig, task: Task = IMAGE_CLASSIFICATION) -> int:
+    return len(_batches(data, config, 0, task))
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -112,22 +123,26 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: SupervisedData, batch_size: int = 512, device: torch.device | None = None
+    model: nn.Module,
+    data: Any,
+    batch_size: int = 512,
+    device: torch.device | None = None,
+    task: Task = IMAGE_CLASSIFICATION,
 ) -> dict[str, float]:
-    """Mean cross-entropy and top-1 accuracy with the model's current weights and masks."""
+    """The task's metrics (mean loss and e.g. top-1 accuracy) with the model's current weights and masks."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
-    for start in range(0, int(data.y.shape[0]), batch_size):
-        x = data.x[start : start + batch_size].to(device)
-        y = data.y[start : start + batch_size].to(device)
-        logits = model(x)
-        total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == y).sum())
-        count += int(y.shape[0])
+    sums = task.zero_stats()
+    for index in torch.arange(task.size(data)).split(batch_size):
+        batch = task.batch(data, index).to(device)
+        logits = task.forward(model, batch)
+        sums["loss"] += float(task.loss(logits, batch, reduction="sum"))
+        for key, value in task.stats(logits, batch).items():
+            sums[key] += value
+        sums["count"] += task.count(batch)
     model.train(was_training)
-    return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1)}
+    return task.summarize(sums)
 
 
 RESUME_MAY_CHANGE = frozenset({"device", "eval_batch_size"})
@@ -166,14 +181,16 @@ class Trainer:
         model: nn.Module,
         sparsifier: Sparsifier,
         config: TrainConfig,
-        train_data: SupervisedData,
-        val_data: SupervisedData | None = None,
+        train_data: Any,  # what the task reads: SupervisedData for image classification
+        val_data: Any | None = None,
         *,
         callbacks: Sequence[TrainingCallback] = (),
         augment: Augment | None = None,
         checkpoint_path: str | Path | None = None,
+        task: Task = IMAGE_CLASSIFICATION,
     ) -> None:
         self.config = config
+        self.task = task
         self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         self.sparsifier = sparsifier
@@ -183,10 +200,12 @@ class Trainer:
         self.augment = augment
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.optimizer = build_optimizer(self.model, config)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.history: list[dict[str, Any]] = []
-        self.running: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
+        self.running: dict[str, float] = self._zero_running()
         self.epoch, self.step, self.global_step = 0, 0, 0
+
+    def _zero_running(self) -> dict[str, float]:
+        return {**self.task.zero_stats(), "seconds": 0.0}
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> TrainingState:
@@ -234,14 +253,14 @@ class Trainer:
     # -- training --------------------------------------------------------------------------------
     def fit(self) -> TrainOutcome:
         config = self.config
-        spe = steps_per_epoch(self.train_data, config)
+        spe = steps_per_epoch(self.train_data, config, self.task)
         total_steps = spe * config.epochs
         self.model.train()
         while self.epoch < config.epochs:
             epoch = self.epoch
-            batches = _batches(self.train_data, config, epoch)
+            batches = _batches(self.train_data, config, epoch, self.task)
             if self.step == 0:
-                self.running = {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
+                self.running = self._zero_running()
             started = time.perf_counter()
             for step in range(self.step, len(batches)):
                 if any(cb.should_stop() for cb in self.callbacks):
@@ -267,15 +286,15 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.sparsifier.on_step_start(epoch, step, spe, lr)
-        x = self.train_data.x[index].to(self.device, non_blocking=True)
-        y = self.train_data.y[index].to(self.device, non_blocking=True)
+        task = self.task
+        batch: Batch = task.batch(self.train_data, index).to(self.device)
         if self.augment is not None:
             # Seeded by position, so a resumed run augments exactly like an uninterrupted one.
             generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + step + 1)
-            x = self.augment(x, generator)
+            batch = batch.with_inputs(self.augment(batch.inputs, generator))
         with self._autocast():
-            logits = self.model(x)
-            loss = self.loss_fn(logits, y)
+            logits = task.forward(self.model, batch)
+            loss = task.loss(logits, batch, label_smoothing=config.label_smoothing)
         value = float(loss.detach())
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {step}; try a lower lr")
@@ -284,9 +303,11 @@ class Trainer:
         if config.grad_clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm)
         self.optimizer.step()
-        self.running["loss"] += value * int(y.shape[0])
-        self.running["correct"] += int((logits.detach().argmax(dim=1) == y).sum())
-        self.running["count"] += int(y.shape[0])
+        count = task.count(batch)
+        self.running["loss"] += value * count
+        for key, stat in task.stats(logits.detach(), batch).items():
+            self.running[key] += stat
+        self.running["count"] += count
         return value, lr
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
@@ -295,17 +316,15 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _end_epoch(self, epoch: int, lr: float) -> None:
-        running = self.running
         record: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": running["loss"] / max(running["count"], 1),
-            "train_accuracy": running["correct"] / max(running["count"], 1),
+            **{f"train_{key}": value for key, value in self.task.summarize(self.running).items()},
             "lr": lr,
-            "seconds": running["seconds"],
+            "seconds": self.running["seconds"],
         }
         if self.val_data is not None:
-            val = evaluate(self.model, self.val_data, self.config.eval_batch_size, self.device)
-            record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
+            val = evaluate(self.model, self.val_data, self.config.eval_batch_size, self.device, self.task)
+            record.update({f"val_{key}": value for key, value in val.items()})
         # Metrics always say which mask they were measured with.
         record.update(self.sparsifier.metrics())
         self.history.append(record)

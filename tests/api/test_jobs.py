@@ -12,6 +12,7 @@ from safetensors.numpy import save
 from jobs import repository
 from jobs.db import transaction
 from jobs.models import Job, JobEvent
+from jobs.spec import METHODS
 from tests.api.conftest import AppFactory, Caller, Service, digits_spec
 
 BOTH = pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
@@ -198,6 +199,20 @@ def test_pagination_applies_filters_before_the_limit(service: Service) -> None:
         "/v1/jobs", params={"status": "queued", "pattern": "2:4"}, headers=alice.headers
     )
     assert len(by_status.json()["items"]) == 7
+
+
+def test_jobs_filter_by_every_method_the_spec_accepts_and_by_benchmark(service: Service) -> None:
+    alice = service.caller()
+    wanda = service.submit(alice, digits_spec(sparsity={"method": "wanda", "n": 2, "m": 4}))
+    service.submit(alice)
+    for method in (*METHODS, "benchmark"):
+        listed = service.client.get("/v1/jobs", params={"method": method}, headers=alice.headers)
+        assert listed.status_code == 200, method
+    page = service.client.get("/v1/jobs", params={"method": "wanda"}, headers=alice.headers).json()
+    assert [item["id"] for item in page["items"]] == [wanda["id"]]
+    assert set(
+        _problems(service.client.get("/v1/jobs", params={"method": "magnitude"}, headers=alice.headers))
+    ) == {"method"}
 
 
 def test_listing_parameters_are_validated(service: Service) -> None:

@@ -170,6 +170,32 @@ def test_train_runs_and_writes_the_exports(tmp_path: Path) -> None:
     assert summary["verified_nm"] is True and summary["pattern"] == "2:4"
 
 
+@pytest.mark.parametrize(
+    "sparsity",
+    [{"method": "wanda", "calibration_samples": 64}, {"method": "lbc", "score_init": "wanda"}],
+    ids=["wanda", "lbc-wanda-prior"],
+)
+def test_train_calibrates_wanda_and_ends_exactly_n_m(tmp_path: Path, sparsity: dict[str, Any]) -> None:
+    from lbc_core.export.masks import load_masks
+    from lbc_core.sparsity import NMPattern, is_nm_sparse
+
+    data = json.loads(json.dumps(TINY))
+    data["sparsity"].update(sparsity)
+    out = tmp_path / "out"
+    result = lbc("train", str(write_spec(tmp_path, data)), "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "verified N:M   yes" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == sparsity["method"] and summary["verified_nm"] is True
+    masks = load_masks(out / "export" / "masks.safetensors")
+    assert masks
+    for name, mask in masks.items():
+        assert is_nm_sparse(mask.float(), NMPattern(2, 4)) and int(mask.sum()) * 2 == mask.numel(), name
+    config = json.loads((out / "export" / "manifest.json").read_text())["extra"]["config"]["sparsity"]
+    assert config["score_init"] == sparsity.get("score_init", "uniform")
+    assert config["calibration_samples"] == sparsity.get("calibration_samples", 128)
+
+
 def test_export_onnx_writes_checked_onnx_files_the_manifest_describes(tmp_path: Path) -> None:
     import onnxruntime
 

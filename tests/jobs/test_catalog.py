@@ -69,10 +69,13 @@ def test_spec_choices_match_the_engine() -> None:
     from lbc_core import data, sparsity, training
 
     assert spec.METHODS == sparsity.METHODS == get_args(spec.SparsitySpec.model_fields["method"].annotation)
-    assert spec.SOURCES == data.SOURCES == get_args(spec.DatasetSpec.model_fields["source"].annotation)
+    # Both read the sources from lbc_catalog.tasks; the schema offers exactly those.
+    assert spec.SOURCES == data.SOURCES
+    assert spec.DatasetSpec.model_json_schema()["properties"]["source"]["enum"] == list(spec.SOURCES)
     assert get_args(spec.TrainSpec.model_fields["optimizer"].annotation) == training.OPTIMIZERS
     assert get_args(spec.TrainSpec.model_fields["lr_schedule"].annotation) == training.LR_SCHEDULES
     assert spec.MAX_M == sparsity.pattern.MAX_M
+    assert get_args(spec.SparsitySpec.model_fields["score_init"].annotation) == sparsity.SCORE_INITS
 
 
 @pytest.mark.parametrize(

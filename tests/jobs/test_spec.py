@@ -30,6 +30,14 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 MINIMAL: dict[str, Any] = {"model": {"architecture": "lenet5"}, "dataset": {"source": "digits"}}
 MNIST = {"source": "mnist", "path": "data/mnist"}
+TEXT: dict[str, Any] = {
+    "model": {"architecture": "lenet5"},
+    "dataset": {"source": "text", "path": "corpus.txt"},
+}
+LABELED: dict[str, Any] = {
+    "model": {"architecture": "lenet5"},
+    "dataset": {"source": "labeled-text", "path": "t.csv"},
+}
 
 
 def with_fields(base: dict[str, Any] | None = None, **dotted: Any) -> dict[str, Any]:
@@ -103,7 +111,18 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ),
     ("dataset.synthetic.num_classes", with_fields(dataset__source="synthetic"), [2, 10], [1, 0, 10**6]),
     ("dataset.synthetic.noise", with_fields(dataset__source="synthetic"), [0, 0.5, 100], [-0.1, 101, "x"]),
-    ("sparsity.method", None, ["lbc", "srste", "asp", "dense"], ["LBC", "magnitude", "", None]),
+    ("task", None, ["image-classification"], ["speech", "", None, 3]),
+    ("dataset.block_size", {**TEXT, "task": "causal-lm"}, [2, 128, 65_536, None], [1, 0, 65_537, 2.5, "64"]),
+    ("dataset.max_length", {**LABELED, "task": "sequence-classification"}, [1, 512, None], [0, 65_537, "8"]),
+    ("dataset.tokenizer", dict(TEXT), ["tokenizer.json", "models/gpt", None], ["", 3]),
+    ("sparsity.method", None, ["lbc", "srste", "asp", "wanda", "dense"], ["LBC", "magnitude", "", None]),
+    ("sparsity.score_init", None, ["uniform", "magnitude", "wanda"], ["Wanda", "random", "", None]),
+    (
+        "sparsity.calibration_samples",
+        with_fields(sparsity__method="wanda"),
+        [1, 128, 65_536, None],
+        [0, -1, 65_537, 1.5, "128"],
+    ),
     ("sparsity.n", with_fields(sparsity__m=16), [1, 2, 15], [0, -1, 16, 2.5, "2"]),
     ("sparsity.m", with_fields(sparsity__n=1), [2, 4, 8, 16], [1, 0, 17, 32, 4.0]),
     ("sparsity.srste_lambda", None, [0, 2e-4, 1], [-1e-4, 2, None]),
@@ -488,6 +507,34 @@ def test_load_text() -> None:
     assert load_spec(json.dumps(MINIMAL)).dataset.source == "digits"
 
 
+@pytest.mark.parametrize(
+    ("sparsity", "path", "fragment"),
+    [
+        ({"method": "srste", "score_init": "magnitude"}, "sparsity.score_init", "only applies to method lbc"),
+        ({"method": "wanda", "score_init": "wanda"}, "sparsity.score_init", "only applies to method lbc"),
+        ({"method": "asp", "calibration_samples": 64}, "sparsity.calibration_samples", "method wanda"),
+        ({"method": "lbc", "calibration_samples": 64}, "sparsity.calibration_samples", "score_init wanda"),
+        (
+            {"method": "lbc", "score_init": "magnitude", "calibration_samples": 64},
+            "sparsity.calibration_samples",
+            "nothing else reads activations",
+        ),
+    ],
+)
+def test_score_init_and_calibration_are_refused_where_the_method_does_not_use_them(
+    sparsity: dict[str, Any], path: str, fragment: str
+) -> None:
+    assert_rejected(with_fields(sparsity=sparsity), path, fragment)
+
+
+def test_calibration_samples_are_accepted_where_activations_are_read() -> None:
+    for sparsity in (
+        {"method": "wanda", "calibration_samples": 32},
+        {"score_init": "wanda", "calibration_samples": 32},
+    ):
+        assert parse_spec(with_fields(sparsity=sparsity)).sparsity.calibration_samples == 32
+
+
 def test_every_problem_is_listed_with_its_path() -> None:
     text = (
         "model: {architecture: lenet6}\n"
@@ -599,3 +646,59 @@ def test_mnist_examples_use_the_shared_test_set() -> None:
     for name in ("mnist-lenet-lbc-2of4.yaml", "mnist-srste-2of4.yaml"):
         spec = load_spec(REPO / "examples" / name)
         assert spec.dataset.path == "../shared/data/mnist-t10k" and spec.dataset.val_size == 2000
+
+
+# -- tasks -----------------------------------------------------------------------------------------------
+
+
+def test_the_task_defaults_to_the_one_the_source_serves() -> None:
+    assert parse_spec(MINIMAL).task == "image-classification"
+    assert parse_spec(TEXT).task == "causal-lm"
+    assert parse_spec(LABELED).task == "sequence-classification"
+
+
+@pytest.mark.parametrize(
+    ("task", "data", "message"),
+    [
+        (
+            "causal-lm",
+            MINIMAL,
+            "task causal-lm reads sources text, not 'digits' (which is for task image-classification)",
+        ),
+        (
+            "image-classification",
+            TEXT,
+            "task image-classification reads sources digits, mnist, npz, imagefolder",
+        ),
+        (
+            "sequence-classification",
+            TEXT,
+            "reads sources labeled-text, not 'text' (which is for task causal-lm)",
+        ),
+    ],
+)
+def test_a_task_and_a_source_that_do_not_fit_are_refused(
+    task: str, data: dict[str, Any], message: str
+) -> None:
+    assert_rejected({**data, "task": task}, "dataset.source", message)
+
+
+def test_text_fields_belong_to_text_sources() -> None:
+    assert_rejected(with_fields(dataset__block_size=64), "dataset.block_size", "only used by source 'text'")
+    assert_rejected(
+        with_fields(LABELED, dataset__block_size=64), "dataset.block_size", "only used by source 'text'"
+    )
+    assert_rejected(with_fields(TEXT, dataset__max_length=64), "dataset.max_length", "'labeled-text'")
+    assert_rejected(with_fields(dataset__tokenizer="t.json"), "dataset.tokenizer", "text, labeled-text")
+    assert_rejected(with_fields(TEXT, dataset__augment=True), "dataset.augment", "for images, not text")
+
+
+def test_text_tasks_default_to_adamw_with_warm_up_and_image_tasks_keep_sgd() -> None:
+    image = parse_spec(MINIMAL).train
+    assert (image.optimizer, image.lr, image.warmup_epochs, image.weight_decay) == ("sgd", None, 0.0, 5e-4)
+    text = parse_spec(with_fields(TEXT, train__epochs=20)).train
+    assert (text.optimizer, text.lr, text.warmup_epochs, text.weight_decay) == ("adamw", None, 2.0, 0.01)
+    given = parse_spec(with_fields(TEXT, train__optimizer="sgd", train__warmup_epochs=0.0)).train
+    assert (given.optimizer, given.warmup_epochs, given.weight_decay) == ("sgd", 0.0, 0.01)
+    # The filled-in values are part of the spec, so a stored job records what it trained with.
+    assert dump_spec(parse_spec(TEXT))["train"]["optimizer"] == "adamw"

@@ -12,7 +12,7 @@ import pytest
 from jobs.spec import JobSpec, parse_spec
 from lbc_core.data import DataConfig, SyntheticSpec
 from lbc_core.pipeline import ExportConfig
-from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule
+from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsityConfig
 from lbc_core.training import StepEvent, TrainConfig, TrainingCallback
 from worker.runner import JobInputError, run_spec, to_run_config
 
@@ -105,9 +105,22 @@ def test_dataset_section_maps_field_by_field() -> None:
     data = to_run_config(spec).data
     assert isinstance(data, DataConfig)
     for name in type(spec.dataset).model_fields:
-        if name != "synthetic":
+        if name not in ("synthetic", "block_size", "max_length"):  # text sizes: see the test below
             assert getattr(data, name) == getattr(spec.dataset, name), name
     assert data.val_size == 2000 and data.split == "t10k"
+
+
+def test_text_fields_and_the_task_map_onto_the_engine_with_its_defaults_where_omitted() -> None:
+    text = {**TINY, "dataset": {"source": "text", "path": "c.txt", "block_size": 64, "tokenizer": "t.json"}}
+    config = to_run_config(parse_spec(text))
+    assert (config.task, config.data.block_size, config.data.tokenizer) == ("causal-lm", 64, "t.json")
+    labeled = to_run_config(parse_spec({**TINY, "dataset": {"source": "labeled-text", "path": "t.csv"}}))
+    assert (labeled.task, labeled.data.max_length, labeled.data.tokenizer) == (
+        "sequence-classification",
+        128,
+        None,
+    )
+    assert to_run_config(parse_spec(FULL)).task == "image-classification"
 
 
 def test_synthetic_parameters_are_passed_through() -> None:
@@ -135,6 +148,14 @@ def test_sparsity_section_maps_to_pattern_schedule_and_layers() -> None:
         include=("conv*", "fc1"), exclude=("fc2",), keep_stem_dense=False, keep_classifier_dense=False
     )
     assert sparsity.score_optimizer is None  # the pipeline makes scores follow the training optimizer
+
+
+def test_score_init_and_calibration_samples_map_onto_the_engine_and_default_there() -> None:
+    prior = to_run_config(spec_of(sparsity={"score_init": "wanda", "calibration_samples": 32})).sparsity
+    assert prior.score_init == "wanda" and prior.calibration_samples == 32
+    wanda = to_run_config(spec_of(sparsity={"method": "wanda"})).sparsity
+    assert wanda.method == "wanda" and wanda.score_init == "uniform"
+    assert wanda.calibration_samples == SparsityConfig().calibration_samples  # omitted: the engine's default
 
 
 def test_t_f_defaults_to_half_the_epochs() -> None:

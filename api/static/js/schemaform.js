@@ -14,6 +14,8 @@ const LABELS = {
   t_i: "Removal start t_i (epoch)",
   t_f: "Removal end t_f (epoch)",
   srste_lambda: "SR-STE λ",
+  score_init: "LBC score start",
+  calibration_samples: "Calibration samples",
   time_limit_s: "Time limit (seconds)",
   val_fraction: "Validation fraction",
   val_size: "Validation size",

@@ -179,7 +179,9 @@ export async function renderData(main, { signal }) {
     title: "Datasets",
     intro:
       "mnist: a zip or tar of IDX files; npz: arrays x and y; imagefolder: a zip or tar with one folder per class; " +
-      "cifar10 / cifar100: the python-version tar.gz. Files are validated before they are accepted; use the id as dataset.path.",
+      "cifar10 / cifar100: the python-version tar.gz; text: a UTF-8 corpus (plain or JSON lines with text); " +
+      "labeled-text: JSON lines or CSV with text and label; tokenizer: a tokenizer.json (use its id as dataset.tokenizer). " +
+      "Files are validated before they are accepted; use the id as dataset.path.",
     formats: datasetFormats.formats,
     formatRequired: datasetFormats.required,
     accept: ".zip,.tar,.tgz,.gz,.npz,.tar.gz",

@@ -4,7 +4,7 @@ import { api, getOpenApi, randomKey } from "../api.js";
 import { announce, fmtBytes, h, replace, shortId } from "../dom.js";
 import { OMIT, buildSchemaForm, errorSummary, resolveRef } from "../schemaform.js";
 
-const PATH_SOURCES = new Set(["mnist", "npz", "imagefolder", "cifar10", "cifar100"]);
+const PATH_SOURCES = new Set(["mnist", "npz", "imagefolder", "cifar10", "cifar100", "text", "labeled-text"]);
 
 function uploadSelect(items, noneLabel, kindLabel) {
   return (field, { id, describedBy }) => {
@@ -63,15 +63,26 @@ export async function renderNewJob(main, { signal, navigate }) {
       "dataset.path": uploadSelect(datasets.items, "(none)", "datasets"),
       "dataset.val_path": uploadSelect(datasets.items, "(none: split off from the training data)", "datasets"),
       "model.checkpoint": uploadSelect(checkpoints.items, "(none: random initialisation)", "checkpoints"),
+      "dataset.tokenizer": uploadSelect(
+        datasets.items.filter((d) => d.format === "tokenizer"),
+        "(none: UTF-8 bytes)",
+        "datasets",
+      ),
     },
     visibleWhen: {
       "dataset.path": (v) => PATH_SOURCES.has(v["dataset.source"]),
       "dataset.val_path": (v) => PATH_SOURCES.has(v["dataset.source"]),
       "dataset.split": (v) => ["mnist", "cifar10", "cifar100"].includes(v["dataset.source"]),
       "dataset.image_size": (v) => v["dataset.source"] === "imagefolder",
+      "dataset.block_size": (v) => v["dataset.source"] === "text",
+      "dataset.max_length": (v) => v["dataset.source"] === "labeled-text",
+      "dataset.tokenizer": (v) => ["text", "labeled-text"].includes(v["dataset.source"]),
       "dataset.synthetic": (v) => v["dataset.source"] === "synthetic",
       "sparsity.schedule": (v) => v["sparsity.method"] === "lbc",
       "sparsity.srste_lambda": (v) => v["sparsity.method"] === "srste",
+      "sparsity.score_init": (v) => v["sparsity.method"] === "lbc",
+      "sparsity.calibration_samples": (v) =>
+        v["sparsity.method"] === "wanda" || (v["sparsity.method"] === "lbc" && v["sparsity.score_init"] === "wanda"),
       "train.momentum": (v) => v["train.optimizer"] !== "adamw",
       "train.nesterov": (v) => v["train.optimizer"] !== "adamw",
       "train.betas": (v) => v["train.optimizer"] === "adamw",
