@@ -24,7 +24,7 @@ from lbc_core.export.onnx_export import OnnxInputs
 from lbc_core.models import build_model, get_architecture
 from lbc_core.models.probe import probe_forward
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
-from lbc_core.tasks import DEFAULT_TASK, get_task
+from lbc_core.tasks import DEFAULT_TASK, Task, get_task
 from lbc_core.training import (
     TrainConfig,
     Trainer,
@@ -244,7 +244,7 @@ def run(
             "score_optimizer_exact": bool(sparsity.score_optimizer and sparsity.score_optimizer.exact),
             **(extra_manifest or {}),
         },
-        onnx=_onnx_inputs(data) if config.export.onnx else None,
+        onnx=_onnx_inputs(task, data, model) if config.export.onnx else None,
     )
     summary = {
         primary.key: final[primary.name],
@@ -267,9 +267,18 @@ def run(
     return RunResult("succeeded", out, outcome.history, summary, exports)
 
 
-def _onnx_inputs(data: DataBundle) -> OnnxInputs:
-    """Two validation samples, as the model sees them (normalised): two, so the batch axis stays free."""
-    return OnnxInputs.single(data.val.x[:2].float())
+def _onnx_inputs(task: Task, data: DataBundle, model: nn.Module) -> OnnxInputs:
+    """Two validation samples as the task feeds them to the model (normalised images positionally, token
+    ids and masks by keyword): two, so the batch axis stays free.
+
+    Inputs the exporter cannot use surface from export_all as a recorded ONNX failure, not here.
+    """
+    args, kwargs = task.model_inputs(task.example_batch(data.val, n=2))
+    if not kwargs:
+        return OnnxInputs.positional(*args)
+    # A language model's key/value cache is an object, not a tensor the graph could return.
+    caches = getattr(getattr(model, "config", None), "use_cache", None) is not None
+    return OnnxInputs.by_keyword(kwargs, options={"use_cache": False} if caches else None)
 
 
 def onnx_summary(section: Mapping[str, Any]) -> dict[str, Any]:
