@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.models import Artifact, Checkpoint, Dataset, Job, JobEvent
+from jobs.models import Artifact, Checkpoint, Dataset, HFModel, Job, JobEvent
 from jobs.states import user_actions
 
 
@@ -217,6 +217,22 @@ class CheckpointOut(UploadOut):
     @classmethod
     def of(cls, checkpoint: Checkpoint) -> CheckpointOut:
         return cls.model_validate(checkpoint)
+
+
+class HFModelOut(UploadOut):
+    format: str = Field(examples=["huggingface"], description="huggingface")
+    summary: dict[str, Any] = Field(
+        description="What the checks found: model_type, tasks, parameter_count, dtypes, stripped_config_keys, "
+        "files (read by the engine), ignored (never extracted)"
+    )
+
+    @classmethod
+    def of(cls, model: HFModel) -> HFModelOut:
+        return cls.model_validate(model)
+
+
+class HFModelList(BaseModel):
+    items: list[HFModelOut]
 
 
 class DatasetList(BaseModel):

@@ -112,6 +112,7 @@ def read_spec(path: str, device: str | None = None) -> JobSpec:
         spec = parse_spec(data, source=f"{path} with --device {device}")
     local = {
         "model.checkpoint": spec.model.checkpoint,
+        "model.path": spec.model.path,
         "dataset.path": spec.dataset.path,
         "dataset.val_path": spec.dataset.val_path,
         "dataset.tokenizer": spec.dataset.tokenizer,
@@ -121,9 +122,25 @@ def read_spec(path: str, device: str | None = None) -> JobSpec:
         for field, value in local.items()
         if value is not None and not Path(value).exists()
     ]
+    if not problems and spec.model.path is not None:
+        problems += local_model_problems(Path(spec.model.path), spec.task)
     if problems:
         raise SpecError(problems, path)
     return spec
+
+
+def local_model_problems(directory: Path, task: str) -> list[Any]:
+    """A local Hugging Face directory under the upload rules (safetensors only, config read as data, an
+    allowed family that can do ``task``): the problem as a spec problem of ``model.path``."""
+    from jobs.spec import FieldProblem
+    from lbc_formats.hf_config import HFConfigError
+    from lbc_formats.hf_files import HFFileError, read_model_dir
+
+    try:
+        read_model_dir(directory, task)
+    except (HFFileError, HFConfigError) as exc:
+        return [FieldProblem("model.path", f"{directory}: {exc}")]
+    return []
 
 
 def _primary_line(summary: dict[str, Any]) -> str:
@@ -136,7 +153,7 @@ def _primary_line(summary: dict[str, Any]) -> str:
 def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
     verified = "yes" if summary.get("verified_nm") else "NO"
     lines = [
-        f"done: {spec.model.architecture} {summary.get('method', spec.sparsity.method)} "
+        f"done: {spec.model.architecture or spec.model.path} {summary.get('method', spec.sparsity.method)} "
         f"{summary.get('pattern', spec.sparsity.pattern)} on {spec.dataset.source}",
         _primary_line(summary),
         f"  density        {summary['density']:.4f} (non-zero weights / all weights)",

@@ -288,6 +288,12 @@ class CheckpointInfo(Upload):
 
 
 @dataclass(frozen=True)
+class HFModelInfo(Upload):
+    """An uploaded Hugging Face model directory (``model.path`` of a spec with ``model.source: huggingface``);
+    its summary names the family (``model_type``), the tasks it can do and its ``parameter_count``."""
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """A built-in architecture: its arguments (name, default, help) and its Linear/Conv2d layers."""
 

@@ -32,7 +32,14 @@ from client.spec_text import SpecTextError, load_spec_file, load_spec_text
 from jobs.catalog import ARCHITECTURES, check_model_args, weight_layer_names
 from jobs.sizing import input_problems
 from jobs.text import name_problem, nul_problems
-from lbc_catalog.tasks import IMAGE_SOURCES, TASKS, TEXT_SOURCES, default_recipe, task_for_source
+from lbc_catalog.tasks import (
+    IMAGE_SOURCES,
+    MODEL_SOURCES,
+    TASKS,
+    TEXT_SOURCES,
+    default_recipe,
+    task_for_source,
+)
 
 # The sparsity methods a job may name: the one list the spec, the API filters and the CLI read.
 Method = Literal["lbc", "srste", "asp", "wanda", "dense"]
@@ -111,13 +118,33 @@ def known_architecture(value: str) -> str:
     return value
 
 
-class ModelSpec(_Section):
-    """The network to sparsify."""
+def _architecture_enum(schema: dict[str, Any]) -> None:
+    """The schema lists the catalog's names on the string branch (the field is null for other sources)."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "string":
+            option["enum"] = list(ARCHITECTURES)
 
-    architecture: str = Field(
-        description="Built-in architecture to build (see the architecture list).",
+
+class ModelSpec(_Section):
+    """The network to sparsify: a catalog architecture, or a Hugging Face model directory."""
+
+    source: Literal["catalog", "huggingface"] = Field(
+        default="catalog",
+        description=(
+            "Where the model comes from: catalog (a built-in architecture, optionally started from a "
+            "checkpoint) or huggingface (a transformers model directory: config.json + safetensors; see "
+            "docs/huggingface.md)."
+        ),
+        json_schema_extra={"enum": list(MODEL_SOURCES)},
+    )
+    architecture: str | None = Field(
+        default=None,
+        description=(
+            f"Built-in architecture to build, one of {', '.join(ARCHITECTURES)} (see the architecture list); "
+            "required for source catalog."
+        ),
         examples=["lenet5", "resnet20", "vit"],
-        json_schema_extra={"enum": list(ARCHITECTURES)},
+        json_schema_extra=_architecture_enum,
     )
     args: dict[str, Any] = Field(
         default_factory=dict,
@@ -137,20 +164,56 @@ class ModelSpec(_Section):
         ),
         examples=["dense-lenet5.safetensors"],
     )
+    path: LocalRef | None = Field(
+        default=None,
+        description=(
+            "For source huggingface: the model directory (config.json + safetensors). For `lbc train` a local "
+            "directory; for the service the id of an uploaded model (POST /v1/hf-models)."
+        ),
+        examples=["./my-llama", "5d1e2c3b4a5f6e7d8c9b0a1f2e3d4c5b"],
+    )
 
     @field_validator("architecture")
     @classmethod
-    def _known_architecture(cls, value: str) -> str:
-        return known_architecture(value)
+    def _known_architecture(cls, value: str | None) -> str | None:
+        return None if value is None else known_architecture(value)
 
     @model_validator(mode="after")
-    def _args_fit_architecture(self) -> ModelSpec:
-        problems = check_model_args(self.architecture, self.args)
-        if problems:
+    def _fields_fit_source(self) -> ModelSpec:
+        if self.source == "huggingface":
+            given = [name for name in ("architecture", "checkpoint") if getattr(self, name) is not None]
+            given += ["args"] if self.args else []
+            problems: list[tuple[tuple[str | int, ...], str, Any]] = [
+                ((name,), "is for source catalog; a Hugging Face model is described by its config.json", None)
+                for name in given
+            ]
+            if self.path is None:
+                problems.append(
+                    (("path",), "names the Hugging Face model directory; required for this source", None)
+                )
+            if problems:
+                raise _problems_error("ModelSpec", problems)
+            return self
+        if self.path is not None:
             raise _problems_error(
-                "ModelSpec", [(("args", key), message, self.args.get(key)) for key, message in problems]
+                "ModelSpec",
+                [(("path",), "is for source huggingface; a catalog model uses architecture", None)],
+            )
+        if self.architecture is None:
+            raise _problems_error("ModelSpec", [(("architecture",), "is required for source catalog", None)])
+        arg_problems = check_model_args(self.architecture, self.args)
+        if arg_problems:
+            raise _problems_error(
+                "ModelSpec", [(("args", key), message, self.args.get(key)) for key, message in arg_problems]
             )
         return self
+
+    @property
+    def catalog_architecture(self) -> str:
+        """The catalog architecture (specs of source catalog always have one)."""
+        if self.architecture is None:
+            raise ValueError("this model is not a catalog architecture")
+        return self.architecture
 
 
 class SyntheticDataSpec(_Section):
@@ -780,6 +843,10 @@ class JobSpec(_Section):
                     self.dataset.source,
                 )
             )
+        if self.model.architecture is None:  # a Hugging Face model: its upload is checked at submit
+            if problems:
+                raise _problems_error("JobSpec", problems)
+            return self
         num_classes = self.model.args.get("num_classes")
         known = self.known_num_classes()
         if num_classes is not None and known is not None and num_classes < known:
@@ -813,6 +880,8 @@ class JobSpec(_Section):
             refs.append(UploadRef("dataset.tokenizer", "dataset", self.dataset.tokenizer, format="tokenizer"))
         if self.model.checkpoint is not None:
             refs.append(UploadRef("model.checkpoint", "checkpoint", self.model.checkpoint))
+        if self.model.source == "huggingface" and self.model.path is not None:
+            refs.append(UploadRef("model.path", "model", self.model.path))
         return refs
 
     def known_input_shape(self) -> tuple[int, ...] | None:
@@ -834,8 +903,11 @@ class JobSpec(_Section):
 
 
 def model_source(data: Mapping[str, Any]) -> str:
-    """Where the spec's model comes from (lbc_catalog.tasks.MODEL_SOURCES): the catalog for now."""
-    return "catalog"
+    """Where the spec's model comes from (lbc_catalog.tasks.MODEL_SOURCES), for the task's recipe: a
+    pretrained Hugging Face model is fine-tuned (AdamW, small rate, warm-up), a catalog one trained."""
+    model = data.get("model")
+    source = model.get("source") if isinstance(model, Mapping) else None
+    return source if isinstance(source, str) and source in MODEL_SOURCES else "catalog"
 
 
 def with_task_defaults(data: Any) -> Any:
@@ -870,6 +942,8 @@ def layer_pattern_problems(spec: JobSpec) -> list[FieldProblem]:
     layer catalog instead of letting a queued job fail. Skipped when the model's arguments change its
     layer structure (the catalog lists default structures only).
     """
+    if spec.model.architecture is None:  # a Hugging Face model's layers are known once it is built
+        return []
     names = weight_layer_names(spec.model.architecture, spec.model.args)
     if not names:
         return []
@@ -894,7 +968,7 @@ class UploadRef:
     """
 
     field: str
-    kind: Literal["dataset", "checkpoint"]
+    kind: Literal["dataset", "checkpoint", "model"]
     id: str
     # The dataset format the field needs; None: the spec's dataset.source.
     format: str | None = None

@@ -8,7 +8,6 @@ directory, so an interrupted run continues instead of starting over.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -18,11 +17,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
 from lbc_core.data import DataBundle, DataConfig, load_data
-from lbc_core.export import ExportResult, export_all, load_state_dict_file
+from lbc_core.export import ExportResult, export_all
 from lbc_core.export.onnx_export import OnnxInputs
-from lbc_core.models import build_model, get_architecture
 from lbc_core.models.probe import probe_forward
+from lbc_core.models.source import (
+    CATALOG,
+    HUGGINGFACE,
+    SOURCES,
+    CatalogSource,
+    DataFacts,
+    ModelSource,
+    ModelSourceError,
+)
 from lbc_core.sparsity import ScoreOptimizer, SparsityConfig, build_sparsifier
 from lbc_core.tasks import DEFAULT_TASK, Task, get_task
 from lbc_core.training import (
@@ -35,6 +43,8 @@ from lbc_core.training import (
 
 CHECKPOINT_NAME = "checkpoints/last.pt"
 METRICS_NAME = "metrics.json"
+# The sparse model in the user's own format (a Hugging Face source's save_pretrained directory), in export/.
+USER_FORMAT_DIR = "hf_model"
 
 
 class RunError(ValueError):
@@ -43,11 +53,31 @@ class RunError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A built-in architecture; ``num_classes``/``in_channels`` default to what the data says."""
+    """Where the model comes from.
 
-    architecture: str
+    ``source="catalog"``: a built-in ``architecture`` with ``args`` (``num_classes``/``in_channels`` default
+    to what the data says) and optional dense starting weights in ``checkpoint`` (safetensors or a torch
+    state dict). ``source="huggingface"``: ``path`` is a local Hugging Face model directory.
+    """
+
+    architecture: str = ""
     args: Mapping[str, Any] = field(default_factory=dict)
-    checkpoint: str | None = None  # dense starting weights: safetensors or a torch state dict
+    checkpoint: str | None = None
+    source: str = CATALOG
+    path: str | None = None
+
+
+def model_source(config: ModelConfig, task: str = IMAGE_CLASSIFICATION) -> ModelSource:
+    """The source that builds ``config``'s model for ``task``."""
+    if config.source == CATALOG:
+        return CatalogSource(config.architecture, config.args, config.checkpoint)
+    if config.source == HUGGINGFACE:
+        if not config.path:
+            raise RunError("model.path must name a Hugging Face model directory")
+        from lbc_core.models.huggingface import HuggingFaceSource
+
+        return HuggingFaceSource(config.path, task)
+    raise RunError(f"unknown model source {config.source!r}; known: {', '.join(SOURCES)}")
 
 
 @dataclass(frozen=True)
@@ -76,52 +106,16 @@ class RunResult:
     exports: ExportResult | None = None
 
 
+def data_facts(data: DataBundle) -> DataFacts:
+    return DataFacts(data.num_classes, tuple(data.input_shape), data.vocab_size)
+
+
 def model_arguments(config: ModelConfig, data: DataBundle) -> dict[str, Any]:
-    """Architecture arguments with the data's class count and input shape filled in."""
-    info = get_architecture(config.architecture)
-    args = dict(config.args)
-    if "num_classes" in info.defaults:
-        args.setdefault("num_classes", data.num_classes)
-    if "vocab_size" in info.defaults and data.vocab_size is not None:
-        args.setdefault("vocab_size", data.vocab_size)
-    if "max_positions" in info.defaults and data.vocab_size is not None:
-        args.setdefault("max_positions", data.input_shape[0])
-    if "in_channels" in info.defaults and len(data.input_shape) == 3:
-        args.setdefault("in_channels", data.input_shape[0])
-    if "input_features" in info.defaults:
-        args.setdefault("input_features", math.prod(data.input_shape))
-    if "image_size" in info.defaults and len(data.input_shape) == 3:
-        args.setdefault("image_size", data.input_shape[-1])
-    if "num_classes" in args and args["num_classes"] < data.num_classes:
-        raise RunError(
-            f"model.num_classes={args['num_classes']} but the dataset has {data.num_classes} classes"
-        )
-    return args
-
-
-def load_dense_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load a dense starting checkpoint, naming every missing, unexpected or mis-shaped tensor."""
-    state = load_state_dict_file(path)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    problems = []
-    if missing:
-        problems.append("missing " + ", ".join(missing[:8]) + (" ..." if len(missing) > 8 else ""))
-    if unexpected:
-        problems.append("unexpected " + ", ".join(unexpected[:8]) + (" ..." if len(unexpected) > 8 else ""))
-    if wrong:
-        problems.append(
-            "wrong shape "
-            + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in wrong[:8])
-        )
-    if problems:
-        raise RunError(f"checkpoint {Path(path).name} does not fit the model: " + "; ".join(problems))
-    for key, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise RunError(f"checkpoint {Path(path).name}: tensor {key} contains NaN or infinity")
-    model.load_state_dict(state)
+    """Catalog architecture arguments with the data's class count and input shape filled in."""
+    try:
+        return CatalogSource(config.architecture, config.args).arguments(data_facts(data))
+    except ModelSourceError as exc:
+        raise RunError(str(exc)) from exc
 
 
 def score_optimizer_for(train: TrainConfig) -> ScoreOptimizer:
@@ -150,19 +144,18 @@ def run(
         return _stopped_before_training(out)
 
     torch.manual_seed(config.train.seed)
-    args = model_arguments(config.model, data)
-    model = build_model(config.model.architecture, **args)
+    source = model_source(config.model, config.task)
+    built = source.build(data_facts(data))
+    model = built.model
     # Building a large model takes long and cannot be interrupted: honour a stop asked meanwhile.
     if _stop_requested(callbacks):
         return _stopped_before_training(out)
-    if config.model.checkpoint:
-        load_dense_weights(model, config.model.checkpoint)
 
     sparsity = config.sparsity
     if sparsity.score_optimizer is None:
         sparsity = replace(sparsity, score_optimizer=score_optimizer_for(config.train))
     sparsifier = build_sparsifier(sparsity)
-    sparsifier.prepare(model)
+    sparsifier.prepare(model, built.dense_defaults)
     trainer = Trainer(
         model,
         sparsifier,
@@ -233,8 +226,9 @@ def run(
         model.cpu(),
         report,
         out / "export",
-        architecture=config.model.architecture,
-        architecture_args=args,
+        architecture=built.record["name"],
+        architecture_args=dict(built.record["args"]),
+        source_record=built.record,
         metrics=metrics,
         data=data_info,
         pattern=config.sparsity.pattern,
@@ -242,10 +236,13 @@ def run(
             "config": _jsonable(asdict(replace(config, sparsity=sparsity))),
             # Per-weight scores equal LBC's combination scores exactly only for SGD-family optimizers.
             "score_optimizer_exact": bool(sparsity.score_optimizer and sparsity.score_optimizer.exact),
+            # Tensors the user's weights lacked and the source initialised (a new classification head).
+            "fresh_tensors": list(built.fresh),
             **(extra_manifest or {}),
         },
         onnx=_onnx_inputs(task, data, model) if config.export.onnx else None,
     )
+    source.save(model, out / "export" / USER_FORMAT_DIR)
     summary = {
         primary.key: final[primary.name],
         "task": task.name,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lbc_catalog.huggingface import HF_FAMILIES
+from lbc_formats.errors import FormatError
 
 MAX_CONFIG_BYTES = 1 << 20  # real configs are a few KiB
 # Keys whose presence means the model needs something the server will not do.
@@ -66,9 +67,18 @@ SIZE_LIMITS: Mapping[str, int] = {
     "encoder_stride": 1 << 12,
 }
 MAX_LABELS = 100_000
+# The same size under each family's own key (GPT-2 says n_embd, DistilBERT dim, ...).
+_SIZE_ALIASES: Mapping[str, tuple[str, ...]] = {
+    "hidden": ("hidden_size", "n_embd", "dim"),
+    "layers": ("num_hidden_layers", "n_layer", "n_layers"),
+    "heads": ("num_attention_heads", "n_head", "n_heads"),
+    "intermediate": ("intermediate_size", "n_inner", "hidden_dim"),
+    "positions": ("max_position_embeddings", "n_positions"),
+    "vocab": ("vocab_size",),
+}
 
 
-class HFConfigError(ValueError):
+class HFConfigError(FormatError):
     """A config.json the server will not build a model from; the message names the problem."""
 
 
@@ -79,6 +89,22 @@ class CleanConfig:
     config: dict[str, Any]
     model_type: str
     stripped: tuple[str, ...]
+
+    def sizes(self) -> dict[str, int]:
+        """The family-independent sizes a memory estimate needs, from whichever key this family uses
+        (hidden, layers, heads, intermediate, positions, vocab; a vision model's patches as tokens)."""
+        sizes = {
+            name: value
+            for name, keys in _SIZE_ALIASES.items()
+            if isinstance(
+                value := next((self.config[k] for k in keys if isinstance(self.config.get(k), int)), None),
+                int,
+            )
+        }
+        image, patch = self.config.get("image_size"), self.config.get("patch_size")
+        if isinstance(image, int) and isinstance(patch, int) and patch > 0:
+            sizes["tokens"] = (image // patch) ** 2 + 1  # patches and the class token
+        return sizes
 
     @property
     def num_labels(self) -> int | None:

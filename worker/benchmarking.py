@@ -68,7 +68,7 @@ from lbc_core.export import (
 )
 from lbc_core.models import build_model
 from lbc_core.models.probe import probe_forward
-from lbc_core.pipeline import load_dense_weights
+from lbc_core.models.source import load_dense_weights
 from lbc_core.sparsity import NMPattern, PatternError, count_violations
 from lbc_core.training import resolve_device
 from worker.context import WorkerContext

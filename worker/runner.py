@@ -30,7 +30,13 @@ class JobInputError(ValueError):
 
 
 def model_config(spec: ModelSpec) -> ModelConfig:
-    return ModelConfig(architecture=spec.architecture, args=dict(spec.args), checkpoint=spec.checkpoint)
+    return ModelConfig(
+        architecture=spec.architecture or "",
+        args=dict(spec.args),
+        checkpoint=spec.checkpoint,
+        source=spec.source,
+        path=spec.path,
+    )
 
 
 def data_config(spec: DatasetSpec) -> DataConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def verified_report(model: nn.Module, report: SparsityReport, pattern: NMPattern
     layers = []
     for layer in report.layers:
         weight = layer_weight(model, layer.name)
-        violations = count_violations(weight, pattern)
+        violations = count_violations(weight, pattern, layer.layout)
         if violations:
             raise ExportError(
                 f"layer {layer.name!r} is not exactly {pattern}: {violations} groups hold more than "
@@ -149,6 +150,7 @@ def export_all(
     data: dict[str, Any] | None = None,
     pattern: NMPattern | str,
     extra: dict[str, Any] | None = None,
+    source_record: Mapping[str, Any] | None = None,
     onnx: OnnxInputs | None = None,
 ) -> ExportResult:
     """Write the sparse checkpoint, masks, compressed form and manifest (last) into ``out_dir``.
@@ -170,7 +172,8 @@ def export_all(
 
     save_sparse_checkpoint(model, directory / CHECKPOINT_FILE)
     save_masks(masks_from_model(model, names), directory / MASKS_FILE)
-    sizes = save_compressed(model, names, pattern, directory / COMPRESSED_FILE)
+    layouts = {layer.name: layer.layout for layer in checked.layers}
+    sizes = save_compressed(model, names, pattern, directory / COMPRESSED_FILE, layouts)
     files = [
         _describe(directory / CHECKPOINT_FILE, SAFETENSORS_CONTENT_TYPE),
         _describe(directory / MASKS_FILE, SAFETENSORS_CONTENT_TYPE),
@@ -190,6 +193,7 @@ def export_all(
         metrics=metrics,
         data=data,
         extra=extra,
+        source_record=source_record,
     )
     manifest["files"] = [
         {

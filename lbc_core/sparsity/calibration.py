@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lbc_core.sparsity.pattern import IN_OUT
+from lbc_core.sparsity.selection import adapter_for
+
 RunForward = Callable[[], None]
 
 
@@ -53,6 +56,10 @@ def input_features(module: nn.Module) -> InputFeatures:
     if isinstance(module, nn.Linear):
         # Input (..., in); weight (out, in).
         return InputFeatures(activation_dim=-1, weight_dim=1)
+    adapter = adapter_for(module)
+    if adapter is not None and adapter.layout == IN_OUT:
+        # transformers' Conv1D (GPT-2): input (..., in); weight (in, out).
+        return InputFeatures(activation_dim=-1, weight_dim=0)
     raise CalibrationError(f"no input-feature layout is known for {type(module).__name__}")
 
 

@@ -12,6 +12,7 @@ weight plus ``C/M`` packed alive bits.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
@@ -22,7 +23,7 @@ from lbc_core.sparsity.base import Sparsifier, SparsifierStateError
 from lbc_core.sparsity.calibration import RunForward, input_norms
 from lbc_core.sparsity.pattern import NMPattern, from_groups, to_groups
 from lbc_core.sparsity.schedule import RemovalSchedule
-from lbc_core.sparsity.selection import LayerPolicy, LayerSelection
+from lbc_core.sparsity.selection import DenseDefault, LayerPolicy, LayerSelection
 from lbc_core.sparsity.wanda import original_weight, wanda_importance
 
 # Groups processed at once when ranking or rebuilding masks, so [G, C] is never materialised whole.
@@ -78,7 +79,7 @@ def unpack_bits(packed: torch.Tensor, c: int) -> torch.Tensor:
     return bits.reshape(packed.shape[0], -1)[:, :c].bool()
 
 
-def prior_scores(importance: torch.Tensor, pattern: NMPattern) -> torch.Tensor:
+def prior_scores(importance: torch.Tensor, pattern: NMPattern, layout: str | None = None) -> torch.Tensor:
     """Per-weight start scores ``s_j`` that make every combination's score follow an importance prior.
 
     With ``p_j = I_j / mean(I over j's group)`` (the weight's importance relative to its group;
@@ -93,11 +94,11 @@ def prior_scores(importance: torch.Tensor, pattern: NMPattern) -> torch.Tensor:
     bounded (``0 <= p_j <= M``), so the prior starts within ``a0 * M / N`` of the uniform start, the
     scale the scores (and their weight decay) already live on, and training can overrule it.
     """
-    groups = to_groups(importance.detach().float(), pattern.m)
+    groups = to_groups(importance.detach().float(), pattern.m, layout)
     mean = groups.mean(dim=1, keepdim=True)
     relative = torch.where(mean > 0, groups / mean.clamp_min(torch.finfo(torch.float32).tiny), 1.0)
     a0 = 1.0 / pattern.combinations_per_weight
-    return from_groups(a0 * (relative - 1.0) / pattern.n, importance.shape)
+    return from_groups(a0 * (relative - 1.0) / pattern.n, importance.shape, layout)
 
 
 class ScoreState(Protocol):
@@ -138,9 +139,12 @@ class LBCMask(nn.Module):
     score_exp_avg: torch.Tensor
     score_exp_avg_sq: torch.Tensor
 
-    def __init__(self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer) -> None:
+    def __init__(
+        self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer, layout: str | None = None
+    ) -> None:
         super().__init__()
         self.pattern = pattern
+        self.layout = layout  # groups run along the weight's reduction dimension in this layout
         self.optimizer = optimizer
         self.lr = 0.0
         self.scores_trainable = True
@@ -194,7 +198,7 @@ class LBCMask(nn.Module):
         """Keep the ``keep`` best-scored alive combinations in every group; the rest die for good."""
         m, c = self.pattern.m, self.pattern.num_combinations
         table = self.pattern.combination_table(self.score.device).to(self.score.dtype)
-        score_groups = to_groups(self.score, m)
+        score_groups = to_groups(self.score, m, self.layout)
         mask_groups = torch.empty(score_groups.shape, dtype=torch.bool, device=self.score.device)
         for start in range(0, score_groups.shape[0], _CHUNK_GROUPS):
             stop = start + _CHUNK_GROUPS
@@ -205,7 +209,7 @@ class LBCMask(nn.Module):
             alive = torch.zeros_like(alive).scatter_(1, best, True)
             self.alive[start:stop] = pack_bits(alive)
             mask_groups[start:stop] = (alive.to(table.dtype) @ table) > 0
-        self.mask.copy_(from_groups(mask_groups, self.mask.shape))
+        self.mask.copy_(from_groups(mask_groups, self.mask.shape, self.layout))
 
     def alive_bits(self) -> torch.Tensor:
         return unpack_bits(self.alive, self.pattern.num_combinations)
@@ -236,12 +240,14 @@ class LBCSparsifier(Sparsifier):
         self.alive_per_group = pattern.num_combinations
         self.removals = 0
 
-    def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
-        return LBCMask(weight, self.pattern, self.score_optimizer)
+    def _make_parametrization(self, weight: torch.Tensor, layout: str) -> nn.Module:
+        return LBCMask(weight, self.pattern, self.score_optimizer, layout)
 
     # -- score priors ------------------------------------------------------------------------------
-    def prepare(self, model: nn.Module) -> LayerSelection:
-        selection = super().prepare(model)
+    def prepare(
+        self, model: nn.Module, dense_defaults: Mapping[str, DenseDefault] | None = None
+    ) -> LayerSelection:
+        selection = super().prepare(model, dense_defaults)
         if self.score_init == "magnitude":
             self._start_scores({name: original_weight(m).detach().abs() for name, m in self._modules()})
         return selection
@@ -262,7 +268,7 @@ class LBCSparsifier(Sparsifier):
     @torch.no_grad()
     def _start_scores(self, importance: dict[str, torch.Tensor]) -> None:
         for name, param in self._iter_parametrizations():
-            param.score.copy_(prior_scores(importance[name], self.pattern))
+            param.score.copy_(prior_scores(importance[name], self.pattern, param.layout))
         self.scores_started = True
 
     def _modules(self) -> list[tuple[str, nn.Module]]:

@@ -16,7 +16,7 @@ from torch import nn
 from lbc_core.sparsity.base import MaskedWeight, Sparsifier, SparsifierStateError
 from lbc_core.sparsity.calibration import RunForward, input_features, input_norms
 from lbc_core.sparsity.pattern import NMPattern, magnitude_mask
-from lbc_core.sparsity.selection import LayerPolicy
+from lbc_core.sparsity.selection import LayerPolicy, adapter_for
 
 
 def wanda_importance(module: nn.Module, weight: torch.Tensor, input_norm: torch.Tensor) -> torch.Tensor:
@@ -30,7 +30,9 @@ def wanda_mask(
 ) -> torch.Tensor:
     """Boolean mask keeping the ``n`` most important weights of every group (ties: lowest index)."""
     # magnitude_mask ranks |x| per group, and the importance is already non-negative.
-    return magnitude_mask(wanda_importance(module, weight, input_norm), pattern)
+    adapter = adapter_for(module)
+    layout = adapter.layout if adapter is not None else None
+    return magnitude_mask(wanda_importance(module, weight, input_norm), pattern, layout)
 
 
 def original_weight(module: nn.Module) -> torch.Tensor:
@@ -56,7 +58,7 @@ class WandaSparsifier(Sparsifier):
     def needs_calibration(self) -> bool:
         return not self.calibrated
 
-    def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
+    def _make_parametrization(self, weight: torch.Tensor, layout: str) -> nn.Module:
         return MaskedWeight(torch.ones_like(weight, dtype=torch.bool), weight.dtype)
 
     @torch.no_grad()

@@ -120,6 +120,15 @@ def test_specs_at_the_limits_are_422_naming_the_field(service: Service) -> None:
     assert service.queued_messages("gpu") == []
 
 
+def test_a_hugging_face_model_path_is_a_422_until_models_are_uploads(service: Service) -> None:
+    """A path would name a directory on the worker's disk: the service never reads one."""
+    alice = service.caller()
+    spec = {**digits_spec(), "model": {"source": "huggingface", "path": "/srv/models/llama"}}
+    problems = _problems(service.client.post("/v1/jobs", json=spec, headers=alice.headers))
+    assert "does not exist" in problems["model.path"], problems
+    assert service.queued_messages("gpu") == []
+
+
 def test_malformed_bodies_use_the_same_envelope(service: Service) -> None:
     alice = service.caller()
     headers = {**alice.headers, "Content-Type": "application/json"}

@@ -72,10 +72,18 @@ def assert_rejected(data: Any, path: str, fragment: str = "") -> SpecError:
 # -- every field: good values accepted, bad values rejected with the field's path ---------------------------
 
 # (dotted path, base spec or None for MINIMAL, accepted values, rejected values)
+# A Hugging Face model directory instead of a catalog architecture.
+HF_MODEL: dict[str, Any] = {
+    "model": {"source": "huggingface", "path": "./my-llama"},
+    "dataset": {"source": "digits"},
+}
+
 FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("name", None, ["run 1", "x" * 200, None], ["", "x" * 201, 3]),
     ("model.architecture", None, architecture_names(), ["lenet6", "", 5, None]),
     ("model.checkpoint", None, ["dense.safetensors", None], ["", 7]),
+    ("model.source", None, ["catalog"], ["hub", "", 3, None]),
+    ("model.path", HF_MODEL, ["./my-llama", "5d1e2c3b4a5f6e7d8c9b0a1f2e3d4c5b"], ["", None, 3]),
     ("dataset.source", None, ["digits", "synthetic"], ["imagenet", "", None, 1]),
     ("dataset.val_fraction", None, [0.01, 0.5, 0.99], [0, 0.0, 1, 1.0, -0.1, "0.2", True]),
     ("dataset.val_size", None, [1, 500, None], [0, -3, 1.5, "10"]),
@@ -590,7 +598,8 @@ def test_json_schema_rejects_extra_fields_and_lists_architectures() -> None:
     schema = json_schema()
     assert schema["additionalProperties"] is False
     assert all(d["additionalProperties"] is False for d in schema["$defs"].values())
-    assert schema["$defs"]["ModelSpec"]["properties"]["architecture"]["enum"] == architecture_names()
+    architecture = schema["$defs"]["ModelSpec"]["properties"]["architecture"]["anyOf"]
+    assert architecture == [{"type": "string", "enum": architecture_names()}, {"type": "null"}]
 
 
 def test_every_field_has_a_description() -> None:
@@ -610,7 +619,9 @@ def test_field_docs_document_every_field() -> None:
         assert f"  {path}: " in docs, path
     assert "train.epochs: integer; default 10" in docs
     assert ">= 1, <= 10000" in docs
-    assert "model.architecture: one of mlp, lenet5" in docs and "; required" in docs
+    assert (
+        "model.architecture: string or null" in docs and "one of mlp, lenet5" in docs and "; required" in docs
+    )
     assert "KEPT" in docs
 
 

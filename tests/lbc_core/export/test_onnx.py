@@ -287,6 +287,22 @@ def test_transformers_model_round_trips_with_gemm_layers_and_n_m_initializers(
         assert entry.layout == "[out, in] (transposed from the checkpoint's Conv1D [in, out])"
 
 
+def test_a_model_that_fixes_its_length_gets_a_graph_with_only_the_batch_axis_free(tmp_path: Path) -> None:
+    from lbc_core.models.causal_lm import TinyCausalLM
+
+    torch.manual_seed(0)
+    # Its forward reads int(input_ids.shape[1]): the traced graph only fits the example's length.
+    model = TinyCausalLM(vocab_size=64, max_positions=16, embed_dim=32, depth=1, num_heads=2).eval()
+    inputs = OnnxInputs.by_keyword({"input_ids": torch.randint(0, 64, (2, 8))})
+
+    result = export_onnx(model, inputs, tmp_path, pattern=PATTERN)
+
+    assert result.inputs == {"input_ids": ["batch", 8]}
+    (note,) = result.notes
+    assert note.startswith("only the batch axis is free: with other free axes, does not match PyTorch: ")
+    assert [v.status for v in result.variants] == ["verified", "verified"]
+
+
 # -- failures and patterns --------------------------------------------------------------------------------
 
 

@@ -42,17 +42,18 @@ export async function renderNewJob(main, { signal, navigate }) {
       { class: "muted" },
       "Every field comes from the service's job schema with its default filled in; only what you change is sent. ",
       "Upload your own data or starting weights on the ",
-      h("a", { href: "#/data" }, "datasets & checkpoints"),
+      h("a", { href: "#/data" }, "datasets, checkpoints & models"),
       " page first.",
     ),
   );
   const loading = h("p", { class: "muted", role: "status" }, "Loading the job schema…");
   main.append(loading);
-  const [openapi, models, datasets, checkpoints] = await Promise.all([
+  const [openapi, models, datasets, checkpoints, hfModels] = await Promise.all([
     getOpenApi(),
     api("/v1/models", { signal }),
     api("/v1/datasets", { signal }),
     api("/v1/checkpoints", { signal }),
+    api("/v1/hf-models", { signal }),
   ]);
   if (signal.aborted) return;
   loading.remove();
@@ -63,6 +64,7 @@ export async function renderNewJob(main, { signal, navigate }) {
       "dataset.path": uploadSelect(datasets.items, "(none)", "datasets"),
       "dataset.val_path": uploadSelect(datasets.items, "(none: split off from the training data)", "datasets"),
       "model.checkpoint": uploadSelect(checkpoints.items, "(none: random initialisation)", "checkpoints"),
+      "model.path": uploadSelect(hfModels.items, "(choose an uploaded model)", "models"),
       "dataset.tokenizer": uploadSelect(
         datasets.items.filter((d) => d.format === "tokenizer"),
         "(none: UTF-8 bytes)",
@@ -70,6 +72,11 @@ export async function renderNewJob(main, { signal, navigate }) {
       ),
     },
     visibleWhen: {
+      // A Hugging Face model is built from its own config.json: no architecture, arguments or checkpoint.
+      "model.architecture": (v) => v["model.source"] !== "huggingface",
+      "model.args": (v) => v["model.source"] !== "huggingface",
+      "model.checkpoint": (v) => v["model.source"] !== "huggingface",
+      "model.path": (v) => v["model.source"] === "huggingface",
       "dataset.path": (v) => PATH_SOURCES.has(v["dataset.source"]),
       "dataset.val_path": (v) => PATH_SOURCES.has(v["dataset.source"]),
       "dataset.split": (v) => ["mnist", "cifar10", "cifar100"].includes(v["dataset.source"]),
