@@ -17,6 +17,8 @@ $(BIN)/python:
 .PHONY: install
 install: $(BIN)/python ## Create .venv and install the project with its dev tools and the ONNX export
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,onnx]'
+	@# The native N:M CPU kernel; without a compiler the product runs its pure-PyTorch path instead.
+	-$(BIN)/python -m lbc_core.kernels build
 
 .PHONY: serve
 serve: install ## Install, then run the service in its embedded default (API + worker + reaper, state in .lbc/)

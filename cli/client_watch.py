@@ -131,7 +131,7 @@ def format_outcome(job: Job) -> str:
         parts = []
         primary = primary_metric(result)
         if isinstance(result.get(primary), int | float):
-            parts.append(f"{primary.removeprefix('val_').replace('_', ' ')} {result[primary]:.4f}")
+            parts.append(f"{primary.replace('_', ' ')} {result[primary]:.4f}")
         if isinstance(result.get("density"), int | float):
             parts.append(f"density {result['density']:.3f}")
         if "verified_nm" in result:

@@ -66,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
 
     # Heavy imports (torch, the engine) only once the spec is known to be good.
     from cli.progress import ProgressReporter, stop_on_sigint
+    from worker.multiprocess import run_spec_processes
     from worker.runner import JobInputError, run_spec
 
     out = Path(args.out)
@@ -74,7 +75,10 @@ def main(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         _write_spec(spec, out / "spec.json")
         with stop_on_sigint(reporter):
-            result = run_spec(spec, out, callbacks=[reporter], resume=not args.no_resume)
+            if spec.train.processes > 1:  # the same launcher and relay as the service's workers
+                result = run_spec_processes(spec, out, reporter, resume=not args.no_resume)
+            else:
+                result = run_spec(spec, out, callbacks=[reporter], resume=not args.no_resume)
     except KeyboardInterrupt:
         print("\nlbc train: aborted by a second Ctrl-C; the last epoch checkpoint is kept", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -165,6 +165,7 @@ def one_run(
     tf_frac: float = 0.5,
     power: float = 3.0,
     calibration_samples: int = 128,
+    prior_strength: float = 1.0,
     dense_runs: dict[tuple[Any, ...], tuple[Path, list[dict[str, Any]]]] | None = None,
 ) -> dict[str, Any]:
     data = data_config(dataset, augment)
@@ -203,6 +204,7 @@ def one_run(
                 schedule=RemovalSchedule(t_i=0, t_f=max(tune * tf_frac, 1), power=power),
                 score_init=LBC_FROM_DENSE[method],  # type: ignore[arg-type]
                 calibration_samples=calibration_samples,
+                prior_strength=prior_strength,
             )
         phases.append((f"{method}-finetune", RunConfig(model_cfg, data, sparsity, train(tune))))
     elif method in LBC_REMOVALS:
@@ -257,7 +259,8 @@ def one_run(
         "batch_size": batch_size,
         "augment": augment,
         "phases": [name for name, _ in phases],
-        "label": label(method, tf_frac, power),
+        "label": label(method, tf_frac, power, prior_strength),
+        "prior_strength": prior_strength if method in ("lbc_magnitude", "lbc_wanda") else None,
         "lbc_tf_frac": tf_frac if method.startswith("lbc") else None,
         "lbc_power": power if method.startswith("lbc") else None,
         "val_accuracy": acc,  # of the exported model rebuilt from model.nm.safetensors
@@ -294,8 +297,11 @@ def one_run(
 # ---------------------------------------------------------------- table
 
 
-def label(method: str, tf_frac: float, power: float) -> str:
-    """The method name, plus the LBC schedule where it differs from the default (t_f = 1/2, p = 3)."""
+def label(method: str, tf_frac: float, power: float, prior_strength: float = 1.0) -> str:
+    """The method name, plus the LBC schedule where it differs from the default (t_f = 1/2, p = 3)
+    and the score prior's strength where it is not 1."""
+    if method in ("lbc_magnitude", "lbc_wanda") and prior_strength != 1.0:
+        method = f"{method}(s={prior_strength:g})"
     if method.startswith("lbc") and (tf_frac != 0.5 or power != 3.0):
         return f"{method}(tf={tf_frac:g},p={power:g})"
     return method
@@ -346,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lbc-tf-frac", type=float, default=0.5, help="LBC t_f as a fraction of its epochs")
     p.add_argument("--lbc-power", type=float, default=3.0, help="LBC removal schedule power")
     p.add_argument(
+        "--prior-strength", type=float, default=1.0, help="lbc_magnitude / lbc_wanda: prior strength"
+    )
+    p.add_argument(
         "--calibration-samples", type=int, default=128, help="training samples calibrating wanda / lbc_wanda"
     )
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
@@ -391,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
                             tf_frac=args.lbc_tf_frac,
                             power=args.lbc_power,
                             calibration_samples=args.calibration_samples,
+                            prior_strength=args.prior_strength,
                             dense_runs=dense_runs,
                         )
                         rec["environment"] = env

@@ -37,7 +37,15 @@ from lbc_core.pipeline import (  # noqa: E402
     model_arguments,
     run,
 )
-from lbc_core.sparsity import NMPattern, SparsityConfig, build_sparsifier  # noqa: E402
+from lbc_core.sparsity import (  # noqa: E402
+    NMPattern,
+    SparsityConfig,
+    build_sparsifier,
+    input_norms,
+    magnitude_mask,
+    select_layers,
+    wanda_mask,
+)
 from lbc_core.tasks import ImageClassification  # noqa: E402
 from lbc_core.training import TrainConfig, evaluate  # noqa: E402
 
@@ -64,6 +72,46 @@ def masked_accuracy(
         )
     report = sparsifier.finalize()
     return float(evaluate(model, data.val, device=device)["accuracy"]), report.all_verified
+
+
+def _discard(_: object) -> None:
+    return None
+
+
+def layer_errors(
+    config: RunConfig, checkpoint: Path, data: Any, pattern: NMPattern, samples: int
+) -> dict[str, dict[str, float]]:
+    """Per sparsified layer, ``||f(W * mask) - f(W)|| / ||f(W)||`` on the dense layer inputs of
+    ``samples`` training samples, for each method's mask: the layer-wise error Wanda minimises."""
+    model = build_model(config.model.architecture, **model_arguments(config.model, data))
+    load_dense_weights(model, checkpoint)
+    model.eval()
+    names = select_layers(model, pattern).names
+    inputs: dict[str, torch.Tensor] = {}
+    handles = [
+        model.get_submodule(name).register_forward_pre_hook(
+            lambda _m, args, name=name: inputs.__setitem__(name, args[0].detach())
+        )
+        for name in names
+    ]
+    with torch.no_grad():
+        model(data.train.x[:samples])
+    for handle in handles:
+        handle.remove()
+    errors: dict[str, dict[str, float]] = {}
+    for name in names:
+        module = model.get_submodule(name)
+        weight, x = module.weight.detach(), inputs[name]
+        with torch.no_grad():
+            norm = input_norms({name: module}, lambda module=module, x=x: _discard(module(x)))[name]
+        masks = {"asp": magnitude_mask(weight, pattern), "wanda": wanda_mask(module, weight, norm, pattern)}
+        with torch.no_grad():
+            dense = module(x)
+            errors[name] = {}
+            for method, mask in masks.items():
+                out = torch.func.functional_call(module, {"weight": weight * mask}, (x,))
+                errors[name][method] = float((out - dense).norm() / dense.norm())
+    return errors
 
 
 def table(records: list[dict[str, Any]]) -> str:
@@ -143,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     assert verified, (method, pattern)
                     record[method] = accuracy
+                record["layer_output_error"] = layer_errors(
+                    config, checkpoint, data, pattern, args.calibration_samples
+                )
                 records.append(record)
                 with (out / "runs.jsonl").open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
@@ -152,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     print(table(records))
+    print("\nMean relative layer output error (dense inputs), magnitude mask vs Wanda mask:")
+    for pattern in dict.fromkeys(r["pattern"] for r in records):
+        rows = [r["layer_output_error"] for r in records if r["pattern"] == pattern]
+        cells = [
+            f"{name} {statistics.fmean(r[name]['asp'] for r in rows):.3f} vs "
+            f"{statistics.fmean(r[name]['wanda'] for r in rows):.3f}"
+            for name in rows[0]
+        ]
+        print(f"  {pattern}: " + "; ".join(cells))
     return 0
 
 

@@ -139,10 +139,7 @@ class ModelSpec(_Section):
     )
     architecture: str | None = Field(
         default=None,
-        description=(
-            f"Built-in architecture to build, one of {', '.join(ARCHITECTURES)} (see the architecture list); "
-            "required for source catalog."
-        ),
+        description="Built-in architecture to build (see the architecture list); required for source catalog.",
         examples=["lenet5", "resnet20", "vit"],
         json_schema_extra=_architecture_enum,
     )
@@ -528,6 +525,16 @@ class SparsitySpec(_Section):
             "that prior until training overrules it."
         ),
     )
+    prior_strength: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1000.0,
+        description=(
+            "Scales a score prior's deviation from the uniform start (score_init magnitude or wanda only). "
+            "At 1 the prior decides almost every group (docs/engine.md); smaller values let the training "
+            "signal overrule it more often."
+        ),
+    )
     calibration_samples: int | None = Field(
         default=None,
         ge=1,
@@ -554,6 +561,14 @@ class SparsitySpec(_Section):
         if self.score_init != "uniform" and self.method != "lbc":
             problems.append(
                 (("score_init",), f"only applies to method lbc, not {self.method}; omit it", self.score_init)
+            )
+        if self.prior_strength != 1.0 and self.score_init == "uniform":
+            problems.append(
+                (
+                    ("prior_strength",),
+                    "only applies with score_init magnitude or wanda (a uniform start has no prior); omit it",
+                    self.prior_strength,
+                )
             )
         if self.calibration_samples is not None and not self.uses_calibration:
             problems.append(
@@ -651,6 +666,20 @@ class TrainSpec(_Section):
     drop_last: bool = Field(
         default=False, description="Drop the last, incomplete training batch of every epoch."
     )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Data-parallel processes training the job together on the worker (DDP: NCCL between GPUs, one "
+            "GPU per process; gloo between CPU processes). batch_size stays the global batch: each step's "
+            "batch_size samples are split across the processes, so the run trains like one process."
+        ),
+    )
+    sync_batchnorm: bool = Field(
+        default=False,
+        description="With processes > 1 on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm).",
+    )
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32",
         description=(
@@ -673,6 +702,12 @@ class TrainSpec(_Section):
             )
         elif self.lr is not None and self.min_lr > self.lr:
             problems.append((("min_lr",), f"must not exceed lr ({self.lr:g})", self.min_lr))
+        if self.processes > self.batch_size:
+            problems.append(
+                (("processes",), f"must not exceed batch_size ({self.batch_size})", self.processes)
+            )
+        if self.sync_batchnorm and self.device == "cpu":
+            problems.append((("sync_batchnorm",), "needs CUDA devices (SyncBatchNorm is GPU-only)", True))
         if self.nesterov and self.momentum == 0:
             problems.append((("nesterov",), "needs momentum > 0", self.nesterov))
         if list(self.step_milestones) != sorted(set(self.step_milestones)):
@@ -923,7 +958,7 @@ def with_task_defaults(data: Any) -> Any:
     if "task" not in data and isinstance(dataset, Mapping) and isinstance(dataset.get("source"), str):
         data = {**data, "task": task_for_source(dataset["source"])}
     task = data.get("task", "image-classification")
-    if task not in TASKS or not isinstance(train, Mapping):
+    if not isinstance(task, str) or task not in TASKS or not isinstance(train, Mapping):
         return data
     recipe = default_recipe(task, model_source(data))
     defaults: dict[str, Any] = {"optimizer": recipe.optimizer, "weight_decay": recipe.weight_decay}

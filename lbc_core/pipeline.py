@@ -40,6 +40,7 @@ from lbc_core.training import (
     evaluate,
     resume_point,
 )
+from lbc_core.training.distributed import SingleProcess
 
 CHECKPOINT_NAME = "checkpoints/last.pt"
 METRICS_NAME = "metrics.json"
@@ -135,7 +136,11 @@ def run(
     resume: bool = True,
     scratch_dir: str | os.PathLike[str] | None = None,
     extra_manifest: Mapping[str, Any] | None = None,
+    parallel: SingleProcess | None = None,
 ) -> RunResult:
+    """Train, finalize and export. With ``parallel`` (one rank of a multi-process run) only rank 0 writes
+    anything; the other ranks train their share and return without exports."""
+    parallel = parallel or SingleProcess()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     task = get_task(config.task)
@@ -147,6 +152,8 @@ def run(
     source = model_source(config.model, config.task)
     built = source.build(data_facts(data))
     model = built.model
+    if not parallel.rank.is_writer:  # the same initial weights everywhere, other dropout draws
+        torch.manual_seed(parallel.seed(config.train.seed))
     # Building a large model takes long and cannot be interrupted: honour a stop asked meanwhile.
     if _stop_requested(callbacks):
         return _stopped_before_training(out)
@@ -166,6 +173,7 @@ def run(
         augment=data.augment,
         checkpoint_path=out / CHECKPOINT_NAME,
         task=task,
+        parallel=parallel,
     )
     example = task.example_batch(data.train).to(trainer.device)
     probe_forward(model, example.inputs, "the data", call=lambda m: task.forward(m, example))
@@ -187,6 +195,8 @@ def run(
             )
         )
     outcome = trainer.fit()
+    if not parallel.rank.is_writer:
+        return RunResult(outcome.status, out, outcome.history, {})
     lr_record = _learning_rate_record(config.train)
     _write_json(out / METRICS_NAME, {"history": outcome.history, "resumed_from": resumed_from, **lr_record})
     if outcome.status == "stopped":

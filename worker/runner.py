@@ -17,6 +17,7 @@ from lbc_core.data import DataConfig, SyntheticSpec
 from lbc_core.pipeline import ExportConfig, ModelConfig, RunConfig, RunResult, run
 from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsifierStateError, SparsityConfig
 from lbc_core.training import TrainConfig, TrainingCallback
+from lbc_core.training.distributed import SingleProcess
 
 T = TypeVar("T")
 
@@ -85,6 +86,7 @@ def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
         score_optimizer=None,
         srste_decay=spec.srste_lambda,
         score_init=spec.score_init,
+        prior_strength=spec.prior_strength,
     )
     # Omitted in the spec: the engine's default applies (one place holds it).
     if spec.calibration_samples is not None:
@@ -114,6 +116,8 @@ def train_config(spec: TrainSpec) -> TrainConfig:
         eval_batch_size=spec.eval_batch_size,
         drop_last=spec.drop_last,
         precision=spec.precision,
+        processes=spec.processes,
+        sync_batchnorm=spec.sync_batchnorm,
     )
 
 
@@ -147,6 +151,7 @@ def run_spec(
     resume: bool = True,
     *,
     scratch_dir: str | os.PathLike[str] | None = None,
+    parallel: SingleProcess | None = None,
 ) -> RunResult:
     """Train, finalize and export ``spec`` into ``out_dir``; continues from its checkpoint when ``resume``.
 
@@ -162,6 +167,7 @@ def run_spec(
             resume=resume,
             scratch_dir=scratch_dir,
             extra_manifest={"spec": dump_spec(spec)},
+            parallel=parallel,
         )
     except (ValueError, SparsifierStateError) as exc:
         # The engine's input errors are ValueErrors (DatasetError, PatternError, LayerSelectionError, RunError,

@@ -25,16 +25,18 @@ _LINES_PER_CALL = 2048
 # eq=False: these hold tensors, for which field-wise equality is meaningless.
 @dataclass(frozen=True, eq=False)
 class TokenBlocks:
-    """A corpus as ``ids``: N blocks of block_size token ids (int64), each a training sample."""
+    """A corpus as ``ids``: N blocks of block_size token ids (int64), each a training sample, from a
+    tokenizer with ``vocab_size`` tokens."""
 
     ids: torch.Tensor
+    vocab_size: int
     name: str = "corpus"
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
     def subset(self, index: torch.Tensor) -> TokenBlocks:
-        return TokenBlocks(self.ids.index_select(0, index), self.name)
+        return TokenBlocks(self.ids.index_select(0, index), self.vocab_size, self.name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +83,7 @@ def load_corpus_blocks(path: str | Path, tokenizer: TextTokenizer, block_size: i
             f"of block_size {block_size}"
         )
     tensor = torch.tensor(ids[: blocks * block_size], dtype=torch.int64).view(blocks, block_size)
-    return TokenBlocks(tensor, path.name)
+    return TokenBlocks(tensor, tokenizer.vocab_size, path.name)
 
 
 def load_labeled_texts(

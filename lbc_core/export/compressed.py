@@ -303,6 +303,30 @@ def load_compressed(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return state_dict
 
 
+@dataclass(frozen=True, eq=False)
+class CompressedLayer:
+    """One compressed layer as stored: ``values``/``indices`` ``[G, N]`` for a weight of ``shape``."""
+
+    name: str
+    shape: tuple[int, ...]
+    values: torch.Tensor
+    indices: torch.Tensor
+
+
+def load_compressed_layers(path: str | os.PathLike[str]) -> tuple[dict[str, CompressedLayer], NMPattern]:
+    """The compressed layers of a file as stored (no decompression), by layer name, with the pattern:
+    the operand sparse kernels pack from (lbc_core.kernels). Validated like :func:`load_compressed`."""
+    _, pattern = _read_compressed(path)
+    tensors, metadata = read_safetensors(path, "compressed N:M file")
+    layers = {}
+    for layer in json.loads(metadata["layers"]):
+        key = layer["key"]
+        layers[layer["name"]] = CompressedLayer(
+            layer["name"], tuple(layer["shape"]), tensors[key + VALUES_SUFFIX], tensors[key + INDICES_SUFFIX]
+        )
+    return layers, pattern
+
+
 def _check_listed_hash(manifest: Mapping[str, Any], path: Path) -> None:
     # When the manifest lists this file, its hash must match: catches a swapped or damaged download.
     for entry in manifest.get("files") or []:

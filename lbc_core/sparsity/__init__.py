@@ -59,6 +59,8 @@ class SparsityConfig:
     removal: Literal["permanent", "revival", "revival_grad"] = "permanent"
     # Where LBC's scores start: uniform (published method) or from a magnitude / Wanda importance prior.
     score_init: ScoreInit = "uniform"
+    # Scales the prior's deviation from the uniform start (library and experiments only for now).
+    prior_strength: float = 1.0
     # Training samples whose activations calibrate Wanda masks or a Wanda prior (seeded choice).
     calibration_samples: int = 128
 
@@ -77,6 +79,10 @@ class SparsityConfig:
             raise ValueError(
                 f"score_init {self.score_init!r} only applies to method 'lbc' with permanent removal"
             )
+        if not self.prior_strength > 0:
+            raise ValueError(f"prior_strength must be > 0, got {self.prior_strength}")
+        if self.prior_strength != 1.0 and self.score_init == "uniform":
+            raise ValueError("prior_strength only applies with score_init 'magnitude' or 'wanda'")
         if self.calibration_samples < 1:
             raise ValueError(f"calibration_samples must be >= 1, got {self.calibration_samples}")
 
@@ -102,6 +108,7 @@ def build_sparsifier(config: SparsityConfig) -> Sparsifier:
             config.schedule,
             config.score_optimizer or ScoreOptimizer(),
             score_init=config.score_init,
+            prior_strength=config.prior_strength,
         )
     if config.method == "srste":
         return SRSTESparsifier(config.pattern, config.layers, config.srste_decay)

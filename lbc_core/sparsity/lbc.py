@@ -79,7 +79,9 @@ def unpack_bits(packed: torch.Tensor, c: int) -> torch.Tensor:
     return bits.reshape(packed.shape[0], -1)[:, :c].bool()
 
 
-def prior_scores(importance: torch.Tensor, pattern: NMPattern, layout: str | None = None) -> torch.Tensor:
+def prior_scores(
+    importance: torch.Tensor, pattern: NMPattern, layout: str | None = None, strength: float = 1.0
+) -> torch.Tensor:
     """Per-weight start scores ``s_j`` that make every combination's score follow an importance prior.
 
     With ``p_j = I_j / mean(I over j's group)`` (the weight's importance relative to its group;
@@ -92,13 +94,16 @@ def prior_scores(importance: torch.Tensor, pattern: NMPattern, layout: str | Non
     combinations is the ranking of their summed importance, so the best one is the prior's top-N.
     Relative importance is scale-free (layers' activation norms differ by orders of magnitude) and
     bounded (``0 <= p_j <= M``), so the prior starts within ``a0 * M / N`` of the uniform start, the
-    scale the scores (and their weight decay) already live on, and training can overrule it.
+    scale the scores (and their weight decay) already live on. ``strength`` scales the deviation
+    from the uniform start (``alpha_c = a0 * (1 + strength * (mean_{j in c} p_j - 1))``): the
+    ranking at the start is the same for every ``strength > 0``, but how much training signal it
+    takes to overrule the prior is not (docs/engine.md measures it).
     """
     groups = to_groups(importance.detach().float(), pattern.m, layout)
     mean = groups.mean(dim=1, keepdim=True)
     relative = torch.where(mean > 0, groups / mean.clamp_min(torch.finfo(torch.float32).tiny), 1.0)
     a0 = 1.0 / pattern.combinations_per_weight
-    return from_groups(a0 * (relative - 1.0) / pattern.n, importance.shape, layout)
+    return from_groups(strength * a0 * (relative - 1.0) / pattern.n, importance.shape, layout)
 
 
 class ScoreState(Protocol):
@@ -106,6 +111,9 @@ class ScoreState(Protocol):
     and the revival ablation's combination scores both provide it)."""
 
     scores_trainable: bool
+    # Multi-process training: the signal is formed after the ranks average dL/dw~ (see
+    # ``apply_reduced_gradient``), not inside each rank's backward from its local gradient.
+    signal_after_reduction: bool
 
     def update_scores(self, signal: torch.Tensor) -> None: ...
 
@@ -124,8 +132,24 @@ class MaskWithScoreSignal(torch.autograd.Function):
         weight, mask = ctx.saved_tensors
         state: ScoreState = ctx.state
         if state.scores_trainable:
+            if state.signal_after_reduction:
+                # Unmasked: the weight's gradient carries dL/dw~ through the ranks' all-reduce, so the
+                # signal needs no communication of its own; apply_reduced_gradient masks it afterwards.
+                return grad_out, None, None
             state.update_scores(weight.detach() * grad_out)
         return grad_out * mask, None, None
+
+
+@torch.no_grad()
+def apply_reduced_gradient(
+    state: ScoreState, mask: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor
+) -> None:
+    """Multi-process step for a layer whose backward left ``grad = dL/dw~`` unmasked: ``grad`` is now the
+    average over ranks, i.e. the gradient of the combined batch, so the score step sees exactly the
+    signal ``w * dL/dw~`` a single process would; then ``grad`` becomes the weight gradient ``mask * dL/dw~``.
+    """
+    state.update_scores(weight * grad)
+    grad.mul_(mask)
 
 
 class LBCMask(nn.Module):
@@ -148,6 +172,7 @@ class LBCMask(nn.Module):
         self.optimizer = optimizer
         self.lr = 0.0
         self.scores_trainable = True
+        self.signal_after_reduction = False
         num_groups = weight.numel() // pattern.m
         c = pattern.num_combinations
         like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}
@@ -227,10 +252,14 @@ class LBCSparsifier(Sparsifier):
         schedule: RemovalSchedule | None = None,
         optimizer: ScoreOptimizer | None = None,
         score_init: ScoreInit = "uniform",
+        prior_strength: float = 1.0,
     ) -> None:
         super().__init__(pattern, policy)
         if score_init not in SCORE_INITS:
             raise ValueError(f"unknown LBC score_init {score_init!r}; choose one of {', '.join(SCORE_INITS)}")
+        if not prior_strength > 0:
+            raise ValueError(f"LBC prior_strength must be > 0, got {prior_strength}")
+        self.prior_strength = prior_strength
         self.schedule = schedule or RemovalSchedule()
         self.score_optimizer = optimizer or ScoreOptimizer()
         self.score_init = score_init
@@ -268,7 +297,7 @@ class LBCSparsifier(Sparsifier):
     @torch.no_grad()
     def _start_scores(self, importance: dict[str, torch.Tensor]) -> None:
         for name, param in self._iter_parametrizations():
-            param.score.copy_(prior_scores(importance[name], self.pattern, param.layout))
+            param.score.copy_(prior_scores(importance[name], self.pattern, param.layout, self.prior_strength))
         self.scores_started = True
 
     def _modules(self) -> list[tuple[str, nn.Module]]:

@@ -60,6 +60,7 @@ class RevivalLBCMask(nn.Module):
         self.dead_gradient = dead_gradient
         self.lr = 0.0
         self.scores_trainable = True
+        self.signal_after_reduction = False
         groups, c = weight.numel() // pattern.m, pattern.num_combinations
         like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}
         # Non-persistent: a constant, but it must follow the module across devices.

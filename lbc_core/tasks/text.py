@@ -100,5 +100,14 @@ class CausalLM(Task):
         # A diverged mean NLL above ~709 overflows exp(); infinity says the same and stays a float.
         return {"loss": loss, "perplexity": math.exp(loss) if loss < 709 else math.inf}
 
+    def learning_warnings(
+        self, history: Any, final: Mapping[str, float], train: Any, val_data: Any
+    ) -> list[Any]:
+        from lbc_core.training.learning_check import language_model_warnings  # see ClassificationMetrics
+
+        return language_model_warnings(
+            vocab_size=int(val_data.vocab_size), train=train, val_perplexity=final.get("perplexity")
+        )
+
     def data_info(self, data: Any) -> dict[str, Any]:
         return {"block_size": int(data.ids.shape[1])}

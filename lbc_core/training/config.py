@@ -17,6 +17,7 @@ LR_SCHEDULES = ("cosine", "constant", "step")
 # ones. Measured in docs/reliability.md ("defaults that train"): a fixed 0.1 left LeNet-5 at chance at batch
 # 16, and scaling UP (0.2 at batch 256) diverged on small data sets, where a large batch means few steps.
 REFERENCE_BATCH_SIZE = 128
+MAX_PROCESSES = 64
 REFERENCE_LR = {"sgd": 0.1, "adamw": 3e-3}
 
 
@@ -58,6 +59,10 @@ class TrainConfig:
     eval_batch_size: int = 512
     drop_last: bool = False
     precision: str = "fp32"  # see PRECISIONS
+    # Data-parallel processes sharing every step's batch_size samples (lbc_core.training.distributed);
+    # the launcher sets how many actually run, this records what the run was asked for.
+    processes: int = 1
+    sync_batchnorm: bool = False  # BatchNorm statistics over the global batch when processes > 1
 
     def __post_init__(self) -> None:
         checks = [
@@ -83,6 +88,15 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.grad_clip_norm is None or self.grad_clip_norm > 0, "grad_clip_norm must be > 0 when set"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
+            (
+                1 <= self.processes <= MAX_PROCESSES,
+                f"processes must be in [1, {MAX_PROCESSES}], got {self.processes}",
+            ),
+            (
+                self.processes <= self.batch_size,
+                f"processes ({self.processes}) must not exceed batch_size ({self.batch_size}): "
+                "every process takes a share of each batch",
+            ),
             (
                 self.precision in PRECISIONS,
                 f"precision must be one of {PRECISIONS}, got {self.precision!r}",

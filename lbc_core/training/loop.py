@@ -20,6 +20,7 @@ from lbc_core.sparsity import Sparsifier
 from lbc_core.tasks import Batch, ImageClassification, Task
 from lbc_core.training.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
 from lbc_core.training.config import OPTIMIZERS, TrainConfig, default_lr, learning_rate
+from lbc_core.training.distributed import SingleProcess
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -145,7 +146,8 @@ def evaluate(
     return task.summarize(sums)
 
 
-RESUME_MAY_CHANGE = frozenset({"device", "eval_batch_size"})
+# ``processes``: the global batch and its order do not depend on how many processes share it.
+RESUME_MAY_CHANGE = frozenset({"device", "eval_batch_size", "processes", "sync_batchnorm"})
 
 
 def _jsonable_config(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
@@ -188,11 +190,15 @@ class Trainer:
         augment: Augment | None = None,
         checkpoint_path: str | Path | None = None,
         task: Task = IMAGE_CLASSIFICATION,
+        parallel: SingleProcess | None = None,
     ) -> None:
         self.config = config
         self.task = task
-        self.device = resolve_device(config.device)
+        # One process, or this rank of a multi-process job (lbc_core.training.distributed).
+        self.parallel = parallel or SingleProcess()
+        self.device = self.parallel.device(resolve_device(config.device))
         self.model = model.to(self.device)
+        self.forward = self.parallel.wrap(self.model)
         self.sparsifier = sparsifier
         self.train_data = train_data
         self.val_data = val_data
@@ -223,7 +229,7 @@ class Trainer:
         )
 
     def save(self) -> Path | None:
-        if self.checkpoint_path is None:
+        if self.checkpoint_path is None or not self.parallel.rank.is_writer:
             return None
         state = self.state()
         path = save_checkpoint(state, self.checkpoint_path)
@@ -246,8 +252,12 @@ class Trainer:
         self.optimizer.load_state_dict(state.optimizer)
         self.sparsifier.load_state_dict(state.sparsifier)
         _set_rng_state(state.rng, self.device)
+        if not self.parallel.rank.is_writer:  # the checkpoint holds rank 0's generator
+            torch.manual_seed(self.parallel.seed(self.config.seed + state.global_step))
         self.history = list(state.history)
         self.running = dict(state.running)
+        if not self.parallel.rank.is_writer:  # rank 0 carries the saved partial sums of every rank
+            self.running.update(self.task.zero_stats())
         self.epoch, self.step, self.global_step = state.epoch, state.step, state.global_step
 
     # -- training --------------------------------------------------------------------------------
@@ -263,8 +273,9 @@ class Trainer:
                 self.running = self._zero_running()
             started = time.perf_counter()
             for step in range(self.step, len(batches)):
-                if any(cb.should_stop() for cb in self.callbacks):
+                if self.parallel.any(any(cb.should_stop() for cb in self.callbacks)):
                     self.running["seconds"] += time.perf_counter() - started
+                    self.running = self._global_running()  # the checkpoint holds all ranks' samples
                     self.save()
                     return TrainOutcome(
                         "stopped", self.epoch, self.step, self.global_step, list(self.history)
@@ -287,19 +298,28 @@ class Trainer:
             group["lr"] = lr
         self.sparsifier.on_step_start(epoch, step, spe, lr)
         task = self.task
+        total = int(index.numel())
+        index = self.parallel.local_batch(index)
         batch: Batch = task.batch(self.train_data, index).to(self.device)
         if self.augment is not None:
             # Seeded by position, so a resumed run augments exactly like an uninterrupted one.
-            generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + step + 1)
+            seed = self.parallel.seed(_epoch_seed(config.seed, epoch) + step + 1)
+            generator = torch.Generator().manual_seed(seed)
             batch = batch.with_inputs(self.augment(batch.inputs, generator))
+        local = int(index.numel())
         with self._autocast():
-            logits = task.forward(self.model, batch)
-            loss = task.loss(logits, batch, label_smoothing=config.label_smoothing)
-        value = float(loss.detach())
+            logits = task.forward(self.forward, batch)
+            # An empty shard (a last batch smaller than the process count) still joins the all-reduce.
+            if local:
+                loss = task.loss(logits, batch, label_smoothing=config.label_smoothing)
+            else:
+                loss = logits.sum() * 0.0
+        value = float(loss.detach())  # this process's samples (all of them with one process)
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {step}; try a lower lr")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.parallel.loss_weight(local, total)).backward()
+        self.parallel.after_backward(self.model)
         if config.grad_clip_norm:
             nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm)
         self.optimizer.step()
@@ -315,14 +335,22 @@ class Trainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _global_running(self) -> dict[str, float]:
+        """The epoch's running statistics summed over the ranks (each one counts its own samples)."""
+        running = dict(self.running)
+        keys = tuple(self.task.zero_stats())
+        running.update(zip(keys, self.parallel.sum([running[k] for k in keys]), strict=True))
+        return running
+
     def _end_epoch(self, epoch: int, lr: float) -> None:
+        running = self._global_running()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
-            **{f"train_{key}": value for key, value in self.task.summarize(self.running).items()},
+            **{f"train_{key}": value for key, value in self.task.summarize(running).items()},
             "lr": lr,
-            "seconds": self.running["seconds"],
+            "seconds": running["seconds"],
         }
-        if self.val_data is not None:
+        if self.val_data is not None and self.parallel.rank.is_writer:
             val = evaluate(self.model, self.val_data, self.config.eval_batch_size, self.device, self.task)
             record.update({f"val_{key}": value for key, value in val.items()})
         # Metrics always say which mask they were measured with.

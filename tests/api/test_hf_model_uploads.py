@@ -131,18 +131,18 @@ def test_a_vision_model_upload_is_accepted_by_submit_and_blocks_its_deletion(
 @pytest.mark.parametrize(
     ("model", "field", "message"),
     [
-        ({"source": "huggingface"}, "model.path", "required for source 'huggingface'"),
+        ({"source": "huggingface"}, "model.path", "required for this source"),
         (
             {"source": "huggingface", "path": "x", "architecture": "mlp"},
             "model.architecture",
-            "takes no architecture",
+            "is for source catalog",
         ),
         (
             {"source": "catalog", "path": "x", "architecture": "mlp"},
             "model.path",
-            "only used by source 'huggingface'",
+            "is for source huggingface",
         ),
-        ({"source": "catalog"}, "model.architecture", "required for source 'catalog'"),
+        ({"source": "catalog"}, "model.architecture", "is required for source catalog"),
     ],
 )
 def test_the_model_source_fields_must_agree(

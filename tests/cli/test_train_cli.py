@@ -236,6 +236,17 @@ def test_export_onnx_must_be_a_boolean() -> None:
         parse_spec(data)
 
 
+def test_train_on_two_processes_reports_progress_and_exports_once(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = lbc("train", str(write_spec(tmp_path, with_train(processes=2))), "--out", str(out), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "epoch 2/2" in result.stderr and "alive/group" in result.stderr  # rank 0's progress, relayed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verified_nm"] is True
+    assert json.loads((out / "spec.json").read_text())["train"]["processes"] == 2
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]  # written by rank 0 only
+
+
 def test_a_run_that_did_not_learn_ends_with_a_warning_that_says_what_to_change(tmp_path: Path) -> None:
     data = json.loads(json.dumps(TINY))
     data["sparsity"]["method"] = "asp"  # fixed masks: with a tiny lr nothing learns

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+import transformers
 
 from cli.train import read_spec
 from jobs.spec import SpecError
-
-transformers = pytest.importorskip("transformers")
 
 
 @pytest.fixture()
@@ -46,6 +45,7 @@ def test_a_family_that_cannot_do_the_task_is_refused_at_spec_load(tmp_path: Path
 def test_a_pickle_in_the_directory_is_refused_with_the_reason(tmp_path: Path, bert_dir: Path) -> None:
     (bert_dir / "pytorch_model.bin").write_bytes(b"\x80\x04.")
     with pytest.raises(
-        SpecError, match=r"model.path: .*pytorch_model.bin \(PyTorch .bin weights are pickles"
+        SpecError,
+        match=r"model.path: .*pytorch_model.bin is refused: PyTorch .bin weights: a .bin is a pickle",
     ):
         read_spec(spec_file(tmp_path, bert_dir, "sequence-classification"))

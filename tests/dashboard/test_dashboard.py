@@ -182,7 +182,7 @@ def _publish_speedup_report(server: Server, job_id: str, layers: list[dict[str, 
     from jobs.storage import make_store
 
     report = {
-        "schema": "lbc.speedup-report/2",
+        "schema": "lbc.speedup-report/3",
         "created_at": "2025-01-01T00:00:00Z",
         "model": {"name": "mlp", "class": "MLP", "pattern": "2:4", "input_shape": [64]},
         "environment": {

@@ -119,12 +119,18 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ),
     ("dataset.synthetic.num_classes", with_fields(dataset__source="synthetic"), [2, 10], [1, 0, 10**6]),
     ("dataset.synthetic.noise", with_fields(dataset__source="synthetic"), [0, 0.5, 100], [-0.1, 101, "x"]),
-    ("task", None, ["image-classification"], ["speech", "", None, 3]),
+    ("task", None, ["image-classification"], ["speech", "", None, 3, ["causal-lm"], {"a": 1}]),
     ("dataset.block_size", {**TEXT, "task": "causal-lm"}, [2, 128, 65_536, None], [1, 0, 65_537, 2.5, "64"]),
     ("dataset.max_length", {**LABELED, "task": "sequence-classification"}, [1, 512, None], [0, 65_537, "8"]),
     ("dataset.tokenizer", dict(TEXT), ["tokenizer.json", "models/gpt", None], ["", 3]),
     ("sparsity.method", None, ["lbc", "srste", "asp", "wanda", "dense"], ["LBC", "magnitude", "", None]),
     ("sparsity.score_init", None, ["uniform", "magnitude", "wanda"], ["Wanda", "random", "", None]),
+    (
+        "sparsity.prior_strength",
+        with_fields(sparsity__score_init="magnitude"),
+        [0.001, 1, 1000],
+        [0, -1, 1001, "1", None],
+    ),
     (
         "sparsity.calibration_samples",
         with_fields(sparsity__method="wanda"),
@@ -167,6 +173,8 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("train.eval_batch_size", None, [1, 512], [0, 70_000]),
     ("train.drop_last", None, [True, False], [None, "x"]),
     ("train.precision", None, ["fp32", "bf16"], ["fp16", "BF16", None]),
+    ("train.processes", with_fields(train__batch_size=64), [1, 2, 64], [0, 65, 1.5, "2", None]),
+    ("train.sync_batchnorm", None, [True, False], [None, "yes"]),
     ("benchmark.enabled", None, [True, False], [None, "on"]),
     ("benchmark.device", None, ["cpu", "cuda:1", None], ["tpu", ""]),
     ("benchmark.batch_sizes", None, [[1], [1, 64, 256]], [[], [0], [65_537], [1, 1], list(range(1, 18))]),
@@ -410,6 +418,15 @@ def test_warmup_must_be_shorter_than_training() -> None:
     assert_rejected(with_fields(train__epochs=3, train__warmup_epochs=3), "train.warmup_epochs", "epochs (3)")
 
 
+def test_every_process_of_a_job_needs_a_share_of_each_batch_and_sync_batchnorm_needs_gpus() -> None:
+    assert_rejected(with_fields(train__batch_size=4, train__processes=8), "train.processes", "batch_size (4)")
+    assert_rejected(
+        with_fields(train__device="cpu", train__processes=2, train__sync_batchnorm=True),
+        "train.sync_batchnorm",
+        "needs CUDA",
+    )
+
+
 def test_train_cross_field_checks() -> None:
     assert_rejected(with_fields(train__lr=0.01, train__min_lr=0.1), "train.min_lr")
     # The default lr depends on the batch size: a floor needs the lr it sits under.
@@ -522,6 +539,7 @@ def test_load_text() -> None:
         ({"method": "wanda", "score_init": "wanda"}, "sparsity.score_init", "only applies to method lbc"),
         ({"method": "asp", "calibration_samples": 64}, "sparsity.calibration_samples", "method wanda"),
         ({"method": "lbc", "calibration_samples": 64}, "sparsity.calibration_samples", "score_init wanda"),
+        ({"method": "lbc", "prior_strength": 0.1}, "sparsity.prior_strength", "a uniform start has no prior"),
         (
             {"method": "lbc", "score_init": "magnitude", "calibration_samples": 64},
             "sparsity.calibration_samples",
@@ -619,9 +637,7 @@ def test_field_docs_document_every_field() -> None:
         assert f"  {path}: " in docs, path
     assert "train.epochs: integer; default 10" in docs
     assert ">= 1, <= 10000" in docs
-    assert (
-        "model.architecture: string or null" in docs and "one of mlp, lenet5" in docs and "; required" in docs
-    )
+    assert "model.architecture: one of mlp, lenet5" in docs and "required for source catalog" in docs
     assert "KEPT" in docs
 
 

@@ -53,7 +53,7 @@ def checkpoint_bytes() -> bytes:
     return save({"features.0.weight": np.zeros((4, 1, 3, 3), np.float32)})
 
 
-REPORT = {"schema": "lbc.speedup-report/2", "summary": {"median_layer_speedup": None}, "notes": []}
+REPORT = {"schema": "lbc.speedup-report/3", "summary": {"median_layer_speedup": None}, "notes": []}
 
 
 @dataclass

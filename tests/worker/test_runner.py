@@ -151,8 +151,10 @@ def test_sparsity_section_maps_to_pattern_schedule_and_layers() -> None:
 
 
 def test_score_init_and_calibration_samples_map_onto_the_engine_and_default_there() -> None:
-    prior = to_run_config(spec_of(sparsity={"score_init": "wanda", "calibration_samples": 32})).sparsity
-    assert prior.score_init == "wanda" and prior.calibration_samples == 32
+    prior = to_run_config(
+        spec_of(sparsity={"score_init": "wanda", "calibration_samples": 32, "prior_strength": 0.01})
+    ).sparsity
+    assert prior.score_init == "wanda" and prior.calibration_samples == 32 and prior.prior_strength == 0.01
     wanda = to_run_config(spec_of(sparsity={"method": "wanda"})).sparsity
     assert wanda.method == "wanda" and wanda.score_init == "uniform"
     assert wanda.calibration_samples == SparsityConfig().calibration_samples  # omitted: the engine's default

@@ -15,6 +15,7 @@ const LABELS = {
   t_f: "Removal end t_f (epoch)",
   srste_lambda: "SR-STE λ",
   score_init: "LBC score start",
+  prior_strength: "Score prior strength",
   calibration_samples: "Calibration samples",
   time_limit_s: "Time limit (seconds)",
   val_fraction: "Validation fraction",

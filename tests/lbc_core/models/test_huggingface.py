@@ -16,17 +16,18 @@ from typing import Any
 
 import pytest
 import torch
+import transformers
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
 from torch import nn
 
-transformers = pytest.importorskip("transformers")
-
-from lbc_catalog.huggingface import CAUSAL_LM, IMAGE_CLASSIFICATION, SEQUENCE_CLASSIFICATION  # noqa: E402
-from lbc_core.export import export_all, rebuild_model  # noqa: E402
-from lbc_core.models.huggingface import HuggingFaceSource  # noqa: E402
-from lbc_core.models.source import DataFacts, ModelSourceError  # noqa: E402
-from lbc_core.sparsity import NMPattern, RemovalSchedule, SparsityConfig, build_sparsifier  # noqa: E402
-from lbc_core.sparsity.pattern import IN_OUT, magnitude_mask, to_groups  # noqa: E402
-from lbc_core.sparsity.selection import LayerPolicy  # noqa: E402
+from lbc_catalog.huggingface import CAUSAL_LM, IMAGE_CLASSIFICATION, SEQUENCE_CLASSIFICATION
+from lbc_core.export import export_all, rebuild_model
+from lbc_core.models.huggingface import HuggingFaceSource
+from lbc_core.models.source import DataFacts, ModelSourceError
+from lbc_core.sparsity import NMPattern, RemovalSchedule, SparsityConfig, build_sparsifier
+from lbc_core.sparsity.pattern import IN_OUT, magnitude_mask, to_groups
+from lbc_core.sparsity.selection import LayerPolicy
 
 VOCAB = 64
 PATTERN = NMPattern(2, 4)
@@ -99,7 +100,9 @@ def save_upload(family: Family, directory: Path, seed: int = 0) -> nn.Module:
     config = transformers.AutoConfig.for_model(family.model_type, **family.config)
     model = getattr(transformers, family.upload_class)(config)
     model.save_pretrained(directory)
-    (directory / "tokenizer.json").write_text('{"version": "1.0", "model": {}}')
+    # A real tokenizers file (copied to the output as it is): a word-level vocabulary of the model's size.
+    vocab = {f"w{i}": i for i in range(min(VOCAB, 16))}
+    Tokenizer(WordLevel(vocab, unk_token="w0")).save(str(directory / "tokenizer.json"))
     return model
 
 
@@ -249,8 +252,8 @@ def test_weights_that_do_not_fit_are_refused_naming_the_tensor(
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda d: (d / "pytorch_model.bin").write_bytes(b"\x80\x04."), r"pytorch_model.bin \(PyTorch .bin"),
-        (lambda d: (d / "model.pt2").write_bytes(b"PK"), r"model.pt2 \(a .pt2 exported program can run code"),
+        (lambda d: (d / "pytorch_model.bin").write_bytes(b"\x80\x04."), r"pytorch_model.bin is refused: PyTorch .bin weights: a .bin is a pickle"),
+        (lambda d: (d / "model.pt2").write_bytes(b"PK"), r"model.pt2 is refused: a .pt2 exported program can run code"),
         (lambda d: (d / "modeling_evil.py").write_text("import os"), "never runs code"),
         (lambda d: (d / "model.safetensors").unlink(), "no weights"),
         (
@@ -281,6 +284,7 @@ def test_a_task_the_family_cannot_do_is_refused(tmp_path: Path) -> None:
 def test_sharded_weights_load_and_a_wrong_index_is_refused(tmp_path: Path) -> None:
     family = FAMILIES[5]
     original = save_upload(family, tmp_path / "up")
+    (tmp_path / "up" / "model.safetensors").unlink()  # one set of weights: the shards replace the file
     original.save_pretrained(tmp_path / "up", max_shard_size="20KB")
     assert (tmp_path / "up" / "model.safetensors.index.json").is_file()
     built = HuggingFaceSource(str(tmp_path / "up"), family.task).build(DataFacts(None))

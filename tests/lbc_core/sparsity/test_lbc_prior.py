@@ -77,6 +77,10 @@ def test_a_combinations_start_score_is_a0_times_the_mean_relative_importance_of_
     assert torch.equal(scores[0], torch.zeros(pattern.m))
     # Scale-free: a layer whose activations are 1000x larger gets the same start.
     assert torch.allclose(prior_scores(importance * 1000, pattern), prior_scores(importance, pattern))
+    # strength scales the deviation from the uniform start, never the ranking.
+    assert torch.allclose(
+        prior_scores(importance, pattern, strength=0.01), 0.01 * prior_scores(importance, pattern)
+    )
 
 
 def _run_without_training_signal(sparsifier: LBCSparsifier, model: nn.Module, momentum: float) -> None:
@@ -92,13 +96,20 @@ def _run_without_training_signal(sparsifier: LBCSparsifier, model: nn.Module, mo
         opt.step()
 
 
-@pytest.mark.parametrize("text", ["2:4", "2:8"])
-def test_magnitude_prior_without_training_signal_ends_at_the_magnitude_top_n_mask(text: str) -> None:
+@pytest.mark.parametrize(("text", "strength"), [("2:4", 1.0), ("2:8", 1.0), ("2:4", 0.01)])
+def test_magnitude_prior_without_training_signal_ends_at_the_magnitude_top_n_mask(
+    text: str, strength: float
+) -> None:
     pattern = NMPattern.parse(text)
     model = _model()
     dense = {name: model.get_submodule(name).weight.detach().clone() for name in ("0", "2", "6")}
     sparsifier = LBCSparsifier(
-        pattern, POLICY, RemovalSchedule(t_i=0, t_f=3), ScoreOptimizer(momentum=0.9), score_init="magnitude"
+        pattern,
+        POLICY,
+        RemovalSchedule(t_i=0, t_f=3),
+        ScoreOptimizer(momentum=0.9),
+        score_init="magnitude",
+        prior_strength=strength,
     )
     sparsifier.prepare(model)
     assert not sparsifier.needs_calibration
@@ -195,6 +206,12 @@ def test_score_init_is_checked_against_the_method_and_the_checkpoint() -> None:
         SparsityConfig(method="lbc", score_init="wanda", removal="revival")
     with pytest.raises(ValueError, match="unknown LBC score_init"):
         LBCSparsifier(NMPattern(2, 4), score_init="random")
+    with pytest.raises(ValueError, match="prior_strength must be > 0"):
+        SparsityConfig(method="lbc", score_init="magnitude", prior_strength=0.0)
+    with pytest.raises(ValueError, match="prior_strength must be > 0"):
+        LBCSparsifier(NMPattern(2, 4), score_init="magnitude", prior_strength=-1.0)
+    with pytest.raises(ValueError, match="prior_strength only applies"):
+        SparsityConfig(method="lbc", prior_strength=0.5)
 
     model = _model()
     magnitude = LBCSparsifier(NMPattern(2, 4), POLICY, score_init="magnitude")

@@ -8,16 +8,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 import torch
+import transformers
 
 import lbc_core.pipeline as pipeline
 from lbc_core.data import DataConfig
 from lbc_core.export import rebuild_model
 from lbc_core.sparsity import NMPattern, RemovalSchedule, SparsityConfig
 from lbc_core.training import TrainConfig
-
-transformers = pytest.importorskip("transformers")
 
 
 def test_a_causal_lm_run_reports_perplexity_and_exports_verified_2_to_4(

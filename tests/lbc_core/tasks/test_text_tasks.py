@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from lbc_core.data import DataConfig, load_data
+from lbc_core.data.text import TokenBlocks
 from lbc_core.models.causal_lm import TinyCausalLM
 from lbc_core.sparsity import NMPattern, RemovalSchedule, SparsityConfig, build_sparsifier
 from lbc_core.tasks import Batch, CausalLM, SequenceClassification, TaskError, get_task
@@ -112,7 +114,7 @@ def test_sequence_classification_learns_which_play_character_speaks(
             speaker = line[:-1]
         elif len(line.split()) >= 5 and speaker:
             rows.append((line, speaker))
-    top = [name for name, _ in __import__("collections").Counter(s for _, s in rows).most_common(2)]
+    top = [name for name, _ in Counter(s for _, s in rows).most_common(2)]
     picked = [{"text": text, "label": who} for text, who in rows if who in top][:1200]
     path = tmp_path / "lines.jsonl"
     path.write_text("\n".join(json.dumps(row) for row in picked), encoding="utf-8")
@@ -130,3 +132,15 @@ def test_sequence_classification_learns_which_play_character_speaks(
     outcome = Trainer(model, sparsifier, config, data.train, data.val, task=CLS).fit()
     majority = float(torch.bincount(data.val.labels).max()) / len(data.val)
     assert outcome.history[-1]["val_accuracy"] > majority + 0.03, (outcome.history[-1], majority)
+
+
+def test_a_language_model_at_a_uniform_guess_s_perplexity_did_not_learn() -> None:
+    blocks = TokenBlocks(torch.zeros(2, 8, dtype=torch.int64), vocab_size=512)
+    train = TrainConfig(optimizer="adamw", lr=0.5, batch_size=16)
+    (warning,) = LM.learning_warnings([], {"loss": 6.2, "perplexity": 490.0}, train, blocks)
+    assert warning.code == "did_not_learn"
+    assert (
+        "validation perplexity 490.0 is near that of a uniform guess over its 512 tokens" in warning.message
+    )
+    assert "try a lower train.lr" in warning.message
+    assert LM.learning_warnings([], {"loss": 5.0, "perplexity": 156.0}, train, blocks) == []

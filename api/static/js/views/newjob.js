@@ -88,6 +88,7 @@ export async function renderNewJob(main, { signal, navigate }) {
       "sparsity.schedule": (v) => v["sparsity.method"] === "lbc",
       "sparsity.srste_lambda": (v) => v["sparsity.method"] === "srste",
       "sparsity.score_init": (v) => v["sparsity.method"] === "lbc",
+      "sparsity.prior_strength": (v) => v["sparsity.method"] === "lbc" && v["sparsity.score_init"] !== "uniform",
       "sparsity.calibration_samples": (v) =>
         v["sparsity.method"] === "wanda" || (v["sparsity.method"] === "lbc" && v["sparsity.score_init"] === "wanda"),
       "train.momentum": (v) => v["train.optimizer"] !== "adamw",
