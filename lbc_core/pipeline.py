@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from lbc_catalog.huggingface import CAUSAL_LM, IMAGE_CLASSIFICATION
+from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
 from lbc_core.data import DataBundle, DataConfig, load_data
 from lbc_core.export import ExportResult, export_all
 from lbc_core.export.onnx_export import OnnxInputs
@@ -249,7 +250,7 @@ def run(
             "fresh_tensors": list(built.fresh),
             **(extra_manifest or {}),
         },
-        onnx=_onnx_inputs(task, data) if config.export.onnx else None,
+        onnx=_onnx_inputs(task, data, model) if config.export.onnx else None,
     )
     source.save(model, out / "export" / USER_FORMAT_DIR)
     summary = {
@@ -275,15 +276,18 @@ def run(
     return RunResult("succeeded", out, outcome.history, summary, exports)
 
 
-def _onnx_inputs(task: Task, data: DataBundle) -> OnnxInputs:
-    """Two validation samples, as the task feeds them to the model (normalised images, token ids): two,
-    so the batch axis stays free."""
-    args, kwargs = task.model_inputs(task.example_batch(data.val, 2))
-    if args and not kwargs:
-        return OnnxInputs.single(args[0])
-    # A decoder's key/value cache is an inference convenience with no place in a static graph.
-    options = {"use_cache": False} if task.name == CAUSAL_LM else {}
-    return OnnxInputs.by_keyword(kwargs, options=options)
+def _onnx_inputs(task: Task, data: DataBundle, model: nn.Module) -> OnnxInputs:
+    """Two validation samples as the task feeds them to the model (normalised images positionally, token
+    ids and masks by keyword): two, so the batch axis stays free.
+
+    Inputs the exporter cannot use surface from export_all as a recorded ONNX failure, not here.
+    """
+    args, kwargs = task.model_inputs(task.example_batch(data.val, n=2))
+    if not kwargs:
+        return OnnxInputs.positional(*args)
+    # A language model's key/value cache is an object, not a tensor the graph could return.
+    caches = getattr(getattr(model, "config", None), "use_cache", None) is not None
+    return OnnxInputs.by_keyword(kwargs, options={"use_cache": False} if caches else None)
 
 
 def onnx_summary(section: Mapping[str, Any]) -> dict[str, Any]:

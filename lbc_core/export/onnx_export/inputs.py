@@ -53,6 +53,12 @@ class OnnxInputs:
         return cls({name: tensor}, {name: {0: BATCH}})
 
     @classmethod
+    def positional(cls, *tensors: torch.Tensor) -> OnnxInputs:
+        """Positional inputs whose first axis is the batch: ``input``, or ``input_0``, ``input_1``, ..."""
+        names = ["input"] if len(tensors) == 1 else [f"input_{i}" for i in range(len(tensors))]
+        return cls(dict(zip(names, tensors, strict=True)), {name: {0: BATCH} for name in names})
+
+    @classmethod
     def by_keyword(
         cls,
         tensors: Mapping[str, torch.Tensor],
@@ -74,18 +80,38 @@ class OnnxInputs:
             tensor.to(dtype) if tensor.is_floating_point() else tensor for tensor in self.tensors.values()
         )
 
-    def first_sample(self) -> OnnxInputs | None:
-        """The same inputs cut to a batch of one, to check the batch axis is free; None if it is not."""
-        if any(0 not in self.dynamic_axes.get(name, {}) for name in self.tensors):
-            return None
-        if any(tensor.shape[0] < 2 for tensor in self.tensors.values()):
-            return None
-        return OnnxInputs(
-            {name: tensor[:1] for name, tensor in self.tensors.items()},
-            self.dynamic_axes,
-            self.keyword,
-            self.options,
-        )
+    def variations(self) -> list[OnnxInputs]:
+        """The inputs resized along each free axis, to check the graph really leaves it free.
+
+        A batch of one; and for every other free axis (a sequence), the inputs one shorter along it,
+        which is still valid input for a model that takes any length. Axes of size 1 are left alone.
+        """
+        names = {axis_name for spec in self.dynamic_axes.values() for axis_name in spec.values()}
+        varied = []
+        for axis_name in sorted(names, key=lambda name: (name != BATCH, name)):
+            where = {
+                name: axis
+                for name, spec in self.dynamic_axes.items()
+                for axis, n in spec.items()
+                if n == axis_name
+            }
+            if any(self.tensors[name].shape[axis] < 2 for name, axis in where.items()):
+                continue
+            cut = dict(self.tensors)
+            for name, axis in where.items():
+                length = 1 if axis_name == BATCH else self.tensors[name].shape[axis] - 1
+                cut[name] = self.tensors[name].narrow(axis, 0, length)
+            varied.append(OnnxInputs(cut, self.dynamic_axes, self.keyword, self.options))
+        return varied
+
+    def without_free_axes_but_batch(self) -> OnnxInputs:
+        """The same inputs with only the batch axis free (for models that fix every other size)."""
+        axes = {name: {0: BATCH} for name, spec in self.dynamic_axes.items() if spec.get(0) == BATCH}
+        return OnnxInputs(self.tensors, axes, self.keyword, self.options)
+
+    @property
+    def free_axes_besides_batch(self) -> bool:
+        return any(axis != 0 for spec in self.dynamic_axes.values() for axis in spec)
 
 
 def flat_outputs(output: Any, name: str = "output") -> list[tuple[str, torch.Tensor]]:

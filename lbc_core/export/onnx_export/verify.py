@@ -20,14 +20,14 @@ FP16_TOLERANCE = 1e-2
 
 
 class RuntimeUnavailable(RuntimeError):
-    """onnxruntime is missing or cannot run the graph on CPU (say, no fp16 kernel for one of its ops)."""
+    """onnxruntime is missing or cannot load the graph on CPU (say, no fp16 kernel for one of its ops)."""
 
 
 @dataclass(frozen=True)
 class Comparison:
     """How far the graph's outputs were from PyTorch's on one set of inputs."""
 
-    batch: int
+    shapes: dict[str, list[int]]  # of the inputs it ran on
     max_abs_error: float
     scale: float  # max |torch output|
     tolerance: float  # the bound max_abs_error had to stay within
@@ -70,8 +70,9 @@ def compare(
     }
     try:
         outputs = session.run(None, feed)
-    except Exception as exc:
-        raise RuntimeUnavailable(f"onnxruntime could not run {path.name}: {_first_line(exc)}") from exc
+    except Exception as exc:  # the graph loaded, so it is the graph that is wrong for these inputs
+        given = ", ".join(f"{name} {list(array.shape)}" for name, array in feed.items())
+        raise ValueError(f"onnxruntime fails on inputs {given}: {_first_line(exc)}") from exc
     if len(outputs) != len(expected):
         raise ValueError(f"{path.name} returns {len(outputs)} outputs; the model returns {len(expected)}")
     error, scale = 0.0, 0.0
@@ -85,6 +86,5 @@ def compare(
         difference = torch.nan_to_num((actual - reference).abs(), nan=float("inf"))
         error = max(error, float(difference.max()) if difference.numel() else 0.0)
         scale = max(scale, float(reference.abs().max()) if reference.numel() else 0.0)
-    first = next(iter(inputs.tensors.values()))
-    batch = int(first.shape[0]) if first.dim() else 1
-    return Comparison(batch, error, scale, rel * max(1.0, scale))
+    shapes = {name: list(tensor.shape) for name, tensor in inputs.tensors.items()}
+    return Comparison(shapes, error, scale, rel * max(1.0, scale))

@@ -188,7 +188,11 @@ def test_catalog_model_round_trips_through_onnxruntime_with_its_n_m_zeros(
 
     _check_graphs(result, tmp_path, finalized.model, sparsified)
     assert result.inputs == {"input": ["batch", *shape]}
-    assert [check.batch for check in result.variants[0].checks] == [3, 1]  # the batch axis is free
+    # The example, then a batch of one: the batch axis is free.
+    assert [check.shapes for check in result.variants[0].checks] == [
+        {"input": [3, *shape]},
+        {"input": [1, *shape]},
+    ]
     # And independently of the exporter's own check: a batch size it never saw.
     session = onnxruntime.InferenceSession(str(tmp_path / ONNX_FILE), providers=["CPUExecutionProvider"])
     other = torch.randn(5, *shape)
@@ -273,12 +277,30 @@ def test_transformers_model_round_trips_with_gemm_layers_and_n_m_initializers(
 
     _check_graphs(result, tmp_path, model, sparsified)
     assert result.outputs == ["logits"]
-    if kind != "vit":  # token inputs keep both the batch and the sequence axis free
+    if kind != "vit":  # token inputs keep both the batch and the sequence axis free, checked by varying each
         assert result.inputs == {"input_ids": ["batch", "sequence"], "attention_mask": ["batch", "sequence"]}
+        assert [check.shapes["input_ids"] for check in result.variants[0].checks] == [[2, 6], [1, 6], [2, 5]]
+        assert result.notes == ()
     if kind == "gpt2":  # Conv1D weights go out as [out, in] and are the N:M ones TensorRT sees
         entry = next(i for i in result.variants[0].initializers if i.layer == "transformer.h.0.mlp.c_fc")
         assert entry.shape == (128, 32) and entry.nm and entry.compliant_24
         assert entry.layout == "[out, in] (transposed from the checkpoint's Conv1D [in, out])"
+
+
+def test_a_model_that_fixes_its_length_gets_a_graph_with_only_the_batch_axis_free(tmp_path: Path) -> None:
+    from lbc_core.models.causal_lm import TinyCausalLM
+
+    torch.manual_seed(0)
+    # Its forward reads int(input_ids.shape[1]): the traced graph only fits the example's length.
+    model = TinyCausalLM(vocab_size=64, max_positions=16, embed_dim=32, depth=1, num_heads=2).eval()
+    inputs = OnnxInputs.by_keyword({"input_ids": torch.randint(0, 64, (2, 8))})
+
+    result = export_onnx(model, inputs, tmp_path, pattern=PATTERN)
+
+    assert result.inputs == {"input_ids": ["batch", 8]}
+    (note,) = result.notes
+    assert note.startswith("only the batch axis is free: with other free axes, does not match PyTorch: ")
+    assert [v.status for v in result.variants] == ["verified", "verified"]
 
 
 # -- failures and patterns --------------------------------------------------------------------------------
