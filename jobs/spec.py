@@ -32,6 +32,7 @@ from client.spec_text import SpecTextError, load_spec_file, load_spec_text
 from jobs.catalog import ARCHITECTURES, check_model_args, weight_layer_names
 from jobs.sizing import input_problems
 from jobs.text import name_problem, nul_problems
+from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
 from lbc_catalog.tasks import (
     IMAGE_SOURCES,
     MODEL_SOURCES,
@@ -876,6 +877,15 @@ class JobSpec(_Section):
                     f"task {self.task} reads sources {', '.join(entry.sources)}, not {self.dataset.source!r} "
                     f"(which is for task {task_for_source(self.dataset.source)})",
                     self.dataset.source,
+                )
+            )
+        if self.model.source == "catalog" and self.task != IMAGE_CLASSIFICATION:
+            problems.append(
+                (
+                    ("task",),
+                    f"the catalog architectures are image classifiers; a {self.task} job needs a Hugging Face "
+                    "model (model.source: huggingface)",
+                    self.task,
                 )
             )
         if self.model.architecture is None:  # a Hugging Face model: its upload is checked at submit

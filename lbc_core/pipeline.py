@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
+from lbc_catalog.tasks import TEXT_SOURCES
 from lbc_core.data import DataBundle, DataConfig, load_data
 from lbc_core.export import ExportResult, export_all
 from lbc_core.export.onnx_export import OnnxInputs
@@ -45,7 +46,6 @@ from lbc_core.training.distributed import SingleProcess
 CHECKPOINT_NAME = "checkpoints/last.pt"
 METRICS_NAME = "metrics.json"
 # The sparse model in the user's own format (a Hugging Face source's save_pretrained directory), in export/.
-USER_FORMAT_DIR = "hf_model"
 
 
 class RunError(ValueError):
@@ -144,12 +144,12 @@ def run(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     task = get_task(config.task)
-    data = load_data(config.data, scratch_dir=scratch_dir)
+    source = model_source(config.model, config.task)
+    data = load_data(_with_models_tokenizer(config.data, source), scratch_dir=scratch_dir)
     if _stop_requested(callbacks):
         return _stopped_before_training(out)
 
     torch.manual_seed(config.train.seed)
-    source = model_source(config.model, config.task)
     built = source.build(data_facts(data))
     model = built.model
     if not parallel.rank.is_writer:  # the same initial weights everywhere, other dropout draws
@@ -251,8 +251,8 @@ def run(
             **(extra_manifest or {}),
         },
         onnx=_onnx_inputs(task, data, model) if config.export.onnx else None,
+        user_format=(lambda target: source.save(model, target)) if source.writes_user_format else None,
     )
-    source.save(model, out / "export" / USER_FORMAT_DIR)
     summary = {
         primary.key: final[primary.name],
         "task": task.name,
@@ -297,6 +297,15 @@ def onnx_summary(section: Mapping[str, Any]) -> dict[str, Any]:
     files = {variant["file"]: variant["status"] for variant in section.get("variants", [])}
     reasons = {v["file"]: v["reason"] for v in section.get("variants", []) if v.get("reason")}
     return {"status": "exported", "files": files, **({"reasons": reasons} if reasons else {})}
+
+
+def _with_models_tokenizer(data: DataConfig, source: ModelSource) -> DataConfig:
+    """Text is tokenized with the model's own tokenizer.json when the data names none: token ids mean
+    something only in the vocabulary the model was trained with."""
+    if data.source not in TEXT_SOURCES or data.tokenizer is not None:
+        return data
+    own = source.tokenizer_file()
+    return replace(data, tokenizer=str(own)) if own is not None else data
 
 
 def _stop_requested(callbacks: Sequence[TrainingCallback]) -> bool:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import shutil
+import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,13 @@ JSON_CONTENT_TYPE = "application/json"
 # ONNX has no registered media type either.
 ONNX_CONTENT_TYPE = "application/octet-stream"
 ONNX_ROLES = {ONNX_FILE: "onnx", ONNX_FP16_FILE: "onnx_fp16"}
+# The model in its owner's format (a Hugging Face directory): beside the exports as a directory, and as one
+# archive that the service can publish and a user downloads, unpacks and hands to from_pretrained.
+USER_FORMAT_DIR = "hf_model"
+USER_FORMAT_ARCHIVE = "hf_model.zip"
+ZIP_CONTENT_TYPE = "application/zip"
+# Writes the model in its owner's format into the given directory (lbc_core.models.source.ModelSource.save).
+UserFormatWriter = Callable[[Path], object]
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,20 @@ def _describe(path: Path, content_type: str) -> ExportedFile:
     return ExportedFile(path.name, path, path.stat().st_size, sha256_file(path), content_type)
 
 
+def _write_user_format(model: nn.Module, writer: UserFormatWriter, directory: Path) -> ExportedFile:
+    """The owner's format as a directory and as a zip of it (stored, not deflated: weights do not shrink)."""
+    target = directory / USER_FORMAT_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    writer(target)
+    archive = directory / USER_FORMAT_ARCHIVE
+    tmp = archive.with_suffix(".zip.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as bundle:
+        for path in sorted(p for p in target.rglob("*") if p.is_file()):
+            bundle.write(path, f"{USER_FORMAT_DIR}/{path.relative_to(target).as_posix()}")
+    os.replace(tmp, archive)
+    return _describe(archive, ZIP_CONTENT_TYPE)
+
+
 def _stale_onnx(directory: Path) -> list[Path]:
     """ONNX files of an earlier export into the same directory (with their external weight data)."""
     return [directory / name for name in ONNX_ROLES] + [directory / f"{name}.data" for name in ONNX_ROLES]
@@ -152,11 +175,14 @@ def export_all(
     extra: dict[str, Any] | None = None,
     source_record: Mapping[str, Any] | None = None,
     onnx: OnnxInputs | None = None,
+    user_format: UserFormatWriter | None = None,
 ) -> ExportResult:
     """Write the sparse checkpoint, masks, compressed form and manifest (last) into ``out_dir``.
 
     With ``onnx`` (the graph's example inputs), also ``model.onnx`` and ``model.fp16.onnx``; the manifest's
     ``onnx`` section says which were written, how they were checked, or why the export failed.
+    With ``user_format``, also the model in its owner's format under ``hf_model/`` and as ``hf_model.zip``
+    (listed in the manifest with its digest like every other file).
     """
     pattern = as_pattern(pattern)
     require_finalized(model)
@@ -180,6 +206,9 @@ def export_all(
         _describe(directory / COMPRESSED_FILE, SAFETENSORS_CONTENT_TYPE),
     ]
     roles = {CHECKPOINT_FILE: "sparse_checkpoint", MASKS_FILE: "masks", COMPRESSED_FILE: "compressed_nm"}
+    if user_format is not None:
+        files.append(_write_user_format(model, user_format, directory))
+        roles[USER_FORMAT_ARCHIVE] = "user_format"
     onnx_section: dict[str, Any] | None = None
     if onnx is not None:
         onnx_section, onnx_files, onnx_roles = _export_onnx(model, onnx, directory, pattern, names)

@@ -259,6 +259,7 @@ class HuggingFaceSource(ModelSource):
     path: str
     task: str
     kind = HUGGINGFACE
+    writes_user_format = True
 
     def read_config(self) -> tuple[ModelFiles, CleanConfig]:
         directory = Path(self.path)
@@ -296,6 +297,10 @@ class HuggingFaceSource(ModelSource):
             "fresh_tensors": list(plan.fresh),
         }
         return BuiltModel(model, dense_defaults(model), record, plan.fresh)
+
+    def tokenizer_file(self) -> Path | None:
+        own = Path(self.path) / "tokenizer.json"
+        return own if own.is_file() else None
 
     def save(self, model: nn.Module, out_dir: str | os.PathLike[str]) -> list[Path]:
         """``save_pretrained`` into ``out_dir`` (original key names, exact zeros) plus the upload's

@@ -57,6 +57,8 @@ class BuiltModel:
 
 class ModelSource(ABC):
     kind: str
+    # Whether ``save`` writes a format of the user's own (published beside our exports).
+    writes_user_format: bool = False
 
     @abstractmethod
     def build(self, data: DataFacts) -> BuiltModel:
@@ -65,6 +67,10 @@ class ModelSource(ABC):
     def save(self, model: nn.Module, out_dir: str | os.PathLike[str]) -> list[Path]:
         """Write the trained (finalized) model in the user's format; the files written (none by default)."""
         return []
+
+    def tokenizer_file(self) -> Path | None:
+        """The tokenizer.json that came with the model, if any (text is tokenized with it by default)."""
+        return None
 
 
 @dataclass(frozen=True)

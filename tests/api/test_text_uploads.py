@@ -10,8 +10,24 @@ from typing import Any
 import pytest
 
 from tests.api.conftest import Caller, Service, digits_spec
+from tests.hf_models import TINY_BERT, directory_files, save_tiny_model, zip_of
 
 SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare" / "input.txt"
+
+
+def _model(
+    service: Service, caller: Caller, directory: Path, config: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A tiny Hugging Face model (default Llama) uploaded by ``caller``: text tasks need a model that reads
+    token ids, which catalog architectures do not."""
+    data = zip_of(directory_files(save_tiny_model(directory, config)))
+    response = service.client.post(
+        "/v1/hf-models",
+        files={"file": ("model.zip", data, "application/octet-stream")},
+        headers=caller.headers,
+    )
+    assert response.status_code == 201, response.text
+    return {"source": "huggingface", "path": response.json()["id"]}
 
 
 def _upload(service: Service, caller: Caller, filename: str, data: bytes, fmt: str) -> Any:
@@ -23,22 +39,31 @@ def _upload(service: Service, caller: Caller, filename: str, data: bytes, fmt: s
     )
 
 
-def test_the_real_shakespeare_corpus_uploads_and_feeds_a_causal_lm_job(service: Service) -> None:
+def test_the_real_shakespeare_corpus_uploads_and_feeds_a_causal_lm_job(
+    service: Service, tmp_path: Path
+) -> None:
     alice = service.caller()
+    model = _model(service, alice, tmp_path / "llama")
     corpus = SHAKESPEARE.read_bytes()
     response = _upload(service, alice, "shakespeare.txt", corpus, "text")
     assert response.status_code == 201, response.text
     dataset = response.json()
     assert dataset["filename"] == "shakespeare.txt"
     assert dataset["summary"] == {"layout": "plain", "characters": 1_115_394, "lines": 40_001}
-    spec = digits_spec(dataset={"source": "text", "path": dataset["id"], "block_size": 64}, task="causal-lm")
+    spec = digits_spec(
+        model=model, dataset={"source": "text", "path": dataset["id"], "block_size": 64}, task="causal-lm"
+    )
     job = service.client.post("/v1/jobs", json=spec, headers=alice.headers)
     assert job.status_code == 201, job.text
     stored = service.client.get(f"/v1/jobs/{job.json()['id']}", headers=alice.headers).json()["spec"]
-    # The text task's training defaults are filled in and recorded with the job.
-    assert (stored["train"]["optimizer"], stored["train"]["warmup_epochs"]) == ("adamw", 0.2)
+    # The pretrained model's fine-tuning defaults are filled in and recorded with the job.
+    assert (stored["train"]["optimizer"], stored["train"]["lr"], stored["train"]["warmup_epochs"]) == (
+        "adamw",
+        5e-5,
+        0.2,
+    )
 
-    as_images = digits_spec(dataset={"source": "npz", "path": dataset["id"]})
+    as_images = digits_spec(dataset={"source": "npz", "path": dataset["id"]})  # a catalog image classifier
     details = service.client.post("/v1/jobs", json=as_images, headers=alice.headers).json()["error"][
         "details"
     ]
@@ -68,13 +93,17 @@ def test_labeled_jsonl_and_a_tokenizer_upload_feed_a_sequence_classification_job
     assert uploaded.status_code == 201, uploaded.text
     assert uploaded.json()["summary"] == {"model": "WordLevel", "vocab_size": 2, "added_tokens": 0}
 
+    model = _model(service, alice, tmp_path / "bert", TINY_BERT)
     spec = digits_spec(
+        model=model,
         task="sequence-classification",
         dataset={"source": "labeled-text", "path": labeled.json()["id"], "tokenizer": uploaded.json()["id"]},
     )
-    assert service.client.post("/v1/jobs", json=spec, headers=alice.headers).status_code == 201
+    submitted = service.client.post("/v1/jobs", json=spec, headers=alice.headers)
+    assert submitted.status_code == 201, submitted.text
     swapped = digits_spec(
-        dataset={"source": "labeled-text", "path": labeled.json()["id"], "tokenizer": labeled.json()["id"]}
+        model=model,
+        dataset={"source": "labeled-text", "path": labeled.json()["id"], "tokenizer": labeled.json()["id"]},
     )
     details = service.client.post("/v1/jobs", json=swapped, headers=alice.headers).json()["error"]["details"]
     assert details == [
@@ -109,12 +138,25 @@ def test_bad_text_uploads_are_422_naming_the_problem(
 
 
 def test_a_text_task_with_an_image_source_is_422_naming_both(service: Service) -> None:
-    spec = digits_spec(task="causal-lm")
+    spec = digits_spec(task="causal-lm", model={"source": "huggingface", "path": "0" * 32})
     response = service.client.post("/v1/jobs", json=spec, headers=service.caller().headers)
     assert response.status_code == 422
     assert response.json()["error"]["details"] == [
         {
             "field": "dataset.source",
             "message": "task causal-lm reads sources text, not 'digits' (which is for task image-classification)",
+        }
+    ]
+
+
+def test_a_text_task_with_a_catalog_architecture_is_422_naming_the_task(service: Service) -> None:
+    spec = digits_spec(task="causal-lm", dataset={"source": "text", "path": "0" * 32})
+    response = service.client.post("/v1/jobs", json=spec, headers=service.caller().headers)
+    assert response.status_code == 422
+    assert response.json()["error"]["details"] == [
+        {
+            "field": "task",
+            "message": "the catalog architectures are image classifiers; a causal-lm job needs a Hugging "
+            "Face model (model.source: huggingface)",
         }
     ]

@@ -44,7 +44,9 @@ def test_epoch_lines_show_perplexity_for_a_language_model() -> None:
 
 
 def test_lbc_train_summary_prints_val_perplexity(tmp_path: Any) -> None:
-    spec = parse_spec({"model": {"architecture": "lenet5"}, "dataset": {"source": "text", "path": "c.txt"}})
+    spec = parse_spec(
+        {"model": {"source": "huggingface", "path": "llama"}, "dataset": {"source": "text", "path": "c.txt"}}
+    )
     summary = {
         "val_perplexity": 12.25,
         "primary_metric": {"name": "val_perplexity", "higher_is_better": False},

@@ -31,11 +31,11 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 MINIMAL: dict[str, Any] = {"model": {"architecture": "lenet5"}, "dataset": {"source": "digits"}}
 MNIST = {"source": "mnist", "path": "data/mnist"}
 TEXT: dict[str, Any] = {
-    "model": {"architecture": "lenet5"},
+    "model": {"source": "huggingface", "path": "models/llama"},
     "dataset": {"source": "text", "path": "corpus.txt"},
 }
 LABELED: dict[str, Any] = {
-    "model": {"architecture": "lenet5"},
+    "model": {"source": "huggingface", "path": "models/llama"},
     "dataset": {"source": "labeled-text", "path": "t.csv"},
 }
 
@@ -720,11 +720,11 @@ def test_text_fields_belong_to_text_sources() -> None:
     assert_rejected(with_fields(TEXT, dataset__augment=True), "dataset.augment", "for images, not text")
 
 
-def test_text_tasks_default_to_adamw_with_warm_up_and_image_tasks_keep_sgd() -> None:
+def test_pretrained_text_models_default_to_adamw_with_warm_up_and_image_catalog_models_keep_sgd() -> None:
     image = parse_spec(MINIMAL).train
     assert (image.optimizer, image.lr, image.warmup_epochs, image.weight_decay) == ("sgd", None, 0.0, 5e-4)
     text = parse_spec(with_fields(TEXT, train__epochs=20)).train
-    assert (text.optimizer, text.lr, text.warmup_epochs, text.weight_decay) == ("adamw", None, 2.0, 0.01)
+    assert (text.optimizer, text.lr, text.warmup_epochs, text.weight_decay) == ("adamw", 5e-5, 2.0, 0.01)
     given = parse_spec(with_fields(TEXT, train__optimizer="sgd", train__warmup_epochs=0.0)).train
     assert (given.optimizer, given.warmup_epochs, given.weight_decay) == ("sgd", 0.0, 0.01)
     # The filled-in values are part of the spec, so a stored job records what it trained with.
