@@ -23,6 +23,8 @@ from lbc_core.kernels.native import native_status, nm_linear
 from lbc_core.kernels.packing import DTYPES, PackedNM, pack_compressed, pack_weight, reference_linear
 from lbc_core.kernels.settings import KernelSettings
 from lbc_core.sparsity import NMPattern, count_violations
+from lbc_core.sparsity.pattern import IN_OUT, OUT_IN
+from lbc_core.sparsity.selection import adapter_for
 
 # (fn) -> milliseconds per call; the default is lbc_core.benchmark.timing.time_callable's median.
 TimeMs = Callable[[Callable[[], object]], float]
@@ -31,11 +33,21 @@ TimeMs = Callable[[Callable[[], object]], float]
 def reduction_weight(module: nn.Module) -> torch.Tensor | None:
     """The ``[out, reduction]`` view of a layer the N:M kernel can replace, or None.
 
-    The one place that knows weight layouts: ``nn.Linear`` stores ``[out, in]``; a layer storing
-    ``[in, out]`` (GPT-2's ``Conv1D``) would return ``weight.t()`` here.
+    The one place that knows weight layouts (read from the sparsity selection's layer adapters):
+    ``nn.Linear`` stores ``[out, in]``; GPT-2's ``Conv1D`` stores ``[in, out]`` and computes
+    ``x @ W + b``, the same function as a Linear holding ``W^T``, so its view is ``weight.t()``.
+    Conv2d and layers still carrying a mask parametrization are not replaced.
     """
-    if isinstance(module, nn.Linear) and not parametrize.is_parametrized(module):
-        return module.weight
+    adapter = adapter_for(module)
+    if adapter is None or parametrize.is_parametrized(module):
+        return None
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        return None
+    if adapter.layout == OUT_IN:
+        return weight
+    if adapter.layout == IN_OUT:
+        return weight.t()
     return None
 
 
@@ -161,16 +173,16 @@ def _decide(
         ), None
     if weight.device.type != "cpu":
         return LayerDecision(name, False, f"on {weight.device}: the N:M kernel runs on the CPU"), None
-    bias = module.bias if isinstance(module, nn.Linear) else None
+    bias = getattr(module, "bias", None)
     packed = packed_by_name.get(name)
     if packed is None:
         if weight.shape[1] % pattern.m or count_violations(weight, pattern):
             return LayerDecision(
                 name, False, f"weight is not {pattern} sparse along its input dimension"
             ), None
-        packed = pack_weight(weight.detach(), pattern, name)
+        packed = pack_weight(weight.detach().contiguous(), pattern, name)
     elif packed.dtype != weight.dtype:
-        packed = pack_weight(weight.detach(), pattern, name)
+        packed = pack_weight(weight.detach().contiguous(), pattern, name)
     if time_ms is None:
         return LayerDecision(name, True, "swapped without measuring"), NMLinear(packed, bias)
     with torch.no_grad():
