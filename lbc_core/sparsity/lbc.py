@@ -6,25 +6,32 @@ For SGD-family optimizers (momentum, Nesterov, L2 weight decay) the score of com
 then exactly ``a0 + sum_{j in c} s_j`` with a common ``a0`` that never changes a ranking, so the
 alive sets are identical to the combination-score method. The score update is fused into the
 backward pass, so scores need no gradient buffer: state is one score (+ optimizer moments) per
-weight plus ``C/M`` packed alive bits.
+weight plus ``C/M`` packed alive bits. On CPU that backward work runs as one native pass per layer
+(``native/lbc_step.cpp``) when the operator is built; the PyTorch ops here are the reference.
+Training steps made of several backward passes, or with clipped or scaled gradients, defer the
+score step to once per optimizer step (``score_signal.py``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import nn
 
+from lbc_core.sparsity import native
 from lbc_core.sparsity.base import Sparsifier
 from lbc_core.sparsity.pattern import NMPattern, from_groups, to_groups
 from lbc_core.sparsity.schedule import RemovalSchedule
+from lbc_core.sparsity.score_signal import MaskWithScoreSignal, ScoreSignalReceiver
 from lbc_core.sparsity.selection import LayerPolicy
 
 # Groups processed at once when ranking or rebuilding masks, so [G, C] is never materialised whole.
 _CHUNK_GROUPS = 1 << 16
+# How the per-weight backward work runs (see LBCMask).
+KERNELS = ("auto", "fused", "plain")
 
 
 @dataclass(frozen=True)
@@ -73,20 +80,12 @@ def unpack_bits(packed: torch.Tensor, c: int) -> torch.Tensor:
     return bits.reshape(packed.shape[0], -1)[:, :c].bool()
 
 
-class ScoreState(Protocol):
-    """What the straight-through mask needs from a layer's score state (the product's per-weight scores
-    and the revival ablation's combination scores both provide it)."""
-
-    scores_trainable: bool
-
-    def update_scores(self, signal: torch.Tensor) -> None: ...
-
-
-class MaskWithScoreSignal(torch.autograd.Function):
-    """``w~ = w * mask``; the weight gets the masked gradient, the scores get ``w * dL/dw~``."""
+class FusedMaskWithScoreSignal(torch.autograd.Function):
+    """:class:`MaskWithScoreSignal` whose backward is one native pass per layer (``native/lbc_step.cpp``):
+    the masked gradient, the signal and the score step (or the pending sum) in a single sweep."""
 
     @staticmethod
-    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: ScoreState) -> torch.Tensor:
+    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: LBCMask) -> torch.Tensor:
         ctx.save_for_backward(weight, mask)
         ctx.state = state
         return weight * mask
@@ -94,14 +93,19 @@ class MaskWithScoreSignal(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         weight, mask = ctx.saved_tensors
-        state: ScoreState = ctx.state
-        if state.scores_trainable:
-            state.update_scores(weight.detach() * grad_out)
-        return grad_out * mask, None, None
+        state: LBCMask = ctx.state
+        if not state.scores_trainable:
+            return grad_out * mask, None, None
+        return state.fused_backward(weight.detach(), mask, grad_out), None, None
 
 
-class LBCMask(nn.Module):
-    """Parametrization holding one layer's LBC state as buffers (saved with the model)."""
+class LBCMask(ScoreSignalReceiver):
+    """Parametrization holding one layer's LBC state as buffers (saved with the model).
+
+    ``kernel``: "fused" runs the backward work as one native pass (an error when the operator is not
+    built), "plain" as PyTorch ops (the reference), "auto" fused where it applies (CPU, fp32/fp64 weights,
+    operator built) and plain elsewhere.
+    """
 
     mask: torch.Tensor
     score: torch.Tensor
@@ -111,12 +115,18 @@ class LBCMask(nn.Module):
     score_exp_avg: torch.Tensor
     score_exp_avg_sq: torch.Tensor
 
-    def __init__(self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer) -> None:
+    def __init__(
+        self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer, kernel: str = "auto"
+    ) -> None:
         super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"LBC kernel must be one of {KERNELS}, got {kernel!r}")
+        if kernel == "fused" and not native.load():
+            raise native.NativeBuildError(f"the fused LBC step is unavailable: {native.load_error()}")
         self.pattern = pattern
         self.optimizer = optimizer
+        self.kernel = kernel
         self.lr = 0.0
-        self.scores_trainable = True
         num_groups = weight.numel() // pattern.m
         c = pattern.num_combinations
         like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}
@@ -137,7 +147,41 @@ class LBCMask(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not (self.training and torch.is_grad_enabled() and self.scores_trainable):
             return weight * self.mask
+        if self._use_fused(weight):
+            return FusedMaskWithScoreSignal.apply(weight, self.mask, self)
         return MaskWithScoreSignal.apply(weight, self.mask, self)
+
+    def _use_fused(self, weight: torch.Tensor) -> bool:
+        if self.kernel == "plain":
+            return False
+        supported = weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.float64)
+        if self.kernel == "fused" and not supported:
+            raise ValueError(
+                f"the fused LBC step runs on CPU float32/float64 weights, got {weight.dtype} on {weight.device}"
+            )
+        return supported and native.load()
+
+    @torch.no_grad()
+    def fused_backward(self, weight: torch.Tensor, mask: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        """dL/dweight, with the score step (or the pending sum) done in the same pass."""
+        ops = torch.ops.lbc_sparsity
+        if self.defer_steps:
+            pending, first = self.pending_buffer(weight)
+            return ops.accumulate(weight, mask, grad, pending, first)
+        opt = self.optimizer
+        self.score_steps += 1
+        step = int(self.score_steps)
+        if opt.kind == "sgd":
+            buffer = self.score_momentum if opt.momentum > 0 else None
+            return ops.sgd_step(
+                weight, mask, grad, self.score, buffer, self.lr, opt.momentum, opt.dampening,
+                opt.weight_decay, opt.nesterov, step == 1,
+            )  # fmt: skip
+        beta1, beta2 = opt.betas
+        return ops.adam_step(
+            weight, mask, grad, self.score, self.score_exp_avg, self.score_exp_avg_sq, self.lr,
+            beta1, beta2, opt.eps, opt.weight_decay, step,
+        )  # fmt: skip
 
     @torch.no_grad()
     def update_scores(self, grad: torch.Tensor) -> None:
@@ -195,15 +239,20 @@ class LBCSparsifier(Sparsifier):
         policy: LayerPolicy | None = None,
         schedule: RemovalSchedule | None = None,
         optimizer: ScoreOptimizer | None = None,
+        *,
+        kernel: str = "auto",
     ) -> None:
         super().__init__(pattern, policy)
+        if kernel not in KERNELS:
+            raise ValueError(f"LBC kernel must be one of {KERNELS}, got {kernel!r}")
         self.schedule = schedule or RemovalSchedule()
         self.score_optimizer = optimizer or ScoreOptimizer()
+        self.kernel = kernel
         self.alive_per_group = pattern.num_combinations
         self.removals = 0
 
     def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
-        return LBCMask(weight, self.pattern, self.score_optimizer)
+        return LBCMask(weight, self.pattern, self.score_optimizer, self.kernel)
 
     @property
     def scores_frozen(self) -> bool:
@@ -214,6 +263,14 @@ class LBCSparsifier(Sparsifier):
         self._remove_to(self.schedule.alive_per_group(t, self.pattern.num_combinations))
         for _, param in self._iter_parametrizations():
             param.lr = lr
+
+    def defer_score_steps(self, enabled: bool = True) -> None:
+        for _, param in self._iter_parametrizations():
+            param.defer_steps = enabled
+
+    def step_scores(self, grad_scale: float = 1.0, *, skip: bool = False) -> None:
+        for _, param in self._iter_parametrizations():
+            param.step_pending(grad_scale, skip=skip)
 
     def _remove_to(self, target: int) -> None:
         if target >= self.alive_per_group:
