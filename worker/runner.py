@@ -95,6 +95,7 @@ def train_config(spec: TrainSpec) -> TrainConfig:
         eval_batch_size=spec.eval_batch_size,
         drop_last=spec.drop_last,
         precision=spec.precision,
+        grad_accumulation_steps=spec.grad_accumulation_steps,
     )
 
 

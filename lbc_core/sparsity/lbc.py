@@ -82,20 +82,27 @@ def unpack_bits(packed: torch.Tensor, c: int) -> torch.Tensor:
 
 class FusedMaskWithScoreSignal(torch.autograd.Function):
     """:class:`MaskWithScoreSignal` whose backward is one native pass per layer (``native/lbc_step.cpp``):
-    the masked gradient, the signal and the score step (or the pending sum) in a single sweep."""
+    the masked gradient, the signal and the score step (or the pending sum) in a single sweep.
+
+    While the layer's mask is all ones (every weight is still in some alive combination, the early part
+    of the schedule) the mask is not applied at all: the forward pass uses the weight itself and the
+    weight's gradient is the incoming one, so LBC only adds the score update to a dense step.
+    """
 
     @staticmethod
     def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: LBCMask) -> torch.Tensor:
         ctx.save_for_backward(weight, mask)
         ctx.state = state
-        return weight * mask
+        ctx.dense = state.mask_is_dense()
+        return weight.view_as(weight) if ctx.dense else weight * mask
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         weight, mask = ctx.saved_tensors
         state: LBCMask = ctx.state
+        mask = None if ctx.dense else mask
         if not state.scores_trainable:
-            return grad_out * mask, None, None
+            return (grad_out if mask is None else grad_out * mask), None, None
         return state.fused_backward(weight.detach(), mask, grad_out), None, None
 
 
@@ -127,6 +134,8 @@ class LBCMask(ScoreSignalReceiver):
         self.optimizer = optimizer
         self.kernel = kernel
         self.lr = 0.0
+        self._dense_key: tuple[int, int] | None = None
+        self._dense = False
         num_groups = weight.numel() // pattern.m
         c = pattern.num_combinations
         like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}
@@ -161,27 +170,42 @@ class LBCMask(ScoreSignalReceiver):
             )
         return supported and native.load()
 
+    def mask_is_dense(self) -> bool:
+        """Whether every entry of the mask is 1; recomputed only when the mask buffer changed (a
+        removal, or a checkpoint loaded into it)."""
+        key = (self.mask.data_ptr(), self.mask._version)
+        if key != self._dense_key:
+            self._dense_key, self._dense = key, bool(self.mask.all())
+        return self._dense
+
     @torch.no_grad()
-    def fused_backward(self, weight: torch.Tensor, mask: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
-        """dL/dweight, with the score step (or the pending sum) done in the same pass."""
+    def fused_backward(
+        self, weight: torch.Tensor, mask: torch.Tensor | None, grad: torch.Tensor
+    ) -> torch.Tensor:
+        """dL/dweight (``mask * grad``, or ``grad`` itself without a mask), with the score step (or the
+        pending sum) done in the same pass."""
         ops = torch.ops.lbc_sparsity
+        masked = None if mask is None else torch.empty_like(grad, memory_format=torch.contiguous_format)
         if self.defer_steps:
             pending, first = self.pending_buffer(weight)
-            return ops.accumulate(weight, mask, grad, pending, first)
+            ops.accumulate(weight, grad, pending, mask, masked, first)
+            return grad if masked is None else masked
         opt = self.optimizer
         self.score_steps += 1
         step = int(self.score_steps)
         if opt.kind == "sgd":
             buffer = self.score_momentum if opt.momentum > 0 else None
-            return ops.sgd_step(
-                weight, mask, grad, self.score, buffer, self.lr, opt.momentum, opt.dampening,
+            ops.sgd_step(
+                weight, grad, self.score, buffer, mask, masked, self.lr, opt.momentum, opt.dampening,
                 opt.weight_decay, opt.nesterov, step == 1,
             )  # fmt: skip
-        beta1, beta2 = opt.betas
-        return ops.adam_step(
-            weight, mask, grad, self.score, self.score_exp_avg, self.score_exp_avg_sq, self.lr,
-            beta1, beta2, opt.eps, opt.weight_decay, step,
-        )  # fmt: skip
+        else:
+            beta1, beta2 = opt.betas
+            ops.adam_step(
+                weight, grad, self.score, self.score_exp_avg, self.score_exp_avg_sq, mask, masked,
+                self.lr, beta1, beta2, opt.eps, opt.weight_decay, step,
+            )  # fmt: skip
+        return grad if masked is None else masked
 
     @torch.no_grad()
     def update_scores(self, grad: torch.Tensor) -> None:

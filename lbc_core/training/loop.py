@@ -183,6 +183,10 @@ class Trainer:
         self.augment = augment
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.optimizer = build_optimizer(self.model, config)
+        # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
+        self.scaler = torch.amp.GradScaler(self.device.type) if config.precision == "fp16" else None
+        if config.rescales_gradients:
+            sparsifier.defer_score_steps()
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.history: list[dict[str, Any]] = []
         self.running: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
@@ -201,6 +205,7 @@ class Trainer:
             history=list(self.history),
             running=dict(self.running),
             config=asdict(self.config),
+            grad_scaler=self.scaler.state_dict() if self.scaler is not None else None,
         )
 
     def save(self) -> Path | None:
@@ -226,6 +231,8 @@ class Trainer:
         self.model.load_state_dict(state.model)
         self.optimizer.load_state_dict(state.optimizer)
         self.sparsifier.load_state_dict(state.sparsifier)
+        if self.scaler is not None and state.grad_scaler:
+            self.scaler.load_state_dict(state.grad_scaler)
         _set_rng_state(state.rng, self.device)
         self.history = list(state.history)
         self.running = dict(state.running)
@@ -273,25 +280,62 @@ class Trainer:
             # Seeded by position, so a resumed run augments exactly like an uninterrupted one.
             generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + step + 1)
             x = self.augment(x, generator)
-        with self._autocast():
-            logits = self.model(x)
-            loss = self.loss_fn(logits, y)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {step}; try a lower lr")
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if config.grad_clip_norm:
-            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm)
-        self.optimizer.step()
-        self.running["loss"] += value * int(y.shape[0])
-        self.running["correct"] += int((logits.detach().argmax(dim=1) == y).sum())
-        self.running["count"] += int(y.shape[0])
+        count = int(y.shape[0])
+        value = 0.0
+        parts = config.grad_accumulation_steps
+        for micro_x, micro_y in zip(x.tensor_split(parts), y.tensor_split(parts), strict=True):
+            if micro_y.numel() == 0:  # a last batch smaller than grad_accumulation_steps
+                continue
+            with self._autocast():
+                logits = self.model(micro_x)
+                loss = self.loss_fn(logits, micro_y)
+            micro_value = float(loss.detach())
+            if not math.isfinite(micro_value):
+                raise FloatingPointError(
+                    f"loss became {micro_value} at epoch {epoch + 1}, step {step}; try a lower lr"
+                )
+            # Each micro-batch weighs its share of the batch: the summed gradients are the batch mean's.
+            share = micro_y.shape[0] / count
+            if share != 1.0:
+                loss = loss * share
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            value += micro_value * share
+            self.running["correct"] += int((logits.detach().argmax(dim=1) == micro_y).sum())
+        self._optimizer_step()
+        self.running["loss"] += value * count
+        self.running["count"] += count
         return value, lr
+
+    def _optimizer_step(self) -> None:
+        """Unscale and clip the gradients, step the sparsifier's deferred scores by the same factor, step."""
+        config, scaler = self.config, self.scaler
+        grad_scale, finite = 1.0, True
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
+            grad_scale = 1.0 / scaler.get_scale()
+        if config.grad_clip_norm:
+            total = float(nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm))
+            # clip_grad_norm_'s own factor, so scores and weights are scaled alike.
+            grad_scale *= min(1.0, config.grad_clip_norm / (total + 1e-6))
+            finite = math.isfinite(total)
+        elif scaler is not None:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            finite = math.isfinite(float(nn.utils.get_total_norm(grads)))
+        # Without a scaler a non-finite gradient still steps the weights, so the scores step too; with one,
+        # GradScaler skips the step on an overflow and the scores drop theirs.
+        self.sparsifier.step_scores(grad_scale, skip=scaler is not None and not finite)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.config.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.config.precision == "fp16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
         return contextlib.nullcontext()
 
     def _end_epoch(self, epoch: int, lr: float) -> None:

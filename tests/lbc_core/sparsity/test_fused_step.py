@@ -118,8 +118,28 @@ def test_fused_kernel_names_what_it_cannot_run() -> None:
 
 
 def test_the_operator_rejects_state_of_the_wrong_shape() -> None:
-    w, g = torch.randn(4, 8), torch.randn(4, 8)
+    w, g, mask = torch.randn(4, 8), torch.randn(4, 8), torch.ones(4, 8)
     with pytest.raises(RuntimeError, match="score has shape"):
         torch.ops.lbc_sparsity.sgd_step(
-            w, torch.ones(4, 8), g, torch.zeros(8, 4), None, 0.1, 0.0, 0.0, 0.0, False, True
+            w, g, torch.zeros(8, 4), None, mask, torch.empty(4, 8), 0.1, 0.0, 0.0, 0.0, False, True
         )
+    with pytest.raises(RuntimeError, match="mask and masked_grad are given together"):
+        torch.ops.lbc_sparsity.sgd_step(
+            w, g, torch.zeros(4, 8), None, mask, None, 0.1, 0.0, 0.0, 0.0, False, True
+        )
+
+
+def test_an_all_ones_mask_is_skipped_until_a_removal_prunes_weights() -> None:
+    weight = torch.randn(4, 8)
+    layer = LBCMask(weight, NMPattern(2, 4), ScoreOptimizer(), kernel="fused")
+    assert layer.mask_is_dense()
+    layer.remove(1)  # one combination per group: exactly 2:4
+    assert not layer.mask_is_dense()
+    layer.lr = 0.1
+    w = weight.clone().requires_grad_(True)
+    grad = torch.randn(4, 8)
+    out = layer(w)
+    torch.testing.assert_close(out, weight * layer.mask, rtol=0, atol=0)
+    out.backward(grad)
+    assert w.grad is not None
+    torch.testing.assert_close(w.grad, grad * layer.mask, rtol=0, atol=0)

@@ -161,7 +161,9 @@ def test_warmup_then_cosine_learning_rate() -> None:
         ("warmup_epochs", 10, "warmup_epochs"),
         ("label_smoothing", 1.0, "label_smoothing"),
         ("lr_schedule", "linear", "lr_schedule"),
-        ("precision", "fp16", "precision"),
+        ("precision", "fp8", "precision"),
+        ("grad_accumulation_steps", 0, "grad_accumulation_steps"),
+        ("grad_accumulation_steps", 129, r"grad_accumulation_steps must be in \[1, batch_size=128\]"),
     ],
 )
 def test_invalid_training_settings_are_rejected_by_name(field: str, value: object, message: str) -> None:
