@@ -22,6 +22,7 @@ COPY . /app
 # Editable on purpose: `lbc migrate` finds alembic.ini and migrations/ beside the jobs package, which a
 # regular wheel install would not carry (see jobs/migrate.py).
 RUN pip install -e . \
+    && python -m lbc_core.sparsity.native.build --optional \
     && useradd --create-home --uid 1000 lbc \
     && mkdir -p "${LBC_HOME}" \
     && chown lbc:lbc "${LBC_HOME}"

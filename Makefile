@@ -15,8 +15,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 .PHONY: install
-install: $(BIN)/python ## Create .venv and install the project with its dev tools
+install: $(BIN)/python ## Create .venv and install the project with its dev tools (and the native LBC step)
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	$(MAKE) --no-print-directory native
+
+.PHONY: native
+native: ## Build the fused LBC step (C++); without a compiler LBC keeps its plain PyTorch path
+	$(BIN)/python -m lbc_core.sparsity.native.build --optional
 
 .PHONY: serve
 serve: install ## Install, then run the service in its embedded default (API + worker + reaper, state in .lbc/)

@@ -84,6 +84,8 @@ FULL: dict[str, Any] = {
         "device": "cuda:1",
         "eval_batch_size": 256,
         "drop_last": True,
+        "precision": "fp16",
+        "grad_accumulation_steps": 4,
     },
 }
 

@@ -61,9 +61,7 @@ def _run(kernel: str, pattern: NMPattern, optimizer: ScoreOptimizer, *, defer: b
             sparsifier.step_scores(0.5 if defer else 1.0)
             weights.step()
             layers = [param for _, param in sparsifier._iter_parametrizations()]
-            trace.append(
-                [(layer.alive.clone(), layer.score.clone(), layer.mask.clone()) for layer in layers]
-            )
+            trace.append([(layer.alive.clone(), layer.score.clone(), layer.mask.clone()) for layer in layers])
     assert sparsifier.scores_frozen
     return trace, model
 
