@@ -55,6 +55,8 @@ def _compile_command(output: Path) -> list[str]:
     return [
         compiler,
         "-O3",
+        # Only the explicit std::fma calls fuse, mirroring ATen op for op (see lbc_step.cpp).
+        "-ffp-contract=off",
         "-std=c++17",
         "-shared",
         "-fPIC",

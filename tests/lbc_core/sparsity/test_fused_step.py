@@ -1,8 +1,10 @@
 """The fused LBC step (one native pass per layer) computes what the plain PyTorch path computes.
 
-Tolerance: fp32 results agree to a few units in the last place. The fused loop performs the plain path's
-operations in the same order, but the compiler may contract a multiply and an add into one fused
-multiply-add where ATen rounds twice (or the other way round), so bit equality is not promised; every
+The fused loop performs the plain path's operations in the same order and rounds where ATen rounds (a
+fused multiply-add exactly where ATen's vectorised ``add(..., alpha=)`` uses one). With SGD scores the
+results are therefore bit-identical wherever ATen runs its AVX2 or AVX-512 kernels (on a CPU without FMA,
+ATen rounds twice and the results agree to the last few bits). With Adam scores they agree within fp32
+rounding (rtol 1e-5): Adam's step is a longer chain in which ATen's order is not pinned down here. Every
 removal decision (which combinations stay alive) must be identical.
 """
 
@@ -71,13 +73,15 @@ def _run(kernel: str, pattern: NMPattern, optimizer: ScoreOptimizer, *, defer: b
 def test_fused_step_matches_the_plain_path(pattern: NMPattern, optimizer: ScoreOptimizer) -> None:
     plain, plain_model = _run("plain", pattern, optimizer)
     fused, fused_model = _run("fused", pattern, optimizer)
+    exact = optimizer.kind == "sgd" and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    tolerance = {"rtol": 0.0, "atol": 0.0} if exact else {"rtol": 1e-5, "atol": 1e-7}
     for step, (ours, reference) in enumerate(zip(fused, plain, strict=True)):
         for (alive, score, mask), (ref_alive, ref_score, ref_mask) in zip(ours, reference, strict=True):
             assert torch.equal(alive, ref_alive), step
             assert torch.equal(mask, ref_mask), step
-            torch.testing.assert_close(score, ref_score, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(score, ref_score, **tolerance)
     for ours_p, ref_p in zip(fused_model.parameters(), plain_model.parameters(), strict=True):
-        torch.testing.assert_close(ours_p, ref_p, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(ours_p, ref_p, **tolerance)
 
 
 @pytest.mark.parametrize("pattern", [NMPattern(2, 4), NMPattern(1, 16)], ids=str)
