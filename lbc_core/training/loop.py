@@ -7,7 +7,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -139,7 +139,9 @@ def _jsonable_config(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     ``lr`` is compared as the rate actually used, so a run that gave the default explicitly, or one saved
     before the default was derived from the batch size, resumes when the rate is the same.
     """
-    values = asdict(config) if isinstance(config, TrainConfig) else dict(config)
+    # A setting added after a checkpoint was written compares as its default (the run used it implicitly).
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    values = asdict(config) if isinstance(config, TrainConfig) else {**defaults, **config}
     if values.get("lr") is None and values.get("optimizer") in OPTIMIZERS and "batch_size" in values:
         values["lr"] = default_lr(values["optimizer"], values["batch_size"])
     return {k: list(v) if isinstance(v, tuple | list) else v for k, v in values.items()}
