@@ -15,8 +15,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 .PHONY: install
-install: $(BIN)/python ## Create .venv and install the project with its dev tools (and the native LBC step)
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+install: $(BIN)/python ## Create .venv and install the project with its dev tools, the ONNX export and both native builds
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,onnx]'
+	@# The native N:M CPU kernel; without a compiler the product runs its pure-PyTorch path instead.
+	-$(BIN)/python -m lbc_core.kernels build
 	$(MAKE) --no-print-directory native
 
 .PHONY: native

@@ -34,6 +34,11 @@ TAGS = [
     {"name": "artifacts", "description": "Checkpoints, masks and reports a job produced."},
     {"name": "datasets", "description": "Uploaded training data, referenced by id from a job spec."},
     {"name": "checkpoints", "description": "Uploaded dense starting weights, referenced by id."},
+    {
+        "name": "hf-models",
+        "description": "Uploaded Hugging Face model directories (config.json + safetensors), referenced by id "
+        "as model.path with model.source huggingface.",
+    },
     {"name": "models", "description": "Built-in architectures and their sparsifiable layers."},
     {"name": "operations", "description": "Health, readiness and Prometheus metrics (no auth)."},
 ]
@@ -81,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         masks.router,
         uploads.datasets,
         uploads.checkpoints,
+        uploads.hf_models,
         models.router,
         health.router,
     ):

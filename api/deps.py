@@ -26,7 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from jobs import repository
 from jobs.auth import authenticate, get_or_create_owner
 from jobs.errors import InvalidInput
-from jobs.models import ApiKey, Checkpoint, Dataset, Job, Owner
+from jobs.models import ApiKey, Checkpoint, Dataset, HFModel, Job, Owner
 from jobs.settings import Settings
 from jobs.storage import ObjectStore
 from jobs.text import text_problem
@@ -280,6 +280,18 @@ def get_checkpoint(
 
 
 CheckpointDep = Annotated[Checkpoint, Depends(get_checkpoint)]
+
+
+def get_hf_model(
+    model_id: Annotated[str, Path(description="Uploaded model id.", max_length=64)],
+    session: SessionDep,
+    owner: CurrentOwner,
+) -> HFModel:
+    model: HFModel = repository.owned(session, HFModel, model_id, owner)
+    return model
+
+
+HFModelDep = Annotated[HFModel, Depends(get_hf_model)]
 
 
 async def get_store(request: Request) -> ObjectStore:

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jobs.models import Artifact, Checkpoint, Dataset, Job, JobEvent
+from jobs.models import Artifact, Checkpoint, Dataset, HFModel, Job, JobEvent
 from jobs.states import user_actions
 
 
@@ -81,7 +81,11 @@ class JobSummary(_Out):
     finished_at: datetime | None
     updated_at: datetime
     result: dict[str, Any] | None = Field(
-        description="Final metrics once succeeded (val_accuracy, density, verified_nm, ...)"
+        description=(
+            "Final metrics once succeeded: the task's primary metric under its key (val_accuracy, or "
+            "val_perplexity for causal-lm), task, primary_metric {name, higher_is_better}, density, "
+            "verified_nm, ..."
+        )
     )
     dataset_source: str | None = Field(
         default=None, description="The spec's dataset.source (digits, mnist, npz, ...)", examples=["digits"]
@@ -213,6 +217,22 @@ class CheckpointOut(UploadOut):
     @classmethod
     def of(cls, checkpoint: Checkpoint) -> CheckpointOut:
         return cls.model_validate(checkpoint)
+
+
+class HFModelOut(UploadOut):
+    format: str = Field(examples=["huggingface"], description="huggingface")
+    summary: dict[str, Any] = Field(
+        description="What the checks found: model_type, tasks, parameter_count, dtypes, stripped_config_keys, "
+        "files (read by the engine), ignored (never extracted)"
+    )
+
+    @classmethod
+    def of(cls, model: HFModel) -> HFModelOut:
+        return cls.model_validate(model)
+
+
+class HFModelList(BaseModel):
+    items: list[HFModelOut]
 
 
 class DatasetList(BaseModel):

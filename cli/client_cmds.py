@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cli.terminal import say
+from lbc_catalog.uploads import DATASET_FORMATS
+from lbc_formats.errors import FormatError
+from lbc_formats.hf_directory import check_model_dir
 
 if TYPE_CHECKING:
     from client import Client, Config, Job
@@ -47,7 +50,6 @@ exit codes:
   130  interrupted (Ctrl-C)
   141  the output pipe closed early (e.g. `lbc jobs | head`)"""
 
-DATASET_FORMATS = ("mnist", "npz", "imagefolder", "cifar10", "cifar100")
 CHECKPOINT_FORMATS = ("safetensors", "torch")
 MAX_PAGE = 200  # the API's largest page of jobs
 
@@ -120,7 +122,10 @@ def register(commands: Any) -> None:
     jobs.add_argument(
         "--state", choices=("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
     )
-    jobs.add_argument("--method", choices=("lbc", "srste", "asp", "dense"))
+    # The client's list of methods (client.models) is the one the CLI offers; client.models is stdlib only.
+    from client.models import METHODS
+
+    jobs.add_argument("--method", choices=METHODS)
     jobs.add_argument("--pattern", metavar="N:M", help="only this N:M pattern, e.g. 2:4")
     jobs.add_argument("--limit", type=_positive, default=20, metavar="N", help="at most N jobs (default 20)")
     jobs.add_argument("--all", action="store_true", help="every matching job (all pages)")
@@ -184,9 +189,9 @@ def register(commands: Any) -> None:
 
     upload = commands.add_parser(
         "upload",
-        help="upload a dataset or a dense checkpoint",
-        description="Upload a file for jobs to use; "
-        "prints its id (use it as dataset.path or model.checkpoint in a spec).",
+        help="upload a dataset, a dense checkpoint or a Hugging Face model",
+        description="Upload a file (or a model directory) for jobs to use; "
+        "prints its id (use it as dataset.path, model.checkpoint or model.path in a spec).",
         epilog=EXIT_CODES_HELP,
         formatter_class=HelpFormatter,
     )
@@ -199,7 +204,10 @@ def register(commands: Any) -> None:
         parent=kinds,
     )
     dataset.add_argument(
-        "path", metavar="PATH", help="the file: mnist zip/tar, .npz, imagefolder zip/tar, cifar tar.gz"
+        "path",
+        metavar="PATH",
+        help="the file: mnist zip/tar, .npz, imagefolder zip/tar, cifar tar.gz, a text corpus (.txt/.jsonl), "
+        "labeled texts (.jsonl/.csv) or a tokenizer.json",
     )
     dataset.add_argument("--format", required=True, choices=DATASET_FORMATS)
     dataset.add_argument("--name", metavar="NAME", help="a label (default: the file name)")
@@ -213,6 +221,19 @@ def register(commands: Any) -> None:
     checkpoint.add_argument("path", metavar="PATH", help="the file (.safetensors or .pt)")
     checkpoint.add_argument("--name", metavar="NAME", help="a label (default: the file name)")
     checkpoint.add_argument("--format", choices=CHECKPOINT_FORMATS, help="default: from the content")
+    model = add(
+        "model",
+        "upload a Hugging Face model directory",
+        "Check a Hugging Face model directory here (config.json, model.safetensors or shards with "
+        "model.safetensors.index.json, tokenizer and processor files; pickles, .pt2 programs and code are "
+        "refused), then stream the files the engine reads to the server as a tar made on the fly, and "
+        "print the upload's id (use it as model.path with model.source huggingface). A .zip or tar archive "
+        "of such a directory is sent as it is.",
+        with_client(upload_model_command),
+        parent=kinds,
+    )
+    model.add_argument("path", metavar="DIR", help="the model directory (or a .zip/.tar(.gz) of it)")
+    model.add_argument("--name", metavar="NAME", help="a label (default: the directory name)")
 
 
 def _positive(text: str) -> int:
@@ -531,6 +552,36 @@ def upload_checkpoint_command(api: Client, args: argparse.Namespace) -> int:
     say(
         f"uploaded checkpoint {checkpoint.name!r} ({checkpoint.format}, {_size(checkpoint.size)})"
         f"{_summary(checkpoint.summary)}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def upload_model_command(api: Client, args: argparse.Namespace) -> int:
+    path = Path(args.path)
+    files: list[str] | None = None
+    if path.is_dir():
+        try:
+            # The server runs the same check; here it fails in a second instead of after the upload.
+            info = check_model_dir(path)
+        except FormatError as exc:
+            _error(args, f"{path}: {exc}")
+            return EXIT_USAGE
+        files = list(info.files)
+        size = sum((path / name).stat().st_size for name in files)
+        say(f"sending {len(files)} files ({_size(size)}): {', '.join(files)}", file=sys.stderr, flush=True)
+    model = api.upload_model(path, name=args.name, files=files)
+    say(model.id)
+    summary = model.summary
+    say(
+        f"uploaded model {model.name!r} ({summary.get('model_type')}, "
+        f"{summary.get('parameter_count', 0):,} parameters, tasks: {', '.join(summary.get('tasks') or [])}, "
+        f"{_size(model.size)})"
+        + (
+            f"; config keys stripped: {', '.join(summary['stripped_config_keys'])}"
+            if summary.get("stripped_config_keys")
+            else ""
+        ),
         file=sys.stderr,
     )
     return EXIT_OK

@@ -23,7 +23,7 @@ class JobWatcher:
         self.job_id = job_id
         self.stream = stream or sys.stderr
         self.epochs: int | None = None
-        self.val_accuracy: float | None = None
+        self.val_metric: tuple[str, float] | None = None  # the latest validation accuracy or perplexity
         self.alive: float | None = None
         self._bar: tqdm[Any] | None = None
 
@@ -32,8 +32,9 @@ class JobWatcher:
         if event.kind == "progress":
             self._progress(data)
         elif event.kind == "metrics":
-            if isinstance(data.get("val_accuracy"), int | float):
-                self.val_accuracy = float(data["val_accuracy"])
+            for key in ("val_accuracy", "val_perplexity"):
+                if isinstance(data.get(key), int | float):
+                    self.val_metric = (key, float(data[key]))
             if isinstance(data.get("alive_per_group"), int | float):
                 self.alive = float(data["alive_per_group"])
             self._write(format_epoch(data, self.epochs))
@@ -68,8 +69,9 @@ class JobWatcher:
         postfix: dict[str, str] = {}
         if isinstance(data.get("loss"), int | float):
             postfix["loss"] = f"{data['loss']:.4f}"
-        if self.val_accuracy is not None:
-            postfix["val_acc"] = f"{self.val_accuracy:.4f}"
+        if self.val_metric is not None:
+            key, value = self.val_metric
+            postfix["val_acc" if key == "val_accuracy" else "val_ppl"] = f"{value:.4f}"
         if self.alive is not None:
             postfix["alive/group"] = f"{self.alive:g}"
         self._bar.set_postfix({key: shown(value) for key, value in postfix.items()}, refresh=False)
@@ -100,6 +102,8 @@ def format_epoch(record: dict[str, Any], epochs: int | None) -> str:
         ("train_accuracy", "acc", ".4f"),
         ("val_loss", "val_loss", ".4f"),
         ("val_accuracy", "val_acc", ".4f"),
+        ("train_perplexity", "ppl", ".2f"),
+        ("val_perplexity", "val_ppl", ".2f"),
         ("lr", "lr", ".3g"),
         ("alive_per_group", "alive/group", "g"),
         ("mask_density", "density", ".3f"),
@@ -110,6 +114,13 @@ def format_epoch(record: dict[str, Any], epochs: int | None) -> str:
     return "  ".join(parts)
 
 
+def primary_metric(result: dict[str, Any]) -> str:
+    """The result key of the job's primary metric (val_accuracy for results from before tasks had one)."""
+    recorded = result.get("primary_metric")
+    name = recorded.get("name") if isinstance(recorded, dict) else None
+    return name if isinstance(name, str) else "val_accuracy"
+
+
 def format_outcome(job: Job) -> str:
     """How the job ended (or where it stands): one line, then one per warning of a succeeded job."""
     took = ""
@@ -118,8 +129,9 @@ def format_outcome(job: Job) -> str:
     if job.state == "succeeded":
         result = job.result or {}
         parts = []
-        if isinstance(result.get("val_accuracy"), int | float):
-            parts.append(f"val accuracy {result['val_accuracy']:.4f}")
+        primary = primary_metric(result)
+        if isinstance(result.get(primary), int | float):
+            parts.append(f"{primary.replace('_', ' ')} {result[primary]:.4f}")
         if isinstance(result.get("density"), int | float):
             parts.append(f"density {result['density']:.3f}")
         if "verified_nm" in result:

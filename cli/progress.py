@@ -74,6 +74,8 @@ def format_epoch(record: dict[str, Any], epochs: int) -> str:
         ("train_accuracy", "acc", ".4f"),
         ("val_loss", "val_loss", ".4f"),
         ("val_accuracy", "val_acc", ".4f"),
+        ("train_perplexity", "ppl", ".2f"),
+        ("val_perplexity", "val_ppl", ".2f"),
         ("lr", "lr", ".3g"),
         ("alive_per_group", "alive/group", ".0f"),
         ("mask_density", "density", ".3f"),

@@ -21,7 +21,8 @@ Train, sparsify and export the job described by SPEC (YAML or JSON) on this mach
 
 Checkpoints go to DIR/checkpoints after every epoch. Ctrl-C stops cleanly at the next step (a checkpoint
 is written, exit code 130); running the same command again resumes from it. A second Ctrl-C aborts at once.
-Outputs: DIR/export (sparse checkpoint, masks, compressed N:M form, manifest), DIR/metrics.json,
+Outputs: DIR/export (sparse checkpoint, masks, compressed N:M form, manifest; model.onnx and
+model.fp16.onnx with export.onnx: true), DIR/metrics.json,
 DIR/summary.json and DIR/spec.json (the spec with every default filled in).
 Relative paths in the spec are resolved against the current directory."""
 
@@ -29,8 +30,11 @@ Relative paths in the spec are resolved against the current directory."""
 def _epilog() -> str:
     from jobs.catalog import render_catalog
     from jobs.spec import render_field_docs
+    from lbc_catalog.tasks import render_recipes
 
-    return "Job spec fields:\n\n" + render_field_docs() + "\n\n" + render_catalog()
+    return (
+        "Job spec fields:\n\n" + render_field_docs() + "\n\n" + render_recipes() + "\n\n" + render_catalog()
+    )
 
 
 def register(commands: Any) -> None:
@@ -62,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
 
     # Heavy imports (torch, the engine) only once the spec is known to be good.
     from cli.progress import ProgressReporter, stop_on_sigint
+    from worker.multiprocess import run_spec_processes
     from worker.runner import JobInputError, run_spec
 
     out = Path(args.out)
@@ -70,7 +75,10 @@ def main(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         _write_spec(spec, out / "spec.json")
         with stop_on_sigint(reporter):
-            result = run_spec(spec, out, callbacks=[reporter], resume=not args.no_resume)
+            if spec.train.processes > 1:  # the same launcher and relay as the service's workers
+                result = run_spec_processes(spec, out, reporter, resume=not args.no_resume)
+            else:
+                result = run_spec(spec, out, callbacks=[reporter], resume=not args.no_resume)
     except KeyboardInterrupt:
         print("\nlbc train: aborted by a second Ctrl-C; the last epoch checkpoint is kept", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -108,31 +116,59 @@ def read_spec(path: str, device: str | None = None) -> JobSpec:
         spec = parse_spec(data, source=f"{path} with --device {device}")
     local = {
         "model.checkpoint": spec.model.checkpoint,
+        "model.path": spec.model.path,
         "dataset.path": spec.dataset.path,
         "dataset.val_path": spec.dataset.val_path,
+        "dataset.tokenizer": spec.dataset.tokenizer,
     }
     problems = [
         FieldProblem(field, f"{value} does not exist (relative to {Path.cwd()})")
         for field, value in local.items()
         if value is not None and not Path(value).exists()
     ]
+    if not problems and spec.model.path is not None:
+        problems += local_model_problems(Path(spec.model.path), spec.task)
     if problems:
         raise SpecError(problems, path)
     return spec
 
 
+def local_model_problems(directory: Path, task: str) -> list[Any]:
+    """A local Hugging Face directory under the upload rules (safetensors only, config read as data, an
+    allowed family that can do ``task``): the problem as a spec problem of ``model.path``."""
+    from jobs.spec import FieldProblem
+    from lbc_formats.hf_config import HFConfigError
+    from lbc_formats.hf_files import HFFileError, read_model_dir
+
+    try:
+        read_model_dir(directory, task)
+    except (HFFileError, HFConfigError) as exc:
+        return [FieldProblem("model.path", f"{directory}: {exc}")]
+    return []
+
+
+def _primary_line(summary: dict[str, Any]) -> str:
+    """The run's primary metric: val accuracy, or val perplexity for a causal LM."""
+    key = (summary.get("primary_metric") or {}).get("name", "val_accuracy")
+    label = key.replace("_", " ")
+    return f"  {label:<15}{summary[key]:.4f}"
+
+
 def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
     verified = "yes" if summary.get("verified_nm") else "NO"
     lines = [
-        f"done: {spec.model.architecture} {summary.get('method', spec.sparsity.method)} "
+        f"done: {spec.model.architecture or spec.model.path} {summary.get('method', spec.sparsity.method)} "
         f"{summary.get('pattern', spec.sparsity.pattern)} on {spec.dataset.source}",
-        f"  val accuracy   {summary['val_accuracy']:.4f}",
+        _primary_line(summary),
         f"  density        {summary['density']:.4f} (non-zero weights / all weights)",
         f"  verified N:M   {verified} ({summary.get('sparsified_layers', 0)} layers sparsified, "
         f"{summary.get('skipped_layers', 0)} kept dense)",
     ]
     if isinstance(summary.get("lr"), int | float):
         lines.append(f"  lr             {summary['lr']:g} ({summary.get('lr_rule', 'given')})")
+    onnx = summary.get("onnx")
+    if isinstance(onnx, dict):
+        lines.append(f"  onnx           {_onnx_line(onnx)}")
     resumed = summary.get("resumed_from")
     if resumed:
         lines.append(f"  resumed from   epoch {resumed['epoch']} after {resumed['step']} of its steps")
@@ -145,6 +181,16 @@ def format_summary(spec: JobSpec, summary: dict[str, Any], out: Path) -> str:
     for warning in summary.get("warnings") or ():
         lines.append(f"WARNING ({warning['code']}): {warning['message']}")
     return "\n".join(lines)
+
+
+def _onnx_line(onnx: dict[str, Any]) -> str:
+    if onnx.get("status") != "exported":
+        return f"not exported: {onnx.get('reason')}"
+    reasons = onnx.get("reasons") or {}
+    return ", ".join(
+        f"{name} {status}" + (f" ({reasons[name]})" if name in reasons else "")
+        for name, status in (onnx.get("files") or {}).items()
+    )
 
 
 def _size(size: int) -> str:

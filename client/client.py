@@ -33,6 +33,7 @@ from client.models import (
     CheckpointInfo,
     Dataset,
     Event,
+    HFModelInfo,
     Job,
     JobPage,
     LogPage,
@@ -40,6 +41,7 @@ from client.models import (
 )
 from client.spec_text import SpecTextError, load_spec_file, load_spec_text
 from client.sse import SSEDecoder
+from client.tar_stream import TarStream
 
 USER_AGENT = "lbc-client/1.0"
 CHUNK_SIZE = 1 << 16
@@ -389,7 +391,8 @@ class Client:
 
     # -- uploads ---------------------------------------------------------------------------------------
     def upload_dataset(self, path: str | os.PathLike[str], format: str, name: str | None = None) -> Dataset:
-        """Upload a dataset file (streamed) of ``format`` mnist, npz, imagefolder, cifar10 or cifar100;
+        """Upload a dataset file (streamed) of ``format`` mnist, npz, imagefolder, cifar10, cifar100, text,
+        labeled-text or tokenizer;
         the server validates it. Use the returned id as ``dataset.path`` in a spec."""
         return Dataset.from_json(
             self._upload(
@@ -414,6 +417,41 @@ class Client:
                 directory_hint="upload the weights file itself (.safetensors, or a torch .pt file)",
             )
         )
+
+    def upload_model(
+        self, path: str | os.PathLike[str], name: str | None = None, *, files: list[str] | None = None
+    ) -> HFModelInfo:
+        """Upload a Hugging Face model: a directory (streamed as a tar made on the fly from its top-level
+        files, or from ``files``) or a .zip/.tar(.gz) archive of one. The server checks it without running
+        or unpickling anything. Use the returned id as ``model.path`` with ``model.source: huggingface``."""
+        source = Path(path)
+        if not source.is_dir():
+            return HFModelInfo.from_json(
+                self._upload("/v1/hf-models", source, {"name": name}, directory_hint="")
+            )
+        names = (
+            files
+            if files is not None
+            else sorted(p.name for p in source.iterdir() if p.is_file() and not p.is_symlink())
+        )
+        stream = TarStream(source, names, source.resolve().name or "model")
+        with stream:
+            return HFModelInfo.from_json(
+                self._post_file(
+                    "/v1/hf-models", f"{source.resolve().name or 'model'}.tar", stream, {"name": name}
+                )
+            )
+
+    def list_hf_models(self, limit: int = 200) -> list[HFModelInfo]:
+        data = self._json(self._send("GET", "/v1/hf-models", params={"limit": limit}))
+        return [HFModelInfo.from_json(item) for item in data.get("items", [])]
+
+    def get_hf_model(self, model_id: str) -> HFModelInfo:
+        return HFModelInfo.from_json(self._json(self._send("GET", f"/v1/hf-models/{_segment(model_id)}")))
+
+    def delete_hf_model(self, model_id: str) -> None:
+        """409 (ApiError) while an unfinished job uses it."""
+        self._send("DELETE", f"/v1/hf-models/{_segment(model_id)}", idempotent=False)
 
     def list_datasets(self, limit: int = 200) -> list[Dataset]:
         data = self._json(self._send("GET", "/v1/datasets", params={"limit": limit}))
@@ -452,20 +490,25 @@ class Client:
             raise FileNotFoundError(f"{file}: no such file")
         if not file.is_file():
             raise OSError(f"{file} is not a regular file (a device, socket or pipe); upload a file")
+        with file.open("rb") as handle:
+            return self._post_file(endpoint, file.name, handle, fields)
+
+    def _post_file(
+        self, endpoint: str, filename: str, handle: Any, fields: Mapping[str, str | None]
+    ) -> dict[str, Any]:
         data = {k: v for k, v in fields.items() if v is not None}
         timeout = httpx.Timeout(self.timeout, read=max(self.timeout, 600.0))
-        with file.open("rb") as handle:
-            files = {"file": (file.name, handle, "application/octet-stream")}
-            # Not retried: the body is a stream that was (partly) read.
-            response = self._send(
-                "POST",
-                endpoint,
-                idempotent=False,
-                retry_connect=False,
-                files=files,
-                data=data,
-                timeout=timeout,
-            )
+        files = {"file": (filename, handle, "application/octet-stream")}
+        # Not retried: the body is a stream that was (partly) read.
+        response = self._send(
+            "POST",
+            endpoint,
+            idempotent=False,
+            retry_connect=False,
+            files=files,
+            data=data,
+            timeout=timeout,
+        )
         return self._json(response)
 
     # -- catalogue -------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any, Self
 
 JOB_STATES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-METHODS = ("lbc", "srste", "asp", "dense")
+METHODS = ("lbc", "srste", "asp", "wanda", "dense")
 
 
 def _time(value: Any) -> datetime | None:
@@ -278,12 +278,19 @@ class Upload:
 
 @dataclass(frozen=True)
 class Dataset(Upload):
-    """An uploaded dataset (``dataset.path`` of a spec): mnist, npz, imagefolder, cifar10 or cifar100."""
+    """An uploaded dataset (``dataset.path`` of a spec): mnist, npz, imagefolder, cifar10, cifar100, text or
+    labeled-text; or a tokenizer (``dataset.tokenizer``)."""
 
 
 @dataclass(frozen=True)
 class CheckpointInfo(Upload):
     """An uploaded dense checkpoint (``model.checkpoint`` of a spec): safetensors or torch."""
+
+
+@dataclass(frozen=True)
+class HFModelInfo(Upload):
+    """An uploaded Hugging Face model directory (``model.path`` of a spec with ``model.source: huggingface``);
+    its summary names the family (``model_type``), the tasks it can do and its ``parameter_count``."""
 
 
 @dataclass(frozen=True)

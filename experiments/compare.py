@@ -17,6 +17,12 @@ Methods
   choice), power --lbc-power (default 3).
 - ``lbc_dense`` (ablation): LBC from a dense checkpoint within the same budget: the same dense
   half as ``asp``, then LBC for the other half with t_f = (fine-tune epochs) * --lbc-tf-frac.
+- ``wanda``: one-shot Wanda N:M (|w| x input-activation norm over --calibration-samples training
+  samples) + fine-tune, on the same dense half as ``asp``.
+- ``lbc_magnitude`` / ``lbc_wanda``: ``lbc_dense`` with the scores started from the magnitude or
+  the Wanda prior (``SparsityConfig.score_init``) instead of uniformly.
+The methods that start from the dense half share one dense run per seed within an invocation (it
+is deterministic given the seed), so its cost is paid once; each record still lists both phases.
 - ``lbc_revival`` (ablation): ``lbc`` with the authors' removal instead of permanent removal
   (``SparsityConfig.removal="revival"``): dead combinations hold score 0, alive sets are re-ranked
   every step, and momentum can bring a dead combination back. ``lbc_revival_grad`` also feeds dead
@@ -69,7 +75,22 @@ from lbc_core.sparsity import NMPattern, RemovalSchedule, SparsityConfig  # noqa
 from lbc_core.training import TrainConfig, evaluate  # noqa: E402
 
 MNIST_PATH = REPO / ".." / "shared" / "data" / "mnist-t10k"
-METHODS = ("dense", "asp", "srste", "lbc", "lbc_dense", "lbc_revival", "lbc_revival_grad")
+METHODS = (
+    "dense",
+    "asp",
+    "srste",
+    "lbc",
+    "lbc_dense",
+    "lbc_revival",
+    "lbc_revival_grad",
+    "wanda",
+    "lbc_magnitude",
+    "lbc_wanda",
+)
+# compare.py method -> LBC score start, for the methods that run LBC on the dense half.
+LBC_FROM_DENSE = {"lbc_dense": "uniform", "lbc_magnitude": "magnitude", "lbc_wanda": "wanda"}
+# One-shot methods that fine-tune the dense half with a fixed mask.
+ONE_SHOT = ("asp", "wanda")
 # compare.py method -> SparsityConfig.removal for the LBC-from-scratch methods.
 LBC_REMOVALS = {"lbc": "permanent", "lbc_revival": "revival", "lbc_revival_grad": "revival_grad"}
 
@@ -143,6 +164,9 @@ def one_run(
     val: Any,
     tf_frac: float = 0.5,
     power: float = 3.0,
+    calibration_samples: int = 128,
+    prior_strength: float = 1.0,
+    dense_runs: dict[tuple[Any, ...], tuple[Path, list[dict[str, Any]]]] | None = None,
 ) -> dict[str, Any]:
     data = data_config(dataset, augment)
     model_cfg = ModelConfig(model, {"width": width})
@@ -160,7 +184,7 @@ def one_run(
         )
 
     phases: list[tuple[str, RunConfig]] = []
-    if method in ("asp", "lbc_dense"):
+    if method in ONE_SHOT or method in LBC_FROM_DENSE:
         dense_epochs = epochs // 2
         tune = epochs - dense_epochs
         if dense_epochs < 1 or tune < 1:
@@ -171,11 +195,16 @@ def one_run(
                 RunConfig(model_cfg, data, SparsityConfig("dense", pattern), train(dense_epochs)),
             )
         )
-        if method == "asp":
-            sparsity = SparsityConfig("asp", pattern)
+        if method in ONE_SHOT:
+            sparsity = SparsityConfig(method, pattern, calibration_samples=calibration_samples)
         else:
             sparsity = SparsityConfig(
-                "lbc", pattern, schedule=RemovalSchedule(t_i=0, t_f=max(tune * tf_frac, 1), power=power)
+                "lbc",
+                pattern,
+                schedule=RemovalSchedule(t_i=0, t_f=max(tune * tf_frac, 1), power=power),
+                score_init=LBC_FROM_DENSE[method],  # type: ignore[arg-type]
+                calibration_samples=calibration_samples,
+                prior_strength=prior_strength,
             )
         phases.append((f"{method}-finetune", RunConfig(model_cfg, data, sparsity, train(tune))))
     elif method in LBC_REMOVALS:
@@ -195,18 +224,25 @@ def one_run(
     for index, (name, cfg) in enumerate(phases):
         if checkpoint is not None:
             cfg = replace(cfg, model=replace(cfg.model, checkpoint=checkpoint))
-        out = work / f"phase{index}-{name}"
-        if out.exists():
-            shutil.rmtree(out)
-        result = run(cfg, out, resume=False)
-        if result.status != "succeeded":
-            raise RuntimeError(f"{name} did not succeed: {result.status}")
-        epoch_seconds += [float(h["seconds"]) for h in result.history]
+        # The dense half depends on neither the pattern nor the method that follows it.
+        key = (dataset, model, width, seed, cfg.train, augment) if name == "dense-pretrain" else None
+        if key is not None and dense_runs is not None and key in dense_runs:
+            out, run_history = dense_runs[key]
+        else:
+            out = work / (f"dense-{len(dense_runs or {})}" if key is not None else f"phase{index}-{name}")
+            if out.exists():
+                shutil.rmtree(out)
+            result = run(cfg, out, resume=False)
+            if result.status != "succeeded":
+                raise RuntimeError(f"{name} did not succeed: {result.status}")
+            run_history, summary = result.history, result.summary
+            if key is not None and dense_runs is not None:
+                dense_runs[key] = (out, run_history)
+        epoch_seconds += [float(h["seconds"]) for h in run_history]
         history += [
             {"phase": name, **{k: v for k, v in h.items() if isinstance(v, int | float | str)}}
-            for h in result.history
+            for h in run_history
         ]
-        summary = result.summary
         checkpoint = str(out / "export" / "model.safetensors")
     total = time.perf_counter() - started
     peak = peak_rss_mib(rss_source)
@@ -223,7 +259,8 @@ def one_run(
         "batch_size": batch_size,
         "augment": augment,
         "phases": [name for name, _ in phases],
-        "label": label(method, tf_frac, power),
+        "label": label(method, tf_frac, power, prior_strength),
+        "prior_strength": prior_strength if method in ("lbc_magnitude", "lbc_wanda") else None,
         "lbc_tf_frac": tf_frac if method.startswith("lbc") else None,
         "lbc_power": power if method.startswith("lbc") else None,
         "val_accuracy": acc,  # of the exported model rebuilt from model.nm.safetensors
@@ -260,8 +297,11 @@ def one_run(
 # ---------------------------------------------------------------- table
 
 
-def label(method: str, tf_frac: float, power: float) -> str:
-    """The method name, plus the LBC schedule where it differs from the default (t_f = 1/2, p = 3)."""
+def label(method: str, tf_frac: float, power: float, prior_strength: float = 1.0) -> str:
+    """The method name, plus the LBC schedule where it differs from the default (t_f = 1/2, p = 3)
+    and the score prior's strength where it is not 1."""
+    if method in ("lbc_magnitude", "lbc_wanda") and prior_strength != 1.0:
+        method = f"{method}(s={prior_strength:g})"
     if method.startswith("lbc") and (tf_frac != 0.5 or power != 3.0):
         return f"{method}(tf={tf_frac:g},p={power:g})"
     return method
@@ -311,6 +351,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", action="store_true", help="random-crop augmentation of training batches")
     p.add_argument("--lbc-tf-frac", type=float, default=0.5, help="LBC t_f as a fraction of its epochs")
     p.add_argument("--lbc-power", type=float, default=3.0, help="LBC removal schedule power")
+    p.add_argument(
+        "--prior-strength", type=float, default=1.0, help="lbc_magnitude / lbc_wanda: prior strength"
+    )
+    p.add_argument(
+        "--calibration-samples", type=int, default=128, help="training samples calibrating wanda / lbc_wanda"
+    )
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
     p.add_argument("--out", required=True, help="directory; runs.jsonl is appended to (one JSON per run)")
     args = p.parse_args(argv)
@@ -332,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     env = environment()
     (out / "environment.json").write_text(json.dumps({**env, "argv": sys.argv}, indent=2))
     records: list[dict[str, Any]] = []
+    dense_runs: dict[tuple[Any, ...], tuple[Path, list[dict[str, Any]]]] = {}
     with tempfile.TemporaryDirectory(prefix="lbc-compare-") as tmp:
         for model in models:
             for pattern in patterns:
@@ -352,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
                             val=val,
                             tf_frac=args.lbc_tf_frac,
                             power=args.lbc_power,
+                            calibration_samples=args.calibration_samples,
+                            prior_strength=args.prior_strength,
+                            dense_runs=dense_runs,
                         )
                         rec["environment"] = env
                         records.append(rec)

@@ -22,7 +22,18 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ORDER = ["dense", "asp", "srste", "lbc", "lbc_dense", "lbc_revival", "lbc_revival_grad"]
+ORDER = [
+    "dense",
+    "asp",
+    "wanda",
+    "srste",
+    "lbc",
+    "lbc_dense",
+    "lbc_magnitude",
+    "lbc_wanda",
+    "lbc_revival",
+    "lbc_revival_grad",
+]
 PATTERN_ORDER = ["2:4", "1:4", "2:8", "4:8", "1:16"]
 COLORS = {
     "dense": "#7f7f7f",
@@ -32,6 +43,9 @@ COLORS = {
     "lbc_dense": "#9467bd",
     "lbc_revival": "#8c564b",
     "lbc_revival_grad": "#e377c2",
+    "wanda": "#17becf",
+    "lbc_magnitude": "#bcbd22",
+    "lbc_wanda": "#d62728",
 }
 NAMES = {
     "dense": "dense",
@@ -41,6 +55,9 @@ NAMES = {
     "lbc_dense": "LBC from dense ckpt",
     "lbc_revival": "LBC, revival removal",
     "lbc_revival_grad": "LBC, revival removal + dead gradient",
+    "wanda": "Wanda + FT",
+    "lbc_magnitude": "LBC from dense ckpt, magnitude prior",
+    "lbc_wanda": "LBC from dense ckpt, Wanda prior",
 }
 
 
@@ -303,6 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", help="comma-separated methods (base names, e.g. lbc,lbc_dense) to keep")
     p.add_argument("--accuracy-only", action="store_true", help="only the accuracy table")
     p.add_argument("--revival", action="store_true", help="only the permanent vs revival removal table")
+    p.add_argument(
+        "--priors", action="store_true", help="accuracy plus paired tables of LBC score priors and Wanda"
+    )
     p.add_argument("--md", type=Path, help="write the markdown here as well as to stdout")
     args = p.parse_args(argv)
     records = load(args.jsonl)
@@ -317,6 +337,25 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         if args.md:
             args.md.write_text(text)
+        return 0
+    if args.priors:
+        pairs = [
+            ("lbc_magnitude", "lbc_dense"),
+            ("lbc_wanda", "lbc_dense"),
+            ("lbc_wanda", "lbc_magnitude"),
+            ("wanda", "asp"),
+            ("lbc_wanda", "wanda"),
+        ]
+        text = "\n\n".join(
+            [accuracy_table(records)]
+            + [
+                f"{NAMES[a]} vs {NAMES[b]}, paired by seed:\n\n" + paired_table(records, a, b)
+                for a, b in pairs
+            ]
+        )
+        print(text + "\n")
+        if args.md:
+            args.md.write_text(text + "\n")
         return 0
     if args.accuracy_only:
         text = accuracy_table(records) + "\n"

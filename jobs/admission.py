@@ -14,11 +14,12 @@ from sqlalchemy.orm import Session
 
 from jobs.benchmarks import BENCHMARK_KIND, BenchmarkJobSpec, parse_benchmark_spec
 from jobs.catalog import ARCHITECTURES
-from jobs.models import Checkpoint, Dataset, Job
+from jobs.models import Checkpoint, Dataset, HFModel, Job
 from jobs.sizing import (
     MemoryEstimate,
     ModelShape,
     format_bytes,
+    hf_model_shape,
     inference_memory,
     model_shape,
     training_memory,
@@ -63,16 +64,23 @@ def _estimate_shape(spec: JobSpec, dataset_summary: Mapping[str, Any] | None) ->
         height, width = recorded[0], recorded[-1]
     else:
         return None
+    if spec.model.architecture is None:
+        return None
     defaults = ARCHITECTURES[spec.model.architecture].defaults
     channels = spec.model.args.get("in_channels", defaults.get("in_channels", 3))
     return (int(channels), height, width)
 
 
-def _model_shape(spec: JobSpec, dataset_summary: Mapping[str, Any] | None) -> ModelShape:
-    """The model a sparsification job builds, with the arguments the data fills in."""
+def _model_shape(
+    spec: JobSpec, dataset_summary: Mapping[str, Any] | None, model_summary: Mapping[str, Any] | None = None
+) -> ModelShape:
+    """The model a sparsification job builds, with the arguments the data fills in; an uploaded Hugging
+    Face model is sized from what its upload check recorded."""
+    if spec.model.architecture is None:
+        return hf_model_shape(model_summary or {})
     classes = spec.known_num_classes() or (dataset_summary or {}).get("num_classes")
     return model_shape(
-        spec.model.architecture,
+        spec.model.catalog_architecture,
         spec.model.args,
         _estimate_shape(spec, dataset_summary),
         classes if isinstance(classes, int) else None,
@@ -83,10 +91,11 @@ def job_memory(
     spec: JobSpec,
     dataset_summary: Mapping[str, Any] | None = None,
     checkpoint_summary: Mapping[str, Any] | None = None,
+    model_summary: Mapping[str, Any] | None = None,
 ) -> MemoryEstimate:
     """Peak memory of a sparsification job, from its spec and what its uploads recorded."""
     return training_memory(
-        _model_shape(spec, dataset_summary),
+        _model_shape(spec, dataset_summary, model_summary),
         batch_size=spec.train.batch_size,
         eval_batch_size=spec.train.eval_batch_size,
         optimizer=spec.train.optimizer,
@@ -141,7 +150,17 @@ def stored_job_memory(session: Session, job: Job) -> MemoryEstimate | None:
         return None
     dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
     checkpoint = session.get(Checkpoint, job.checkpoint_id) if job.checkpoint_id else None
-    return job_memory(spec, dataset.summary if dataset else None, checkpoint.summary if checkpoint else None)
+    model = (
+        session.get(HFModel, spec.model.path)
+        if spec.model.source == "huggingface" and spec.model.path
+        else None
+    )
+    return job_memory(
+        spec,
+        dataset.summary if dataset else None,
+        checkpoint.summary if checkpoint else None,
+        model.summary if model else None,
+    )
 
 
 def _stored_benchmark_memory(session: Session, spec: BenchmarkJobSpec) -> MemoryEstimate | None:
@@ -172,7 +191,14 @@ def trained_model_memory(
         return None
     dataset = session.get(Dataset, job.dataset_id) if job.dataset_id else None
     summary = dataset.summary if dataset else None
-    return inference_memory(_model_shape(spec, summary), batch_sizes=batch_sizes)
+    model = (
+        session.get(HFModel, spec.model.path)
+        if spec.model.source == "huggingface" and spec.model.path
+        else None
+    )
+    return inference_memory(
+        _model_shape(spec, summary, model.summary if model else None), batch_sizes=batch_sizes
+    )
 
 
 __all__ = [

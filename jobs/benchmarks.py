@@ -43,7 +43,7 @@ JOB_KINDS = (SPARSIFY_KIND, BENCHMARK_KIND)
 # Job.method of a benchmark job: it trains nothing, and listings should say so.
 BENCHMARK_METHOD = "benchmark"
 
-REPORT_SCHEMA_VERSION = "lbc.speedup-report/2"
+REPORT_SCHEMA_VERSION = "lbc.speedup-report/3"
 REPORT_JSON = "speedup_report.json"
 REPORT_HTML = "speedup_report.html"
 REPORT_CHART = "speedup_chart.svg"

@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from jobs.errors import StorageQuotaExceeded
-from jobs.models import Checkpoint, Dataset, Owner
+from jobs.models import Checkpoint, Dataset, HFModel, Owner
 
 
 def lock_owner(session: Session, owner_id: str) -> None:
@@ -53,7 +53,7 @@ class StorageUsage:
 
 def storage_usage(session: Session, owner_id: str, limit: int) -> StorageUsage:
     used = 0
-    for model in (Dataset, Checkpoint):
+    for model in (Dataset, Checkpoint, HFModel):
         total = session.scalar(
             select(func.coalesce(func.sum(model.size), 0)).where(model.owner_id == owner_id)
         )
@@ -65,7 +65,7 @@ def stream_too_large(usage: StorageUsage) -> StorageQuotaExceeded:
     """The error for an upload cut off while streaming because it passed the space left."""
     return StorageQuotaExceeded(
         f"upload exceeds the storage quota: {usage.used} of {usage.limit} bytes are in use, "
-        f"{usage.remaining} remain; delete datasets or checkpoints to make room",
+        f"{usage.remaining} remain; delete datasets, checkpoints or models to make room",
         details=usage.details(),
     )
 

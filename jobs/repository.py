@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from jobs.benchmarks import stored_spec
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
-from jobs.models import Artifact, Checkpoint, Dataset, Job, JobEvent, Owner, utcnow
+from jobs.models import Artifact, Checkpoint, Dataset, HFModel, Job, JobEvent, Owner, utcnow
 from jobs.quota import lock_owner
 from jobs.spec import SpecError, UploadRef
 from jobs.states import RETRYABLE, TERMINAL, JobState, transition
@@ -58,12 +58,17 @@ def owned(session: Session, model: type[Any], object_id: str, owner: Owner) -> A
     return obj
 
 
-def owned_upload(session: Session, ref: UploadRef, owner_id: str) -> Dataset | Checkpoint | None:
+UPLOAD_TABLES: dict[str, type[Dataset] | type[Checkpoint] | type[HFModel]] = {
+    "dataset": Dataset,
+    "checkpoint": Checkpoint,
+    "model": HFModel,
+}
+
+
+def owned_upload(session: Session, ref: UploadRef, owner_id: str) -> Dataset | Checkpoint | HFModel | None:
     """The upload a spec names, if it exists and belongs to ``owner_id`` (the job's owner, whoever asks:
     an admin's key sees every job, but a job only ever reads its own owner's files)."""
-    row: Dataset | Checkpoint | None = (
-        session.get(Dataset, ref.id) if ref.kind == "dataset" else session.get(Checkpoint, ref.id)
-    )
+    row: Dataset | Checkpoint | HFModel | None = session.get(UPLOAD_TABLES[ref.kind], ref.id)  # type: ignore[assignment]
     return row if row is not None and row.owner_id == owner_id else None
 
 
@@ -238,6 +243,15 @@ def retry_job(session: Session, job: Job, max_attempts: int, max_active_jobs: in
         worker_id=None,
         lease_expires_at=None,
     )
+
+
+def job_upload_refs(job: Job) -> list[UploadRef]:
+    """The uploads a stored job reads (the spec's one walk, ``upload_refs``); none when its spec no longer
+    parses (such a job cannot run again: ``check_references_still_exist`` refuses its retry)."""
+    try:
+        return stored_spec(job.kind, job.spec, source=f"job {job.id}").upload_refs()
+    except SpecError:
+        return []
 
 
 def check_references_still_exist(session: Session, job: Job) -> None:

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         le=4 * 1024**3,
         description="Uncompressed bytes an uploaded archive may hold",
     )
+    max_model_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1,
+        le=4 * 1024**3,
+        description="Bytes an uploaded Hugging Face model's files (config, weights, tokenizer) may hold; at "
+        "most the 4 GiB a worker unpacks",
+    )
     max_storage_bytes_per_owner: int = Field(
         default=20 * 1024**3,
         ge=0,

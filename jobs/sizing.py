@@ -34,7 +34,7 @@ ACTIVATION_FACTOR = 3
 # Tensors alive at once in a forward pass without autograd (input, output and a residual branch).
 INFERENCE_FACTOR = 3
 # LBC's per-weight score and momentum (<= 2.3x the weight bytes, README "Score state") plus the mask (1x).
-SPARSITY_STATE_FACTOR = {"lbc": 3.3, "srste": 1.0, "asp": 1.0, "dense": 0.0}
+SPARSITY_STATE_FACTOR = {"lbc": 3.3, "srste": 1.0, "asp": 1.0, "wanda": 1.0, "dense": 0.0}
 OPTIMIZER_STATE_FACTOR = {"sgd": 1.0, "adamw": 2.0}
 
 
@@ -361,6 +361,35 @@ def input_problems(
         elif side % patch:
             problems.append(("patch_size", f"patch_size {patch} must divide {what}'s image size {side}"))
     return problems
+
+
+# Tokens per sample assumed for a text model until its data says otherwise: its position table, capped
+# (training blocks are rarely longer, and the estimate should not refuse a model for its maximum context).
+HF_TEXT_TOKENS = 512
+
+
+def hf_model_shape(summary: Mapping[str, Any]) -> ModelShape:
+    """Sizes of an uploaded Hugging Face model from what its upload check recorded: the real parameter
+    count of its weights, and per-sample outputs of a transformer with its config's sizes."""
+    recorded = summary.get("sizes")
+    sizes: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
+    hidden = int(sizes.get("hidden", 0))
+    layers = int(sizes.get("layers", 0))
+    heads = int(sizes.get("heads", 0))
+    intermediate = int(sizes.get("intermediate", 4 * hidden))
+    tokens = int(sizes.get("tokens", min(int(sizes.get("positions", HF_TEXT_TOKENS)), HF_TEXT_TOKENS)))
+    vocab = int(sizes.get("vocab", 0))
+    # Per layer and token: q, k, v and the attention output (4 x hidden), the MLP's gate and up projections
+    # (2 x intermediate) and its down projection (hidden); then the head over the vocabulary once.
+    outputs = layers * tokens * (5 * hidden + 2 * intermediate) + tokens * vocab
+    parameters = int(summary.get("parameter_count", 0))
+    return ModelShape(
+        parameters=parameters,
+        weight_parameters=int(summary.get("matrix_parameters", parameters)),
+        layer_outputs=outputs,
+        largest_output=tokens * max(intermediate, vocab, hidden),
+        attention_scores=layers * heads * tokens * tokens,
+    )
 
 
 # -- memory -------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -32,10 +32,23 @@ from client.spec_text import SpecTextError, load_spec_file, load_spec_text
 from jobs.catalog import ARCHITECTURES, check_model_args, weight_layer_names
 from jobs.sizing import input_problems
 from jobs.text import name_problem, nul_problems
+from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
+from lbc_catalog.tasks import (
+    IMAGE_SOURCES,
+    MODEL_SOURCES,
+    TASKS,
+    TEXT_SOURCES,
+    default_recipe,
+    task_for_source,
+)
 
-METHODS = ("lbc", "srste", "asp", "dense")
-SOURCES = ("digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic")
-PATH_SOURCES = frozenset({"mnist", "npz", "imagefolder", "cifar10", "cifar100"})
+# The sparsity methods a job may name: the one list the spec, the API filters and the CLI read.
+Method = Literal["lbc", "srste", "asp", "wanda", "dense"]
+METHODS: tuple[str, ...] = get_args(Method)
+ScoreInit = Literal["uniform", "magnitude", "wanda"]
+SOURCES = IMAGE_SOURCES + TEXT_SOURCES
+PATH_SOURCES = frozenset({"mnist", "npz", "imagefolder", "cifar10", "cifar100", *TEXT_SOURCES})
+MAX_TOKENS_PER_SAMPLE = 65_536
 SPLIT_SOURCES = frozenset({"mnist", "cifar10", "cifar100"})
 # Class counts known before any data is read, for checking model.args.num_classes up front.
 _KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
@@ -106,13 +119,30 @@ def known_architecture(value: str) -> str:
     return value
 
 
-class ModelSpec(_Section):
-    """The network to sparsify."""
+def _architecture_enum(schema: dict[str, Any]) -> None:
+    """The schema lists the catalog's names on the string branch (the field is null for other sources)."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "string":
+            option["enum"] = list(ARCHITECTURES)
 
-    architecture: str = Field(
-        description="Built-in architecture to build (see the architecture list).",
+
+class ModelSpec(_Section):
+    """The network to sparsify: a catalog architecture, or a Hugging Face model directory."""
+
+    source: Literal["catalog", "huggingface"] = Field(
+        default="catalog",
+        description=(
+            "Where the model comes from: catalog (a built-in architecture, optionally started from a "
+            "checkpoint) or huggingface (a transformers model directory: config.json + safetensors; see "
+            "docs/huggingface.md)."
+        ),
+        json_schema_extra={"enum": list(MODEL_SOURCES)},
+    )
+    architecture: str | None = Field(
+        default=None,
+        description="Built-in architecture to build (see the architecture list); required for source catalog.",
         examples=["lenet5", "resnet20", "vit"],
-        json_schema_extra={"enum": list(ARCHITECTURES)},
+        json_schema_extra=_architecture_enum,
     )
     args: dict[str, Any] = Field(
         default_factory=dict,
@@ -132,20 +162,56 @@ class ModelSpec(_Section):
         ),
         examples=["dense-lenet5.safetensors"],
     )
+    path: LocalRef | None = Field(
+        default=None,
+        description=(
+            "For source huggingface: the model directory (config.json + safetensors). For `lbc train` a local "
+            "directory; for the service the id of an uploaded model (POST /v1/hf-models)."
+        ),
+        examples=["./my-llama", "5d1e2c3b4a5f6e7d8c9b0a1f2e3d4c5b"],
+    )
 
     @field_validator("architecture")
     @classmethod
-    def _known_architecture(cls, value: str) -> str:
-        return known_architecture(value)
+    def _known_architecture(cls, value: str | None) -> str | None:
+        return None if value is None else known_architecture(value)
 
     @model_validator(mode="after")
-    def _args_fit_architecture(self) -> ModelSpec:
-        problems = check_model_args(self.architecture, self.args)
-        if problems:
+    def _fields_fit_source(self) -> ModelSpec:
+        if self.source == "huggingface":
+            given = [name for name in ("architecture", "checkpoint") if getattr(self, name) is not None]
+            given += ["args"] if self.args else []
+            problems: list[tuple[tuple[str | int, ...], str, Any]] = [
+                ((name,), "is for source catalog; a Hugging Face model is described by its config.json", None)
+                for name in given
+            ]
+            if self.path is None:
+                problems.append(
+                    (("path",), "names the Hugging Face model directory; required for this source", None)
+                )
+            if problems:
+                raise _problems_error("ModelSpec", problems)
+            return self
+        if self.path is not None:
             raise _problems_error(
-                "ModelSpec", [(("args", key), message, self.args.get(key)) for key, message in problems]
+                "ModelSpec",
+                [(("path",), "is for source huggingface; a catalog model uses architecture", None)],
+            )
+        if self.architecture is None:
+            raise _problems_error("ModelSpec", [(("architecture",), "is required for source catalog", None)])
+        arg_problems = check_model_args(self.architecture, self.args)
+        if arg_problems:
+            raise _problems_error(
+                "ModelSpec", [(("args", key), message, self.args.get(key)) for key, message in arg_problems]
             )
         return self
+
+    @property
+    def catalog_architecture(self) -> str:
+        """The catalog architecture (specs of source catalog always have one)."""
+        if self.architecture is None:
+            raise ValueError("this model is not a catalog architecture")
+        return self.architecture
 
 
 class SyntheticDataSpec(_Section):
@@ -187,17 +253,42 @@ class SyntheticDataSpec(_Section):
         return self
 
 
+def known_source(value: str) -> str:
+    """A field validator's check: ``value`` names a dataset source (lbc_catalog.tasks)."""
+    if value not in SOURCES:
+        raise PydanticCustomError(
+            "spec_invalid",
+            "{reason}",
+            {"reason": f"unknown source {value!r}; valid choices: {', '.join(SOURCES)}"},
+        )
+    return value
+
+
+def known_task(value: str) -> str:
+    if value not in TASKS:
+        raise PydanticCustomError(
+            "spec_invalid",
+            "{reason}",
+            {"reason": f"unknown task {value!r}; valid choices: {', '.join(TASKS)}"},
+        )
+    return value
+
+
 class DatasetSpec(_Section):
     """Where the training data comes from and how the validation split is made."""
 
-    source: Literal["digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic"] = Field(
+    source: Annotated[str, AfterValidator(known_source)] = Field(
         description=(
             "Kind of data. digits: scikit-learn's bundled 8x8 digits (1,797 images, no path). mnist: a "
             "directory of MNIST IDX files. npz: a .npz file with arrays x and y. imagefolder: a directory, zip "
             "or tar with one sub-directory per class. cifar10/cifar100: the CIFAR python batches (directory or "
-            "archive). synthetic: generated data (no path; see synthetic)."
+            "archive). synthetic: generated data (no path; see synthetic). text: a corpus for causal-lm, plain "
+            'UTF-8 text or JSON lines {"text": ...}, packed into blocks of block_size tokens. labeled-text: '
+            "JSON lines or CSV with text and label columns for sequence-classification (labels are integers, "
+            "or strings mapped to ids in sorted order)."
         ),
-        examples=["digits", "mnist"],
+        examples=["digits", "mnist", "text"],
+        json_schema_extra={"enum": list(SOURCES)},
     )
     path: LocalRef | None = Field(
         default=None,
@@ -264,6 +355,31 @@ class DatasetSpec(_Section):
         default=None,
         description="Generated data set parameters; only for source synthetic (defaults apply when omitted).",
     )
+    block_size: int | None = Field(
+        default=None,
+        ge=2,
+        le=MAX_TOKENS_PER_SAMPLE,
+        description="Tokens per training block of a text corpus (source text only; omitted: 128).",
+        examples=[256],
+    )
+    max_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_TOKENS_PER_SAMPLE,
+        description=(
+            "Tokens per text of labeled-text: longer texts are truncated, shorter ones padded and masked "
+            "(omitted: 128)."
+        ),
+        examples=[128],
+    )
+    tokenizer: LocalRef | None = Field(
+        default=None,
+        description=(
+            "A tokenizer.json (Hugging Face tokenizers format) for text sources: for `lbc train` a local file or "
+            "a model directory holding one; for the service the id of an uploaded dataset of format tokenizer. "
+            "Omitted: UTF-8 bytes (vocabulary 256)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _fields_fit_source(self) -> DatasetSpec:
@@ -286,6 +402,15 @@ class DatasetSpec(_Section):
             problems.append((("hflip",), "needs augment: true", self.hflip))
         if self.synthetic is not None and source != "synthetic":
             problems.append((("synthetic",), "only used by source 'synthetic'", None))
+        for name, only in (("block_size", "text"), ("max_length", "labeled-text")):
+            if getattr(self, name) is not None and source != only:
+                problems.append(((name,), f"only used by source {only!r}", getattr(self, name)))
+        if self.tokenizer is not None and source not in TEXT_SOURCES:
+            problems.append(
+                (("tokenizer",), f"only used by sources {', '.join(TEXT_SOURCES)}", self.tokenizer)
+            )
+        if self.augment and source in TEXT_SOURCES:
+            problems.append((("augment",), "augmentation is for images, not text", True))
         if self.augment and source == "synthetic" and len(self.synthetic_or_default.input_shape) != 3:
             problems.append((("augment",), "needs image samples ([C, H, W] synthetic.input_shape)", True))
         if self.val_size is not None and self.limit is not None and self.val_size >= self.limit:
@@ -361,12 +486,14 @@ class LayersSpec(_Section):
 class SparsitySpec(_Section):
     """The N:M pattern, the method that learns it, and which layers it applies to."""
 
-    method: Literal["lbc", "srste", "asp", "dense"] = Field(
+    method: Method = Field(
         default="lbc",
         description=(
             "lbc: learn the best combination per group with a removal schedule. srste: sparse-refined "
             "straight-through estimator. asp: one-shot magnitude masks (NVIDIA ASP style), computed once at "
-            "the start and then fixed while the weights fine-tune. dense: no mask (a baseline)."
+            "the start and then fixed while the weights fine-tune. wanda: one-shot masks by |weight| x "
+            "input-activation norm over calibration samples (Wanda), then fixed while the weights "
+            "fine-tune. dense: no mask (a baseline)."
         ),
     )
     n: int = Field(
@@ -390,23 +517,75 @@ class SparsitySpec(_Section):
         le=1.0,
         description="SR-STE decay applied to pruned weights (method srste only).",
     )
+    score_init: ScoreInit = Field(
+        default="uniform",
+        description=(
+            "Where LBC's combination scores start (method lbc only). uniform: all equal, as published. "
+            "magnitude / wanda: from each weight's importance relative to its group (|weight|, or "
+            "|weight| x input-activation norm over calibration samples), so the first removals follow "
+            "that prior until training overrules it."
+        ),
+    )
+    prior_strength: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1000.0,
+        description=(
+            "Scales a score prior's deviation from the uniform start (score_init magnitude or wanda only). "
+            "At 1 the prior decides almost every group (docs/engine.md); smaller values let the training "
+            "signal overrule it more often."
+        ),
+    )
+    calibration_samples: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_536,
+        description=(
+            "Training samples (a seeded choice) whose activations calibrate method wanda or "
+            "score_init wanda; only allowed there. Omitted: the engine's default (128)."
+        ),
+    )
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="LBC removal schedule.")
     layers: LayersSpec = Field(default_factory=LayersSpec, description="Which layers are sparsified.")
 
     @model_validator(mode="after")
-    def _n_below_m(self) -> SparsitySpec:
+    def _consistent(self) -> SparsitySpec:
+        problems: list[tuple[tuple[str | int, ...], str, Any]] = []
         if self.n >= self.m:
-            raise _problems_error(
-                "SparsitySpec",
-                [
-                    (
-                        ("n",),
-                        f"must be smaller than m ({self.m}); n counts the weights kept per group of m",
-                        self.n,
-                    )
-                ],
+            problems.append(
+                (
+                    ("n",),
+                    f"must be smaller than m ({self.m}); n counts the weights kept per group of m",
+                    self.n,
+                )
             )
+        if self.score_init != "uniform" and self.method != "lbc":
+            problems.append(
+                (("score_init",), f"only applies to method lbc, not {self.method}; omit it", self.score_init)
+            )
+        if self.prior_strength != 1.0 and self.score_init == "uniform":
+            problems.append(
+                (
+                    ("prior_strength",),
+                    "only applies with score_init magnitude or wanda (a uniform start has no prior); omit it",
+                    self.prior_strength,
+                )
+            )
+        if self.calibration_samples is not None and not self.uses_calibration:
+            problems.append(
+                (
+                    ("calibration_samples",),
+                    "only applies to method wanda or score_init wanda (nothing else reads activations); omit it",
+                    self.calibration_samples,
+                )
+            )
+        if problems:
+            raise _problems_error("SparsitySpec", problems)
         return self
+
+    @property
+    def uses_calibration(self) -> bool:
+        return self.method == "wanda" or self.score_init == "wanda"
 
     @property
     def pattern(self) -> str:
@@ -419,7 +598,11 @@ class TrainSpec(_Section):
     epochs: int = Field(default=10, ge=1, le=10_000, description="Passes over the training set.")
     batch_size: int = Field(default=128, ge=1, le=65_536, description="Training samples per optimizer step.")
     optimizer: Literal["sgd", "adamw"] = Field(
-        default="sgd", description="Weight optimizer (LBC scores follow it)."
+        default="sgd",
+        description=(
+            "Weight optimizer (LBC scores follow it). In a job spec, omitted: the task's default "
+            "(sgd for image classification, adamw for text tasks; see the training defaults)."
+        ),
     )
     lr: float | None = Field(
         default=None,
@@ -437,7 +620,10 @@ class TrainSpec(_Section):
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD momentum.")
     nesterov: bool = Field(default=False, description="Nesterov momentum for SGD (needs momentum > 0).")
     weight_decay: float = Field(
-        default=5e-4, ge=0.0, le=1.0, description="L2 weight decay (decoupled for adamw)."
+        default=5e-4,
+        ge=0.0,
+        le=1.0,
+        description="L2 weight decay (decoupled for adamw). In a job spec, omitted: the task's default.",
     )
     betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
         default_factory=lambda: [0.9, 0.999],
@@ -451,7 +637,10 @@ class TrainSpec(_Section):
     warmup_epochs: float = Field(
         default=0.0,
         ge=0.0,
-        description="Linear learning-rate warm-up, in (fractional) epochs; must be < epochs.",
+        description=(
+            "Linear learning-rate warm-up, in (fractional) epochs; must be < epochs. In a job spec, omitted: "
+            "the task's default share of the epochs (none for image classification, 10 % for text tasks)."
+        ),
     )
     min_lr: float = Field(
         default=0.0, ge=0.0, description="Final learning rate of the cosine schedule (<= lr)."
@@ -477,6 +666,20 @@ class TrainSpec(_Section):
     eval_batch_size: int = Field(default=512, ge=1, le=65_536, description="Batch size for validation.")
     drop_last: bool = Field(
         default=False, description="Drop the last, incomplete training batch of every epoch."
+    )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Data-parallel processes training the job together on the worker (DDP: NCCL between GPUs, one "
+            "GPU per process; gloo between CPU processes). batch_size stays the global batch: each step's "
+            "batch_size samples are split across the processes, so the run trains like one process."
+        ),
+    )
+    sync_batchnorm: bool = Field(
+        default=False,
+        description="With processes > 1 on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm).",
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         default="fp32",
@@ -512,6 +715,12 @@ class TrainSpec(_Section):
             )
         elif self.lr is not None and self.min_lr > self.lr:
             problems.append((("min_lr",), f"must not exceed lr ({self.lr:g})", self.min_lr))
+        if self.processes > self.batch_size:
+            problems.append(
+                (("processes",), f"must not exceed batch_size ({self.batch_size})", self.processes)
+            )
+        if self.sync_batchnorm and self.device == "cpu":
+            problems.append((("sync_batchnorm",), "needs CUDA devices (SyncBatchNorm is GPU-only)", True))
         if self.nesterov and self.momentum == 0:
             problems.append((("nesterov",), "needs momentum > 0", self.nesterov))
         if self.grad_accumulation_steps > self.batch_size:
@@ -591,6 +800,20 @@ class BenchmarkSpec(_Section):
         return self
 
 
+class ExportSpec(_Section):
+    """Export formats written besides the safetensors checkpoint, masks, compressed form and manifest."""
+
+    onnx: bool = Field(
+        default=False,
+        description=(
+            "Also write model.onnx and model.fp16.onnx for TensorRT (opset 18, weights as constants with "
+            "exact zeros, linear layers as Gemm nodes), each checked with onnxruntime on CPU against the "
+            "PyTorch model. A model that cannot be exported still succeeds: the reason is in the manifest "
+            "(onnx) and the job's result (onnx)."
+        ),
+    )
+
+
 class LimitsSpec(_Section):
     """Scheduling limits applied by the service."""
 
@@ -621,6 +844,16 @@ class JobSpec(_Section):
         description="A label for people (shown in listings); no control or bidirectional characters.",
         examples=["lenet5 2:4 on digits"],
     )
+    task: Annotated[str, AfterValidator(known_task)] = Field(
+        default="image-classification",
+        description=(
+            "What the model learns: image-classification (cross-entropy, metric val_accuracy), "
+            "sequence-classification (labeled-text; val_accuracy) or causal-lm (text; val_perplexity, lower is "
+            "better). Omitted: the task the dataset source serves (image-classification for image sources)."
+        ),
+        examples=["image-classification", "causal-lm"],
+        json_schema_extra={"enum": list(TASKS)},
+    )
     model: ModelSpec = Field(description="The network to sparsify.")
     dataset: DatasetSpec = Field(description="Training and validation data.")
     sparsity: SparsitySpec = Field(
@@ -628,12 +861,13 @@ class JobSpec(_Section):
     )
     train: TrainSpec = Field(default_factory=TrainSpec, description="Training recipe.")
     benchmark: BenchmarkSpec = Field(default_factory=BenchmarkSpec, description="Speedup report.")
+    export: ExportSpec = Field(default_factory=ExportSpec, description="Extra export formats (ONNX).")
     limits: LimitsSpec = Field(default_factory=LimitsSpec, description="Time limit, priority and queue.")
 
     @model_validator(mode="before")
     @classmethod
     def _no_nul(cls, data: Any) -> Any:
-        return refuse_nul(data, "JobSpec")
+        return with_task_defaults(refuse_nul(data, "JobSpec"))
 
     @model_validator(mode="after")
     def _sections_agree(self) -> JobSpec:
@@ -655,6 +889,29 @@ class JobSpec(_Section):
                     schedule.t_i,
                 )
             )
+        entry = TASKS[self.task]
+        if self.dataset.source not in entry.sources:
+            problems.append(
+                (
+                    ("dataset", "source"),
+                    f"task {self.task} reads sources {', '.join(entry.sources)}, not {self.dataset.source!r} "
+                    f"(which is for task {task_for_source(self.dataset.source)})",
+                    self.dataset.source,
+                )
+            )
+        if self.model.source == "catalog" and self.task != IMAGE_CLASSIFICATION:
+            problems.append(
+                (
+                    ("task",),
+                    f"the catalog architectures are image classifiers; a {self.task} job needs a Hugging Face "
+                    "model (model.source: huggingface)",
+                    self.task,
+                )
+            )
+        if self.model.architecture is None:  # a Hugging Face model: its upload is checked at submit
+            if problems:
+                raise _problems_error("JobSpec", problems)
+            return self
         num_classes = self.model.args.get("num_classes")
         known = self.known_num_classes()
         if num_classes is not None and known is not None and num_classes < known:
@@ -684,8 +941,12 @@ class JobSpec(_Section):
                 ref = getattr(self.dataset, field)
                 if ref is not None:
                     refs.append(UploadRef(f"dataset.{field}", "dataset", ref))
+        if self.dataset.tokenizer is not None:
+            refs.append(UploadRef("dataset.tokenizer", "dataset", self.dataset.tokenizer, format="tokenizer"))
         if self.model.checkpoint is not None:
             refs.append(UploadRef("model.checkpoint", "checkpoint", self.model.checkpoint))
+        if self.model.source == "huggingface" and self.model.path is not None:
+            refs.append(UploadRef("model.path", "model", self.model.path))
         return refs
 
     def known_input_shape(self) -> tuple[int, ...] | None:
@@ -706,6 +967,39 @@ class JobSpec(_Section):
         return t_f if t_f is not None else self.train.epochs / 2
 
 
+def model_source(data: Mapping[str, Any]) -> str:
+    """Where the spec's model comes from (lbc_catalog.tasks.MODEL_SOURCES), for the task's recipe: a
+    pretrained Hugging Face model is fine-tuned (AdamW, small rate, warm-up), a catalog one trained."""
+    model = data.get("model")
+    source = model.get("source") if isinstance(model, Mapping) else None
+    return source if isinstance(source, str) and source in MODEL_SOURCES else "catalog"
+
+
+def with_task_defaults(data: Any) -> Any:
+    """Raw spec data with ``task`` (the dataset source's task when omitted) and the training fields the
+    task's recipe sets (optimizer, weight_decay, warmup_epochs) filled in where the spec leaves them out.
+
+    Filled in before validation, so the stored spec records the values the run used; anything malformed
+    is left for validation to name.
+    """
+    if not isinstance(data, Mapping):
+        return data
+    dataset, train = data.get("dataset"), data.get("train", {})
+    if "task" not in data and isinstance(dataset, Mapping) and isinstance(dataset.get("source"), str):
+        data = {**data, "task": task_for_source(dataset["source"])}
+    task = data.get("task", "image-classification")
+    if not isinstance(task, str) or task not in TASKS or not isinstance(train, Mapping):
+        return data
+    recipe = default_recipe(task, model_source(data))
+    defaults: dict[str, Any] = {"optimizer": recipe.optimizer, "weight_decay": recipe.weight_decay}
+    if recipe.lr is not None:
+        defaults["lr"] = recipe.lr
+    epochs = train.get("epochs", TrainSpec.model_fields["epochs"].default)
+    if recipe.warmup_fraction and isinstance(epochs, int) and not isinstance(epochs, bool):
+        defaults["warmup_epochs"] = recipe.warmup_fraction * epochs
+    return {**data, "train": {**defaults, **train}}
+
+
 def layer_pattern_problems(spec: JobSpec) -> list[FieldProblem]:
     """``sparsity.layers.include`` globs that match no Linear/Conv2d layer of the spec's model.
 
@@ -713,6 +1007,8 @@ def layer_pattern_problems(spec: JobSpec) -> list[FieldProblem]:
     layer catalog instead of letting a queued job fail. Skipped when the model's arguments change its
     layer structure (the catalog lists default structures only).
     """
+    if spec.model.architecture is None:  # a Hugging Face model's layers are known once it is built
+        return []
     names = weight_layer_names(spec.model.architecture, spec.model.args)
     if not names:
         return []
@@ -737,8 +1033,10 @@ class UploadRef:
     """
 
     field: str
-    kind: Literal["dataset", "checkpoint"]
+    kind: Literal["dataset", "checkpoint", "model"]
     id: str
+    # The dataset format the field needs; None: the spec's dataset.source.
+    format: str | None = None
 
 
 # -- errors -------------------------------------------------------------------------------------------------
@@ -1005,13 +1303,16 @@ __all__ = [
     "SOURCES",
     "BenchmarkSpec",
     "DatasetSpec",
+    "ExportSpec",
     "FieldProblem",
     "JobSpec",
     "LayersSpec",
     "LimitsSpec",
+    "Method",
     "ModelSpec",
     "Name",
     "ScheduleSpec",
+    "ScoreInit",
     "SparsitySpec",
     "SpecError",
     "SyntheticDataSpec",

@@ -1,9 +1,10 @@
-"""Validation of uploaded datasets and checkpoints before they are accepted, without torch.
+"""Validation of uploaded datasets, checkpoints and Hugging Face models before they are accepted, without torch.
 
 An upload is untrusted: archives are read member by member (never extracted) with path, link, count and
 size checks; headers are parsed instead of data being decoded; pickles are never unpickled (CIFAR batches
 are checked by name and size, torch checkpoints by scanning their pickle opcodes for the globals they
-would import). Every problem is an :class:`UploadInvalid` (422) naming the member or key at fault.
+would import); a model directory is checked by :mod:`lbc_formats.hf_directory`, the rules the worker and
+the engine apply again. Every problem is an :class:`UploadInvalid` (422) naming the member or key at fault.
 """
 
 from __future__ import annotations
@@ -32,8 +33,19 @@ from numpy.lib import format as npy_format
 from jobs.bounded_json import JsonRejected, load_json
 from jobs.catalog import INT_ARG_RANGES, weight_layer_names
 from jobs.errors import InvalidInput
+from lbc_catalog.uploads import DATASET_FORMATS
+from lbc_formats.errors import FormatError
+from lbc_formats.hf_directory import ModelDirLimits, check_model_files
+from lbc_formats.safetensors_header import SAFETENSORS_DTYPES, HeaderLimits, read_header
+from lbc_formats.text import (
+    TextDataError,
+    TextLimits,
+    corpus_layout,
+    labeled_layout,
+    read_corpus,
+    read_labeled,
+)
 
-DATASET_FORMATS = ("mnist", "npz", "imagefolder", "cifar10", "cifar100")
 CHECKPOINT_FORMATS = ("safetensors", "torch")
 
 _CHUNK = 1 << 20
@@ -69,30 +81,6 @@ _NESTED_ARCHIVE_SUFFIXES = (
 )
 _TAR_OVERHEAD_PER_MEMBER = 1536
 _TAR_OVERHEAD_FIXED = 1 << 20
-
-# Safetensors dtypes and their element sizes in bytes (the sub-byte float formats round up per tensor).
-SAFETENSORS_DTYPES: dict[str, float] = {
-    "BOOL": 1,
-    "U8": 1,
-    "I8": 1,
-    "F8_E5M2": 1,
-    "F8_E4M3": 1,
-    "F8_E8M0": 1,
-    "I16": 2,
-    "U16": 2,
-    "F16": 2,
-    "BF16": 2,
-    "I32": 4,
-    "U32": 4,
-    "F32": 4,
-    "I64": 8,
-    "U64": 8,
-    "F64": 8,
-    "C64": 8,
-    "F4": 0.5,
-    "F6_E2M3": 0.75,
-    "F6_E3M2": 0.75,
-}
 
 # What a torch state dict (or a checkpoint dict around one) may import while unpickling: the same
 # idea as torch's own ``weights_only`` allowlist. Anything else (os.system, builtins.eval, ...) is
@@ -187,6 +175,10 @@ class UploadLimits:
     max_pickle_ops: int = 2_000_000
     max_pickle_depth: int = 256
     max_image_pixels: int = 4096 * 4096
+    # Text datasets are read whole (UTF-8 checks, rows, labels): this bounds the API's memory for one.
+    max_text_bytes: int = 256 << 20
+    max_text_rows: int = 5_000_000
+    max_tokenizer_bytes: int = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -444,6 +436,10 @@ def validate_dataset(path: Path, fmt: str, limits: UploadLimits | None = None) -
             return _validate_mnist(path, limits)
         if fmt == "imagefolder":
             return _validate_imagefolder(path, limits)
+        if fmt in ("text", "labeled-text"):
+            return _validate_text(path, fmt, limits)
+        if fmt == "tokenizer":
+            return _validate_tokenizer(path, limits)
         return _validate_cifar(path, fmt, limits)
     except (zipfile.BadZipFile, tarfile.TarError) as exc:
         # Raised while a member is read (a bad CRC, a header that lies about its size), outside the
@@ -451,6 +447,74 @@ def validate_dataset(path: Path, fmt: str, limits: UploadLimits | None = None) -
         raise UploadInvalid(f"corrupt archive ({exc})") from exc
     except (OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError) as exc:
         raise UploadInvalid(f"cannot read the archive ({exc})") from exc
+
+
+def _validate_text(path: Path, fmt: str, limits: UploadLimits) -> Accepted:
+    """A corpus (plain text or JSON lines) or labeled texts (JSON lines or CSV), read as the engine reads it."""
+    if sniff(path) != "unknown":
+        raise UploadInvalid(f"a {fmt} dataset is one UTF-8 text file, not an archive ({sniff(path)})")
+    text_limits = TextLimits(
+        max_bytes=limits.max_text_bytes, max_rows=limits.max_text_rows, max_classes=MAX_CLASSES
+    )
+    try:
+        if fmt == "text":
+            layout = corpus_layout(path)
+            corpus = read_corpus(path, text_limits, layout)
+            summary: dict[str, Any] = {
+                "layout": layout,
+                "characters": len(corpus),
+                "lines": corpus.count("\n") + 1,
+            }
+            return Accepted("text", ".jsonl" if layout == "jsonl" else ".txt", summary)
+        layout = labeled_layout(path)
+        rows = read_labeled(path, text_limits, layout)
+    except TextDataError as exc:
+        raise UploadInvalid(_without_temp_name(str(exc), path)) from None
+    counts = [0] * len(rows.classes)
+    for label in rows.labels:
+        counts[label] += 1
+    summary = {
+        "layout": layout,
+        "samples": len(rows.texts),
+        "num_classes": len(rows.classes),
+        "classes": list(rows.classes[:1000]),
+        "class_counts": counts[:1000],
+    }
+    return Accepted("labeled-text", f".{layout}", summary)
+
+
+def _without_temp_name(message: str, path: Path) -> str:
+    """A reader's message without the server's temporary file name (it means nothing to the uploader)."""
+    prefix = path.name + ": "
+    return message[len(prefix) :] if message.startswith(prefix) else message
+
+
+def _validate_tokenizer(path: Path, limits: UploadLimits) -> Accepted:
+    """A tokenizer.json: bounded JSON naming a tokenization model. Parsed as data only (never run)."""
+    try:
+        data = load_json(
+            path.read_bytes()[: limits.max_tokenizer_bytes + 1],
+            max_bytes=limits.max_tokenizer_bytes,
+            max_depth=limits.max_header_depth * 4,
+            what="the tokenizer file",
+        )
+    except JsonRejected as exc:
+        raise UploadInvalid(str(exc)) from None
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or not isinstance(model.get("type"), str):
+        raise UploadInvalid(
+            'not a tokenizer.json: expected a JSON object whose "model" names its type (BPE, WordPiece, '
+            "WordLevel or Unigram)"
+        )
+    vocab = model.get("vocab")
+    size = len(vocab) if isinstance(vocab, dict | list) else None
+    added = data.get("added_tokens")
+    summary = {
+        "model": model["type"][:64],
+        "vocab_size": size,
+        "added_tokens": len(added) if isinstance(added, list) else 0,
+    }
+    return Accepted("tokenizer", ".json", summary)
 
 
 def _validate_npz(path: Path, limits: UploadLimits) -> Accepted:
@@ -850,6 +914,12 @@ class _Metered:
         self._member.budget.consume(len(data), self._member.name)
         return data
 
+    def __enter__(self) -> _Metered:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stream.close()
+
 
 def _validate_cifar(path: Path, variant: str, limits: UploadLimits) -> Accepted:
     if sniff(path) not in _TAR_SUFFIX:
@@ -903,6 +973,74 @@ def _validate_cifar(path: Path, variant: str, limits: UploadLimits) -> Accepted:
     return Accepted(variant, archive_suffix(path), summary)
 
 
+# -- Hugging Face models ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ArchiveFile:
+    """An archive member as :mod:`lbc_formats.hf_directory` reads it; reads count against the budget."""
+
+    member: Member
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        return self.member.parts
+
+    @property
+    def size(self) -> int:
+        return self.member.size
+
+    def open(self) -> IO[bytes]:
+        return _Metered(self.member.open(), self.member)  # type: ignore[return-value]
+
+
+def _finite_tensor(file: str, tensor: str, dtype: str, chunks: Iterator[bytes]) -> None:
+    _check_finite(_whole_elements(chunks, dtype), dtype, "<", f"{file}: tensor {tensor!r}")
+
+
+def _whole_elements(chunks: Iterator[bytes], dtype: str) -> Iterator[bytes]:
+    """Re-cut ``chunks`` at element boundaries (archive reads return any length) for numpy."""
+    size = max(1, int(SAFETENSORS_DTYPES[dtype]))
+    rest = b""
+    for chunk in chunks:
+        data = rest + chunk
+        cut = len(data) - len(data) % size
+        rest = data[cut:]
+        if cut:
+            yield data[:cut]
+    if rest:
+        yield rest
+
+
+def validate_model(
+    path: Path, limits: UploadLimits | None = None, max_model_bytes: int = 4 << 30
+) -> Accepted:
+    """Check an archive (zip or tar) of a Hugging Face model directory; the summary is what the checks found.
+
+    The archive member checks of datasets apply (paths, links, counts, bombs); then the directory checks
+    of :func:`lbc_formats.hf_directory.check_model_files` (config, file list, weights, tokenizer), which the
+    worker and the engine run again on the extracted files.
+    """
+    limits = limits or UploadLimits()
+    if sniff(path) not in ("zip", *_TAR_SUFFIX):
+        raise UploadInvalid(
+            "a model is uploaded as a .zip or .tar(.gz) archive of its directory (config.json, "
+            "*.safetensors, tokenizer files); `lbc upload model DIR` makes one on the fly"
+        )
+    model_limits = ModelDirLimits(max_total_bytes=max_model_bytes, header=_header_limits(limits))
+    try:
+        info = check_model_files(
+            (_ArchiveFile(m) for m in iter_archive(path, limits)), model_limits, tensor_data=_finite_tensor
+        )
+    except FormatError as exc:
+        raise UploadInvalid(str(exc)) from exc
+    except (zipfile.BadZipFile, tarfile.TarError) as exc:
+        raise UploadInvalid(f"corrupt archive ({exc})") from exc
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, NotImplementedError) as exc:
+        raise UploadInvalid(f"cannot read the archive ({exc})") from exc
+    return Accepted("huggingface", archive_suffix(path), info.summary())
+
+
 # -- checkpoints ------------------------------------------------------------------------------------
 
 
@@ -928,86 +1066,11 @@ def validate_checkpoint(path: Path, fmt: str | None = None, limits: UploadLimits
 
 
 def _validate_safetensors(path: Path, limits: UploadLimits) -> Accepted:
-    file_size = path.stat().st_size
-    with path.open("rb") as f:
-        prefix = f.read(8)
-        if len(prefix) < 8:
-            raise UploadInvalid("not a safetensors file (shorter than its 8-byte header length)")
-        (header_len,) = struct.unpack("<Q", prefix)
-        if header_len < 2 or 8 + header_len > file_size:
-            raise UploadInvalid(
-                f"not a safetensors file (header length {header_len} does not fit a {file_size}-byte file)"
-            )
-        if header_len > limits.max_safetensors_header:
-            raise UploadInvalid(
-                f"safetensors header length {header_len} is over the limit of {limits.max_safetensors_header} bytes"
-            )
-        raw = f.read(header_len)
     try:
-        header = load_json(
-            raw,
-            max_bytes=limits.max_safetensors_header,
-            max_depth=limits.max_header_depth,
-            what="safetensors header",
-        )
-    except JsonRejected as exc:
+        with path.open("rb") as f:
+            header = read_header(f, path.stat().st_size, _header_limits(limits), what="safetensors file")
+    except FormatError as exc:
         raise UploadInvalid(str(exc)) from exc
-    if not isinstance(header, dict):
-        raise UploadInvalid("safetensors header must be a JSON object")
-    tensors = len(header) - ("__metadata__" in header)
-    if tensors > limits.max_tensors:
-        raise UploadInvalid(
-            f"safetensors header lists {tensors} tensors, over the limit of {limits.max_tensors}"
-        )
-    if tensors == 0:
-        raise UploadInvalid("safetensors file holds no tensors; a checkpoint needs the model's weights")
-    metadata = header.pop("__metadata__", None)
-    if metadata is not None and not (
-        isinstance(metadata, dict)
-        and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
-    ):
-        raise UploadInvalid("safetensors __metadata__ must map strings to strings")
-    data_size = file_size - 8 - header_len
-    spans = []
-    parameters = 0
-    dtypes: dict[str, int] = {}
-    for name, entry in header.items():
-        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise UploadInvalid(f"tensor {name!r}: entry must have exactly dtype, shape and data_offsets")
-        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in SAFETENSORS_DTYPES:
-            raise UploadInvalid(f"tensor {name!r}: unknown dtype {dtype!r}")
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-        ):
-            raise UploadInvalid(f"tensor {name!r}: shape must be a list of non-negative integers")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1] <= data_size
-        ):
-            raise UploadInvalid(
-                f"tensor {name!r}: data_offsets {offsets!r} fall outside the {data_size}-byte data"
-            )
-        numel = math.prod(shape)
-        expected = math.ceil(numel * SAFETENSORS_DTYPES[dtype])
-        if offsets[1] - offsets[0] != expected:
-            raise UploadInvalid(
-                f"tensor {name!r}: {dtype} {shape} needs {expected} bytes but data_offsets span {offsets[1] - offsets[0]}"
-            )
-        spans.append((offsets[0], offsets[1], name))
-        parameters += numel
-        dtypes[dtype] = dtypes.get(dtype, 0) + 1
-    position = 0
-    for start, end, name in sorted(spans):
-        if start != position:
-            raise UploadInvalid(
-                f"tensor {name!r}: data overlaps another tensor or leaves a gap at byte {position}"
-            )
-        position = end
-    if position != data_size:
-        raise UploadInvalid(f"safetensors data section is {data_size} bytes but the tensors cover {position}")
     try:  # a second opinion from the reference parser (numpy framework: no torch involved)
         from safetensors import safe_open
 
@@ -1016,21 +1079,29 @@ def _validate_safetensors(path: Path, limits: UploadLimits) -> Accepted:
     except Exception as exc:  # the library raises its own SafetensorError or OSError
         raise UploadInvalid(f"safetensors file rejected by the reference parser ({exc})") from exc
     with path.open("rb") as f:
-        for name, entry in header.items():
-            start, end = entry["data_offsets"]
-            f.seek(8 + header_len + start)
-            _check_finite(_read_span(f, end - start), entry["dtype"], "<", f"tensor {name!r}")
+        for name, entry in header.tensors.items():
+            f.seek(header.data_offset + entry.start)
+            _check_finite(_read_span(f, entry.end - entry.start), entry.dtype, "<", f"tensor {name!r}")
     summary = {
-        "tensor_count": len(header),
-        "parameter_count": parameters,
-        "dtypes": dtypes,
+        "tensor_count": len(header.tensors),
+        "parameter_count": header.parameter_count,
+        "dtypes": header.dtype_counts(),
         "tensors": {
-            name: {"dtype": e["dtype"], "shape": e["shape"]} for name, e in list(header.items())[:2000]
+            name: {"dtype": e.dtype, "shape": list(e.shape)}
+            for name, e in list(header.tensors.items())[:2000]
         },
     }
-    if metadata:
-        summary["metadata"] = dict(list(metadata.items())[:50])
+    if header.metadata:
+        summary["metadata"] = dict(list(header.metadata.items())[:50])
     return Accepted("safetensors", ".safetensors", summary)
+
+
+def _header_limits(limits: UploadLimits) -> HeaderLimits:
+    return HeaderLimits(
+        max_header_bytes=limits.max_safetensors_header,
+        max_depth=limits.max_header_depth,
+        max_tensors=limits.max_tensors,
+    )
 
 
 def checkpoint_fit_problem(summary: dict[str, Any], architecture: str, args: dict[str, Any]) -> str | None:
@@ -1342,6 +1413,10 @@ def safe_filename(filename: str | None, suffix: str, default_stem: str = "upload
         ".tar",
         ".zip",
         ".npz",
+        ".jsonl",
+        ".csv",
+        ".txt",
+        ".json",
         ".safetensors",
         ".pt",
         ".pth",

@@ -14,7 +14,7 @@ from lbc_core.export import (
     to_semi_structured,
 )
 from lbc_core.models import build_model, get_architecture, list_architectures
-from lbc_core.pipeline import ModelConfig, RunConfig, RunError, RunResult, run
+from lbc_core.pipeline import ExportConfig, ModelConfig, RunConfig, RunError, RunResult, run
 from lbc_core.sparsity import (
     METHODS,
     LayerPolicy,
@@ -37,6 +37,7 @@ __all__ = [
     "DataBundle",
     "DataConfig",
     "DatasetError",
+    "ExportConfig",
     "ExportError",
     "ExportResult",
     "LayerPolicy",

@@ -133,10 +133,11 @@ class ServiceCallback(TrainingCallback):
         )
 
     def on_epoch_end(self, record: dict[str, Any]) -> None:
+        # Whatever the task measures: loss and accuracy, or loss and perplexity.
         shown = ", ".join(
-            f"{name}={record[name]:.4f}"
-            for name in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-            if isinstance(record.get(name), float)
+            f"{name}={value:.4f}"
+            for name, value in record.items()
+            if name.startswith(("train_", "val_")) and isinstance(value, float)
         )
         log.info("epoch %s/%d: %s", record.get("epoch"), self.epochs, shown)
         self.reporter.event("metrics", dict(record))

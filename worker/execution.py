@@ -38,6 +38,7 @@ from worker.benchmarking import BenchmarkStopped, StopCheck
 from worker.callback import CheckpointPublisher, ServiceCallback, checkpoint_prefix
 from worker.context import WorkerContext
 from worker.inputs import InputError, fetch_resume_checkpoint, resolve_inputs
+from worker.multiprocess import run_spec_processes
 from worker.reporting import DETAILS_IN_SERVER_LOG, JobLogHandler, JobReporter, jsonable, public_text
 from worker.runner import JobInputError, run_spec
 
@@ -323,9 +324,19 @@ class JobAttempt:
         reporter.phase("training", **training)
         checkpoints = CheckpointPublisher(ctx, job, reporter)
         callback = ServiceCallback(reporter, checkpoints, epochs=spec.train.epochs, deadline=deadline)
-        result = run_spec(
-            spec, self.out_dir, callbacks=[callback], resume=True, scratch_dir=self.scratch / "tmp"
-        )
+        if spec.train.processes > 1:
+            result = run_spec_processes(
+                spec,
+                self.out_dir,
+                callback,
+                scratch_dir=self.scratch / "tmp",
+                threads=ctx.settings.worker_threads,
+                run_id=f"{job.id}-{job.attempt}",
+            )
+        else:
+            result = run_spec(
+                spec, self.out_dir, callbacks=[callback], resume=True, scratch_dir=self.scratch / "tmp"
+            )
 
         if reporter.lost:
             return Outcome("lost")
@@ -379,10 +390,12 @@ class JobAttempt:
         )
         if speedup is not None:
             summary["speedup"] = speedup
+        primary = (summary.get("primary_metric") or {}).get("name", "val_accuracy")
         log.info(
-            "job %s done: val_accuracy=%.4f density=%.4f verified_nm=%s",
+            "job %s done: %s=%.4f density=%.4f verified_nm=%s",
             job.id,
-            summary.get("val_accuracy", float("nan")),
+            primary,
+            summary.get(primary, float("nan")),
             summary.get("density", float("nan")),
             summary.get("verified_nm"),
         )

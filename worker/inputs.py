@@ -1,8 +1,9 @@
-"""Turn a service job's references (uploaded dataset, dense checkpoint, previous training checkpoint)
-into local files in the job's scratch directory, and the spec into one that points at them.
+"""Turn a service job's references (uploaded dataset, dense checkpoint, Hugging Face model, previous
+training checkpoint) into local files in the job's scratch directory, and the spec into one that points at
+them.
 
-A service spec never names a local path: ``dataset.path``, ``dataset.val_path`` and ``model.checkpoint``
-are ids of the owner's uploads. Local file names are chosen here, never taken from user input.
+A service spec never names a local path: ``dataset.path``, ``dataset.val_path``, ``model.checkpoint`` and
+``model.path`` are ids of the owner's uploads. Local file names are chosen here, never taken from user input.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from jobs.db import transaction
-from jobs.models import Checkpoint, Dataset, Job
+from jobs.models import Checkpoint, Dataset, HFModel, Job
 from jobs.spec import PATH_SOURCES, JobSpec, dump_spec, parse_spec
 from jobs.storage import ObjectNotFound
+from lbc_core.data import DatasetError
 from lbc_core.data.archives import archive_kind, extract_archive
 from lbc_core.pipeline import CHECKPOINT_NAME
 from lbc_core.training import CheckpointError, load_checkpoint, resume_point
+from lbc_formats.errors import FormatError
+from lbc_formats.hf_directory import check_model_dir
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,9 @@ class Resume:
 def _local_name(stem: str, stored_filename: str) -> str:
     """``stem`` plus a suffix from a fixed list, so the loaders recognise the kind of file."""
     lowered = stored_filename.lower()
-    for suffix in (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".npz"):
+    suffixes = (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz", ".tar", ".zip", ".npz")
+    # Text datasets: the loader tells JSON lines, CSV and plain text apart by the suffix.
+    for suffix in (*suffixes, ".jsonl", ".csv", ".txt", ".json"):
         if lowered.endswith(suffix):
             return stem + suffix
     return stem
@@ -90,6 +96,26 @@ def fetch_dataset(ctx: WorkerContext, dataset: Dataset, directory: Path, stem: s
     return _descend(target) if dataset.format == "mnist" else target
 
 
+def fetch_model(ctx: WorkerContext, model: HFModel, directory: Path) -> Path:
+    """Download an uploaded Hugging Face model, extract only the files its upload check said the engine
+    reads, and check the extracted directory again (the same check the API ran on the archive)."""
+    local = download(ctx, model.storage_key, directory / _local_name("model", model.filename), "model.path")
+    if archive_kind(local) is None:
+        raise InputError(f"model {model.id}: the stored upload is not a .zip or tar archive")
+    root = tuple(p for p in str(model.summary.get("root") or "").split("/") if p)
+    wanted = {(*root, name) for name in model.summary.get("files") or []}
+    target = directory / "model-files"
+    target.mkdir()
+    try:
+        extract_archive(local, target, select=wanted.__contains__)
+        local.unlink()
+        model_dir = target.joinpath(*root)
+        check_model_dir(model_dir)
+    except (DatasetError, FormatError) as exc:
+        raise InputError(f"model.path: model {model.id} {exc}") from exc
+    return model_dir
+
+
 def _owned(model: type[Any], object_id: str, job: Job, ctx: WorkerContext, field: str) -> Any:
     with transaction(ctx.sessions) as session:
         row = session.get(model, object_id)
@@ -116,6 +142,13 @@ def resolve_inputs(ctx: WorkerContext, job: Job, spec: JobSpec, scratch: Path) -
             val = _owned(Dataset, spec.dataset.val_path, job, ctx, "dataset.val_path")
             log.info("downloading validation dataset %s (%d bytes)", val.id, val.size)
             dataset["val_path"] = str(fetch_dataset(ctx, val, inputs, "validation"))
+    if spec.dataset.tokenizer:
+        row = _owned(Dataset, spec.dataset.tokenizer, job, ctx, "dataset.tokenizer")
+        directory = inputs / "tokenizer"
+        directory.mkdir(exist_ok=True)
+        dataset["tokenizer"] = str(
+            download(ctx, row.storage_key, directory / "tokenizer.json", "dataset.tokenizer")
+        )
     checkpoint_id = job.checkpoint_id or spec.model.checkpoint
     if checkpoint_id:
         row = _owned(Checkpoint, checkpoint_id, job, ctx, "model.checkpoint")
@@ -123,6 +156,10 @@ def resolve_inputs(ctx: WorkerContext, job: Job, spec: JobSpec, scratch: Path) -
         # The loader sniffs the content (safetensors or a weights-only torch file), not the name; the
         # name is the upload's id, which the engine's messages then show ("checkpoint <id> does not fit").
         data["model"]["checkpoint"] = str(download(ctx, row.storage_key, inputs / row.id, "model.checkpoint"))
+    if spec.model.source == "huggingface" and spec.model.path:
+        model = _owned(HFModel, spec.model.path, job, ctx, "model.path")
+        log.info("downloading model %s (%s, %d bytes)", model.id, model.summary.get("model_type"), model.size)
+        data["model"]["path"] = str(fetch_model(ctx, model, inputs))
     return parse_spec(data, source=f"job {job.id}")
 
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from jobs.spec import DatasetSpec, JobSpec, ModelSpec, SparsitySpec, TrainSpec, dump_spec
 from lbc_core.data import DataConfig, SyntheticSpec
-from lbc_core.pipeline import ModelConfig, RunConfig, RunResult, run
+from lbc_core.pipeline import ExportConfig, ModelConfig, RunConfig, RunResult, run
 from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsifierStateError, SparsityConfig
 from lbc_core.training import TrainConfig, TrainingCallback
+from lbc_core.training.distributed import SingleProcess
 
 T = TypeVar("T")
 
@@ -29,7 +31,13 @@ class JobInputError(ValueError):
 
 
 def model_config(spec: ModelSpec) -> ModelConfig:
-    return ModelConfig(architecture=spec.architecture, args=dict(spec.args), checkpoint=spec.checkpoint)
+    return ModelConfig(
+        architecture=spec.architecture or "",
+        args=dict(spec.args),
+        checkpoint=spec.checkpoint,
+        source=spec.source,
+        path=spec.path,
+    )
 
 
 def data_config(spec: DatasetSpec) -> DataConfig:
@@ -52,12 +60,19 @@ def data_config(spec: DatasetSpec) -> DataConfig:
             num_classes=synthetic.num_classes,
             noise=synthetic.noise,
         ),
+        # None in the spec: the engine's defaults (DataConfig) apply.
+        **{
+            name: getattr(spec, name)
+            for name in ("block_size", "max_length")
+            if getattr(spec, name) is not None
+        },
+        tokenizer=spec.tokenizer,
     )
 
 
 def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
     layers, schedule = spec.layers, spec.schedule
-    return SparsityConfig(
+    config = SparsityConfig(
         method=spec.method,
         pattern=NMPattern(spec.n, spec.m),
         layers=LayerPolicy(
@@ -70,7 +85,13 @@ def sparsity_config(spec: SparsitySpec, t_f: float) -> SparsityConfig:
         # None: the pipeline makes the LBC scores follow the weights' optimizer.
         score_optimizer=None,
         srste_decay=spec.srste_lambda,
+        score_init=spec.score_init,
+        prior_strength=spec.prior_strength,
     )
+    # Omitted in the spec: the engine's default applies (one place holds it).
+    if spec.calibration_samples is not None:
+        config = replace(config, calibration_samples=spec.calibration_samples)
+    return config
 
 
 def train_config(spec: TrainSpec) -> TrainConfig:
@@ -96,6 +117,8 @@ def train_config(spec: TrainSpec) -> TrainConfig:
         drop_last=spec.drop_last,
         precision=spec.precision,
         grad_accumulation_steps=spec.grad_accumulation_steps,
+        processes=spec.processes,
+        sync_batchnorm=spec.sync_batchnorm,
     )
 
 
@@ -110,6 +133,8 @@ def to_run_config(spec: JobSpec) -> RunConfig:
         data=_build("dataset", lambda: data_config(spec.dataset)),
         sparsity=_build("sparsity", lambda: sparsity_config(spec.sparsity, spec.effective_t_f())),
         train=_build("train", lambda: train_config(spec.train)),
+        task=spec.task,
+        export=ExportConfig(onnx=spec.export.onnx),
     )
 
 
@@ -127,6 +152,7 @@ def run_spec(
     resume: bool = True,
     *,
     scratch_dir: str | os.PathLike[str] | None = None,
+    parallel: SingleProcess | None = None,
 ) -> RunResult:
     """Train, finalize and export ``spec`` into ``out_dir``; continues from its checkpoint when ``resume``.
 
@@ -142,6 +168,7 @@ def run_spec(
             resume=resume,
             scratch_dir=scratch_dir,
             extra_manifest={"spec": dump_spec(spec)},
+            parallel=parallel,
         )
     except (ValueError, SparsifierStateError) as exc:
         # The engine's input errors are ValueErrors (DatasetError, PatternError, LayerSelectionError, RunError,

@@ -3,7 +3,7 @@
 ``POST /v1/benchmarks`` queues a job of kind ``benchmark`` that measures an already sparse model (a succeeded
 job's export, or an uploaded N:M checkpoint) without training; it is listed, followed, cancelled and retried
 like every job under ``/v1/jobs``. ``GET /v1/jobs/{job_id}/report`` returns the ``speedup_report.json``
-artifact of a sparsification or benchmark job (schema ``lbc.speedup-report/2``, docs/speedup-report.md).
+artifact of a sparsification or benchmark job (schema ``lbc.speedup-report/3``, docs/speedup-report.md).
 """
 
 from __future__ import annotations

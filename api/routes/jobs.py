@@ -25,11 +25,11 @@ from api.schemas import JobDetail, JobPage, JobSummary
 from jobs import repository
 from jobs.admission import TRAINING_ADVICE, job_memory, over_limit, upload_input_shape
 from jobs.errors import InvalidInput
-from jobs.models import Checkpoint, Dataset, Job, Owner
+from jobs.models import Checkpoint, Dataset, HFModel, Job, Owner
 from jobs.queue import route_job, send_job
 from jobs.settings import Settings
 from jobs.sizing import input_problems
-from jobs.spec import JobSpec, SpecError, dump_spec, layer_pattern_problems, parse_spec
+from jobs.spec import JobSpec, Method, SpecError, dump_spec, layer_pattern_problems, parse_spec
 from jobs.states import RETRYABLE, JobState
 from jobs.uploads import checkpoint_fit_problem
 
@@ -81,14 +81,21 @@ def check_references(
             problems.append(_problem(ref.field, f"{ref.kind} {ref.id} does not exist"))
             continue
         if isinstance(row, Checkpoint):
-            unfit = checkpoint_fit_problem(row.summary, spec.model.architecture, spec.model.args)
-            if unfit:
-                problems.append(_problem(ref.field, f"checkpoint {ref.id} {unfit}"))
+            if spec.model.architecture is not None:
+                unfit = checkpoint_fit_problem(row.summary, spec.model.architecture, spec.model.args)
+                if unfit:
+                    problems.append(_problem(ref.field, f"checkpoint {ref.id} {unfit}"))
+            continue
+        if isinstance(row, HFModel):
+            problems.extend(_model_problems(row, spec, ref.field))
             continue
         if not isinstance(row, Dataset):
             continue
-        if row.format != source:
-            problems.append(_problem(ref.field, f"dataset {ref.id} is a {row.format} upload, not {source}"))
+        expected = ref.format or source
+        if row.format != expected:
+            problems.append(_problem(ref.field, f"dataset {ref.id} is a {row.format} upload, not {expected}"))
+            continue
+        if ref.format is not None:  # a tokenizer: no samples, splits or shapes to check
             continue
         problems.extend(_split_problems(row, spec))
         if ref.field == "dataset.path":
@@ -103,15 +110,33 @@ def check_references(
     return problems, dataset_id
 
 
+def _model_problems(model: HFModel, spec: JobSpec, field: str) -> list[dict[str, str]]:
+    """An uploaded Hugging Face model must be able to do the job's task (its family's class for it)."""
+    model_type = model.summary.get("model_type")
+    task = spec.task
+    tasks = model.summary.get("tasks") or []
+    if task in tasks:
+        return []
+    return [
+        _problem(
+            field,
+            f"model {model.id} is a {model_type} model, which cannot do task {task!r}; it supports: "
+            f"{', '.join(tasks) or 'nothing'}",
+        )
+    ]
+
+
 def _shape_problems(spec: JobSpec, dataset: Dataset) -> list[dict[str, str]]:
     """Architecture arguments that contradict the sample shape the upload's validation recorded."""
     shape = upload_input_shape(dataset.summary)
+    if spec.model.architecture is None:  # a Hugging Face model: the engine fits it to the data
+        return []
     if shape is None or spec.known_input_shape() is not None:  # the spec checked a fixed shape itself
         return []
     return [
         _problem("model.architecture" if key == "architecture" else f"model.args.{key}", message)
         for key, message in input_problems(
-            spec.model.architecture, spec.model.args, shape, f"dataset {dataset.id}"
+            spec.model.catalog_architecture, spec.model.args, shape, f"dataset {dataset.id}"
         )
     ]
 
@@ -122,8 +147,16 @@ def memory_problems(
     """The job's memory estimate against ``LBC_MAX_JOB_MEMORY_BYTES`` (uploads already checked)."""
     dataset = session.get(Dataset, dataset_id) if dataset_id else None
     checkpoint = session.get(Checkpoint, spec.model.checkpoint) if spec.model.checkpoint else None
+    model = (
+        session.get(HFModel, spec.model.path)
+        if spec.model.source == "huggingface" and spec.model.path
+        else None
+    )
     estimate = job_memory(
-        spec, dataset.summary if dataset else None, checkpoint.summary if checkpoint else None
+        spec,
+        dataset.summary if dataset else None,
+        checkpoint.summary if checkpoint else None,
+        model.summary if model else None,
     )
     problem = over_limit(estimate, settings.max_job_memory_bytes, "model", TRAINING_ADVICE)
     return [] if problem is None else [_problem(problem.path, problem.message)]
@@ -156,9 +189,11 @@ def job_summary(spec: JobSpec, queue: str, dataset_id: str | None) -> dict[str, 
     return {
         "method": spec.sparsity.method,
         "pattern": spec.sparsity.pattern,
-        "architecture": spec.model.architecture,
+        # The listing's label; an uploaded model's family is on its upload (model_id).
+        "architecture": spec.model.architecture or "huggingface",
         "dataset_id": dataset_id,
         "checkpoint_id": spec.model.checkpoint,
+        "model_id": spec.model.path if spec.model.source == "huggingface" else None,
         "queue": queue,
         "priority": spec.limits.priority,
         "time_limit_s": spec.limits.time_limit_s,
@@ -279,9 +314,7 @@ async def list_jobs(
     session: SessionDep,
     owner: CurrentOwner,
     status: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
-    method: Annotated[
-        Literal["lbc", "srste", "asp", "dense", "benchmark"] | None, Query(description="Only this method")
-    ] = None,
+    method: Annotated[Literal[Method, "benchmark"] | None, Query(description="Only this method")] = None,
     pattern: Annotated[
         str | None,
         Query(pattern=r"^[0-9]{1,2}:[0-9]{1,2}$", description="Only this N:M pattern", examples=["2:4"]),

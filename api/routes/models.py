@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
-from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from api.deps import CurrentOwner
 from api.errors import ERROR_RESPONSES, NOT_FOUND
 from api.schemas import LayerInfo, ModelArgument, ModelList, ModelOut
-from jobs.catalog import ARCHITECTURES, argument_help
+from jobs.catalog import ARCHITECTURES, argument_help, catalog_layers
 from jobs.errors import NotFound
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
-
-
-@lru_cache(maxsize=1)
-def catalog_layers() -> dict[str, Any]:
-    """``jobs/catalog_layers.json``: generated from the engine, checked by tests/api/test_models_endpoint.py."""
-    text = resources.files("jobs").joinpath("catalog_layers.json").read_text(encoding="utf-8")
-    data: dict[str, Any] = json.loads(text)
-    return data
 
 
 def _model(name: str) -> ModelOut:

@@ -1,4 +1,5 @@
-"""Uploaded datasets and dense checkpoints: streamed in, validated without torch, stored, listed, deleted."""
+"""Uploaded datasets, dense checkpoints and Hugging Face models: streamed in, validated without torch, stored,
+listed, deleted."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from api.deps import (
     CheckpointDep,
     CurrentOwner,
     DatasetDep,
+    HFModelDep,
     SessionDep,
     SettingsDep,
     StoreDep,
@@ -22,9 +24,10 @@ from api.deps import (
 )
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.multipart import ReceivedUpload, receive_upload
-from api.schemas import CheckpointList, CheckpointOut, DatasetList, DatasetOut
+from api.schemas import CheckpointList, CheckpointOut, DatasetList, DatasetOut, HFModelList, HFModelOut
+from jobs import repository
 from jobs.errors import Conflict, InvalidInput
-from jobs.models import Checkpoint, Dataset, Job, Owner, new_id
+from jobs.models import Checkpoint, Dataset, HFModel, Job, Owner, new_id
 from jobs.quota import reserve_storage, storage_usage, stream_too_large
 from jobs.settings import Settings
 from jobs.spec import MAX_NAME_LENGTH
@@ -40,12 +43,14 @@ from jobs.uploads import (
     safe_filename,
     validate_checkpoint,
     validate_dataset,
+    validate_model,
 )
 
 datasets = APIRouter(prefix="/v1/datasets", tags=["datasets"], responses={**ERROR_RESPONSES})
 checkpoints = APIRouter(prefix="/v1/checkpoints", tags=["checkpoints"], responses={**ERROR_RESPONSES})
+hf_models = APIRouter(prefix="/v1/hf-models", tags=["hf-models"], responses={**ERROR_RESPONSES})
 
-Upload = TypeVar("Upload", Dataset, Checkpoint)
+Upload = TypeVar("Upload", Dataset, Checkpoint, HFModel)
 
 _UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: {
@@ -60,7 +65,7 @@ _UPLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 def _multipart_body(formats: tuple[str, ...], format_required: bool, example_file: str) -> dict[str, Any]:
     properties: dict[str, Any] = {
         "file": {"type": "string", "format": "binary", "description": f"The file, e.g. {example_file}"},
-        "format": {"type": "string", "enum": list(formats)},
+        **({"format": {"type": "string", "enum": list(formats)}} if formats else {}),
         "name": {
             "type": "string",
             "maxLength": MAX_NAME_LENGTH,
@@ -171,12 +176,17 @@ def _limits(settings: Settings) -> UploadLimits:
     )
 
 
-def _referencing_jobs(session: Session, owner_id: str, check: Callable[[Job], bool]) -> list[str]:
-    """Unfinished jobs of ``owner_id`` that use an upload (few: owners have a cap on unfinished jobs)."""
+def _referencing_jobs(session: Session, owner_id: str, kind: str, upload_id: str) -> list[str]:
+    """Unfinished jobs of ``owner_id`` whose spec reads upload ``upload_id`` of ``kind`` (few: owners have a
+    cap on unfinished jobs)."""
     active = session.scalars(
         select(Job).where(Job.owner_id == owner_id, Job.state.notin_([s.value for s in TERMINAL]))
     )
-    return [job.id for job in active if check(job)]
+    return [
+        job.id
+        for job in active
+        if any(ref.kind == kind and ref.id == upload_id for ref in repository.job_upload_refs(job))
+    ]
 
 
 # -- datasets ---------------------------------------------------------------------------------------
@@ -237,13 +247,7 @@ def get_dataset(dataset: DatasetDep) -> DatasetOut:
 def delete_dataset(dataset: DatasetDep, session: SessionDep, store: StoreDep) -> Response:
     """409 while an unfinished job uses it; finished jobs keep their spec but lose the link."""
     dataset_id = dataset.id
-    users = _referencing_jobs(
-        session,
-        dataset.owner_id,
-        lambda job: (
-            job.dataset_id == dataset_id or (job.spec.get("dataset") or {}).get("val_path") == dataset_id
-        ),
-    )
+    users = _referencing_jobs(session, dataset.owner_id, "dataset", dataset_id)
     if users:
         raise Conflict(
             f"dataset {dataset_id} is used by {len(users)} unfinished job(s)", details={"jobs": users}
@@ -311,7 +315,7 @@ def get_checkpoint(checkpoint: CheckpointDep) -> CheckpointOut:
 )
 def delete_checkpoint(checkpoint: CheckpointDep, session: SessionDep, store: StoreDep) -> Response:
     checkpoint_id = checkpoint.id
-    users = _referencing_jobs(session, checkpoint.owner_id, lambda job: job.checkpoint_id == checkpoint_id)
+    users = _referencing_jobs(session, checkpoint.owner_id, "checkpoint", checkpoint_id)
     if users:
         raise Conflict(
             f"checkpoint {checkpoint_id} is used by {len(users)} unfinished job(s)", details={"jobs": users}
@@ -326,6 +330,66 @@ def delete_checkpoint(checkpoint: CheckpointDep, session: SessionDep, store: Sto
     return Response(status_code=204)
 
 
+# -- Hugging Face models ----------------------------------------------------------------------------
+
+
+@hf_models.post(
+    "",
+    status_code=201,
+    response_model=HFModelOut,
+    summary="Upload a Hugging Face model directory",
+    responses=_UPLOAD_RESPONSES,
+    openapi_extra=_multipart_body((), False, "my-llama.zip or my-bert.tar.gz"),
+)
+async def upload_hf_model(
+    request: Request, session: SessionDep, owner: CurrentOwner, settings: SettingsDep, store: StoreDep
+) -> HFModelOut:
+    """Multipart fields `file` (a .zip or .tar(.gz) of the model directory: config.json, model.safetensors
+    or shards with model.safetensors.index.json, optional tokenizer and processor files) and optional `name`.
+    Nothing in it is run or unpickled: pickles, .pt2 programs and code are refused, config.json is data, and
+    the weights' headers are checked. Use the returned id as `model.path` with `model.source: huggingface`."""
+    received = await _receive(request, session, owner, settings)
+    try:
+        name = upload_name(received)
+        accepted = await run_in_threadpool(
+            validate_model, received.path, _limits(settings), settings.max_model_bytes
+        )
+        make_row = _row_maker(HFModel, owner, received, accepted, name)
+        row = await _store_upload(
+            session, store, received, accepted, "hf-models", make_row, settings.max_storage_bytes_per_owner
+        )
+    finally:
+        received.path.unlink(missing_ok=True)
+    return HFModelOut.of(row)
+
+
+@hf_models.get("", response_model=HFModelList, summary="List uploaded models")
+def list_hf_models(
+    session: SessionDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many")] = 200,
+) -> HFModelList:
+    return HFModelList(items=[HFModelOut.of(m) for m in _list(session, HFModel, owner, limit)])
+
+
+@hf_models.get("/{model_id}", response_model=HFModelOut, summary="Get an uploaded model", responses=NOT_FOUND)
+def get_hf_model(model: HFModelDep) -> HFModelOut:
+    return HFModelOut.of(model)
+
+
+@hf_models.delete(
+    "/{model_id}", status_code=204, summary="Delete an uploaded model", responses={**NOT_FOUND, **CONFLICT}
+)
+def delete_hf_model(model: HFModelDep, session: SessionDep, store: StoreDep) -> Response:
+    """409 while an unfinished job uses it; finished jobs keep their spec."""
+    model_id = model.id
+    users = _referencing_jobs(session, model.owner_id, "model", model_id)
+    if users:
+        raise Conflict(f"model {model_id} is used by {len(users)} unfinished job(s)", details={"jobs": users})
+    _delete(session, store, model)
+    return Response(status_code=204)
+
+
 # -- shared -----------------------------------------------------------------------------------------
 
 
@@ -336,7 +400,7 @@ def _list(session: Session, model: type[Upload], owner: Owner, limit: int) -> li
     return list(session.scalars(query.order_by(model.created_at.desc(), model.id.desc()).limit(limit)))
 
 
-def _delete(session: Session, store: ObjectStore, row: Dataset | Checkpoint) -> None:
+def _delete(session: Session, store: ObjectStore, row: Dataset | Checkpoint | HFModel) -> None:
     key = row.storage_key
     session.delete(row)
     # The file goes only once the row is gone for good; a failed delete leaves an orphan, never a row

@@ -2,17 +2,18 @@
 
 The report never presents masked-dense timings as a speedup. Sparse timings exist only where a real
 sparse kernel ran (PyTorch's semi-structured 2:4 tensors on NVIDIA GPUs of compute capability >= 8.0,
-fp16/bf16, Linear layers); everywhere else the sparse fields are null and the report says why.
+fp16/bf16, Linear layers; the native N:M CPU kernel of lbc_core.kernels, any pattern, fp32/bf16, Linear
+layers); everywhere else the sparse fields are null and the report says why.
 
-Schema ``lbc.speedup-report/2`` (:data:`REPORT_SCHEMA` is the same as a JSON Schema). Times are
+Schema ``lbc.speedup-report/3`` (:data:`REPORT_SCHEMA` is the same as a JSON Schema). Times are
 milliseconds per call; a *Timing* is ``{median_ms, p10_ms, p90_ms, repeats, inner, timer}`` where
 ``inner`` calls ran per repeat and ``timer`` is ``"cuda-event"``, ``"cuda-graph"`` or ``"perf_counter"``.
 
-- ``schema``: ``"lbc.speedup-report/2"``; ``created_at``: ISO-8601 UTC.
+- ``schema``: ``"lbc.speedup-report/3"``; ``created_at``: ISO-8601 UTC.
 - ``model``: ``name`` (or null), ``class``, ``pattern`` ("N:M"), ``input_shape`` (one sample, no batch).
 - ``environment``: ``device``, ``device_name``, ``compute_capability`` / ``driver_version`` /
   ``cuda_version`` / ``cusparselt_version`` (null when absent), ``torch_version``, ``python_version``,
-  ``platform``, ``backend`` ("cuSPARSELt" | "CUTLASS" | "none"), ``sparse_kernels`` (bool),
+  ``platform``, ``backend`` ("cuSPARSELt" | "CUTLASS" | "lbc-nm <isa path>" | "none"), ``sparse_kernels`` (bool),
   ``sparse_kernel_reason``, ``cpu_model``, ``cpu_threads``.
 - ``method``: ``timer`` (words), ``warmup``, ``repeats``, ``min_repeat_ms``, ``statistic``,
   ``batch_sizes``, ``dtypes``, ``min_speedup`` (the keep-sparse threshold), ``correctness_rtol``,
@@ -65,7 +66,7 @@ from torch.nn.utils import parametrize
 from lbc_core.benchmark.compliance import Compliance, check_24_compliance, pattern_explanation
 from lbc_core.benchmark.environment import Environment, capture_environment
 from lbc_core.benchmark.gemm import GemmShape, LayerGemm, gemm_layers, layer_gemms
-from lbc_core.benchmark.kernels import SparseKernel, semi_structured_kernel
+from lbc_core.benchmark.kernels import CPU_NM_BACKEND, SparseKernel, device_kernel
 from lbc_core.benchmark.timing import TIMERS, Timing, time_callable
 from lbc_core.export import (
     CHECKPOINT_FILE,
@@ -74,13 +75,12 @@ from lbc_core.export import (
     MASKS_FILE,
     ExportError,
     compressed_size_report,
-    semi_structured_ineligibility,
 )
 from lbc_core.export.manifest import to_json_safe
 from lbc_core.sparsity import NMPattern, PatternError, count_violations
 from lbc_core.training.loop import SupervisedData, evaluate
 
-REPORT_SCHEMA_VERSION = "lbc.speedup-report/2"
+REPORT_SCHEMA_VERSION = "lbc.speedup-report/3"
 
 SPARSE = "sparse"
 DENSE = "dense"
@@ -476,12 +476,14 @@ def _sparse_blocker(module: nn.Module, dtype: torch.dtype, ctx: _Context) -> str
     if ctx.kernel is None:
         return ctx.no_kernel_reason
     if isinstance(module, nn.Conv2d):
-        return CONV_NOT_SUPPORTED
+        if not ctx.kernel.backend.startswith(CPU_NM_BACKEND):
+            return CONV_NOT_SUPPORTED
+        return f"the {ctx.kernel.label} serves Linear layers only; timed as dense"
     if dtype not in ctx.kernel.dtypes:
         served = ", ".join(dtype_name(d) for d in ctx.kernel.dtypes)
-        return f"the 2:4 kernel serves {served}; {dtype_name(dtype)} was timed dense only"
-    reason = semi_structured_ineligibility(module, dtype)
-    return None if reason is None else f"not eligible for the 2:4 kernel: {reason}"
+        return f"the {ctx.kernel.label} serves {served}; {dtype_name(dtype)} was timed dense only"
+    reason = ctx.kernel.ineligibility(module, dtype)
+    return None if reason is None else f"not eligible for the {ctx.kernel.label}: {reason}"
 
 
 def _measure_layer(
@@ -532,13 +534,13 @@ def _time_sparse_linear(
     try:
         sparse_weight = kernel.convert_weight(weight)
     except RuntimeError as exc:
-        return None, None, f"conversion to the 2:4 kernel format failed: {exc}".splitlines()[0]
+        return None, None, f"conversion to the {kernel.label} format failed: {exc}".splitlines()[0]
     pad = (-rows) % kernel.dense_row_multiple
 
     def sparse_fn() -> torch.Tensor:
         if pad:
-            return F.linear(F.pad(x, (0, 0, 0, pad)), sparse_weight, bias)[:rows]
-        return F.linear(x, sparse_weight, bias)
+            return kernel.linear(F.pad(x, (0, 0, 0, pad)), sparse_weight, bias)[:rows]
+        return kernel.linear(x, sparse_weight, bias)
 
     try:
         error = _relative_error(sparse_fn(), F.linear(x, weight, bias))
@@ -606,7 +608,7 @@ def _end_to_end(
         blocker = ctx.no_kernel_reason
         if ctx.kernel is not None and dtype not in ctx.kernel.dtypes:
             served = ", ".join(dtype_name(d) for d in ctx.kernel.dtypes)
-            blocker = f"the 2:4 kernel serves {served}; {dtype_name(dtype)} was timed dense only"
+            blocker = f"the {ctx.kernel.label} serves {served}; {dtype_name(dtype)} was timed dense only"
         elif ctx.kernel is not None:
             sparse_model = copy.deepcopy(dense_model)
             result = ctx.kernel.convert_model(sparse_model, dtype)
@@ -618,7 +620,9 @@ def _end_to_end(
                 )
             )
             if not result.converted:
-                blocker = result.unavailable_reason or "no Linear layer is eligible for the 2:4 kernel"
+                blocker = (
+                    result.unavailable_reason or f"no Linear layer is eligible for the {ctx.kernel.label}"
+                )
                 sparse_model = None
         with torch.no_grad():
             if eval_data is not None:
@@ -718,6 +722,11 @@ def _savings(
 
 
 # -- words -----------------------------------------------------------------------------------------
+def _on_cpu_nm(env: Environment) -> bool:
+    """Whether the report's sparse kernel is the native N:M CPU kernel (its wording differs from 2:4's)."""
+    return env.backend.startswith(CPU_NM_BACKEND)
+
+
 def no_kernel_note(device_description: str) -> str:
     """The plain statement a report without a sparse kernel always carries."""
     return (
@@ -766,10 +775,16 @@ def _verdict(
         if not compliant:
             text += f" This model's {pattern} weights would also need a 2:4-compliant pattern first."
         return text
-    parts = [f"On {env.device_name} ({env.backend}, {', '.join(method.dtypes)})"]
+    if _on_cpu_nm(env):  # name the threads and the baseline too
+        parts = [
+            f"On {env.device_name} ({env.backend}, {env.cpu_threads} threads, {', '.join(method.dtypes)}, "
+            "against PyTorch's dense linear)"
+        ]
+    else:
+        parts = [f"On {env.device_name} ({env.backend}, {', '.join(method.dtypes)})"]
     measured = sum(1 for layer in layers for m in layer.measurements if m.speedup is not None)
     if median_layer is None:
-        parts.append(" no sparsified layer could run on the 2:4 kernel, so there is no per-layer speedup")
+        parts.append(" no sparsified layer could run on the sparse kernel, so there is no per-layer speedup")
     else:
         parts.append(f" the median per-layer speedup is {median_layer:.2f}x over {measured} measurements")
     if e2e is not None:
@@ -793,7 +808,7 @@ def _verdict(
     not_applicable = sum(1 for layer in layers if layer.recommendation == NOT_APPLICABLE)
     if not_applicable:
         text += f" {not_applicable} layer(s) could not use the kernel (see each layer's reason)."
-    if not compliant:
+    if not compliant and not _on_cpu_nm(env):  # the CPU N:M kernel serves any pattern
         text += f" The {pattern} pattern is not 2:4-compliant: {pattern_explanation(pattern)}."
     return text + f" Savings: {_savings_sentence(savings)}"
 
@@ -805,6 +820,7 @@ def _notes(
     layers: Sequence[LayerReport],
     unreached: Sequence[str],
     end_to_end: EndToEnd,
+    kernel_label: str,
 ) -> tuple[str, ...]:
     notes: list[str] = []
     if not env.sparse_kernels:
@@ -824,17 +840,21 @@ def _notes(
     elif pattern != NMPattern(2, 4):
         notes.append(f"Pattern {pattern}: {pattern_explanation(pattern)}.")
     if env.sparse_kernels:
+        on_cuda = not _on_cpu_nm(env)
         if any(layer.kind == "Conv2d" for layer in layers):
             notes.append(
                 "PyTorch has no semi-structured (2:4) convolution kernel: sparsified Conv2d layers were timed "
                 "dense and stay dense in the end-to-end sparse model."
+                if on_cuda
+                else f"The {kernel_label} serves Linear layers only: sparsified Conv2d layers were timed dense "
+                "and stay dense in the end-to-end sparse model."
             )
         if any(m.padded_m is not None for layer in layers for m in layer.measurements):
             notes.append(
                 "Where a GEMM's row count M was not a multiple of 8, the sparse call pads its input to the next "
                 "multiple (as PyTorch does internally); the padding's cost is part of the sparse time."
             )
-        if method.launch == EAGER and any(layer.recommendation == DENSE for layer in layers):
+        if on_cuda and method.launch == EAGER and any(layer.recommendation == DENSE for layer in layers):
             notes.append(
                 "Timed eagerly: every sparse call pays PyTorch's host-side work (for cuSPARSELt, a plan set-up "
                 "per call, about 0.45 ms on an H200), which small GEMMs cannot hide. A deployment that captures "
@@ -842,7 +862,7 @@ def _notes(
                 "pay it: measure that case with launch 'cuda-graph'."
             )
         notes.append(
-            "End to end, every eligible Linear layer is converted to the 2:4 kernel (including layers "
+            f"End to end, every eligible Linear layer is converted to the {kernel_label} (including layers "
             "recommended dense); convolutions and ineligible layers run dense in both models."
         )
     if end_to_end.accuracy_given is not None:
@@ -911,11 +931,12 @@ def build_speedup_report(
                 f"layer {name or '<root>'!r} still has an N:M parametrization; call sparsifier.finalize() first"
             )
     if kernel is None:
-        kernel, kernel_reason = semi_structured_kernel(device)
+        kernel, kernel_reason = device_kernel(device, pattern)
     else:
         kernel_reason = kernel.description
     if dtypes is None:
-        dtype_list: tuple[torch.dtype, ...] = (torch.float16,) if kernel is not None else (torch.float32,)
+        # The kernel's first dtype (float16 for 2:4 on a GPU, float32 for the CPU N:M kernel).
+        dtype_list: tuple[torch.dtype, ...] = kernel.dtypes[:1] if kernel is not None else (torch.float32,)
     else:
         dtype_list = tuple(dict.fromkeys(as_dtype(d) for d in dtypes))
         if not dtype_list:
@@ -993,7 +1014,7 @@ def build_speedup_report(
         summary=summary,
         # A model that did not learn is fast for nothing: its training warnings come first.
         notes=tuple(f"Training: {text}" for text in training_warnings)
-        + _notes(env, method, pattern, rows, unreached, end_to_end),
+        + _notes(env, method, pattern, rows, unreached, end_to_end, kernel.label if kernel else ""),
     )
 
 

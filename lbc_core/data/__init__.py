@@ -19,6 +19,8 @@ from .pipeline import DataBundle, load_data
 from .safe_pickle import restricted_loads
 from .splits import check_compatible, split_dataset, take_first
 from .synthetic import SyntheticSpec, make_synthetic
+from .text import TokenBlocks, TokenizedTexts, load_corpus_blocks, load_labeled_texts
+from .tokenizer import ByteTokenizer, TextTokenizer, load_tokenizer
 from .transforms import Augmentation, Normalization, augment_batch, compute_normalization, normalize
 
 __all__ = [
@@ -27,21 +29,28 @@ __all__ = [
     "ArrayDataset",
     "Augmentation",
     "BatchLoader",
+    "ByteTokenizer",
     "DataBundle",
     "DataConfig",
     "DatasetError",
     "Normalization",
     "SyntheticSpec",
+    "TextTokenizer",
+    "TokenBlocks",
+    "TokenizedTexts",
     "augment_batch",
     "check_compatible",
     "compute_normalization",
     "extract_archive",
     "load_cifar",
+    "load_corpus_blocks",
     "load_data",
     "load_digits",
     "load_image_folder",
+    "load_labeled_texts",
     "load_mnist",
     "load_npz",
+    "load_tokenizer",
     "make_loader",
     "make_synthetic",
     "normalize",

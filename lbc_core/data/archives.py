@@ -26,7 +26,7 @@ import tarfile
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -98,12 +98,17 @@ def scratch_directory(scratch_dir: str | Path | None, prefix: str) -> Iterator[P
 
 
 def extract_archive(
-    archive: str | Path, destination: str | Path, limits: ArchiveLimits | None = None
+    archive: str | Path,
+    destination: str | Path,
+    limits: ArchiveLimits | None = None,
+    select: Callable[[tuple[str, ...]], bool] | None = None,
 ) -> Path:
     """Extract ``archive`` (.zip or tar, optionally gzip/bz2/xz) into ``destination``.
 
     ``destination`` must be an existing empty directory. Raises DatasetError naming the
-    archive and the offending member on any unsafe or malformed content.
+    archive and the offending member on any unsafe or malformed content. ``select``: only
+    regular files whose path components it accepts are written (every member is still
+    checked), so a model upload's ignored files never reach the disk.
     """
     archive = Path(archive)
     destination = Path(destination)
@@ -111,15 +116,20 @@ def extract_archive(
     if not destination.is_dir() or any(destination.iterdir()):
         raise DatasetError(f"{destination}: extraction target must be an existing empty directory")
     kind = archive_kind(archive)
+    keep = select or _everything
     if kind == "zip":
-        _extract_zip(archive, destination, limits)
+        _extract_zip(archive, destination, limits, keep)
     elif kind == "tar":
-        _extract_tar(archive, destination, limits)
+        _extract_tar(archive, destination, limits, keep)
     else:
         raise DatasetError(
             f"{archive.name}: unsupported archive type (expected one of {', '.join(ARCHIVE_SUFFIXES)})"
         )
     return destination
+
+
+def _everything(parts: tuple[str, ...]) -> bool:
+    return True
 
 
 class _Budget:
@@ -176,7 +186,9 @@ def _write_member(
         raise DatasetError(f"{archive}: member {name!r} clashes with another member ({exc})") from exc
 
 
-def _extract_zip(archive: Path, destination: Path, limits: ArchiveLimits) -> None:
+def _extract_zip(
+    archive: Path, destination: Path, limits: ArchiveLimits, keep: Callable[[tuple[str, ...]], bool]
+) -> None:
     label = archive.name
     budget = _Budget(label, limits.max_total_bytes)
     try:
@@ -205,6 +217,8 @@ def _extract_zip(archive: Path, destination: Path, limits: ArchiveLimits) -> Non
                     continue
                 if info.is_dir() or file_type == stat.S_IFDIR:
                     _make_dir(label, destination, parts, name)
+                    continue
+                if not keep(parts):
                     continue
                 with zf.open(info) as source:
                     _write_member(label, destination, parts, name, source, budget)
@@ -263,7 +277,9 @@ def _decompressed(archive: Path) -> Iterator[_Reader]:
             yield raw
 
 
-def _extract_tar(archive: Path, destination: Path, limits: ArchiveLimits) -> None:
+def _extract_tar(
+    archive: Path, destination: Path, limits: ArchiveLimits, keep: Callable[[tuple[str, ...]], bool]
+) -> None:
     label = archive.name
     budget = _Budget(label, limits.max_total_bytes)
     stream_limit = (
@@ -277,7 +293,7 @@ def _extract_tar(archive: Path, destination: Path, limits: ArchiveLimits) -> Non
                 for count, member in enumerate(tf, start=1):
                     if count > limits.max_members:
                         raise DatasetError(f"{label}: more than {limits.max_members} members")
-                    _extract_tar_member(tf, member, label, destination, budget)
+                    _extract_tar_member(tf, member, label, destination, budget, keep)
     except tarfile.TarError as exc:
         raise DatasetError(f"{label}: corrupt tar archive ({exc})") from exc
     except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
@@ -285,7 +301,12 @@ def _extract_tar(archive: Path, destination: Path, limits: ArchiveLimits) -> Non
 
 
 def _extract_tar_member(
-    tf: tarfile.TarFile, member: tarfile.TarInfo, label: str, destination: Path, budget: _Budget
+    tf: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    label: str,
+    destination: Path,
+    budget: _Budget,
+    keep: Callable[[tuple[str, ...]], bool],
 ) -> None:
     name = member.name
     parts = _member_parts(label, name)
@@ -299,6 +320,8 @@ def _extract_tar_member(
         return
     if member.isdir():
         _make_dir(label, destination, parts, name)
+        return
+    if not keep(parts):
         return
     # Early exit on the declared size; the streaming count below is what enforces it.
     if budget.used + member.size > budget.limit:

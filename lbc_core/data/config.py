@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from lbc_catalog.tasks import IMAGE_SOURCES, TEXT_SOURCES
+
 from .errors import DatasetError
 from .synthetic import SyntheticSpec
 
-SOURCES = ("digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic")
+SOURCES = IMAGE_SOURCES + TEXT_SOURCES
 # Sources read from a file or directory, and the ones whose ``split`` picks a file set.
-_PATH_SOURCES = frozenset({"mnist", "npz", "imagefolder", "cifar10", "cifar100"})
+_PATH_SOURCES = frozenset({"mnist", "npz", "imagefolder", "cifar10", "cifar100", *TEXT_SOURCES})
 _SPLIT_SOURCES = frozenset({"mnist", "cifar10", "cifar100"})
 
 
@@ -22,6 +24,11 @@ class DataConfig:
     separate validation set (same source kind). ``limit`` keeps the first N samples of
     the main set after a deterministic shuffle, before splitting. ``synthetic`` is only
     read for ``source="synthetic"``.
+
+    Text sources: ``text`` (a corpus packed into blocks of ``block_size`` tokens; validation is the
+    last blocks, so it never overlaps training text) and ``labeled-text`` (texts truncated and padded
+    to ``max_length`` tokens), both tokenized with ``tokenizer`` (a tokenizer.json or a directory
+    holding one; None: UTF-8 bytes).
     """
 
     source: str
@@ -36,6 +43,9 @@ class DataConfig:
     seed: int = 0
     limit: int | None = None
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    block_size: int = 128
+    max_length: int = 128
+    tokenizer: str | None = None
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -62,5 +72,12 @@ class DataConfig:
             raise DatasetError(f"seed must be >= 0, got {self.seed}")
         if self.hflip and not self.augment:
             raise DatasetError("hflip=True needs augment=True")
+        if self.tokenizer is not None and self.source not in TEXT_SOURCES:
+            raise DatasetError(f"tokenizer is only used by sources {', '.join(TEXT_SOURCES)}")
+        for name in ("block_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise DatasetError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if (self.augment or self.image_size is not None) and self.source in TEXT_SOURCES:
+            raise DatasetError("augment and image_size are for image data, not text")
         if not isinstance(self.synthetic, SyntheticSpec):
             raise DatasetError("synthetic must be a SyntheticSpec")

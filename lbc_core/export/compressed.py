@@ -1,6 +1,7 @@
 """The compressed N:M form: per group the N kept values plus their positions; a loader rebuilds the model.
 
-For every sparsified layer with ``G`` groups (the group layout of :func:`lbc_core.sparsity.to_groups`):
+For every sparsified layer with ``G`` groups (the group layout of :func:`lbc_core.sparsity.to_groups` in the
+layer's weight layout, recorded per layer: groups always run along the reduction dimension):
 
 - ``<key>::nm_values``  ``[G, N]`` in the weight's dtype: the kept values, in ascending position order;
 - ``<key>::nm_indices`` ``[G, N]`` uint8: each value's position ``0..M-1`` in its group, ascending.
@@ -29,6 +30,7 @@ from lbc_core.export.errors import ExportError
 from lbc_core.export.manifest import check_manifest, read_manifest
 from lbc_core.export.sparse_checkpoint import require_finalized, savable_tensors
 from lbc_core.sparsity import KEEP_N_SEMANTICS, NMPattern, PatternError, from_groups, to_groups
+from lbc_core.sparsity.pattern import default_layout
 
 COMPRESSED_FORMAT = "lbc.nm/1"
 VALUES_SUFFIX = "::nm_values"
@@ -97,11 +99,11 @@ def _state_dict_of(model_or_state_dict: nn.Module | Mapping[str, torch.Tensor]) 
 
 
 def compress_weight(
-    weight: torch.Tensor, pattern: NMPattern, name: str = "weight"
+    weight: torch.Tensor, pattern: NMPattern, name: str = "weight", layout: str | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(values [G, N], indices [G, N] uint8)`` of an exactly N:M weight; ExportError naming ``name`` otherwise."""
     try:
-        groups = to_groups(weight.detach().cpu(), pattern.m)
+        groups = to_groups(weight.detach().cpu(), pattern.m, layout)
     except PatternError as exc:
         raise ExportError(f"layer {name!r} cannot be grouped for {pattern}: {exc}") from exc
     nonzero = groups != 0
@@ -124,18 +126,25 @@ def compress_weight(
 
 
 def decompress_weight(
-    values: torch.Tensor, indices: torch.Tensor, shape: tuple[int, ...], m: int
+    values: torch.Tensor, indices: torch.Tensor, shape: tuple[int, ...], m: int, layout: str | None = None
 ) -> torch.Tensor:
     groups = torch.zeros(values.shape[0], m, dtype=values.dtype)
     groups.scatter_(1, indices.to(torch.int64), values)
-    return from_groups(groups, shape).contiguous()
+    return from_groups(groups, shape, layout).contiguous()
 
 
 def compress_state_dict(
-    state_dict: Mapping[str, torch.Tensor], layer_names: Iterable[str], pattern: NMPattern | str
+    state_dict: Mapping[str, torch.Tensor],
+    layer_names: Iterable[str],
+    pattern: NMPattern | str,
+    layouts: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors and the (string) metadata of the compressed file, without writing it."""
+    """The tensors and the (string) metadata of the compressed file, without writing it.
+
+    ``layouts`` gives a layer's weight layout where it is not the plain Linear/Conv2d one (Conv1D).
+    """
     pattern = as_pattern(pattern)
+    layouts = layouts or {}
     names = list(layer_names)
     if len(set(names)) != len(names):
         raise ExportError("layer_names contains duplicates")
@@ -154,10 +163,22 @@ def compress_state_dict(
             tensors[key] = tensor
             continue
         name = compressed_keys[key]
-        values, indices = compress_weight(tensor, pattern, name)
+        try:
+            layout = layouts.get(name) or default_layout(tensor.shape)
+        except PatternError as exc:
+            raise ExportError(f"layer {name!r} cannot be grouped for {pattern}: {exc}") from exc
+        values, indices = compress_weight(tensor, pattern, name, layout)
         tensors[key + VALUES_SUFFIX] = values
         tensors[key + INDICES_SUFFIX] = indices
-        layers.append({"name": name, "key": key, "shape": list(tensor.shape), "dtype": str(tensor.dtype)})
+        layers.append(
+            {
+                "name": name,
+                "key": key,
+                "shape": list(tensor.shape),
+                "dtype": str(tensor.dtype),
+                "layout": layout,
+            }
+        )
     metadata = {
         "format": COMPRESSED_FORMAT,
         "pattern": str(pattern),
@@ -197,10 +218,11 @@ def compressed_size_report(
     model_or_state_dict: nn.Module | Mapping[str, torch.Tensor],
     layer_names: Iterable[str],
     pattern: NMPattern | str,
+    layouts: Mapping[str, str] | None = None,
 ) -> CompressedSizeReport:
     """Dense versus compressed bytes, per layer and in total, without writing a file."""
     state_dict = _state_dict_of(model_or_state_dict)
-    tensors, metadata = compress_state_dict(state_dict, layer_names, pattern)
+    tensors, metadata = compress_state_dict(state_dict, layer_names, pattern, layouts)
     return _size_report(state_dict, tensors, metadata)
 
 
@@ -209,10 +231,11 @@ def save_compressed(
     layer_names: Iterable[str],
     pattern: NMPattern | str,
     path: str | os.PathLike[str],
+    layouts: Mapping[str, str] | None = None,
 ) -> CompressedSizeReport:
     """Write the compressed form to ``path`` (safetensors) and return its size report."""
     state_dict = _state_dict_of(model_or_state_dict)
-    tensors, metadata = compress_state_dict(state_dict, layer_names, pattern)
+    tensors, metadata = compress_state_dict(state_dict, layer_names, pattern, layouts)
     write_safetensors(tensors, path, metadata)
     return _size_report(state_dict, tensors, metadata)
 
@@ -267,7 +290,9 @@ def _rebuild_layer(
     if groups and (int(wide.max()) >= pattern.m or not bool((wide[:, 1:] > wide[:, :-1]).all())):
         raise ExportError(f"{path}: layer {layer['name']!r} has out-of-range or unordered positions")
     try:
-        return decompress_weight(values, indices, shape, pattern.m)
+        # Files written before layouts were recorded hold only Linear/Conv2d weights: their default layout.
+        layout = layer.get("layout") or default_layout(shape)
+        return decompress_weight(values, indices, shape, pattern.m, layout)
     except PatternError as exc:
         raise ExportError(f"{path}: layer {layer['name']!r}: {exc}") from exc
 
@@ -276,6 +301,30 @@ def load_compressed(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The dense state_dict back from a compressed file (non-zeros bit-exact; see the module docstring)."""
     state_dict, _ = _read_compressed(path)
     return state_dict
+
+
+@dataclass(frozen=True, eq=False)
+class CompressedLayer:
+    """One compressed layer as stored: ``values``/``indices`` ``[G, N]`` for a weight of ``shape``."""
+
+    name: str
+    shape: tuple[int, ...]
+    values: torch.Tensor
+    indices: torch.Tensor
+
+
+def load_compressed_layers(path: str | os.PathLike[str]) -> tuple[dict[str, CompressedLayer], NMPattern]:
+    """The compressed layers of a file as stored (no decompression), by layer name, with the pattern:
+    the operand sparse kernels pack from (lbc_core.kernels). Validated like :func:`load_compressed`."""
+    _, pattern = _read_compressed(path)
+    tensors, metadata = read_safetensors(path, "compressed N:M file")
+    layers = {}
+    for layer in json.loads(metadata["layers"]):
+        key = layer["key"]
+        layers[layer["name"]] = CompressedLayer(
+            layer["name"], tuple(layer["shape"]), tensors[key + VALUES_SUFFIX], tensors[key + INDICES_SUFFIX]
+        )
+    return layers, pattern
 
 
 def _check_listed_hash(manifest: Mapping[str, Any], path: Path) -> None:
@@ -294,7 +343,7 @@ def rebuild_model(
 ) -> nn.Module:
     """Build the manifest's architecture and load the decompressed weights (strict); returned in eval mode."""
     # Imported here so that reading and writing export files never needs the model zoo.
-    from lbc_core.models import build_model
+    from lbc_core.models.source import ModelSourceError, rebuild_skeleton
 
     if isinstance(manifest_path_or_dict, Mapping):
         manifest = dict(manifest_path_or_dict)
@@ -309,8 +358,8 @@ def rebuild_model(
     _check_listed_hash(manifest, Path(compressed_path))
     arch = manifest["architecture"]
     try:
-        model = build_model(arch["name"], **arch["args"])
-    except ValueError as exc:
+        model = rebuild_skeleton(arch)
+    except ModelSourceError as exc:
         raise ExportError(f"cannot build architecture {arch['name']!r} from the manifest: {exc}") from exc
     try:
         model.load_state_dict(state_dict, strict=True)

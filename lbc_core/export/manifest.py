@@ -86,14 +86,19 @@ def build_manifest(
     metrics: dict[str, Any],
     data: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    source_record: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The manifest as a JSON-safe dict; ``files`` stays empty until :func:`export_all` fills it."""
+    """The manifest as a JSON-safe dict; ``files`` stays empty until :func:`export_all` fills it.
+
+    ``source_record`` adds what a non-catalog model source needs to rebuild the architecture (for a
+    Hugging Face model: ``source``, its class, task and cleaned config) to the ``architecture`` section.
+    """
     if not isinstance(architecture, str) or not architecture:
         raise ExportError("architecture must be a non-empty model name (as given to build_model)")
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "schema_version": MANIFEST_SCHEMA_VERSION,
-        "architecture": {"name": architecture, "args": dict(architecture_args)},
+        "architecture": {**(source_record or {}), "name": architecture, "args": dict(architecture_args)},
         "pattern": _pattern_section(report),
         "method": report.method,
         "verified": report.all_verified,
@@ -103,6 +108,7 @@ def build_manifest(
                 "kind": layer.kind,
                 "shape": layer.shape,
                 "group_direction": layer.group_direction,
+                "layout": layer.layout,
                 "density": layer.density,
                 "nonzeros": layer.nonzeros,
                 "verified_nm": layer.verified_nm,

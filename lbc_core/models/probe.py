@@ -7,6 +7,8 @@ neither which layer refused the input nor that the input, not the machine, is at
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -27,8 +29,16 @@ def is_allocation_failure(exc: BaseException) -> bool:
     )
 
 
-def probe_forward(model: nn.Module, sample: torch.Tensor, what: str = "the data") -> None:
+def probe_forward(
+    model: nn.Module,
+    sample: torch.Tensor,
+    what: str = "the data",
+    call: Callable[[nn.Module], object] | None = None,
+) -> None:
     """Run ``sample`` (a batch of one) through ``model`` in eval mode without gradients.
+
+    ``call`` runs the model when it takes more than the sample (a task's keyword arguments such as an
+    attention mask); ``sample`` then only names the shape in the message.
 
     Raises InputShapeError naming the innermost module that raised (found with forward pre-hooks), the
     sample's shape and the engine's message. Leaves the model's mode, state and the RNGs untouched.
@@ -47,7 +57,11 @@ def probe_forward(model: nn.Module, sample: torch.Tensor, what: str = "the data"
     was_training = model.training
     try:
         with torch.no_grad():
-            model.eval()(sample)
+            model.eval()
+            if call is None:
+                model(sample)
+            else:
+                call(model)
     except (RuntimeError, AssertionError) as exc:  # torch._assert raises AssertionError
         if is_allocation_failure(exc):
             raise

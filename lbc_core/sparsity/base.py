@@ -6,6 +6,7 @@ removes the parametrization and leaves plain weights with exact zeros.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from lbc_core.sparsity.pattern import NMPattern, count_violations
-from lbc_core.sparsity.selection import LayerPolicy, LayerSelection, select_layers
+from lbc_core.sparsity.selection import DenseDefault, LayerPolicy, LayerSelection, select_layers
 
 
 class SparsifierStateError(RuntimeError):
@@ -31,6 +32,7 @@ class LayerResult:
     nonzeros: int
     verified_nm: bool
     violating_groups: int
+    layout: str = "out_in"  # the weight layout groups were taken in (see lbc_core.sparsity.pattern)
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,10 @@ class _Prepared:
 class Sparsifier:
     """Base class; subclasses choose the parametrization and how masks evolve during training.
 
-    Call order: ``prepare(model)`` -> build the optimizer -> every step ``on_step_start(...)``,
-    forward, backward, optimizer step -> ``finalize()``. With :meth:`defer_score_steps`, a step is
-    ``on_step_start``, one or more forward/backward passes, ``step_scores(...)``, optimizer step.
+    Call order: ``prepare(model)`` -> build the optimizer -> ``calibrate(run_forward)`` where
+    ``needs_calibration`` -> every step ``on_step_start(...)``, forward, backward, optimizer step
+    -> ``finalize()``. With :meth:`defer_score_steps`, a step is ``on_step_start``, one or more
+    forward/backward passes, ``step_scores(...)``, optimizer step.
     """
 
     method = "base"
@@ -99,18 +102,33 @@ class Sparsifier:
         self._prepared: _Prepared | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def prepare(self, model: nn.Module) -> LayerSelection:
+    def prepare(
+        self, model: nn.Module, dense_defaults: Mapping[str, DenseDefault] | None = None
+    ) -> LayerSelection:
+        """Attach masks; ``dense_defaults`` name the stem and heads (the model source knows them), ``None``
+        takes the first and last weight layer."""
         if self._prepared is not None:
             raise SparsifierStateError("prepare() was already called on this sparsifier")
-        selection = self._select(model)
+        selection = self._select(model, dense_defaults)
         prepared = _Prepared(model, selection)
         for target in selection.targets:
             module = model.get_submodule(target.name)
             weight: torch.Tensor = module.weight  # type: ignore[assignment]
-            parametrize.register_parametrization(module, "weight", self._make_parametrization(weight))
+            parametrize.register_parametrization(
+                module, "weight", self._make_parametrization(weight, target.layout)
+            )
             prepared.modules[target.name] = module
         self._prepared = prepared
         return selection
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether :meth:`calibrate` must run (after ``prepare``, before training) for this method."""
+        return False
+
+    def calibrate(self, run_forward: Callable[[], None]) -> None:
+        """Read activation statistics while ``run_forward()`` runs the dense model over calibration
+        data (in eval mode, without gradients). Methods that need no data ignore it."""
 
     def on_step_start(self, epoch: int, step: int, steps_per_epoch: int, lr: float) -> None:
         """Called before every training step's forward pass with the step's learning rate."""
@@ -133,7 +151,7 @@ class Sparsifier:
         for name, module in prepared.modules.items():
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
             weight: torch.Tensor = module.weight.detach()  # type: ignore[operator]
-            results.append(self._layer_result(name, type(module).__name__, weight))
+            results.append(self._layer_result(name, weight))
         report = self._build_report(prepared, tuple(results))
         self._prepared = None
         return report
@@ -166,10 +184,10 @@ class Sparsifier:
             )
 
     # -- hooks for subclasses ----------------------------------------------------------------------
-    def _select(self, model: nn.Module) -> LayerSelection:
-        return select_layers(model, self.pattern, self.policy)
+    def _select(self, model: nn.Module, dense_defaults: Mapping[str, DenseDefault] | None) -> LayerSelection:
+        return select_layers(model, self.pattern, self.policy, dense_defaults)
 
-    def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
+    def _make_parametrization(self, weight: torch.Tensor, layout: str) -> nn.Module:
         raise NotImplementedError
 
     def _before_finalize(self) -> None:
@@ -189,19 +207,20 @@ class Sparsifier:
         prepared = self._require_prepared()
         return [(name, self._parametrization(m)) for name, m in prepared.modules.items()]
 
-    def _layer_result(self, name: str, kind: str, weight: torch.Tensor) -> LayerResult:
-        nonzeros = int((weight != 0).sum())
-        violations = count_violations(weight, self.pattern)
+    def _layer_result(self, name: str, weight: torch.Tensor) -> LayerResult:
         target = next(t for t in self._require_prepared().selection.targets if t.name == name)
+        nonzeros = int((weight != 0).sum())
+        violations = count_violations(weight, self.pattern, target.layout)
         return LayerResult(
             name=name,
-            kind=kind,
+            kind=target.kind,
             shape=tuple(weight.shape),
             group_direction=target.group_direction,
             density=nonzeros / weight.numel(),
             nonzeros=nonzeros,
             verified_nm=violations == 0,
             violating_groups=violations,
+            layout=target.layout,
         )
 
     def _build_report(self, prepared: _Prepared, results: tuple[LayerResult, ...]) -> SparsityReport:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 
 from lbc_core.sparsity.base import MaskedWeight, Sparsifier
 from lbc_core.sparsity.pattern import NMPattern, magnitude_mask
-from lbc_core.sparsity.selection import LayerPolicy, LayerSelection, SkippedLayer, select_layers
+from lbc_core.sparsity.selection import DenseDefault, LayerPolicy, LayerSelection, SkippedLayer, select_layers
 
 
 class DenseSparsifier(Sparsifier):
@@ -17,8 +18,8 @@ class DenseSparsifier(Sparsifier):
 
     method = "dense"
 
-    def _select(self, model: nn.Module) -> LayerSelection:
-        selection = select_layers(model, self.pattern, self.policy)
+    def _select(self, model: nn.Module, dense_defaults: Mapping[str, DenseDefault] | None) -> LayerSelection:
+        selection = select_layers(model, self.pattern, self.policy, dense_defaults)
         dense = tuple(
             SkippedLayer(t.name, t.kind, t.shape, "dense method keeps every layer dense")
             for t in selection.targets
@@ -32,8 +33,8 @@ class MagnitudeSparsifier(Sparsifier):
 
     method = "asp"
 
-    def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
-        return MaskedWeight(magnitude_mask(weight, self.pattern), weight.dtype)
+    def _make_parametrization(self, weight: torch.Tensor, layout: str) -> nn.Module:
+        return MaskedWeight(magnitude_mask(weight, self.pattern, layout), weight.dtype)
 
 
 class _SRSTEFn(torch.autograd.Function):
@@ -58,14 +59,17 @@ class SRSTEMask(nn.Module):
 
     mask: torch.Tensor
 
-    def __init__(self, weight: torch.Tensor, pattern: NMPattern, decay: float) -> None:
+    def __init__(
+        self, weight: torch.Tensor, pattern: NMPattern, decay: float, layout: str | None = None
+    ) -> None:
         super().__init__()
         self.pattern = pattern
         self.decay = decay
-        self.register_buffer("mask", magnitude_mask(weight, pattern).to(weight.dtype))
+        self.layout = layout
+        self.register_buffer("mask", magnitude_mask(weight, pattern, layout).to(weight.dtype))
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        mask = magnitude_mask(weight, self.pattern).to(weight.dtype)
+        mask = magnitude_mask(weight, self.pattern, self.layout).to(weight.dtype)
         self.mask.copy_(mask)
         if self.training and torch.is_grad_enabled():
             return _SRSTEFn.apply(weight, mask, self.decay)
@@ -83,8 +87,8 @@ class SRSTESparsifier(Sparsifier):
             raise ValueError(f"SR-STE lambda_w must be >= 0, got {decay}")
         self.decay = decay
 
-    def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
-        return SRSTEMask(weight, self.pattern, self.decay)
+    def _make_parametrization(self, weight: torch.Tensor, layout: str) -> nn.Module:
+        return SRSTEMask(weight, self.pattern, self.decay, layout)
 
 
 __all__ = ["DenseSparsifier", "MagnitudeSparsifier", "SRSTESparsifier"]

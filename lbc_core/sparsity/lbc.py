@@ -15,23 +15,29 @@ score step to once per optimizer step (``score_signal.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
 from lbc_core.sparsity import native
-from lbc_core.sparsity.base import Sparsifier
+from lbc_core.sparsity.base import Sparsifier, SparsifierStateError
+from lbc_core.sparsity.calibration import RunForward, input_norms
 from lbc_core.sparsity.pattern import NMPattern, from_groups, to_groups
 from lbc_core.sparsity.schedule import RemovalSchedule
 from lbc_core.sparsity.score_signal import MaskWithScoreSignal, ScoreSignalReceiver
-from lbc_core.sparsity.selection import LayerPolicy
+from lbc_core.sparsity.selection import DenseDefault, LayerPolicy, LayerSelection
+from lbc_core.sparsity.wanda import original_weight, wanda_importance
 
 # Groups processed at once when ranking or rebuilding masks, so [G, C] is never materialised whole.
 _CHUNK_GROUPS = 1 << 16
 # How the per-weight backward work runs (see LBCMask).
 KERNELS = ("auto", "fused", "plain")
+# Where LBC's scores start: all equal (the method as published), or from a per-weight importance.
+ScoreInit = Literal["uniform", "magnitude", "wanda"]
+SCORE_INITS: tuple[str, ...] = get_args(ScoreInit)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,33 @@ def unpack_bits(packed: torch.Tensor, c: int) -> torch.Tensor:
     return bits.reshape(packed.shape[0], -1)[:, :c].bool()
 
 
+def prior_scores(
+    importance: torch.Tensor, pattern: NMPattern, layout: str | None = None, strength: float = 1.0
+) -> torch.Tensor:
+    """Per-weight start scores ``s_j`` that make every combination's score follow an importance prior.
+
+    With ``p_j = I_j / mean(I over j's group)`` (the weight's importance relative to its group;
+    ``p = 1`` everywhere when the group's importance is all zero) and ``a0 = 1 / C(M-1, N-1)``, the
+    start is ``s_j = a0 * (p_j - 1) / N``, so combination ``c`` starts at
+
+        alpha_c = a0 + sum_{j in c} s_j = a0 * mean_{j in c} p_j.
+
+    The uniform start is the special case of equal importances (``alpha_c = a0``); the ranking of
+    combinations is the ranking of their summed importance, so the best one is the prior's top-N.
+    Relative importance is scale-free (layers' activation norms differ by orders of magnitude) and
+    bounded (``0 <= p_j <= M``), so the prior starts within ``a0 * M / N`` of the uniform start, the
+    scale the scores (and their weight decay) already live on. ``strength`` scales the deviation
+    from the uniform start (``alpha_c = a0 * (1 + strength * (mean_{j in c} p_j - 1))``): the
+    ranking at the start is the same for every ``strength > 0``, but how much training signal it
+    takes to overrule the prior is not (docs/engine.md measures it).
+    """
+    groups = to_groups(importance.detach().float(), pattern.m, layout)
+    mean = groups.mean(dim=1, keepdim=True)
+    relative = torch.where(mean > 0, groups / mean.clamp_min(torch.finfo(torch.float32).tiny), 1.0)
+    a0 = 1.0 / pattern.combinations_per_weight
+    return from_groups(strength * a0 * (relative - 1.0) / pattern.n, importance.shape, layout)
+
+
 class FusedMaskWithScoreSignal(torch.autograd.Function):
     """:class:`MaskWithScoreSignal` whose backward is one native pass per layer (``native/lbc_step.cpp``):
     the masked gradient, the signal and the score step (or the pending sum) in a single sweep.
@@ -123,7 +156,12 @@ class LBCMask(ScoreSignalReceiver):
     score_exp_avg_sq: torch.Tensor
 
     def __init__(
-        self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer, kernel: str = "auto"
+        self,
+        weight: torch.Tensor,
+        pattern: NMPattern,
+        optimizer: ScoreOptimizer,
+        layout: str | None = None,
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
         if kernel not in KERNELS:
@@ -131,6 +169,7 @@ class LBCMask(ScoreSignalReceiver):
         if kernel == "fused" and not native.load():
             raise native.NativeBuildError(f"the fused LBC step is unavailable: {native.load_error()}")
         self.pattern = pattern
+        self.layout = layout  # groups run along the weight's reduction dimension in this layout
         self.optimizer = optimizer
         self.kernel = kernel
         self.lr = 0.0
@@ -156,7 +195,9 @@ class LBCMask(ScoreSignalReceiver):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not (self.training and torch.is_grad_enabled() and self.scores_trainable):
             return weight * self.mask
-        if self._use_fused(weight):
+        # Multi-process runs form the signal after the all-reduce (apply_reduced_gradient), so the
+        # backward has no per-weight work for the fused step to fuse: they take the plain path.
+        if not self.signal_after_reduction and self._use_fused(weight):
             return FusedMaskWithScoreSignal.apply(weight, self.mask, self)
         return MaskWithScoreSignal.apply(weight, self.mask, self)
 
@@ -235,7 +276,7 @@ class LBCMask(ScoreSignalReceiver):
         """Keep the ``keep`` best-scored alive combinations in every group; the rest die for good."""
         m, c = self.pattern.m, self.pattern.num_combinations
         table = self.pattern.combination_table(self.score.device).to(self.score.dtype)
-        score_groups = to_groups(self.score, m)
+        score_groups = to_groups(self.score, m, self.layout)
         mask_groups = torch.empty(score_groups.shape, dtype=torch.bool, device=self.score.device)
         for start in range(0, score_groups.shape[0], _CHUNK_GROUPS):
             stop = start + _CHUNK_GROUPS
@@ -246,7 +287,7 @@ class LBCMask(ScoreSignalReceiver):
             alive = torch.zeros_like(alive).scatter_(1, best, True)
             self.alive[start:stop] = pack_bits(alive)
             mask_groups[start:stop] = (alive.to(table.dtype) @ table) > 0
-        self.mask.copy_(from_groups(mask_groups, self.mask.shape))
+        self.mask.copy_(from_groups(mask_groups, self.mask.shape, self.layout))
 
     def alive_bits(self) -> torch.Tensor:
         return unpack_bits(self.alive, self.pattern.num_combinations)
@@ -263,26 +304,75 @@ class LBCSparsifier(Sparsifier):
         policy: LayerPolicy | None = None,
         schedule: RemovalSchedule | None = None,
         optimizer: ScoreOptimizer | None = None,
+        score_init: ScoreInit = "uniform",
+        prior_strength: float = 1.0,
         *,
         kernel: str = "auto",
     ) -> None:
         super().__init__(pattern, policy)
         if kernel not in KERNELS:
             raise ValueError(f"LBC kernel must be one of {KERNELS}, got {kernel!r}")
+        if score_init not in SCORE_INITS:
+            raise ValueError(f"unknown LBC score_init {score_init!r}; choose one of {', '.join(SCORE_INITS)}")
+        if not prior_strength > 0:
+            raise ValueError(f"LBC prior_strength must be > 0, got {prior_strength}")
+        self.prior_strength = prior_strength
         self.schedule = schedule or RemovalSchedule()
         self.score_optimizer = optimizer or ScoreOptimizer()
+        self.score_init = score_init
         self.kernel = kernel
+        # Whether the start scores are in place: uniform scores are from prepare() on, a magnitude
+        # prior is set in prepare(), a Wanda prior waits for calibrate().
+        self.scores_started = score_init == "uniform"
         self.alive_per_group = pattern.num_combinations
         self.removals = 0
 
-    def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
-        return LBCMask(weight, self.pattern, self.score_optimizer, self.kernel)
+    def _make_parametrization(self, weight: torch.Tensor, layout: str) -> nn.Module:
+        return LBCMask(weight, self.pattern, self.score_optimizer, layout, self.kernel)
+
+    # -- score priors ------------------------------------------------------------------------------
+    def prepare(
+        self, model: nn.Module, dense_defaults: Mapping[str, DenseDefault] | None = None
+    ) -> LayerSelection:
+        selection = super().prepare(model, dense_defaults)
+        if self.score_init == "magnitude":
+            self._start_scores({name: original_weight(m).detach().abs() for name, m in self._modules()})
+        return selection
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.score_init == "wanda" and not self.scores_started
+
+    @torch.no_grad()
+    def calibrate(self, run_forward: RunForward) -> None:
+        if not self.needs_calibration:
+            return
+        norms = input_norms(dict(self._modules()), run_forward)
+        self._start_scores(
+            {name: wanda_importance(m, original_weight(m), norms[name]) for name, m in self._modules()}
+        )
+
+    @torch.no_grad()
+    def _start_scores(self, importance: dict[str, torch.Tensor]) -> None:
+        for name, param in self._iter_parametrizations():
+            param.score.copy_(prior_scores(importance[name], self.pattern, param.layout, self.prior_strength))
+        self.scores_started = True
+
+    def _modules(self) -> list[tuple[str, nn.Module]]:
+        return list(self._require_prepared().modules.items())
+
+    def _require_started(self) -> None:
+        if not self.scores_started:
+            raise SparsifierStateError(
+                f"LBC with score_init {self.score_init!r} needs calibrate(run_forward) before training"
+            )
 
     @property
     def scores_frozen(self) -> bool:
         return self.alive_per_group == 1
 
     def on_step_start(self, epoch: int, step: int, steps_per_epoch: int, lr: float) -> None:
+        self._require_started()
         t = self.schedule.time(epoch, step, steps_per_epoch)
         self._remove_to(self.schedule.alive_per_group(t, self.pattern.num_combinations))
         for _, param in self._iter_parametrizations():
@@ -312,6 +402,7 @@ class LBCSparsifier(Sparsifier):
                 param.scores_trainable = False
 
     def _before_finalize(self) -> None:
+        self._require_started()
         # A run stopped before t_f still ends exactly N:M: keep the best combination per group.
         self._remove_to(1)
 
@@ -323,11 +414,24 @@ class LBCSparsifier(Sparsifier):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state.update(alive_per_group=self.alive_per_group, removals=self.removals)
+        state.update(
+            alive_per_group=self.alive_per_group,
+            removals=self.removals,
+            score_init=self.score_init,
+            scores_started=self.scores_started,
+        )
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
+        # Checkpoints from before score priors existed started uniformly.
+        saved_init = state.get("score_init", "uniform")
+        if saved_init != self.score_init:
+            raise SparsifierStateError(
+                f"checkpoint was written by LBC with score_init {saved_init!r}, not {self.score_init!r}"
+            )
+        # The started scores are buffers saved with the model: a resumed run is never recalibrated.
+        self.scores_started = bool(state.get("scores_started", True))
         self.alive_per_group = int(state["alive_per_group"])
         self.removals = int(state["removals"])
         for _, param in self._iter_parametrizations():

@@ -47,10 +47,16 @@ class RevivalLBCMask(ScoreSignalReceiver):
     score_steps: torch.Tensor
 
     def __init__(
-        self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer, dead_gradient: bool
+        self,
+        weight: torch.Tensor,
+        pattern: NMPattern,
+        optimizer: ScoreOptimizer,
+        dead_gradient: bool,
+        layout: str | None = None,
     ) -> None:
         super().__init__()
         self.pattern = pattern
+        self.layout = layout
         self.optimizer = optimizer
         self.dead_gradient = dead_gradient
         self.lr = 0.0
@@ -77,7 +83,7 @@ class RevivalLBCMask(ScoreSignalReceiver):
     def update_scores(self, signal: torch.Tensor) -> None:
         """One ``torch.optim.SGD`` step on ``alpha``: every combination, dead ones included."""
         opt = self.optimizer
-        grad = to_groups(signal, self.pattern.m) @ self.table.T
+        grad = to_groups(signal, self.pattern.m, self.layout) @ self.table.T
         if not self.dead_gradient:
             # As in the authors' forward: a dead (zero) score is multiplied out of the graph.
             grad.mul_(self.alive)
@@ -114,7 +120,7 @@ class RevivalLBCMask(ScoreSignalReceiver):
         if not torch.equal(alive, self.alive):
             self.alive.copy_(alive)
             groups = (alive.to(self.table.dtype) @ self.table) > 0
-            self.mask.copy_(from_groups(groups, self.mask.shape))
+            self.mask.copy_(from_groups(groups, self.mask.shape, self.layout))
         return revived, margin
 
     def alive_bits(self) -> torch.Tensor:
@@ -144,8 +150,8 @@ class RevivalLBCSparsifier(LBCSparsifier):
         self.revivals = 0
         self.closest_margin = float("inf")
 
-    def _make_parametrization(self, weight: torch.Tensor) -> nn.Module:
-        return RevivalLBCMask(weight, self.pattern, self.score_optimizer, self.dead_gradient)
+    def _make_parametrization(self, weight: torch.Tensor, layout: str) -> nn.Module:
+        return RevivalLBCMask(weight, self.pattern, self.score_optimizer, self.dead_gradient, layout)
 
     def on_step_start(self, epoch: int, step: int, steps_per_epoch: int, lr: float) -> None:
         t = self.schedule.time(epoch, step, steps_per_epoch)
@@ -175,7 +181,8 @@ class RevivalLBCSparsifier(LBCSparsifier):
         groups = sum(p.alive.shape[0] for p in params)
         revived_now = sum(int((p.alive & p.ever_dead).any(dim=1).sum()) for p in params)
         exact = all(
-            bool((to_groups(p.mask, self.pattern.m).sum(dim=1) == self.pattern.n).all()) for p in params
+            bool((to_groups(p.mask, self.pattern.m, p.layout).sum(dim=1) == self.pattern.n).all())
+            for p in params
         )
         metrics["revivals"] = float(self.revivals)
         # Share of groups whose alive set holds a combination that was dead at some earlier step.

@@ -89,64 +89,102 @@ class NMPattern:
         return table
 
 
-def group_direction(weight_shape: torch.Size | tuple[int, ...]) -> str:
-    """Human-readable description of how groups run through a weight of this shape."""
+# How a weight stores its reduction (input) dimension; groups always run along it.
+OUT_IN = "out_in"  # nn.Linear: [out, in]
+IN_OUT = "in_out"  # transformers' Conv1D (GPT-2): [in, out]
+CONV_OUT_IN_KH_KW = "conv_out_in_kh_kw"  # nn.Conv2d: [out, in, kh, kw]
+LAYOUTS = (OUT_IN, IN_OUT, CONV_OUT_IN_KH_KW)
+
+
+def default_layout(weight_shape: torch.Size | tuple[int, ...]) -> str:
+    """The layout of a plain Linear (2-D) or Conv2d (4-D) weight of this shape."""
     if len(weight_shape) == 2:
-        return "input features (out, in): M consecutive inputs of one output row"
+        return OUT_IN
     if len(weight_shape) == 4:
-        return "input channels, (out, kh, kw, in) order: M consecutive channels at one (out, kh, kw)"
+        return CONV_OUT_IN_KH_KW
     raise PatternError(
         f"only 2-D (Linear) and 4-D (Conv2d) weights are supported, got shape {tuple(weight_shape)}"
     )
 
 
-def to_groups(weight: torch.Tensor, m: int) -> torch.Tensor:
-    """Reshape a Linear ``(out, in)`` or Conv2d ``(out, in, kh, kw)`` tensor into ``[G, m]`` groups.
+def _layout(shape: torch.Size | tuple[int, ...], layout: str | None) -> str:
+    if layout is None:
+        return default_layout(shape)
+    if layout not in LAYOUTS:
+        raise PatternError(f"unknown weight layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    expected = 4 if layout == CONV_OUT_IN_KH_KW else 2
+    if len(shape) != expected:
+        raise PatternError(f"a {layout} weight is {expected}-D, got shape {tuple(shape)}")
+    return layout
 
-    Groups run along the reduction dimension, the one sparse tensor cores need. Conv weights are
-    viewed channels-last, ``(out, kh, kw, in)``, so a group is ``m`` consecutive input channels.
+
+def reduction_size(weight_shape: torch.Size | tuple[int, ...], layout: str | None = None) -> int:
+    """Length of the reduction (input) dimension, the one N:M groups run along."""
+    return int(weight_shape[0] if _layout(weight_shape, layout) == IN_OUT else weight_shape[1])
+
+
+def group_direction(weight_shape: torch.Size | tuple[int, ...], layout: str | None = None) -> str:
+    """Human-readable description of how groups run through a weight of this shape and layout."""
+    layout = _layout(weight_shape, layout)
+    if layout == OUT_IN:
+        return "input features (out, in): M consecutive inputs of one output row"
+    if layout == IN_OUT:
+        return "input features of a transposed (in, out) weight: M consecutive inputs of one output column"
+    return "input channels, (out, kh, kw, in) order: M consecutive channels at one (out, kh, kw)"
+
+
+def to_groups(weight: torch.Tensor, m: int, layout: str | None = None) -> torch.Tensor:
+    """Reshape a weight into ``[G, m]`` groups along its reduction dimension.
+
+    Groups run along the reduction dimension, the one sparse tensor cores need, whatever the layout:
+    Linear ``(out, in)`` rows, Conv1D ``(in, out)`` columns (viewed as ``(out, in)``), Conv2d
+    ``(out, in, kh, kw)`` viewed channels-last, ``(out, kh, kw, in)``, so a group is ``m`` consecutive
+    input channels. Group ``g`` of a layer is the same in every layout's ``(out, ..., in)`` view.
     """
-    if weight.dim() == 2:
-        if weight.shape[1] % m:
-            raise PatternError(f"input features {weight.shape[1]} are not divisible by M={m}")
+    layout = _layout(weight.shape, layout)
+    size = reduction_size(weight.shape, layout)
+    if size % m:
+        what = "input channels" if layout == CONV_OUT_IN_KH_KW else "input features"
+        raise PatternError(f"{what} {size} are not divisible by M={m}")
+    if layout == OUT_IN:
         return weight.reshape(-1, m)
-    if weight.dim() == 4:
-        if weight.shape[1] % m:
-            raise PatternError(f"input channels {weight.shape[1]} are not divisible by M={m}")
-        return weight.permute(0, 2, 3, 1).reshape(-1, m)
-    raise PatternError(
-        f"only 2-D (Linear) and 4-D (Conv2d) weights are supported, got shape {tuple(weight.shape)}"
-    )
+    if layout == IN_OUT:
+        return weight.t().reshape(-1, m)
+    return weight.permute(0, 2, 3, 1).reshape(-1, m)
 
 
-def from_groups(groups: torch.Tensor, shape: torch.Size | tuple[int, ...]) -> torch.Tensor:
-    """Inverse of :func:`to_groups`: ``[G, m]`` back to the weight's own shape."""
-    if len(shape) == 2:
+def from_groups(
+    groups: torch.Tensor, shape: torch.Size | tuple[int, ...], layout: str | None = None
+) -> torch.Tensor:
+    """Inverse of :func:`to_groups`: ``[G, m]`` back to the weight's own shape and layout."""
+    layout = _layout(shape, layout)
+    if layout == OUT_IN:
         return groups.reshape(shape)
-    if len(shape) == 4:
-        out, cin, kh, kw = shape
-        return groups.reshape(out, kh, kw, cin).permute(0, 3, 1, 2).contiguous()
-    raise PatternError(f"only 2-D (Linear) and 4-D (Conv2d) weights are supported, got shape {tuple(shape)}")
+    if layout == IN_OUT:
+        rows, cols = shape
+        return groups.reshape(cols, rows).t().contiguous()
+    out, cin, kh, kw = shape
+    return groups.reshape(out, kh, kw, cin).permute(0, 3, 1, 2).contiguous()
 
 
-def magnitude_mask(weight: torch.Tensor, pattern: NMPattern) -> torch.Tensor:
+def magnitude_mask(weight: torch.Tensor, pattern: NMPattern, layout: str | None = None) -> torch.Tensor:
     """Boolean mask keeping the ``n`` largest-magnitude weights of every group (ties: lowest index)."""
-    groups = to_groups(weight.detach(), pattern.m).abs()
+    groups = to_groups(weight.detach(), pattern.m, layout).abs()
     # A stable sort makes ties deterministic (zeros in a freshly zeroed group, for instance).
     order = torch.sort(groups, dim=1, descending=True, stable=True).indices[:, : pattern.n]
     keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, order, True)
-    return from_groups(keep, weight.shape)
+    return from_groups(keep, weight.shape, layout)
 
 
-def count_violations(weight: torch.Tensor, pattern: NMPattern) -> int:
+def count_violations(weight: torch.Tensor, pattern: NMPattern, layout: str | None = None) -> int:
     """Number of groups holding more than ``n`` non-zero weights."""
-    nonzero = (to_groups(weight.detach(), pattern.m) != 0).sum(dim=1)
+    nonzero = (to_groups(weight.detach(), pattern.m, layout) != 0).sum(dim=1)
     return int((nonzero > pattern.n).sum())
 
 
-def is_nm_sparse(weight: torch.Tensor, pattern: NMPattern) -> bool:
+def is_nm_sparse(weight: torch.Tensor, pattern: NMPattern, layout: str | None = None) -> bool:
     """Exact check: every group of ``m`` along the reduction dimension has at most ``n`` non-zeros."""
-    return count_violations(weight, pattern) == 0
+    return count_violations(weight, pattern, layout) == 0
 
 
 def is_24_compliant_tensor(weight: torch.Tensor) -> bool:

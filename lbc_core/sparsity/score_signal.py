@@ -7,6 +7,11 @@ scaling) must instead *defer* the step: every backward adds its signal to a pend
 once per optimizer step on that sum times the same factor the weights' gradients got. The score gradient is
 a gradient of the same loss, so it is accumulated, unscaled and clipped exactly like the weights' gradients
 (see docs/engine.md, "Scores step once per optimizer step").
+
+Multi-process (DDP) runs set ``signal_after_reduction``: the backward leaves the weight's gradient
+``dL/dw~`` unmasked, it travels through the ranks' gradient all-reduce, and :func:`apply_reduced_gradient`
+forms the signal from the averaged gradient (the combined batch's, as one process would see it) and masks
+the gradient. The signal then steps the scores, or joins the pending sum when steps are deferred.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ class ScoreSignalReceiver(nn.Module):
         super().__init__()
         self.scores_trainable = True
         self.defer_steps = False
+        # Multi-process training: the signal is formed after the ranks average dL/dw~ (see
+        # apply_reduced_gradient), not inside each rank's backward from its local gradient.
+        self.signal_after_reduction = False
         # Not a buffer: it is empty at every step boundary, where checkpoints are written.
         self.pending: torch.Tensor | None = None
         self.pending_count = 0
@@ -82,5 +90,22 @@ class MaskWithScoreSignal(torch.autograd.Function):
         weight, mask = ctx.saved_tensors
         state: ScoreSignalReceiver = ctx.state
         if state.scores_trainable:
+            if state.signal_after_reduction:
+                # Unmasked: the weight's gradient carries dL/dw~ through the ranks' all-reduce, so the
+                # signal needs no communication of its own; apply_reduced_gradient masks it afterwards.
+                return grad_out, None, None
             state.receive_signal(weight.detach() * grad_out)
         return grad_out * mask, None, None
+
+
+@torch.no_grad()
+def apply_reduced_gradient(
+    state: ScoreSignalReceiver, mask: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor
+) -> None:
+    """Multi-process step for a layer whose backward left ``grad = dL/dw~`` unmasked: ``grad`` is now the
+    average over ranks, i.e. the gradient of the combined batch, so the scores receive exactly the signal
+    ``w * dL/dw~`` a single process would (stepped now, or added to the pending sum when steps are
+    deferred); then ``grad`` becomes the weight gradient ``mask * dL/dw~``.
+    """
+    state.receive_signal(weight * grad)
+    grad.mul_(mask)

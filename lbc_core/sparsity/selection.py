@@ -1,15 +1,26 @@
-"""Which layers of a model get an N:M mask, and why the others do not."""
+"""Which layers of a model get an N:M mask, and why the others do not.
+
+A layer adapter per module type (``nn.Linear`` [out, in], transformers' ``Conv1D`` [in, out], ``nn.Conv2d``)
+says where the reduction dimension of its weight is; masks, verification and exports all group along it.
+"""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from lbc_core.sparsity.pattern import NMPattern, group_direction
+from lbc_core.sparsity.pattern import (
+    CONV_OUT_IN_KH_KW,
+    IN_OUT,
+    OUT_IN,
+    NMPattern,
+    group_direction,
+    reduction_size,
+)
 
 
 class LayerSelectionError(ValueError):
@@ -20,9 +31,9 @@ class LayerSelectionError(ValueError):
 class LayerPolicy:
     """Include/exclude by module name (shell-style globs such as ``layer*.conv1`` or ``*.fc?``).
 
-    By default the first weight layer (the stem or patch embedding) and the last one (the
-    classifier) stay dense, as in the LBC authors' runs; naming one of them in ``include``
-    sparsifies it anyway.
+    By default the stem (or patch embedding) and the heads (classifier, LM head, pooler) stay dense, as in
+    the LBC authors' runs; the model source names them (see ``DenseDefault``), otherwise the first and the
+    last weight layer are taken. Naming one of them in ``include`` sparsifies it anyway.
     """
 
     include: tuple[str, ...] = ("*",)
@@ -32,12 +43,55 @@ class LayerPolicy:
 
 
 @dataclass(frozen=True)
+class DenseDefault:
+    """A layer the model source keeps dense unless ``include`` names it: its role and what it is."""
+
+    role: str  # "stem" (governed by keep_stem_dense) | "head" (keep_classifier_dense)
+    what: str  # e.g. "LM head", "classifier head", "patch embedding (stem)"
+
+
+@dataclass(frozen=True)
+class LayerAdapter:
+    """How a module type stores its weight: the kind shown to users and the weight layout."""
+
+    kind: str  # "Linear" | "Conv1D" | "Conv2d"
+    layout: str  # see lbc_core.sparsity.pattern: OUT_IN, IN_OUT, CONV_OUT_IN_KH_KW
+
+
+LINEAR = LayerAdapter("Linear", OUT_IN)
+CONV1D = LayerAdapter("Conv1D", IN_OUT)
+CONV2D = LayerAdapter("Conv2d", CONV_OUT_IN_KH_KW)
+
+
+def _is_transformers_conv1d(module: nn.Module) -> bool:
+    # transformers' Conv1D (GPT-2) is a Linear with a transposed [in, out] weight. Recognised by class
+    # name and defining package so the engine never imports transformers for plain models; the MRO walk
+    # also sees it through the subclass parametrize creates.
+    return any(
+        cls.__name__ == "Conv1D" and cls.__module__.startswith("transformers.")
+        for cls in type(module).__mro__
+    )
+
+
+def adapter_for(module: nn.Module) -> LayerAdapter | None:
+    """The adapter of a linear-like module (None for every other module)."""
+    if isinstance(module, nn.Linear):
+        return LINEAR
+    if isinstance(module, nn.Conv2d):
+        return CONV2D
+    if _is_transformers_conv1d(module) and getattr(module, "weight", None) is not None:
+        return CONV1D
+    return None
+
+
+@dataclass(frozen=True)
 class LayerTarget:
     name: str
-    kind: str  # "Linear" | "Conv2d"
+    kind: str  # "Linear" | "Conv1D" | "Conv2d"
     shape: tuple[int, ...]
     groups: int  # number of N:M groups in the weight
     group_direction: str
+    layout: str = OUT_IN
 
 
 @dataclass(frozen=True)
@@ -58,16 +112,34 @@ class LayerSelection:
         return [t.name for t in self.targets]
 
 
-def weight_layers(model: nn.Module) -> list[tuple[str, nn.Linear | nn.Conv2d]]:
-    """``nn.Linear`` and ``nn.Conv2d`` modules in registration order."""
-    return [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear | nn.Conv2d)]
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Linear-like modules (``nn.Linear``, transformers' ``Conv1D``, ``nn.Conv2d``) in registration order."""
+    return [(name, mod) for name, mod in model.named_modules() if adapter_for(mod) is not None]
+
+
+def layer_layouts(model: nn.Module) -> dict[str, str]:
+    """Weight layout of every linear-like layer by name."""
+    return {name: adapter.layout for name, mod in model.named_modules() if (adapter := adapter_for(mod))}
+
+
+def tied_weights(model: nn.Module) -> dict[str, tuple[str, ...]]:
+    """For every parameter held under more than one name: each name -> the other names holding it."""
+    holders: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        holders.setdefault(id(param), []).append(name)
+    return {
+        name: tuple(other for other in names if other != name)
+        for names in holders.values()
+        if len(names) > 1
+        for name in names
+    }
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def _ineligibility(module: nn.Module, pattern: NMPattern) -> str | None:
+def _ineligibility(module: nn.Module, adapter: LayerAdapter, pattern: NMPattern) -> str | None:
     if isinstance(module, nn.Conv2d):
         if module.groups != 1:
             kind = "depthwise" if module.groups == module.in_channels else "grouped"
@@ -76,19 +148,43 @@ def _ineligibility(module: nn.Module, pattern: NMPattern) -> str | None:
         if cin % pattern.m:
             return f"input channels {cin} are not divisible by M={pattern.m}"
         return None
-    if isinstance(module, nn.Linear):
-        if module.in_features % pattern.m:
-            return f"input features {module.in_features} are not divisible by M={pattern.m}"
-        return None
-    return f"{type(module).__name__} is not supported"
+    weight: torch.Tensor = module.weight  # type: ignore[assignment]
+    size = reduction_size(tuple(weight.shape), adapter.layout)
+    if size % pattern.m:
+        return f"input features {size} are not divisible by M={pattern.m}"
+    return None
 
 
-def select_layers(model: nn.Module, pattern: NMPattern, policy: LayerPolicy | None = None) -> LayerSelection:
-    """Apply ``policy`` to ``model``: the layers to sparsify and every skipped layer with its reason."""
+def order_dense_defaults(model: nn.Module) -> dict[str, DenseDefault]:
+    """The first weight layer as the stem and the last as the classifier: the rule for models whose source
+    does not name them (the catalog registers every model's submodules in forward order)."""
+    layers = weight_layers(model)
+    if not layers:
+        return {}
+    return {
+        layers[0][0]: DenseDefault("stem", "stem (first layer)"),
+        layers[-1][0]: DenseDefault("head", "classifier (last layer)"),
+    }
+
+
+def select_layers(
+    model: nn.Module,
+    pattern: NMPattern,
+    policy: LayerPolicy | None = None,
+    dense_defaults: Mapping[str, DenseDefault] | None = None,
+) -> LayerSelection:
+    """Apply ``policy`` to ``model``: the layers to sparsify and every skipped layer with its reason.
+
+    ``dense_defaults`` are the stem and heads as the model source names them; ``None`` takes the first and
+    last weight layer. A weight shared with another module (tied embeddings) is skipped: masking it in one
+    place would change the other, and untying it would change the model.
+    """
     policy = policy or LayerPolicy()
     layers = weight_layers(model)
     if not layers:
         raise LayerSelectionError("the model has no nn.Linear or nn.Conv2d layer to sparsify")
+    defaults = order_dense_defaults(model) if dense_defaults is None else dense_defaults
+    ties = tied_weights(model)
 
     for p in policy.include:
         if not any(fnmatch.fnmatchcase(name, p) for name, _ in layers):
@@ -98,13 +194,14 @@ def select_layers(model: nn.Module, pattern: NMPattern, policy: LayerPolicy | No
                 + (" ..." if len(layers) > 20 else "")
             )
 
-    stem, classifier = layers[0][0], layers[-1][0]
     targets: list[LayerTarget] = []
     skipped: list[SkippedLayer] = []
     explicit = tuple(p for p in policy.include if p != "*")
     for name, module in layers:
-        kind = type(module).__name__
-        weight: torch.Tensor = module.weight
+        adapter = adapter_for(module)
+        assert adapter is not None  # weight_layers keeps only adapted modules
+        kind = adapter.kind
+        weight: torch.Tensor = module.weight  # type: ignore[assignment]
         shape = tuple(weight.shape)
 
         def skip(reason: str, name: str = name, kind: str = kind, shape: tuple[int, ...] = shape) -> None:
@@ -117,15 +214,29 @@ def select_layers(model: nn.Module, pattern: NMPattern, policy: LayerPolicy | No
             skip("matched by an exclude pattern")
             continue
         named_explicitly = _matches(name, explicit)
-        if policy.keep_stem_dense and name == stem and not named_explicitly:
-            skip("stem (first layer) kept dense by default")
+        default = defaults.get(name)
+        keep = policy.keep_stem_dense if default and default.role == "stem" else policy.keep_classifier_dense
+        if default is not None and keep and not named_explicitly:
+            skip(f"{default.what} kept dense by default")
             continue
-        if policy.keep_classifier_dense and name == classifier and not named_explicitly:
-            skip("classifier (last layer) kept dense by default")
+        weight_key = f"{name}.weight" if name else "weight"
+        if weight_key in ties:
+            skip(
+                f"weight is tied to {', '.join(ties[weight_key])}; a shared weight is never masked or untied"
+            )
             continue
-        reason = _ineligibility(module, pattern)
+        reason = _ineligibility(module, adapter, pattern)
         if reason:
             skip(reason)
             continue
-        targets.append(LayerTarget(name, kind, shape, weight.numel() // pattern.m, group_direction(shape)))
+        targets.append(
+            LayerTarget(
+                name,
+                kind,
+                shape,
+                weight.numel() // pattern.m,
+                group_direction(shape, adapter.layout),
+                adapter.layout,
+            )
+        )
     return LayerSelection(tuple(targets), tuple(skipped))

@@ -20,6 +20,7 @@ LR_SCHEDULES = ("cosine", "constant", "step")
 # ones. Measured in docs/reliability.md ("defaults that train"): a fixed 0.1 left LeNet-5 at chance at batch
 # 16, and scaling UP (0.2 at batch 256) diverged on small data sets, where a large batch means few steps.
 REFERENCE_BATCH_SIZE = 128
+MAX_PROCESSES = 64
 REFERENCE_LR = {"sgd": 0.1, "adamw": 3e-3}
 
 
@@ -64,6 +65,10 @@ class TrainConfig:
     # Each batch of batch_size runs as this many micro-batches whose gradients add up before one optimizer
     # step: same result as the whole batch (up to rounding; BatchNorm sees the smaller batches), less memory.
     grad_accumulation_steps: int = 1
+    # Data-parallel processes sharing every step's batch_size samples (lbc_core.training.distributed);
+    # the launcher sets how many actually run, this records what the run was asked for.
+    processes: int = 1
+    sync_batchnorm: bool = False  # BatchNorm statistics over the global batch when processes > 1
 
     def __post_init__(self) -> None:
         checks = [
@@ -93,6 +98,15 @@ class TrainConfig:
                 1 <= self.grad_accumulation_steps <= self.batch_size,
                 f"grad_accumulation_steps must be in [1, batch_size={self.batch_size}], "
                 f"got {self.grad_accumulation_steps}",
+            ),
+            (
+                1 <= self.processes <= MAX_PROCESSES,
+                f"processes must be in [1, {MAX_PROCESSES}], got {self.processes}",
+            ),
+            (
+                self.processes <= self.batch_size,
+                f"processes ({self.processes}) must not exceed batch_size ({self.batch_size}): "
+                "every process takes a share of each batch",
             ),
             (
                 self.precision in PRECISIONS,

@@ -108,6 +108,26 @@ def learning_warnings(
     return [RunWarning(DID_NOT_LEARN, message)]
 
 
+# A language model whose validation perplexity stays above half that of a uniform guess over its vocabulary
+# has learnt next to nothing: even unigram frequencies of real text bring it far below that.
+_PERPLEXITY_AT_CHANCE = 0.5
+
+
+def language_model_warnings(
+    *, vocab_size: int, train: TrainConfig, val_perplexity: float | None
+) -> list[RunWarning]:
+    """``did_not_learn`` for a causal LM whose final validation perplexity is near a uniform guess's
+    (the vocabulary size)."""
+    if val_perplexity is None or vocab_size < 2 or val_perplexity < _PERPLEXITY_AT_CHANCE * vocab_size:
+        return []
+    message = (
+        f"the model did not learn: validation perplexity {val_perplexity:.1f} is near that of a uniform guess "
+        f"over its {vocab_size} tokens ({vocab_size}). The exported model is no better than guessing. "
+        + _advice(train)
+    )
+    return [RunWarning(DID_NOT_LEARN, message)]
+
+
 def _advice(train: TrainConfig) -> str:
     """What to change, from the learning rate this run used."""
     lr, batch = train.peak_lr, train.batch_size
@@ -130,6 +150,7 @@ __all__ = [
     "best_possible_loss",
     "chance_accuracy",
     "chance_accuracy_limit",
+    "language_model_warnings",
     "learning_warnings",
     "uniform_guess_loss",
 ]

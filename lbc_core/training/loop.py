@@ -1,5 +1,7 @@
 """The training loop every method shares: deterministic batches, warm-up + schedule, callbacks,
-cooperative stop, and checkpoint/resume that reproduces an uninterrupted run exactly (CPU)."""
+cooperative stop, and checkpoint/resume that reproduces an uninterrupted run exactly (CPU).
+
+What a batch is, the loss and the metrics come from a Task (image classification unless given)."""
 
 from __future__ import annotations
 
@@ -15,17 +17,25 @@ import torch
 from torch import nn
 
 from lbc_core.sparsity import Sparsifier
+from lbc_core.tasks import Batch, ImageClassification, Task
 from lbc_core.training.checkpoint import CheckpointError, TrainingState, load_checkpoint, save_checkpoint
 from lbc_core.training.config import OPTIMIZERS, TrainConfig, default_lr, learning_rate
+from lbc_core.training.distributed import SingleProcess
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
 class SupervisedData(Protocol):
-    """Anything with in-memory tensors ``x`` (inputs) and ``y`` (int64 labels)."""
+    """Anything with in-memory tensors ``x`` (inputs) and ``y`` (int64 labels): image classification's data.
+
+    Other tasks take their own in-memory sets (token blocks, tokenized texts); the task reads them.
+    """
 
     x: torch.Tensor
     y: torch.Tensor
+
+
+IMAGE_CLASSIFICATION = ImageClassification()
 
 
 @dataclass(frozen=True)
@@ -81,9 +91,11 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919) % (2**63 - 1)
 
 
-def _batches(data: SupervisedData, config: TrainConfig, epoch: int) -> list[torch.Tensor]:
+def _batches(
+    data: Any, config: TrainConfig, epoch: int, task: Task = IMAGE_CLASSIFICATION
+) -> list[torch.Tensor]:
     """The index batches of one epoch: a permutation that depends only on (seed, epoch)."""
-    n = int(data.y.shape[0])
+    n = task.size(data)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(_epoch_seed(config.seed, epoch)))
     batches = list(order.split(config.batch_size))
     if config.drop_last and len(batches) > 1 and batches[-1].numel() < config.batch_size:
@@ -91,8 +103,8 @@ def _batches(data: SupervisedData, config: TrainConfig, epoch: int) -> list[torc
     return batches
 
 
-def steps_per_epoch(data: SupervisedData, config: TrainConfig) -> int:
-    return len(_batches(data, config, 0))
+def steps_per_epoch(data: Any, config: TrainConfig, task: Task = IMAGE_CLASSIFICATION) -> int:
+    return len(_batches(data, config, 0, task))
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -112,25 +124,30 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: SupervisedData, batch_size: int = 512, device: torch.device | None = None
+    model: nn.Module,
+    data: Any,
+    batch_size: int = 512,
+    device: torch.device | None = None,
+    task: Task = IMAGE_CLASSIFICATION,
 ) -> dict[str, float]:
-    """Mean cross-entropy and top-1 accuracy with the model's current weights and masks."""
+    """The task's metrics (mean loss and e.g. top-1 accuracy) with the model's current weights and masks."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
-    total_loss, correct, count = 0.0, 0, 0
-    for start in range(0, int(data.y.shape[0]), batch_size):
-        x = data.x[start : start + batch_size].to(device)
-        y = data.y[start : start + batch_size].to(device)
-        logits = model(x)
-        total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
-        correct += int((logits.argmax(dim=1) == y).sum())
-        count += int(y.shape[0])
+    sums = task.zero_stats()
+    for index in torch.arange(task.size(data)).split(batch_size):
+        batch = task.batch(data, index).to(device)
+        logits = task.forward(model, batch)
+        sums["loss"] += float(task.loss(logits, batch, reduction="sum"))
+        for key, value in task.stats(logits, batch).items():
+            sums[key] += value
+        sums["count"] += task.count(batch)
     model.train(was_training)
-    return {"loss": total_loss / max(count, 1), "accuracy": correct / max(count, 1)}
+    return task.summarize(sums)
 
 
-RESUME_MAY_CHANGE = frozenset({"device", "eval_batch_size"})
+# ``processes``: the global batch and its order do not depend on how many processes share it.
+RESUME_MAY_CHANGE = frozenset({"device", "eval_batch_size", "processes", "sync_batchnorm"})
 
 
 def _jsonable_config(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
@@ -168,16 +185,22 @@ class Trainer:
         model: nn.Module,
         sparsifier: Sparsifier,
         config: TrainConfig,
-        train_data: SupervisedData,
-        val_data: SupervisedData | None = None,
+        train_data: Any,  # what the task reads: SupervisedData for image classification
+        val_data: Any | None = None,
         *,
         callbacks: Sequence[TrainingCallback] = (),
         augment: Augment | None = None,
         checkpoint_path: str | Path | None = None,
+        task: Task = IMAGE_CLASSIFICATION,
+        parallel: SingleProcess | None = None,
     ) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
+        self.task = task
+        # One process, or this rank of a multi-process job (lbc_core.training.distributed).
+        self.parallel = parallel or SingleProcess()
+        self.device = self.parallel.device(resolve_device(config.device))
         self.model = model.to(self.device)
+        self.forward = self.parallel.wrap(self.model)
         self.sparsifier = sparsifier
         self.train_data = train_data
         self.val_data = val_data
@@ -189,10 +212,12 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type) if config.precision == "fp16" else None
         if config.rescales_gradients:
             sparsifier.defer_score_steps()
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.history: list[dict[str, Any]] = []
-        self.running: dict[str, float] = {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
+        self.running: dict[str, float] = self._zero_running()
         self.epoch, self.step, self.global_step = 0, 0, 0
+
+    def _zero_running(self) -> dict[str, float]:
+        return {**self.task.zero_stats(), "seconds": 0.0}
 
     # -- checkpoints -----------------------------------------------------------------------------
     def state(self) -> TrainingState:
@@ -211,7 +236,7 @@ class Trainer:
         )
 
     def save(self) -> Path | None:
-        if self.checkpoint_path is None:
+        if self.checkpoint_path is None or not self.parallel.rank.is_writer:
             return None
         state = self.state()
         path = save_checkpoint(state, self.checkpoint_path)
@@ -236,25 +261,30 @@ class Trainer:
         if self.scaler is not None and state.grad_scaler:
             self.scaler.load_state_dict(state.grad_scaler)
         _set_rng_state(state.rng, self.device)
+        if not self.parallel.rank.is_writer:  # the checkpoint holds rank 0's generator
+            torch.manual_seed(self.parallel.seed(self.config.seed + state.global_step))
         self.history = list(state.history)
         self.running = dict(state.running)
+        if not self.parallel.rank.is_writer:  # rank 0 carries the saved partial sums of every rank
+            self.running.update(self.task.zero_stats())
         self.epoch, self.step, self.global_step = state.epoch, state.step, state.global_step
 
     # -- training --------------------------------------------------------------------------------
     def fit(self) -> TrainOutcome:
         config = self.config
-        spe = steps_per_epoch(self.train_data, config)
+        spe = steps_per_epoch(self.train_data, config, self.task)
         total_steps = spe * config.epochs
         self.model.train()
         while self.epoch < config.epochs:
             epoch = self.epoch
-            batches = _batches(self.train_data, config, epoch)
+            batches = _batches(self.train_data, config, epoch, self.task)
             if self.step == 0:
-                self.running = {"loss": 0.0, "correct": 0.0, "count": 0.0, "seconds": 0.0}
+                self.running = self._zero_running()
             started = time.perf_counter()
             for step in range(self.step, len(batches)):
-                if any(cb.should_stop() for cb in self.callbacks):
+                if self.parallel.any(any(cb.should_stop() for cb in self.callbacks)):
                     self.running["seconds"] += time.perf_counter() - started
+                    self.running = self._global_running()  # the checkpoint holds all ranks' samples
                     self.save()
                     return TrainOutcome(
                         "stopped", self.epoch, self.step, self.global_step, list(self.history)
@@ -276,35 +306,49 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.sparsifier.on_step_start(epoch, step, spe, lr)
-        x = self.train_data.x[index].to(self.device, non_blocking=True)
-        y = self.train_data.y[index].to(self.device, non_blocking=True)
+        task = self.task
+        total = int(index.numel())
+        index = self.parallel.local_batch(index)
+        batch: Batch = task.batch(self.train_data, index).to(self.device)
         if self.augment is not None:
             # Seeded by position, so a resumed run augments exactly like an uninterrupted one.
-            generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) + step + 1)
-            x = self.augment(x, generator)
+            seed = self.parallel.seed(_epoch_seed(config.seed, epoch) + step + 1)
+            generator = torch.Generator().manual_seed(seed)
+            batch = batch.with_inputs(self.augment(batch.inputs, generator))
+        local = int(index.numel())
         self.optimizer.zero_grad(set_to_none=True)
-        count = int(y.shape[0])
         value = 0.0
-        parts = config.grad_accumulation_steps
-        for micro_x, micro_y in zip(x.tensor_split(parts), y.tensor_split(parts), strict=True):
-            if micro_y.numel() == 0:  # a last batch smaller than grad_accumulation_steps
+        # The rank's weight of its share in the ranks' average (1.0 with one process).
+        rank_weight = self.parallel.loss_weight(local, total)
+        alone = self.parallel.rank.world_size == 1
+        for micro in batch.split(config.grad_accumulation_steps):
+            rows = int(micro.inputs.shape[0])
+            # A last batch smaller than grad_accumulation_steps leaves empty micro-batches: one process
+            # skips them; a rank still runs them, since every backward joins the ranks' all-reduce.
+            if rows == 0 and alone:
                 continue
             with self._autocast():
-                logits = self.model(micro_x)
-                loss = self.loss_fn(logits, micro_y)
-            micro_value = float(loss.detach())
+                logits = task.forward(self.forward, micro)
+                if rows:
+                    loss = task.loss(logits, micro, label_smoothing=config.label_smoothing)
+                else:
+                    loss = logits.sum() * 0.0
+            micro_value = float(loss.detach())  # this process's samples (all of them with one process)
             if not math.isfinite(micro_value):
                 raise FloatingPointError(
                     f"loss became {micro_value} at epoch {epoch + 1}, step {step}; try a lower lr"
                 )
-            # Each micro-batch weighs its share of the batch: the summed gradients are the batch mean's.
-            share = micro_y.shape[0] / count
-            if share != 1.0:
-                loss = loss * share
-            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            # Each micro-batch weighs its share of the rank's batch: the summed gradients are its mean's.
+            share = rows / local if local else 1.0
+            weighted = loss * (share * rank_weight) if share * rank_weight != 1.0 else loss
+            (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
             value += micro_value * share
-            self.running["correct"] += int((logits.detach().argmax(dim=1) == micro_y).sum())
+            for key, stat in task.stats(logits.detach(), micro).items():
+                self.running[key] += stat
+        # Multi-process: gradients are the ranks' average now; LBC forms its signal from them and masks them.
+        self.parallel.after_backward(self.model)
         self._optimizer_step()
+        count = task.count(batch)
         self.running["loss"] += value * count
         self.running["count"] += count
         return value, lr
@@ -340,18 +384,24 @@ class Trainer:
             return torch.autocast(device_type=self.device.type, dtype=torch.float16)
         return contextlib.nullcontext()
 
+    def _global_running(self) -> dict[str, float]:
+        """The epoch's running statistics summed over the ranks (each one counts its own samples)."""
+        running = dict(self.running)
+        keys = tuple(self.task.zero_stats())
+        running.update(zip(keys, self.parallel.sum([running[k] for k in keys]), strict=True))
+        return running
+
     def _end_epoch(self, epoch: int, lr: float) -> None:
-        running = self.running
+        running = self._global_running()
         record: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": running["loss"] / max(running["count"], 1),
-            "train_accuracy": running["correct"] / max(running["count"], 1),
+            **{f"train_{key}": value for key, value in self.task.summarize(running).items()},
             "lr": lr,
             "seconds": running["seconds"],
         }
-        if self.val_data is not None:
-            val = evaluate(self.model, self.val_data, self.config.eval_batch_size, self.device)
-            record["val_loss"], record["val_accuracy"] = val["loss"], val["accuracy"]
+        if self.val_data is not None and self.parallel.rank.is_writer:
+            val = evaluate(self.model, self.val_data, self.config.eval_batch_size, self.device, self.task)
+            record.update({f"val_{key}": value for key, value in val.items()})
         # Metrics always say which mask they were measured with.
         record.update(self.sparsifier.metrics())
         self.history.append(record)

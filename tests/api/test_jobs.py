@@ -12,6 +12,7 @@ from safetensors.numpy import save
 from jobs import repository
 from jobs.db import transaction
 from jobs.models import Job, JobEvent
+from jobs.spec import METHODS
 from tests.api.conftest import AppFactory, Caller, Service, digits_spec
 
 BOTH = pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
@@ -119,6 +120,15 @@ def test_specs_at_the_limits_are_422_naming_the_field(service: Service) -> None:
     assert service.queued_messages("gpu") == []
 
 
+def test_a_hugging_face_model_path_is_a_422_until_models_are_uploads(service: Service) -> None:
+    """A path would name a directory on the worker's disk: the service never reads one."""
+    alice = service.caller()
+    spec = {**digits_spec(), "model": {"source": "huggingface", "path": "/srv/models/llama"}}
+    problems = _problems(service.client.post("/v1/jobs", json=spec, headers=alice.headers))
+    assert "does not exist" in problems["model.path"], problems
+    assert service.queued_messages("gpu") == []
+
+
 def test_malformed_bodies_use_the_same_envelope(service: Service) -> None:
     alice = service.caller()
     headers = {**alice.headers, "Content-Type": "application/json"}
@@ -198,6 +208,20 @@ def test_pagination_applies_filters_before_the_limit(service: Service) -> None:
         "/v1/jobs", params={"status": "queued", "pattern": "2:4"}, headers=alice.headers
     )
     assert len(by_status.json()["items"]) == 7
+
+
+def test_jobs_filter_by_every_method_the_spec_accepts_and_by_benchmark(service: Service) -> None:
+    alice = service.caller()
+    wanda = service.submit(alice, digits_spec(sparsity={"method": "wanda", "n": 2, "m": 4}))
+    service.submit(alice)
+    for method in (*METHODS, "benchmark"):
+        listed = service.client.get("/v1/jobs", params={"method": method}, headers=alice.headers)
+        assert listed.status_code == 200, method
+    page = service.client.get("/v1/jobs", params={"method": "wanda"}, headers=alice.headers).json()
+    assert [item["id"] for item in page["items"]] == [wanda["id"]]
+    assert set(
+        _problems(service.client.get("/v1/jobs", params={"method": "magnitude"}, headers=alice.headers))
+    ) == {"method"}
 
 
 def test_listing_parameters_are_validated(service: Service) -> None:

@@ -1,11 +1,11 @@
 """``GET /v1/models`` and the layer table behind it.
 
-``jobs/catalog_layers.json`` lists, for every architecture at its default arguments, each Linear/Conv2d
+``lbc_catalog/catalog_layers.json`` lists, for every architecture at its default arguments, each Linear/Conv2d
 layer with its weight shape and whether the default layer policy sparsifies it for M = 4, 8 and 16 (and
 why not). The API cannot build models (it never imports torch), so the table is generated from the
 engine and this test asserts it is current. After changing a model or the selection rules, regenerate it:
 
-    .venv/bin/python tests/api/test_models_endpoint.py > jobs/catalog_layers.json
+    .venv/bin/python tests/api/test_models_endpoint.py > lbc_catalog/catalog_layers.json
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from jobs.catalog import ARCHITECTURES
 from tests.api.conftest import Service
 
 ROOT = Path(__file__).resolve().parents[2]
-TABLE = ROOT / "jobs" / "catalog_layers.json"
+TABLE = ROOT / "lbc_catalog" / "catalog_layers.json"
 M_VALUES = (4, 8, 16)
 
 
@@ -76,7 +76,7 @@ def render() -> str:
 
 def test_layer_table_is_current() -> None:
     assert json.loads(TABLE.read_text()) == build_catalog_layers(), (
-        "jobs/catalog_layers.json is stale; regenerate it (see this module's docstring)"
+        "lbc_catalog/catalog_layers.json is stale; regenerate it (see this module's docstring)"
     )
 
 

@@ -15,7 +15,7 @@ from tests.api.conftest import AppFactory, Caller, Service, digits_spec
 
 BOTH = pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
 
-REPORT = {"schema": "lbc.speedup-report/2", "summary": {"median_layer_speedup": None}, "notes": ["..."]}
+REPORT = {"schema": "lbc.speedup-report/3", "summary": {"median_layer_speedup": None}, "notes": ["..."]}
 
 
 def finished_job(service: Service, caller: Caller, *, exports: bool = True, **spec: Any) -> dict[str, Any]:
@@ -335,5 +335,5 @@ def test_openapi_documents_the_benchmark_and_report_routes(service: Service) -> 
     report = schema["paths"]["/v1/jobs/{job_id}/report"]["get"]
     assert {"200", "304", "404"} <= set(report["responses"])
     documented = report["responses"]["200"]["content"]["application/json"]["schema"]
-    assert documented["properties"]["schema"] == {"const": "lbc.speedup-report/2"}
+    assert documented["properties"]["schema"] == {"const": "lbc.speedup-report/3"}
     assert "kind" in schema["components"]["schemas"]["JobSummary"]["properties"]

@@ -23,10 +23,19 @@ def test_jobs_package_imports_without_torch() -> None:
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 
+def test_the_library_imports_without_the_onnx_extra() -> None:
+    code = (
+        "import sys, lbc_core, lbc_core.export, lbc_core.pipeline, lbc_core.export.onnx_export; "
+        "loaded = sorted(m for m in ('onnx', 'onnxscript', 'onnxruntime', 'onnx_ir') if m in sys.modules); "
+        "assert not loaded, f'importing the library loaded {loaded}'"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
 def test_public_api_of_the_library_is_exactly_this() -> None:
     assert sorted(lbc_core.__all__) == sorted(
         [
-            "METHODS", "DataBundle", "DataConfig", "DatasetError", "ExportError", "ExportResult", "LayerPolicy",
+            "METHODS", "DataBundle", "DataConfig", "DatasetError", "ExportConfig", "ExportError", "ExportResult", "LayerPolicy",
             "ModelConfig", "NMPattern", "PatternError", "RemovalSchedule", "RunConfig", "RunError", "RunResult",
             "ScoreOptimizer", "Sparsifier", "SparsityConfig", "SparsityReport", "TrainConfig", "Trainer",
             "TrainingCallback", "build_model", "build_sparsifier", "evaluate", "export_all", "get_architecture",

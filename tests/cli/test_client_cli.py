@@ -502,3 +502,32 @@ def test_a_job_that_did_not_learn_is_flagged_by_submit_wait_status_and_jobs(
     table = lbc(server, "jobs").stdout.splitlines()
     row = next(r for r in table if r.startswith(stuck_id))
     assert "succeeded (did_not_learn)" in row
+
+
+def test_upload_model_streams_the_checked_files_of_a_directory(server: Server, tmp_path: Path) -> None:
+    from tests.hf_models import save_tiny_model
+
+    directory = save_tiny_model(tmp_path / "tiny-llama")
+    (directory / "README.md").write_text("# not sent: the engine never reads it")
+    result = lbc(server, "upload", "model", str(directory), "--name", "tiny llama")
+    assert result.returncode == 0, result.stderr
+    model_id = result.stdout.strip()
+    assert JOB_ID.match(model_id)
+    assert "sending 4 files" in result.stderr and "README.md" not in result.stderr
+    assert "uploaded model 'tiny llama' (llama, " in result.stderr and "tasks: causal-lm" in result.stderr
+    with api(server) as http:
+        summary = http.get(f"/v1/hf-models/{model_id}").json()["summary"]
+    assert summary["root"] == "tiny-llama" and summary["ignored"] == []
+
+
+def test_upload_model_refuses_a_pickle_before_sending_anything(server: Server, tmp_path: Path) -> None:
+    from tests.hf_models import hand_made_model, write_files
+
+    directory = write_files(tmp_path / "m", hand_made_model(**{"pytorch_model.bin": b"\x80\x02}q\x00."}))
+    with api(server) as http:
+        before = http.get("/v1/hf-models").json()["items"]
+    result = lbc(server, "upload", "model", str(directory))
+    assert result.returncode == 2, result.stderr
+    assert "pytorch_model.bin is refused: PyTorch .bin weights: a .bin is a pickle" in result.stderr
+    with api(server) as http:
+        assert http.get("/v1/hf-models").json()["items"] == before

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,6 +168,83 @@ def test_train_runs_and_writes_the_exports(tmp_path: Path) -> None:
     assert json.loads((out / "spec.json").read_text())["name"] == "tiny digits run"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["verified_nm"] is True and summary["pattern"] == "2:4"
+
+
+@pytest.mark.parametrize(
+    "sparsity",
+    [{"method": "wanda", "calibration_samples": 64}, {"method": "lbc", "score_init": "wanda"}],
+    ids=["wanda", "lbc-wanda-prior"],
+)
+def test_train_calibrates_wanda_and_ends_exactly_n_m(tmp_path: Path, sparsity: dict[str, Any]) -> None:
+    from lbc_core.export.masks import load_masks
+    from lbc_core.sparsity import NMPattern, is_nm_sparse
+
+    data = json.loads(json.dumps(TINY))
+    data["sparsity"].update(sparsity)
+    out = tmp_path / "out"
+    result = lbc("train", str(write_spec(tmp_path, data)), "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "verified N:M   yes" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["method"] == sparsity["method"] and summary["verified_nm"] is True
+    masks = load_masks(out / "export" / "masks.safetensors")
+    assert masks
+    for name, mask in masks.items():
+        assert is_nm_sparse(mask.float(), NMPattern(2, 4)) and int(mask.sum()) * 2 == mask.numel(), name
+    config = json.loads((out / "export" / "manifest.json").read_text())["extra"]["config"]["sparsity"]
+    assert config["score_init"] == sparsity.get("score_init", "uniform")
+    assert config["calibration_samples"] == sparsity.get("calibration_samples", 128)
+
+
+def test_export_onnx_writes_checked_onnx_files_the_manifest_describes(tmp_path: Path) -> None:
+    import onnxruntime
+
+    data = json.loads(json.dumps(TINY))
+    data["export"] = {"onnx": True}
+    out = tmp_path / "out"
+    result = lbc("train", str(write_spec(tmp_path, data)), "--out", str(out), "--quiet", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "  onnx           model.onnx verified, model.fp16.onnx verified" in result.stdout
+    assert "export/model.onnx" in result.stdout and "export/model.fp16.onnx" in result.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["onnx"] == {
+        "status": "exported",
+        "files": {"model.onnx": "verified", "model.fp16.onnx": "verified"},
+    }
+    manifest = json.loads((out / "export" / "manifest.json").read_text())
+    listed = {entry["name"]: entry for entry in manifest["files"]}
+    assert listed["model.onnx"]["role"] == "onnx" and listed["model.fp16.onnx"]["role"] == "onnx_fp16"
+    sparsified = {layer["name"] for layer in manifest["layers"]}
+    for variant in manifest["onnx"]["variants"]:
+        entries = {entry["layer"]: entry for entry in variant["initializers"] if entry["layer"]}
+        assert {layer for layer, entry in entries.items() if entry["pattern"] == "2:4"} == sparsified
+        assert all(entries[layer]["compliant_24"] for layer in sparsified)
+    # The graph takes the data as the model saw it (normalised digits) and gives the exported model's logits.
+    session = onnxruntime.InferenceSession(
+        str(out / "export" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    (logits,) = session.run(None, {"input": np.zeros((3, 1, 8, 8), dtype=np.float32)})
+    assert logits.shape == (3, 10)
+
+
+def test_export_onnx_must_be_a_boolean() -> None:
+    data = json.loads(json.dumps(TINY))
+    data["export"] = {"onnx": "yes"}
+    from jobs.spec import SpecError, parse_spec
+
+    with pytest.raises(SpecError, match=r"export\.onnx: Input should be a valid boolean"):
+        parse_spec(data)
+
+
+def test_train_on_two_processes_reports_progress_and_exports_once(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = lbc("train", str(write_spec(tmp_path, with_train(processes=2))), "--out", str(out), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "epoch 2/2" in result.stderr and "alive/group" in result.stderr  # rank 0's progress, relayed
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["verified_nm"] is True
+    assert json.loads((out / "spec.json").read_text())["train"]["processes"] == 2
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["last.pt"]  # written by rank 0 only
 
 
 def test_a_run_that_did_not_learn_ends_with_a_warning_that_says_what_to_change(tmp_path: Path) -> None:

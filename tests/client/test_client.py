@@ -390,6 +390,24 @@ def test_checkpoint_upload_get_list_delete(api: Client, tmp_path: Path) -> None:
     assert checkpoint.id not in [c.id for c in api.list_checkpoints()]
 
 
+def test_model_upload_from_a_directory_or_an_archive_get_list_delete(api: Client, tmp_path: Path) -> None:
+    from tests.hf_models import hand_made_model, write_files, zip_of
+
+    directory = write_files(tmp_path / "my-model", hand_made_model())
+    model = api.upload_model(directory)
+    assert (model.name, model.format, model.filename) == ("my-model.tar", "huggingface", "my-model.tar")
+    assert model.summary["model_type"] == "llama" and model.summary["root"] == "my-model"
+    assert api.get_hf_model(model.id) == model
+
+    archive = tmp_path / "again.zip"
+    archive.write_bytes(zip_of(hand_made_model()))
+    again = api.upload_model(archive, name="again")
+    assert again.name == "again" and again.summary["files"] == ["config.json", "model.safetensors"]
+    assert {model.id, again.id} <= {m.id for m in api.list_hf_models()}
+    api.delete_hf_model(model.id)
+    assert model.id not in [m.id for m in api.list_hf_models()]
+
+
 def test_models_lists_the_built_in_architectures(api: Client) -> None:
     models = {model.name: model for model in api.models()}
     assert {"mlp", "lenet5", "resnet20"} <= set(models)

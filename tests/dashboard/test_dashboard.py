@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from tests.dashboard.conftest import Server
+from tests.hf_models import hand_made_model, zip_of
 from tests.integration.support import LBC, wait_for
 
 try:
@@ -181,7 +182,7 @@ def _publish_speedup_report(server: Server, job_id: str, layers: list[dict[str, 
     from jobs.storage import make_store
 
     report = {
-        "schema": "lbc.speedup-report/2",
+        "schema": "lbc.speedup-report/3",
         "created_at": "2025-01-01T00:00:00Z",
         "model": {"name": "mlp", "class": "MLP", "pattern": "2:4", "input_shape": [64]},
         "environment": {
@@ -433,8 +434,10 @@ def test_upload_a_dataset_with_progress_then_pick_it_in_the_job_form(
     np.savez(data, x=rng.random((60, 1, 8, 8), dtype=np.float32), y=np.arange(60) % 3)
 
     page.goto(server.link)
-    page.get_by_role("navigation", name="Main").get_by_role("link", name="Datasets & checkpoints").click()
-    expect(page.get_by_role("heading", name="Datasets & checkpoints")).to_be_visible()
+    page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name="Datasets, checkpoints & models"
+    ).click()
+    expect(page.get_by_role("heading", name="Datasets, checkpoints & models")).to_be_visible()
     expect(page.locator("#datasets-list")).to_contain_text("No datasets uploaded yet")
     assert_everything_is_labelled(page)
     page.get_by_label("File").first.set_input_files(str(data))
@@ -451,6 +454,16 @@ def test_upload_a_dataset_with_progress_then_pick_it_in_the_job_form(
     dataset_id = row.get_attribute("data-id")
     shot(page, artifacts_dir, "10-datasets", full_page=False)
 
+    model_zip = tmp_path / "tiny-llama.zip"
+    model_zip.write_bytes(zip_of(hand_made_model()))
+    page.locator("#model-file").set_input_files(str(model_zip))
+    page.get_by_role("button", name="Upload model").click()
+    expect(page.locator("#model-upload-message")).to_contain_text("Uploaded tiny-llama.zip (huggingface")
+    expect(page.locator("#hf-models-table tbody tr").first).to_contain_text(
+        "llama, 4 parameters, tasks: causal-lm"
+    )
+    model_id = page.locator("#hf-models-table tbody tr").first.get_attribute("data-id")
+
     page.get_by_role("navigation", name="Main").get_by_role("link", name="New job").click()
     expect(page.locator("#f-dataset-path")).to_be_hidden()  # only for sources that read an upload
     page.locator("#f-dataset-source").select_option("npz")
@@ -458,6 +471,11 @@ def test_upload_a_dataset_with_progress_then_pick_it_in_the_job_form(
     page.locator("#f-dataset-path").select_option(dataset_id)
     page.locator("#f-model-architecture").select_option("mlp")
     expect(page.locator("#request-preview")).to_contain_text(f'"path": "{dataset_id}"')
+    expect(page.locator("#f-model-path")).to_be_hidden()  # only for Hugging Face models
+    page.locator("#f-model-source").select_option("huggingface")
+    expect(page.locator("#f-model-architecture")).to_be_hidden()
+    page.locator("#f-model-path").select_option(model_id)
+    expect(page.locator("#request-preview")).to_contain_text(f'"path": "{model_id}"')
 
 
 def test_a_measured_speedup_report_is_charted_against_no_gain(

@@ -113,3 +113,20 @@ def clean_environment() -> dict[str, str]:
     # `lbc serve` saves the client config; keep it away from the developer's own config file.
     env["LBC_CONFIG"] = os.path.join(tempfile.mkdtemp(prefix="lbc-config-"), "config.json")
     return env
+
+
+def spawned_children(pid: int) -> list[int]:
+    """Live processes that ``pid`` started with multiprocessing's spawn (the ranks of a multi-process job)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # exited meanwhile
+            continue
+        state, parent = stat.rsplit(")", 1)[1].split()[:2]
+        if int(parent) == pid and state != "Z" and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)

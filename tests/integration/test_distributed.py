@@ -30,7 +30,7 @@ from jobs.migrate import upgrade
 from jobs.models import Job, JobEvent
 from jobs.spec import dump_spec, parse_spec
 from lbc_core.sparsity import NMPattern, count_violations
-from tests.integration.support import Process, Processes, free_port, wait_for
+from tests.integration.support import Process, Processes, free_port, spawned_children, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -314,3 +314,40 @@ def test_a_lost_message_is_sent_again_by_the_reaper(stack: Stack) -> None:
     with transaction(stack.sessions) as session:
         assert session.scalar(select(Job.attempt).where(Job.id == job_id)) == 1
     assert torch.cuda.is_available() or (job.result is not None and job.result["device"] == "cpu")
+
+
+@pytest.mark.timeout(600)
+def test_a_two_process_job_survives_a_killed_rank_and_leaves_no_process_behind(stack: Stack) -> None:
+    """A job trained by 2 ranks (gloo): one rank is SIGKILLed after the first checkpoint. The attempt fails
+    as a machine fault, the launcher stops the other rank, the job goes back to the queue and the next
+    attempt resumes from the checkpoint on 2 new ranks and succeeds; no rank outlives its attempt."""
+    # One thread per rank: two ranks with a thread per core each would oversubscribe this 2-core machine.
+    # A longer lease: this test is about a rank that dies, not about heartbeats on a machine under load.
+    stack.processes.env.update({"LBC_WORKER_THREADS": "1", "LBC_LEASE_SECONDS": "30"})
+    client = stack.start(api=True, workers=("w1",), reaper=True)
+    spec = {  # 16 steps per epoch
+        "model": {"architecture": "mlp"},
+        "dataset": {"source": "digits", "limit": 600},
+        "sparsity": {"method": "lbc", "n": 2, "m": 4},
+        "train": {"epochs": 3, "batch_size": 30, "lr": 0.05, "device": "cpu", "processes": 2},
+        "benchmark": {"enabled": False},
+    }
+    job_id = submit(client, spec)
+    checkpoint = wait_for(lambda: stack.job(job_id).checkpoint_key, 180, "the first checkpoint upload")
+    job_process = int((stack.job(job_id).worker_id or "").rsplit("/", 1)[1])
+    first_ranks = wait_for(lambda: spawned_children(job_process), 10, "the ranks of attempt 1")
+    assert len(first_ranks) == 2
+
+    os.kill(first_ranks[-1], signal.SIGKILL)
+    wait_for(lambda: stack.job(job_id).attempt >= 2, 60, "the next attempt")
+    job = stack.wait_state(job_id, {"succeeded", "failed"}, 240)
+
+    assert job.state == "succeeded", job.error_message
+    assert job.attempt == 2 and job.result is not None and job.result["verified_nm"] is True
+    failures = [e.data for e in stack.events(job_id, "state") if e.data.get("state") == "queued"]
+    assert any("died with signal SIGKILL" in data.get("reason", "") for data in failures), failures
+    resumed = [e.data["resumed_from"] for e in stack.events(job_id, "phase") if "resumed_from" in e.data]
+    assert len(resumed) == 1 and resumed[0]["global_step"] >= int(Path(checkpoint).stem) > 0
+    assert job.progress["global_step"] == job.progress["total_steps"]  # nothing lost: every step was trained
+    assert not any(Path(f"/proc/{pid}").exists() for pid in first_ranks)
+    assert spawned_children(job_process) == []

@@ -30,6 +30,14 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 
 MINIMAL: dict[str, Any] = {"model": {"architecture": "lenet5"}, "dataset": {"source": "digits"}}
 MNIST = {"source": "mnist", "path": "data/mnist"}
+TEXT: dict[str, Any] = {
+    "model": {"source": "huggingface", "path": "models/llama"},
+    "dataset": {"source": "text", "path": "corpus.txt"},
+}
+LABELED: dict[str, Any] = {
+    "model": {"source": "huggingface", "path": "models/llama"},
+    "dataset": {"source": "labeled-text", "path": "t.csv"},
+}
 
 
 def with_fields(base: dict[str, Any] | None = None, **dotted: Any) -> dict[str, Any]:
@@ -64,10 +72,18 @@ def assert_rejected(data: Any, path: str, fragment: str = "") -> SpecError:
 # -- every field: good values accepted, bad values rejected with the field's path ---------------------------
 
 # (dotted path, base spec or None for MINIMAL, accepted values, rejected values)
+# A Hugging Face model directory instead of a catalog architecture.
+HF_MODEL: dict[str, Any] = {
+    "model": {"source": "huggingface", "path": "./my-llama"},
+    "dataset": {"source": "digits"},
+}
+
 FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("name", None, ["run 1", "x" * 200, None], ["", "x" * 201, 3]),
     ("model.architecture", None, architecture_names(), ["lenet6", "", 5, None]),
     ("model.checkpoint", None, ["dense.safetensors", None], ["", 7]),
+    ("model.source", None, ["catalog"], ["hub", "", 3, None]),
+    ("model.path", HF_MODEL, ["./my-llama", "5d1e2c3b4a5f6e7d8c9b0a1f2e3d4c5b"], ["", None, 3]),
     ("dataset.source", None, ["digits", "synthetic"], ["imagenet", "", None, 1]),
     ("dataset.val_fraction", None, [0.01, 0.5, 0.99], [0, 0.0, 1, 1.0, -0.1, "0.2", True]),
     ("dataset.val_size", None, [1, 500, None], [0, -3, 1.5, "10"]),
@@ -103,7 +119,24 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ),
     ("dataset.synthetic.num_classes", with_fields(dataset__source="synthetic"), [2, 10], [1, 0, 10**6]),
     ("dataset.synthetic.noise", with_fields(dataset__source="synthetic"), [0, 0.5, 100], [-0.1, 101, "x"]),
-    ("sparsity.method", None, ["lbc", "srste", "asp", "dense"], ["LBC", "magnitude", "", None]),
+    ("task", None, ["image-classification"], ["speech", "", None, 3, ["causal-lm"], {"a": 1}]),
+    ("dataset.block_size", {**TEXT, "task": "causal-lm"}, [2, 128, 65_536, None], [1, 0, 65_537, 2.5, "64"]),
+    ("dataset.max_length", {**LABELED, "task": "sequence-classification"}, [1, 512, None], [0, 65_537, "8"]),
+    ("dataset.tokenizer", dict(TEXT), ["tokenizer.json", "models/gpt", None], ["", 3]),
+    ("sparsity.method", None, ["lbc", "srste", "asp", "wanda", "dense"], ["LBC", "magnitude", "", None]),
+    ("sparsity.score_init", None, ["uniform", "magnitude", "wanda"], ["Wanda", "random", "", None]),
+    (
+        "sparsity.prior_strength",
+        with_fields(sparsity__score_init="magnitude"),
+        [0.001, 1, 1000],
+        [0, -1, 1001, "1", None],
+    ),
+    (
+        "sparsity.calibration_samples",
+        with_fields(sparsity__method="wanda"),
+        [1, 128, 65_536, None],
+        [0, -1, 65_537, 1.5, "128"],
+    ),
     ("sparsity.n", with_fields(sparsity__m=16), [1, 2, 15], [0, -1, 16, 2.5, "2"]),
     ("sparsity.m", with_fields(sparsity__n=1), [2, 4, 8, 16], [1, 0, 17, 32, 4.0]),
     ("sparsity.srste_lambda", None, [0, 2e-4, 1], [-1e-4, 2, None]),
@@ -141,6 +174,8 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
     ("train.drop_last", None, [True, False], [None, "x"]),
     ("train.precision", None, ["fp32", "bf16", "fp16"], ["fp8", "BF16", None]),
     ("train.grad_accumulation_steps", None, [1, 4, 128], [0, -1, 129, 1.5]),
+    ("train.processes", with_fields(train__batch_size=64), [1, 2, 64], [0, 65, 1.5, "2", None]),
+    ("train.sync_batchnorm", None, [True, False], [None, "yes"]),
     ("benchmark.enabled", None, [True, False], [None, "on"]),
     ("benchmark.device", None, ["cpu", "cuda:1", None], ["tpu", ""]),
     ("benchmark.batch_sizes", None, [[1], [1, 64, 256]], [[], [0], [65_537], [1, 1], list(range(1, 18))]),
@@ -151,6 +186,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any] | None, list[Any], list[Any]]] = [
         [["float16"], ["float32", "bfloat16"]],
         [[], ["int4"], ["float16", "float16"]],
     ),
+    ("export.onnx", None, [True, False], [None, "yes", 1]),
     ("limits.time_limit_s", None, [1, 3600, None], [0, -5, 31 * 86_400, 1.5]),
     ("limits.priority", None, [0, 5, 9], [-1, 10, "high"]),
     ("limits.queue", None, ["default", "h100", "gpu-a.1"], ["", "Upper", "-x", "a" * 65, "a b"]),
@@ -383,6 +419,15 @@ def test_warmup_must_be_shorter_than_training() -> None:
     assert_rejected(with_fields(train__epochs=3, train__warmup_epochs=3), "train.warmup_epochs", "epochs (3)")
 
 
+def test_every_process_of_a_job_needs_a_share_of_each_batch_and_sync_batchnorm_needs_gpus() -> None:
+    assert_rejected(with_fields(train__batch_size=4, train__processes=8), "train.processes", "batch_size (4)")
+    assert_rejected(
+        with_fields(train__device="cpu", train__processes=2, train__sync_batchnorm=True),
+        "train.sync_batchnorm",
+        "needs CUDA",
+    )
+
+
 def test_train_cross_field_checks() -> None:
     assert_rejected(with_fields(train__lr=0.01, train__min_lr=0.1), "train.min_lr")
     # The default lr depends on the batch size: a floor needs the lr it sits under.
@@ -488,6 +533,35 @@ def test_load_text() -> None:
     assert load_spec(json.dumps(MINIMAL)).dataset.source == "digits"
 
 
+@pytest.mark.parametrize(
+    ("sparsity", "path", "fragment"),
+    [
+        ({"method": "srste", "score_init": "magnitude"}, "sparsity.score_init", "only applies to method lbc"),
+        ({"method": "wanda", "score_init": "wanda"}, "sparsity.score_init", "only applies to method lbc"),
+        ({"method": "asp", "calibration_samples": 64}, "sparsity.calibration_samples", "method wanda"),
+        ({"method": "lbc", "calibration_samples": 64}, "sparsity.calibration_samples", "score_init wanda"),
+        ({"method": "lbc", "prior_strength": 0.1}, "sparsity.prior_strength", "a uniform start has no prior"),
+        (
+            {"method": "lbc", "score_init": "magnitude", "calibration_samples": 64},
+            "sparsity.calibration_samples",
+            "nothing else reads activations",
+        ),
+    ],
+)
+def test_score_init_and_calibration_are_refused_where_the_method_does_not_use_them(
+    sparsity: dict[str, Any], path: str, fragment: str
+) -> None:
+    assert_rejected(with_fields(sparsity=sparsity), path, fragment)
+
+
+def test_calibration_samples_are_accepted_where_activations_are_read() -> None:
+    for sparsity in (
+        {"method": "wanda", "calibration_samples": 32},
+        {"score_init": "wanda", "calibration_samples": 32},
+    ):
+        assert parse_spec(with_fields(sparsity=sparsity)).sparsity.calibration_samples == 32
+
+
 def test_every_problem_is_listed_with_its_path() -> None:
     text = (
         "model: {architecture: lenet6}\n"
@@ -543,7 +617,8 @@ def test_json_schema_rejects_extra_fields_and_lists_architectures() -> None:
     schema = json_schema()
     assert schema["additionalProperties"] is False
     assert all(d["additionalProperties"] is False for d in schema["$defs"].values())
-    assert schema["$defs"]["ModelSpec"]["properties"]["architecture"]["enum"] == architecture_names()
+    architecture = schema["$defs"]["ModelSpec"]["properties"]["architecture"]["anyOf"]
+    assert architecture == [{"type": "string", "enum": architecture_names()}, {"type": "null"}]
 
 
 def test_every_field_has_a_description() -> None:
@@ -563,7 +638,7 @@ def test_field_docs_document_every_field() -> None:
         assert f"  {path}: " in docs, path
     assert "train.epochs: integer; default 10" in docs
     assert ">= 1, <= 10000" in docs
-    assert "model.architecture: one of mlp, lenet5" in docs and "; required" in docs
+    assert "model.architecture: one of mlp, lenet5" in docs and "required for source catalog" in docs
     assert "KEPT" in docs
 
 
@@ -599,3 +674,59 @@ def test_mnist_examples_use_the_shared_test_set() -> None:
     for name in ("mnist-lenet-lbc-2of4.yaml", "mnist-srste-2of4.yaml"):
         spec = load_spec(REPO / "examples" / name)
         assert spec.dataset.path == "../shared/data/mnist-t10k" and spec.dataset.val_size == 2000
+
+
+# -- tasks -----------------------------------------------------------------------------------------------
+
+
+def test_the_task_defaults_to_the_one_the_source_serves() -> None:
+    assert parse_spec(MINIMAL).task == "image-classification"
+    assert parse_spec(TEXT).task == "causal-lm"
+    assert parse_spec(LABELED).task == "sequence-classification"
+
+
+@pytest.mark.parametrize(
+    ("task", "data", "message"),
+    [
+        (
+            "causal-lm",
+            MINIMAL,
+            "task causal-lm reads sources text, not 'digits' (which is for task image-classification)",
+        ),
+        (
+            "image-classification",
+            TEXT,
+            "task image-classification reads sources digits, mnist, npz, imagefolder",
+        ),
+        (
+            "sequence-classification",
+            TEXT,
+            "reads sources labeled-text, not 'text' (which is for task causal-lm)",
+        ),
+    ],
+)
+def test_a_task_and_a_source_that_do_not_fit_are_refused(
+    task: str, data: dict[str, Any], message: str
+) -> None:
+    assert_rejected({**data, "task": task}, "dataset.source", message)
+
+
+def test_text_fields_belong_to_text_sources() -> None:
+    assert_rejected(with_fields(dataset__block_size=64), "dataset.block_size", "only used by source 'text'")
+    assert_rejected(
+        with_fields(LABELED, dataset__block_size=64), "dataset.block_size", "only used by source 'text'"
+    )
+    assert_rejected(with_fields(TEXT, dataset__max_length=64), "dataset.max_length", "'labeled-text'")
+    assert_rejected(with_fields(dataset__tokenizer="t.json"), "dataset.tokenizer", "text, labeled-text")
+    assert_rejected(with_fields(TEXT, dataset__augment=True), "dataset.augment", "for images, not text")
+
+
+def test_pretrained_text_models_default_to_adamw_with_warm_up_and_image_catalog_models_keep_sgd() -> None:
+    image = parse_spec(MINIMAL).train
+    assert (image.optimizer, image.lr, image.warmup_epochs, image.weight_decay) == ("sgd", None, 0.0, 5e-4)
+    text = parse_spec(with_fields(TEXT, train__epochs=20)).train
+    assert (text.optimizer, text.lr, text.warmup_epochs, text.weight_decay) == ("adamw", 5e-5, 2.0, 0.01)
+    given = parse_spec(with_fields(TEXT, train__optimizer="sgd", train__warmup_epochs=0.0)).train
+    assert (given.optimizer, given.warmup_epochs, given.weight_decay) == ("sgd", 0.0, 0.01)
+    # The filled-in values are part of the spec, so a stored job records what it trained with.
+    assert dump_spec(parse_spec(TEXT))["train"]["optimizer"] == "adamw"

@@ -93,7 +93,7 @@ def test_the_issue_examples_are_far_too_big_without_building_them() -> None:
 def test_arguments_are_filled_from_the_data_as_the_engine_does(
     architecture: str, input_shape: tuple[int, ...]
 ) -> None:
-    data = SimpleNamespace(num_classes=7, input_shape=input_shape)
+    data = SimpleNamespace(num_classes=7, input_shape=input_shape, vocab_size=None)
     given = {"width": 0.5} if "width" in ARCHITECTURES[architecture].defaults else {}
     engine = pipeline.model_arguments(pipeline.ModelConfig(architecture, given), data)  # type: ignore[arg-type]
     expected = {**ARCHITECTURES[architecture].defaults, **engine}

@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from tests.hf_models import TINY_LLAMA, hand_made_model, tar_of, zip_of
+from tests.hf_models import safetensors_of as hf_safetensors
+
 # The limits the API is run with in these tests, and the same caps for the worker's extraction.
 MAX_UPLOAD_BYTES = 1 << 20
 MAX_MEMBERS = 50
@@ -213,6 +216,8 @@ def valid_for(kind: str) -> tuple[str, bytes, dict[str, str]]:
     """A small valid upload of ``kind`` (filename, bytes, form fields): the app must still take it."""
     if kind == "datasets":
         return "ok.npz", npz_bytes(), {"format": "npz"}
+    if kind == "hf-models":
+        return "ok.zip", zip_of(hand_made_model()), {}
     return "ok.safetensors", safetensors_of({"w": ("F32", [2], np.ones(2, "<f4").tobytes())}), {}
 
 
@@ -233,6 +238,17 @@ class Hostile:
 
 def _const(data: bytes) -> Callable[[Path, Path], bytes]:
     return lambda escape, scratch: data
+
+
+def _model_zip(**files: bytes) -> Callable[[Path, Path], bytes]:
+    """A Hugging Face model directory zipped under a wrapper folder, with ``files`` added or replaced."""
+    return _const(zip_of(hand_made_model(**files), prefix="my-model/"))
+
+
+def _config(**keys: Any) -> bytes:
+    import json
+
+    return json.dumps({**TINY_LLAMA, **keys}).encode()
 
 
 def _fifo_zip(escape: Path, scratch: Path) -> bytes:
@@ -312,6 +328,27 @@ HOSTILE: list[Hostile] = [
     Hostile("safetensors-truncated", "checkpoints", None, "w.safetensors", _const(safetensors_of({"w": ("F32", [4], bytes(16))})[:-4]), 422, "fall outside"),
     Hostile("png-as-checkpoint", "checkpoints", None, "w.safetensors", _const(PNG), 422, "not a safetensors file"),
     Hostile("oversized-checkpoint", "checkpoints", None, "w.safetensors", _const(safetensors_of({"w": ("U8", [MAX_UPLOAD_BYTES + 1], bytes(MAX_UPLOAD_BYTES + 1))})), 413, f"limit of {MAX_UPLOAD_BYTES} bytes"),
+    # Hugging Face model directories (zip or tar archives): code, pickles, lying headers, huge declarations
+    Hostile("hf-auto-map", "hf-models", None, "m.zip", _model_zip(**{"config.json": _config(auto_map={"AutoModel": "modeling_evil.Evil"})}), 422, "config.json has keys the server refuses: auto_map"),
+    Hostile("hf-trust-remote-code", "hf-models", None, "m.zip", _model_zip(**{"config.json": _config(trust_remote_code=True)}), 422, "trust_remote_code (the server never runs code"),
+    Hostile("hf-tokenizer-auto-map", "hf-models", None, "m.zip", _model_zip(**{"tokenizer_config.json": b'{"auto_map": {"AutoTokenizer": ["t.T", null]}}'}), 422, "tokenizer_config.json has keys the server refuses: auto_map"),
+    Hostile("hf-modeling-code", "hf-models", None, "m.zip", _model_zip(**{"modeling_evil.py": b"import os; os.system('touch pwned')"}), 422, "modeling_evil.py is refused: Python source is code"),
+    Hostile("hf-unknown-model-type", "hf-models", None, "m.zip", _model_zip(**{"config.json": b'{"model_type": "evilnet"}'}), 422, "model_type 'evilnet' is not an allowed architecture"),
+    Hostile("hf-pytorch-bin", "hf-models", None, "m.zip", lambda e, s: zip_of(hand_made_model(**{"pytorch_model.bin": evil_pickle(e)})), 422, "pytorch_model.bin is refused: PyTorch .bin weights: a .bin is a pickle"),
+    Hostile("hf-renamed-pickle", "hf-models", None, "m.zip", lambda e, s: zip_of(hand_made_model(**{"notes/readme.txt": evil_pickle(e, protocol=4)})), 422, "notes/readme.txt is refused: its content is a pickle (protocol 4)"),
+    Hostile("hf-pickle-as-safetensors", "hf-models", None, "m.tar.gz", lambda e, s: tar_of(hand_made_model(**{"model.safetensors": evil_pickle(e)})), 422, "model.safetensors is refused: its content is a pickle (protocol 2)"),
+    Hostile("hf-torch-zip-renamed", "hf-models", None, "m.zip", lambda e, s: zip_of(hand_made_model(**{"extra.data": evil_torch_zip(e)})), 422, "extra.data is refused: its content is a zip archive"),
+    Hostile("hf-pt2-program", "hf-models", None, "m.zip", _model_zip(**{"model.pt2": zip_bytes({"model/archive_format": b"pt2"})}), 422, "a .pt2 exported program can run code when it is loaded"),
+    Hostile("hf-shape-mismatch", "hf-models", None, "m.zip", _model_zip(**{"model.safetensors": hf_safetensors({"w": ("F32", [4, 4], bytes(16))})}), 422, "tensor 'w': F32 [4, 4] needs 64 bytes but data_offsets span 16"),
+    Hostile("hf-nan-weights", "hf-models", None, "m.tar.gz", lambda e, s: tar_of(hand_made_model(**{"model.safetensors": hf_safetensors({"ok": ("F32", [2], bytes(8)), "w": ("BF16", [3], struct.pack("<HHH", 0x3F80, 0x7F80, 0x7FC0))})})), 422, "model.safetensors: tensor 'w' holds 2 NaN or infinite value(s)"),
+    Hostile("hf-huge-header-shape", "hf-models", None, "m.zip", _model_zip(**{"model.safetensors": hf_safetensors({"w": ("F32", [1 << 31, 1 << 31, 1 << 31], bytes(16))})}), 422, "declares 9903520314283042199192993792 elements, over the limit"),
+    Hostile("hf-huge-config", "hf-models", None, "m.zip", _model_zip(**{"config.json": _config(hidden_size=1 << 40, num_hidden_layers=10**9)}), 422, "hidden_size must be an integer from 1 to 65536"),
+    Hostile("hf-tokenizer-not-json", "hf-models", None, "m.zip", _model_zip(**{"tokenizer.json": b"\x00\x01 this is not json"}), 422, "tokenizer.json is not valid JSON"),
+    Hostile("hf-tokenizer-deep", "hf-models", None, "m.zip", _model_zip(**{"tokenizer.json": b"[" * 100_000 + b"]" * 100_000}), 422, "tokenizer.json nests 100000 levels deep"),
+    Hostile("hf-zip-dotdot", "hf-models", None, "m.zip", _const(zip_of({**hand_made_model(), "../../config.json": b"{}"})), 422, "'..' path component", "'..' path component"),
+    Hostile("hf-tar-absolute", "hf-models", None, "m.tar.gz", lambda e, s: tar_of({**hand_made_model(), str(e / "config.json"): b"{}"}), 422, "absolute path", "absolute path"),
+    Hostile("hf-single-file", "hf-models", None, "model.safetensors", _const(hf_safetensors({"w": ("F32", [1], bytes(4))})), 422, "a model is uploaded as a .zip or .tar(.gz) archive"),
+    Hostile("hf-no-weights", "hf-models", None, "m.zip", _const(zip_of({"config.json": _config()})), 422, "no weights: expected model.safetensors"),
 ]  # fmt: skip
 
 ARCHIVE_CASES = [case for case in HOSTILE if case.extract is not None]

@@ -62,7 +62,7 @@ def masks_file() -> bytes:
 # The smallest report that conforms to jobs/speedup_report.schema.json (what a CPU benchmark with no layer
 # timings writes), so that the 200 of GET /report is checked against its documented schema.
 REPORT: dict[str, Any] = {
-    "schema": "lbc.speedup-report/2",
+    "schema": "lbc.speedup-report/3",
     "created_at": "2026-01-01T00:00:00Z",
     "model": {"name": None, "class": "LeNet5", "pattern": "2:4", "input_shape": [1, 28, 28]},
     "environment": {

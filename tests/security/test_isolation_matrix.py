@@ -28,6 +28,7 @@ from fastapi.routing import iter_route_contexts
 from safetensors.numpy import save
 
 from tests.api.conftest import Caller, Service, digits_spec
+from tests.hf_models import hand_made_model, zip_of
 
 CALLERS = ("owner", "other", "admin", "no_key", "bad_key")
 BAD_KEY = {"Authorization": "Bearer lbc_0123456789abcdefNOTAREALKEY"}
@@ -52,7 +53,7 @@ def checkpoint_bytes() -> bytes:
     return save({"features.0.weight": np.zeros((4, 1, 3, 3), np.float32)})
 
 
-REPORT = {"schema": "lbc.speedup-report/2", "summary": {"median_layer_speedup": None}, "notes": []}
+REPORT = {"schema": "lbc.speedup-report/3", "summary": {"median_layer_speedup": None}, "notes": []}
 
 
 @dataclass
@@ -125,11 +126,11 @@ class World:
         return job_id
 
     def upload(self, kind: str) -> str:
-        filename, data, form = (
-            ("d.npz", npz_bytes(), {"format": "npz"})
-            if kind == "datasets"
-            else ("c.safetensors", checkpoint_bytes(), {})
-        )
+        filename, data, form = {
+            "datasets": ("d.npz", npz_bytes(), {"format": "npz"}),
+            "checkpoints": ("c.safetensors", checkpoint_bytes(), {}),
+            "hf-models": ("m.zip", zip_of(hand_made_model()), {}),
+        }[kind]
         response = self.service.client.post(
             f"/v1/{kind}",
             files={"file": (filename, data, "application/octet-stream")},
@@ -145,6 +146,9 @@ class World:
     def checkpoint(self) -> str:
         return self.upload("checkpoints")
 
+    def hf_model(self) -> str:
+        return self.upload("hf-models")
+
 
 @pytest.fixture
 def world(service: Service) -> World:
@@ -153,6 +157,7 @@ def world(service: Service) -> World:
     w.ids["benchmark"] = w.benchmark_job()
     w.ids["dataset"] = w.dataset()
     w.ids["checkpoint"] = w.checkpoint()
+    w.ids["hf_model"] = w.hf_model()
     return w
 
 
@@ -230,6 +235,8 @@ OBJECT_CASES: list[Case] = [
     Case("DELETE", "/v1/datasets/{dataset_id}", "dataset", 204, make="dataset"),
     Case("GET", "/v1/checkpoints/{checkpoint_id}", "checkpoint", 200),
     Case("DELETE", "/v1/checkpoints/{checkpoint_id}", "checkpoint", 204, make="checkpoint"),
+    Case("GET", "/v1/hf-models/{model_id}", "hf_model", 200),
+    Case("DELETE", "/v1/hf-models/{model_id}", "hf_model", 204, make="hf_model"),
     Case("GET", "/v1/models/{name}", "model", 200, params={"name": "lenet5"}, public_catalog=True),
 ]
 
@@ -242,6 +249,8 @@ COLLECTION_ROUTES: dict[tuple[str, str], int] = {
     ("POST", "/v1/datasets"): 201,
     ("GET", "/v1/checkpoints"): 200,
     ("POST", "/v1/checkpoints"): 201,
+    ("GET", "/v1/hf-models"): 200,
+    ("POST", "/v1/hf-models"): 201,
     ("GET", "/v1/models"): 200,
 }
 
@@ -312,7 +321,7 @@ def assert_no_key_in(response: Any, tokens: list[str]) -> None:
 def url_for(case: Case, object_id: str) -> str:
     path = case.route.replace("{name:path}", "{name}")
     values = {**case.params}
-    for param in ("job_id", "dataset_id", "checkpoint_id"):
+    for param in ("job_id", "dataset_id", "checkpoint_id", "model_id"):
         values[param] = object_id
     return path.format(**values)
 
@@ -330,7 +339,13 @@ def object_for(world: World, case: Case, caller: str) -> str:
 
 def unchanged(world: World, case: Case, object_id: str, before: dict[str, Any]) -> None:
     """B's refused attempt left A's object as it was."""
-    collection = {"job": "jobs", "benchmark": "jobs", "dataset": "datasets", "checkpoint": "checkpoints"}
+    collection = {
+        "job": "jobs",
+        "benchmark": "jobs",
+        "dataset": "datasets",
+        "checkpoint": "checkpoints",
+        "hf_model": "hf-models",
+    }
     if case.kind not in collection:
         return
     response = world.service.client.get(
@@ -352,7 +367,9 @@ def test_object_routes_by_caller(world: World, case: Case, caplog: pytest.LogCap
         headers = world.headers(caller)
         before: dict[str, Any] = {}
         if caller == "other" and not case.public_catalog:
-            collection = {"dataset": "datasets", "checkpoint": "checkpoints"}.get(case.kind, "jobs")
+            collection = {"dataset": "datasets", "checkpoint": "checkpoints", "hf_model": "hf-models"}.get(
+                case.kind, "jobs"
+            )
             before = client.get(f"/v1/{collection}/{object_id}", headers=world.owner.headers).json()
         response = client.request(case.method, url, params=case.query, headers=headers)
         assert_no_key_in(response, world.tokens)
@@ -386,6 +403,7 @@ def test_collection_routes_by_caller(world: World, caplog: pytest.LogCaptureFixt
     uploads = {
         "/v1/datasets": {"files": {"file": ("d.npz", npz_bytes())}, "data": {"format": "npz"}},
         "/v1/checkpoints": {"files": {"file": ("c.safetensors", checkpoint_bytes())}},
+        "/v1/hf-models": {"files": {"file": ("m.zip", zip_of(hand_made_model()))}},
     }
     bodies = {
         "/v1/jobs": {"json": digits_spec()},
@@ -404,7 +422,12 @@ def test_collection_routes_by_caller(world: World, caplog: pytest.LogCaptureFixt
         responses.append(response)
 
     # Lists: A sees its own, B nothing of A's, the admin everything.
-    for kind, collection in (("job", "jobs"), ("dataset", "datasets"), ("checkpoint", "checkpoints")):
+    for kind, collection in (
+        ("job", "jobs"),
+        ("dataset", "datasets"),
+        ("checkpoint", "checkpoints"),
+        ("hf_model", "hf-models"),
+    ):
         mine = world.ids[kind]
         listed = {
             caller: client.get(f"/v1/{collection}", headers=world.headers(caller))
@@ -426,6 +449,12 @@ def test_collection_routes_by_caller(world: World, caplog: pytest.LogCaptureFixt
         responses += [theirs, nothing]
         a, b = envelope(theirs, 422, "validation_error"), envelope(nothing, 422, "validation_error")
         assert json.dumps(a["details"]).replace(world.ids["dataset"], ghost) == json.dumps(b["details"])
+    model_spec = lambda ref: digits_spec(model={"source": "huggingface", "path": ref})  # noqa: E731
+    theirs = client.post("/v1/jobs", json=model_spec(world.ids["hf_model"]), headers=world.other.headers)
+    nothing = client.post("/v1/jobs", json=model_spec(ghost), headers=world.other.headers)
+    responses += [theirs, nothing]
+    a, b = envelope(theirs, 422, "validation_error"), envelope(nothing, 422, "validation_error")
+    assert json.dumps(a["details"]).replace(world.ids["hf_model"], ghost) == json.dumps(b["details"])
     for ref in (world.ids["job"], ghost):
         response = client.post(
             "/v1/benchmarks", json={"source": {"job_id": ref}}, headers=world.other.headers

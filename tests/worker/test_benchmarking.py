@@ -32,6 +32,7 @@ from jobs.db import transaction
 from jobs.models import Checkpoint, Job
 from jobs.queue import route_job
 from jobs.settings import Settings
+from jobs.spec import parse_spec
 from jobs.states import JobState
 from lbc_core import benchmark as lbc_benchmark
 from lbc_core.benchmark import report as lbc_report
@@ -152,7 +153,31 @@ def test_the_schema_copy_and_artifact_names_match_the_library() -> None:
 
 
 # -- after training -----------------------------------------------------------------------------------------
-def test_sparsify_job_publishes_an_honest_cpu_report(ctx: WorkerContext, tmp_path: Path) -> None:
+def _without_native_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A CPU worker where the native N:M kernel cannot be built (no compiler)."""
+    monkeypatch.setenv("LBC_NM_CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("LBC_NM_BUILD_DIR", str(tmp_path / "nm-build"))
+
+
+def test_sparsify_job_on_a_cpu_with_the_native_kernel_times_it(ctx: WorkerContext, tmp_path: Path) -> None:
+    job_id = submit(ctx, with_benchmark(FAST))
+    assert execution.run_job(ctx, job_id) == JobState.SUCCEEDED
+    report = report_of(ctx, job_id, tmp_path)
+    _validate(report, report_schema())
+    env = report["environment"]
+    assert env["sparse_kernels"] is True and env["backend"].startswith("lbc-nm ")
+    for layer in report["layers"]:
+        for m in layer["measurements"]:
+            assert m["sparse"]["median_ms"] > 0 and m["speedup"] > 0
+    speedup = (load(ctx, job_id).result or {})["speedup"]
+    assert speedup["sparse_kernels"] is True and speedup["median_layer_speedup"] is not None
+    assert "against PyTorch's dense linear" in speedup["verdict"]
+
+
+def test_sparsify_job_publishes_an_honest_cpu_report(
+    ctx: WorkerContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_native_kernel(monkeypatch, tmp_path)
     job_id = submit(ctx, with_benchmark(FAST))
 
     assert execution.run_job(ctx, job_id) == JobState.SUCCEEDED
@@ -169,7 +194,7 @@ def test_sparsify_job_publishes_an_honest_cpu_report(ctx: WorkerContext, tmp_pat
 
     report = report_of(ctx, job_id, tmp_path)
     _validate(report, report_schema())
-    assert report["schema"] == "lbc.speedup-report/2"
+    assert report["schema"] == "lbc.speedup-report/3"
     assert report["notes"][0] == NO_KERNEL_NOTE  # the plain CPU wording, first
     assert report["environment"]["device"] == "cpu" and report["environment"]["sparse_kernels"] is False
     # The exported model was timed: its layers, its data's input shape, its validation accuracy.
@@ -207,8 +232,9 @@ def test_sparsify_job_publishes_an_honest_cpu_report(ctx: WorkerContext, tmp_pat
 
 
 def test_a_model_that_did_not_learn_is_flagged_in_the_result_the_log_and_the_report(
-    ctx: WorkerContext, tmp_path: Path
+    ctx: WorkerContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    _without_native_kernel(monkeypatch, tmp_path)
     spec = with_benchmark(FAST)
     # Nothing moves: the loss stays at ln(10), the accuracy at chance. (With LBC, choosing the masks alone
     # would teach a random MLP something; ASP's masks are fixed at the start.)
@@ -307,7 +333,10 @@ def test_cancel_while_benchmarking_cancels_the_job(
 
 
 # -- benchmark jobs -----------------------------------------------------------------------------------------
-def test_benchmark_job_of_a_finished_job(ctx: WorkerContext, tmp_path: Path) -> None:
+def test_benchmark_job_of_a_finished_job(
+    ctx: WorkerContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_native_kernel(monkeypatch, tmp_path)
     source_id = submit(ctx, with_benchmark(FAST, enabled=False))
     assert execution.run_job(ctx, source_id) == JobState.SUCCEEDED
     source = load(ctx, source_id)
@@ -365,7 +394,8 @@ def test_benchmark_job_of_an_uploaded_checkpoint(ctx: WorkerContext, tmp_path: P
     assert report["savings"]["sparsified_nonzeros"] * 2 == report["savings"]["sparsified_params"]
     job = load(ctx, job_id)
     assert job.checkpoint_id == checkpoint_id
-    assert (job.result or {})["speedup"]["layers_not_applicable"] == len(layers)
+    # The convolution has no CPU sparse kernel; the Linear layers run on the N:M CPU kernel.
+    assert (job.result or {})["speedup"]["layers_not_applicable"] == 1  # features.3
 
 
 def test_an_uploaded_checkpoint_that_is_not_nm_fails_with_a_clear_message(
@@ -498,3 +528,10 @@ def test_benchmark_job_on_the_gpu_measures_the_2_4_kernel(ctx: WorkerContext, tm
         assert m["recommendation"] in ("sparse", "dense")
     assert NO_KERNEL_NOTE not in report["notes"]
     assert speedup["median_layer_speedup"] == pytest.approx(report["summary"]["median_layer_speedup"])
+
+
+def test_a_text_task_gets_no_speedup_report_and_says_why(tmp_path: Path) -> None:
+    spec = parse_spec({"model": {"architecture": "lenet5"}, "dataset": {"source": "text", "path": "c.txt"}})
+    files, summary = benchmarking.report_after_training(spec, tmp_path / "export", tmp_path / "report")
+    assert files == []
+    assert summary["message"] == "the speedup report times image models; task causal-lm gets none yet"

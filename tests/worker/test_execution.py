@@ -202,6 +202,31 @@ def execution_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_a_job_asking_for_onnx_publishes_both_graphs_with_the_manifests_hashes(
+    ctx: WorkerContext, tmp_path: Path
+) -> None:
+    spec = json.loads(json.dumps(FAST))
+    spec["export"] = {"onnx": True}
+    spec["benchmark"] = {"enabled": False}
+    job_id = submit(ctx, spec)
+    assert execution.run_job(ctx, job_id) == JobState.SUCCEEDED
+    job = load(ctx, job_id)
+    assert job.result is not None
+    assert job.result["onnx"] == {
+        "status": "exported",
+        "files": {"model.onnx": "verified", "model.fp16.onnx": "verified"},
+    }
+    with transaction(ctx.sessions) as session:
+        artifacts = {a.name: a for a in repository.list_artifacts(session, job_id)}
+    assert {"model.onnx", "model.fp16.onnx", "manifest.json"} <= set(artifacts)
+    manifest_path = tmp_path / "manifest.json"
+    ctx.store.download_file(artifacts["manifest.json"].storage_key, manifest_path)
+    listed = {entry["name"]: entry for entry in json.loads(manifest_path.read_text())["files"]}
+    for name in ("model.onnx", "model.fp16.onnx"):
+        assert artifacts[name].sha256 == listed[name]["sha256"]
+        assert artifacts[name].content_type == "application/octet-stream"
+
+
 def test_artifact_rows_and_succeeded_are_one_transaction(ctx: WorkerContext) -> None:
     job_id = submit(ctx, FAST)
     job = execution.claim(ctx, job_id)

@@ -11,7 +11,8 @@ import pytest
 
 from jobs.spec import JobSpec, parse_spec
 from lbc_core.data import DataConfig, SyntheticSpec
-from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule
+from lbc_core.pipeline import ExportConfig
+from lbc_core.sparsity import LayerPolicy, NMPattern, RemovalSchedule, SparsityConfig
 from lbc_core.training import StepEvent, TrainConfig, TrainingCallback
 from worker.runner import JobInputError, run_spec, to_run_config
 
@@ -106,9 +107,25 @@ def test_dataset_section_maps_field_by_field() -> None:
     data = to_run_config(spec).data
     assert isinstance(data, DataConfig)
     for name in type(spec.dataset).model_fields:
-        if name != "synthetic":
+        if name not in ("synthetic", "block_size", "max_length"):  # text sizes: see the test below
             assert getattr(data, name) == getattr(spec.dataset, name), name
     assert data.val_size == 2000 and data.split == "t10k"
+
+
+def test_text_fields_and_the_task_map_onto_the_engine_with_its_defaults_where_omitted() -> None:
+    # A text task needs a model that reads tokens: a Hugging Face model, not a catalog image classifier.
+    model = {"source": "huggingface", "path": "models/llama"}
+    text_dataset = {"source": "text", "path": "c.txt", "block_size": 64, "tokenizer": "t.json"}
+    config = to_run_config(parse_spec({**TINY, "model": model, "dataset": text_dataset}))
+    assert (config.task, config.data.block_size, config.data.tokenizer) == ("causal-lm", 64, "t.json")
+    labeled_dataset = {"source": "labeled-text", "path": "t.csv"}
+    labeled = to_run_config(parse_spec({**TINY, "model": model, "dataset": labeled_dataset}))
+    assert (labeled.task, labeled.data.max_length, labeled.data.tokenizer) == (
+        "sequence-classification",
+        128,
+        None,
+    )
+    assert to_run_config(parse_spec(FULL)).task == "image-classification"
 
 
 def test_synthetic_parameters_are_passed_through() -> None:
@@ -138,6 +155,16 @@ def test_sparsity_section_maps_to_pattern_schedule_and_layers() -> None:
     assert sparsity.score_optimizer is None  # the pipeline makes scores follow the training optimizer
 
 
+def test_score_init_and_calibration_samples_map_onto_the_engine_and_default_there() -> None:
+    prior = to_run_config(
+        spec_of(sparsity={"score_init": "wanda", "calibration_samples": 32, "prior_strength": 0.01})
+    ).sparsity
+    assert prior.score_init == "wanda" and prior.calibration_samples == 32 and prior.prior_strength == 0.01
+    wanda = to_run_config(spec_of(sparsity={"method": "wanda"})).sparsity
+    assert wanda.method == "wanda" and wanda.score_init == "uniform"
+    assert wanda.calibration_samples == SparsityConfig().calibration_samples  # omitted: the engine's default
+
+
 def test_t_f_defaults_to_half_the_epochs() -> None:
     spec = spec_of(train={"epochs": 9})
     assert to_run_config(spec).sparsity.schedule.t_f == 4.5
@@ -150,6 +177,13 @@ def test_train_section_maps_every_field() -> None:
     assert set(type(spec.train).model_fields) == {f.name for f in fields(TrainConfig)}
     for name in type(spec.train).model_fields:
         assert getattr(train, name) == _engine_value(getattr(spec.train, name)), name
+
+
+def test_export_section_maps_every_field() -> None:
+    assert to_run_config(spec_of(export={"onnx": True})).export.onnx is True
+    default = parse_spec(TINY)
+    assert to_run_config(default).export.onnx is False  # opt-in: an export costs time and needs the extra
+    assert set(type(default.export).model_fields) == {f.name for f in fields(ExportConfig)}
 
 
 def test_every_spec_default_is_valid_for_the_engine() -> None:

@@ -92,6 +92,17 @@ export function fmtNumber(x, digits = 4) {
 const COMPACT = new Intl.NumberFormat("en", { notation: "compact", maximumSignificantDigits: 3 });
 
 /** 131000 -> "131K" */
+// The result key of a job's primary metric: val_accuracy, or val_perplexity for a causal LM (lower is
+// better). Results from before tasks had one name none: they are accuracies.
+export function primaryMetric(result) {
+  const recorded = result && result.primary_metric;
+  return (recorded && typeof recorded.name === "string" && recorded.name) || "val_accuracy";
+}
+
+export function fmtMetric(name, value, digits = 1) {
+  return name === "val_perplexity" ? fmtNumber(value) : fmtPercent(value, digits);
+}
+
 export function fmtCompact(x) {
   return isNumber(x) ? COMPACT.format(x) : "—";
 }

@@ -109,3 +109,11 @@ def stand_in_kernel() -> SparseKernel:
         convert_weight=lambda weight: weight.clone(),
         convert_model=_fake_convert_model,
     )
+
+
+@pytest.fixture
+def no_native_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A CPU where the native N:M kernel cannot be built (no compiler): the report has no sparse kernel."""
+    scratch = tmp_path_factory.mktemp("no-kernel")
+    monkeypatch.setenv("LBC_NM_CXX", str(scratch / "no-such-compiler"))
+    monkeypatch.setenv("LBC_NM_BUILD_DIR", str(scratch / "build"))

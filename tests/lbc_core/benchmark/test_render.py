@@ -12,6 +12,9 @@ import pytest
 from lbc_core.benchmark import build_speedup_report, render_html, render_svg_chart, render_text
 from tests.lbc_core.benchmark.conftest import LENET_INPUT, TINY_VIT_INPUT
 
+# A CPU without the native N:M kernel (test_report_cpu_nm.py covers the CPU that has it).
+pytestmark = pytest.mark.usefixtures("no_native_kernel")
+
 SVG = "{http://www.w3.org/2000/svg}"
 EVIL = '<script>alert("x")</script>&'
 FAST: dict[str, Any] = {"warmup": 0, "repeats": 2, "min_repeat_ms": 0.0}

@@ -18,6 +18,9 @@ from lbc_core.models import build_model
 from lbc_core.sparsity import NMPattern, SparsityConfig, build_sparsifier
 from tests.lbc_core.benchmark.conftest import LENET_INPUT
 
+# A CPU without the native N:M kernel (test_report_cpu_nm.py covers the CPU that has it).
+pytestmark = pytest.mark.usefixtures("no_native_kernel")
+
 NO_KERNEL_NOTE = (
     "No sparse kernel exists for this device (cpu): the timings below are dense; N:M saves model size and FLOPs "
     "here but not time. Speedups need an NVIDIA GPU with sparse tensor cores (Ampere / compute capability 8.0 "
@@ -95,7 +98,9 @@ def test_cpu_report_has_dense_timings_and_no_sparse_numbers(cpu_report) -> None:
             assert m.dense is not None and m.dense.median_ms > 0
             assert (m.sparse, m.speedup, m.padded_m) == (None, None, None)
             assert m.recommendation == "n/a"
-            assert m.reason.startswith("no semi-structured sparse kernel on this device (cpu)")
+            assert m.reason.startswith(
+                "no sparse kernel on this device (cpu): the native N:M CPU kernel is not available"
+            )
     for m in report.end_to_end.measurements:
         assert m.dense is not None and m.dense_throughput is not None
         assert (m.sparse, m.sparse_throughput, m.speedup) == (None, None, None)
@@ -144,7 +149,7 @@ def test_cpu_report_savings_are_exact(cpu_report) -> None:
 def test_report_json_round_trips_and_matches_its_schema(cpu_report) -> None:
     _, _, report = cpu_report
     data = report.to_dict()
-    assert data["schema"] == REPORT_SCHEMA_VERSION == "lbc.speedup-report/2"
+    assert data["schema"] == REPORT_SCHEMA_VERSION == "lbc.speedup-report/3"
     assert json.loads(report.to_json()) == data
     assert json.loads(json.dumps(data, allow_nan=False)) == data
     _validate(data, REPORT_SCHEMA)

@@ -14,6 +14,9 @@ from lbc_core.export import export_all
 from lbc_core.models import build_model
 from lbc_core.sparsity import SparsityConfig, build_sparsifier
 
+# A CPU without the native N:M kernel (test_report_cpu_nm.py covers the CPU that has it).
+pytestmark = pytest.mark.usefixtures("no_native_kernel")
+
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "speedup_report.py"
 FAST = ["--warmup", "0", "--repeats", "2", "--batch-sizes", "1,2", "--device", "cpu", "--threads", "1"]
 

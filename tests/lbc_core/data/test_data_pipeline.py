@@ -54,7 +54,10 @@ def test_config_is_frozen_and_sources_are_listed() -> None:
     config = DataConfig(source="digits")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 1  # type: ignore[misc]
-    assert set(SOURCES) == {"digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic"}
+    assert set(SOURCES) == {"digits", "mnist", "npz", "imagefolder", "cifar10", "cifar100", "synthetic"} | {
+        "text",
+        "labeled-text",
+    }
     assert {"DataConfig", "DataBundle", "load_data", "make_loader", "DatasetError", "ArrayDataset"} <= set(
         data_pkg.__all__
     )

@@ -49,7 +49,9 @@ def test_hand_example_values_indices_and_padding() -> None:
     assert indices.tolist() == [[1, 3], [0, 1], [0, 2], [0, 1]]
     assert values.tolist() == [[3.0, -2.0], [0.0, 0.0], [0.0, 5.0], [1.0, 0.0]]
     layers = json.loads(metadata["layers"])
-    assert layers == [{"name": "fc", "key": "fc.weight", "shape": [2, 8], "dtype": "torch.float32"}]
+    assert layers == [
+        {"name": "fc", "key": "fc.weight", "shape": [2, 8], "dtype": "torch.float32", "layout": "out_in"}
+    ]
     assert metadata["pattern"] == "2:4"
 
 

@@ -38,18 +38,23 @@ class _ReferenceFn(torch.autograd.Function):
 
 
 class ReferenceLBC(nn.Module):
-    """Combination scores ``alpha[G, C]`` initialised to ``1 / C(M-1, N-1)``."""
+    """Combination scores ``alpha[G, C]`` initialised to ``1 / C(M-1, N-1)``, or with a magnitude prior
+    to ``1 / C(M-1, N-1)`` times the mean over the combination of its weights' |w| / mean |w| of the group."""
 
-    def __init__(self, weight: torch.Tensor, pattern: NMPattern) -> None:
+    def __init__(self, weight: torch.Tensor, pattern: NMPattern, score_init: str = "uniform") -> None:
         super().__init__()
         self.pattern = pattern
         self.shape = weight.shape
         groups = weight.numel() // pattern.m
         c = pattern.num_combinations
         self.table = pattern.combination_table().to(weight.dtype)
-        self.alpha = nn.Parameter(
-            torch.full((groups, c), 1.0 / pattern.combinations_per_weight, dtype=weight.dtype)
-        )
+        a0 = 1.0 / pattern.combinations_per_weight
+        alpha = torch.full((groups, c), a0, dtype=weight.dtype)
+        if score_init == "magnitude":
+            magnitude = to_groups(weight.detach().abs(), pattern.m)
+            relative = magnitude / magnitude.mean(dim=1, keepdim=True)
+            alpha = a0 * (relative @ self.table.T) / pattern.n
+        self.alpha = nn.Parameter(alpha)
         self.alive = torch.ones(groups, c, dtype=weight.dtype)
 
     def mask(self) -> torch.Tensor:
@@ -80,19 +85,21 @@ def _model() -> nn.Module:
 
 
 @pytest.mark.parametrize(
-    ("pattern", "momentum", "nesterov", "weight_decay"),
+    ("pattern", "momentum", "nesterov", "weight_decay", "score_init"),
     [
-        (NMPattern(2, 4), 0.9, False, 5e-4),
-        (NMPattern(1, 4), 0.9, True, 1e-3),
-        (NMPattern(2, 8), 0.9, False, 5e-4),
-        (NMPattern(4, 8), 0.5, False, 0.0),
-        (NMPattern(2, 4), 0.9, False, 0.5),  # strong decay: rankings depend on it
-        (NMPattern(1, 16), 0.9, False, 5e-4),
+        (NMPattern(2, 4), 0.9, False, 5e-4, "uniform"),
+        (NMPattern(1, 4), 0.9, True, 1e-3, "uniform"),
+        (NMPattern(2, 8), 0.9, False, 5e-4, "uniform"),
+        (NMPattern(4, 8), 0.5, False, 0.0, "uniform"),
+        (NMPattern(2, 4), 0.9, False, 0.5, "uniform"),  # strong decay: rankings depend on it
+        (NMPattern(1, 16), 0.9, False, 5e-4, "uniform"),
+        (NMPattern(2, 4), 0.9, False, 5e-4, "magnitude"),
+        (NMPattern(2, 8), 0.9, True, 1e-3, "magnitude"),
     ],
     ids=str,
 )
 def test_per_weight_scores_keep_the_same_combinations_as_combination_scores(
-    pattern: NMPattern, momentum: float, nesterov: bool, weight_decay: float
+    pattern: NMPattern, momentum: float, nesterov: bool, weight_decay: float, score_init: str
 ) -> None:
     torch.manual_seed(0)
     ours = _model()
@@ -105,13 +112,16 @@ def test_per_weight_scores_keep_the_same_combinations_as_combination_scores(
         policy,
         schedule,
         ScoreOptimizer(momentum=momentum, nesterov=nesterov, weight_decay=weight_decay),
+        score_init=score_init,
     )
     names = sparsifier.prepare(ours).names
     assert names == ["0", "2", "6"]
     ref_layers = {}
     for name in names:
         module = ref.get_submodule(name)
-        parametrize.register_parametrization(module, "weight", ReferenceLBC(module.weight, pattern))
+        parametrize.register_parametrization(
+            module, "weight", ReferenceLBC(module.weight, pattern, score_init)
+        )
         ref_layers[name] = module.parametrizations["weight"][0]
 
     hyper = {"lr": lr, "momentum": momentum, "nesterov": nesterov, "weight_decay": weight_decay}

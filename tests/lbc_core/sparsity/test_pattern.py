@@ -345,3 +345,18 @@ def test_is_24_compliant_tensor_is_false_for_shapes_without_aligned_blocks_of_4(
     shape: tuple[int, ...],
 ) -> None:
     assert not is_24_compliant_tensor(torch.zeros(shape))
+
+
+def test_a_transposed_in_out_weight_is_grouped_along_its_input_dimension() -> None:
+    from lbc_core.sparsity.pattern import IN_OUT, from_groups, group_direction, magnitude_mask, to_groups
+
+    linear = torch.randn(6, 8)  # [out, in]
+    conv1d = linear.t().contiguous()  # the same layer stored as transformers' Conv1D: [in, out]
+    assert torch.equal(to_groups(conv1d, 4, IN_OUT), to_groups(linear, 4))
+    assert torch.equal(from_groups(to_groups(conv1d, 4, IN_OUT), conv1d.shape, IN_OUT), conv1d)
+    assert torch.equal(
+        magnitude_mask(conv1d, NMPattern(2, 4), IN_OUT), magnitude_mask(linear, NMPattern(2, 4)).t()
+    )
+    assert "(in, out)" in group_direction(conv1d.shape, IN_OUT)
+    with pytest.raises(PatternError, match="input features 6 are not divisible by M=4"):
+        to_groups(torch.randn(6, 8), 4, IN_OUT)

@@ -1,4 +1,4 @@
-// Uploaded datasets and dense checkpoints: upload forms with progress, and the owner's lists.
+// Uploaded datasets, dense checkpoints and Hugging Face models: upload forms with progress, and the owner's lists.
 
 import { api, getOpenApi, upload } from "../api.js";
 import { announce, fmtAge, fmtBytes, fmtDate, h, replace } from "../dom.js";
@@ -22,13 +22,24 @@ function describe(kind, item) {
     return parts.join(", ") || "—";
   }
   const parts = [];
+  if (kind === "hf-models") {
+    if (summary.model_type) parts.push(summary.model_type);
+    if (summary.parameter_count !== undefined) parts.push(`${Number(summary.parameter_count).toLocaleString()} parameters`);
+    if (Array.isArray(summary.tasks)) parts.push(`tasks: ${summary.tasks.join(", ")}`);
+    if (Array.isArray(summary.stripped_config_keys) && summary.stripped_config_keys.length) {
+      parts.push(`config keys stripped: ${summary.stripped_config_keys.join(", ")}`);
+    }
+    return parts.join(", ") || "—";
+  }
   if (summary.tensor_count !== undefined) parts.push(`${summary.tensor_count} tensors`);
   if (summary.parameter_count !== undefined) parts.push(`${Number(summary.parameter_count).toLocaleString()} parameters`);
   return parts.join(", ") || "—";
 }
 
+const PREFIXES = { datasets: "dataset", checkpoints: "checkpoint", "hf-models": "model" };
+
 function uploadSection({ kind, title, intro, formats, formatRequired, accept, signal }) {
-  const prefix = kind === "datasets" ? "dataset" : "checkpoint";
+  const prefix = PREFIXES[kind];
   const list = h("div", { id: `${kind}-list` });
   const message = h("div", { id: `${prefix}-upload-message`, role: "status" });
   const progress = h("progress", { id: `${prefix}-upload-progress`, max: "100", value: "0", "aria-label": `Upload progress of the ${prefix}`, hidden: true });
@@ -45,7 +56,8 @@ function uploadSection({ kind, title, intro, formats, formatRequired, accept, si
     "form",
     { class: "inline-form", novalidate: true, "aria-label": `Upload a ${prefix}` },
     h("div", { class: "field" }, h("label", { for: `${prefix}-file` }, "File"), fileInput),
-    h("div", { class: "field" }, h("label", { for: `${prefix}-format` }, "Format"), formatSelect),
+    // Models have no format to choose: the server reads the archive's config.json.
+    formats.length ? h("div", { class: "field" }, h("label", { for: `${prefix}-format` }, "Format"), formatSelect) : null,
     h("div", { class: "field" }, h("label", { for: `${prefix}-name` }, "Name (optional)"), nameInput),
     button,
   );
@@ -169,7 +181,7 @@ function uploadSection({ kind, title, intro, formats, formatRequired, accept, si
 }
 
 export async function renderData(main, { signal }) {
-  main.append(h("h1", {}, "Datasets & checkpoints"));
+  main.append(h("h1", {}, "Datasets, checkpoints & models"));
   const openapi = await getOpenApi();
   if (signal.aborted) return;
   const datasetFormats = formatsOf(openapi, "/v1/datasets", ["mnist", "npz", "imagefolder", "cifar10", "cifar100"]);
@@ -179,7 +191,9 @@ export async function renderData(main, { signal }) {
     title: "Datasets",
     intro:
       "mnist: a zip or tar of IDX files; npz: arrays x and y; imagefolder: a zip or tar with one folder per class; " +
-      "cifar10 / cifar100: the python-version tar.gz. Files are validated before they are accepted; use the id as dataset.path.",
+      "cifar10 / cifar100: the python-version tar.gz; text: a UTF-8 corpus (plain or JSON lines with text); " +
+      "labeled-text: JSON lines or CSV with text and label; tokenizer: a tokenizer.json (use its id as dataset.tokenizer). " +
+      "Files are validated before they are accepted; use the id as dataset.path.",
     formats: datasetFormats.formats,
     formatRequired: datasetFormats.required,
     accept: ".zip,.tar,.tgz,.gz,.npz,.tar.gz",
@@ -196,6 +210,19 @@ export async function renderData(main, { signal }) {
     accept: ".safetensors,.pt,.pth,.bin",
     signal,
   });
-  main.append(datasets.section, checkpoints.section);
-  await Promise.all([datasets.refresh(), checkpoints.refresh()]);
+  const models = uploadSection({
+    kind: "hf-models",
+    title: "Hugging Face models",
+    intro:
+      "A .zip or .tar(.gz) of a model directory: config.json, model.safetensors (or shards with " +
+      "model.safetensors.index.json) and optional tokenizer and processor files (`lbc upload model DIR` makes " +
+      "the archive for you). Pickles (.bin, .pt), .pt2 programs and code are refused; nothing is run. " +
+      "Use the id as model.path with model.source huggingface.",
+    formats: [],
+    formatRequired: false,
+    accept: ".zip,.tar,.tgz,.gz,.tar.gz",
+    signal,
+  });
+  main.append(datasets.section, checkpoints.section, models.section);
+  await Promise.all([datasets.refresh(), checkpoints.refresh(), models.refresh()]);
 }

@@ -10,9 +10,11 @@ import {
   fmtDate,
   fmtDuration,
   fmtNumber,
+  fmtMetric,
   fmtPercent,
   h,
   isNumber,
+  primaryMetric,
   jobFraction,
   replace,
   shortId,
@@ -30,7 +32,7 @@ function section(id, title, ...children) {
 }
 
 function stat(label, id) {
-  return h("div", { class: "stat" }, h("dt", {}, label), h("dd", { id }, "—"));
+  return h("div", { class: "stat" }, h("dt", { id: `${id}-label` }, label), h("dd", { id }, "—"));
 }
 
 export async function renderJob(main, { id, signal, navigate }) {
@@ -196,8 +198,10 @@ export async function renderJob(main, { id, signal, navigate }) {
     setText("stat-eta", TERMINAL_STATES.has(job.state) ? "—" : remaining === null ? "estimating…" : fmtDuration(remaining));
     setText("stat-loss", fmtNumber(fromSteps && isNumber(p.loss) ? p.loss : last.train_loss ?? p.loss));
     setText("stat-lr", fmtNumber(fromSteps && isNumber(p.lr) ? p.lr : last.lr ?? p.lr));
-    const accuracy = (job.result && job.result.val_accuracy) ?? last.val_accuracy;
-    setText("stat-accuracy", fmtPercent(accuracy, 2));
+    const metric = primaryMetric(job.result || (isNumber(last.val_perplexity) ? { primary_metric: { name: "val_perplexity" } } : null));
+    const value = (job.result && job.result[metric]) ?? last[metric];
+    setText("stat-accuracy-label", metric === "val_perplexity" ? "Validation perplexity" : "Validation accuracy");
+    setText("stat-accuracy", fmtMetric(metric, value, 2));
     setText("stat-alive", isNumber(last.alive_per_group) ? String(last.alive_per_group) : "—");
     setText("stat-density", fmtPercent(last.mask_density));
     setText("stat-model-density", fmtPercent(job.result && job.result.density));
@@ -232,17 +236,28 @@ export async function renderJob(main, { id, signal, navigate }) {
         ],
         yMin: 0,
       }),
-      lineChart({
-        title: "Accuracy",
-        series: [
-          { name: "train accuracy", points: per("train_accuracy"), markers: true },
-          { name: "validation accuracy", points: per("val_accuracy"), markers: true },
-        ],
-        yMin: 0,
-        yMax: 1,
-        yFormat: (v) => fmtPercent(v, 0),
-        empty: "Accuracy is reported at the end of each epoch",
-      }),
+      // A language model reports perplexity (lower is better) where a classifier reports accuracy.
+      per("val_perplexity").length
+        ? lineChart({
+            title: "Perplexity",
+            series: [
+              { name: "train perplexity", points: per("train_perplexity"), markers: true },
+              { name: "validation perplexity", points: per("val_perplexity"), markers: true },
+            ],
+            yMin: 0,
+            empty: "Perplexity is reported at the end of each epoch",
+          })
+        : lineChart({
+            title: "Accuracy",
+            series: [
+              { name: "train accuracy", points: per("train_accuracy"), markers: true },
+              { name: "validation accuracy", points: per("val_accuracy"), markers: true },
+            ],
+            yMin: 0,
+            yMax: 1,
+            yFormat: (v) => fmtPercent(v, 0),
+            empty: "Accuracy is reported at the end of each epoch",
+          }),
       lineChart({
         title: "Learning rate",
         series: [

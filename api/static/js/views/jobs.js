@@ -5,9 +5,11 @@ import {
   TERMINAL_STATES,
   fmtAge,
   fmtDate,
+  fmtMetric,
   fmtPercent,
   h,
   jobFraction,
+  primaryMetric,
   progressBar,
   replace,
   shortId,
@@ -16,7 +18,8 @@ import {
 } from "../dom.js";
 
 const STATES = ["queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
-const METHODS = ["lbc", "srste", "asp", "dense"];
+// Only a fallback: the filter reads the API's own list of methods from its OpenAPI document.
+const METHODS = ["lbc", "srste", "asp", "wanda", "dense"];
 
 /** The choices of a query parameter of GET /v1/jobs, as the API documents them. */
 function choicesOf(openapi, name, fallback) {
@@ -67,7 +70,7 @@ function jobRow(job) {
     h("td", {}, job.architecture),
     h("td", {}, job.dataset_source || "—", job.dataset_id ? h("div", { class: "muted small mono" }, shortId(job.dataset_id)) : null),
     h("td", {}, progressBar(jobFraction(job), `Progress of ${title}`)),
-    h("td", { class: "num" }, fmtPercent(result.val_accuracy)),
+    h("td", { class: "num", title: primaryMetric(result) }, fmtMetric(primaryMetric(result), result[primaryMetric(result)])),
     h("td", { class: "num" }, fmtPercent(result.density)),
     h("td", { title: fmtDate(job.created_at) }, h("time", { datetime: job.created_at }, fmtAge(job.created_at))),
   );
@@ -142,7 +145,7 @@ export async function renderJobs(main, { params, signal, navigate }) {
         "tr",
         {},
         ["Job", "State", "Method", "Pattern", "Model", "Dataset", "Progress"].map((t) => h("th", { scope: "col" }, t)),
-        h("th", { scope: "col", class: "num" }, "Accuracy"),
+        h("th", { scope: "col", class: "num", title: "validation accuracy, or perplexity for language models" }, "Accuracy / ppl"),
         h("th", { scope: "col", class: "num" }, "Density"),
         h("th", { scope: "col" }, "Age"),
       ),

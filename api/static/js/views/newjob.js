@@ -4,7 +4,7 @@ import { api, getOpenApi, randomKey } from "../api.js";
 import { announce, fmtBytes, h, replace, shortId } from "../dom.js";
 import { OMIT, buildSchemaForm, errorSummary, resolveRef } from "../schemaform.js";
 
-const PATH_SOURCES = new Set(["mnist", "npz", "imagefolder", "cifar10", "cifar100"]);
+const PATH_SOURCES = new Set(["mnist", "npz", "imagefolder", "cifar10", "cifar100", "text", "labeled-text"]);
 
 function uploadSelect(items, noneLabel, kindLabel) {
   return (field, { id, describedBy }) => {
@@ -42,17 +42,18 @@ export async function renderNewJob(main, { signal, navigate }) {
       { class: "muted" },
       "Every field comes from the service's job schema with its default filled in; only what you change is sent. ",
       "Upload your own data or starting weights on the ",
-      h("a", { href: "#/data" }, "datasets & checkpoints"),
+      h("a", { href: "#/data" }, "datasets, checkpoints & models"),
       " page first.",
     ),
   );
   const loading = h("p", { class: "muted", role: "status" }, "Loading the job schema…");
   main.append(loading);
-  const [openapi, models, datasets, checkpoints] = await Promise.all([
+  const [openapi, models, datasets, checkpoints, hfModels] = await Promise.all([
     getOpenApi(),
     api("/v1/models", { signal }),
     api("/v1/datasets", { signal }),
     api("/v1/checkpoints", { signal }),
+    api("/v1/hf-models", { signal }),
   ]);
   if (signal.aborted) return;
   loading.remove();
@@ -63,15 +64,33 @@ export async function renderNewJob(main, { signal, navigate }) {
       "dataset.path": uploadSelect(datasets.items, "(none)", "datasets"),
       "dataset.val_path": uploadSelect(datasets.items, "(none: split off from the training data)", "datasets"),
       "model.checkpoint": uploadSelect(checkpoints.items, "(none: random initialisation)", "checkpoints"),
+      "model.path": uploadSelect(hfModels.items, "(choose an uploaded model)", "models"),
+      "dataset.tokenizer": uploadSelect(
+        datasets.items.filter((d) => d.format === "tokenizer"),
+        "(none: UTF-8 bytes)",
+        "datasets",
+      ),
     },
     visibleWhen: {
+      // A Hugging Face model is built from its own config.json: no architecture, arguments or checkpoint.
+      "model.architecture": (v) => v["model.source"] !== "huggingface",
+      "model.args": (v) => v["model.source"] !== "huggingface",
+      "model.checkpoint": (v) => v["model.source"] !== "huggingface",
+      "model.path": (v) => v["model.source"] === "huggingface",
       "dataset.path": (v) => PATH_SOURCES.has(v["dataset.source"]),
       "dataset.val_path": (v) => PATH_SOURCES.has(v["dataset.source"]),
       "dataset.split": (v) => ["mnist", "cifar10", "cifar100"].includes(v["dataset.source"]),
       "dataset.image_size": (v) => v["dataset.source"] === "imagefolder",
+      "dataset.block_size": (v) => v["dataset.source"] === "text",
+      "dataset.max_length": (v) => v["dataset.source"] === "labeled-text",
+      "dataset.tokenizer": (v) => ["text", "labeled-text"].includes(v["dataset.source"]),
       "dataset.synthetic": (v) => v["dataset.source"] === "synthetic",
       "sparsity.schedule": (v) => v["sparsity.method"] === "lbc",
       "sparsity.srste_lambda": (v) => v["sparsity.method"] === "srste",
+      "sparsity.score_init": (v) => v["sparsity.method"] === "lbc",
+      "sparsity.prior_strength": (v) => v["sparsity.method"] === "lbc" && v["sparsity.score_init"] !== "uniform",
+      "sparsity.calibration_samples": (v) =>
+        v["sparsity.method"] === "wanda" || (v["sparsity.method"] === "lbc" && v["sparsity.score_init"] === "wanda"),
       "train.momentum": (v) => v["train.optimizer"] !== "adamw",
       "train.nesterov": (v) => v["train.optimizer"] !== "adamw",
       "train.betas": (v) => v["train.optimizer"] === "adamw",

@@ -1,4 +1,4 @@
-// The speedup report (schema lbc.speedup-report/2): summary, chart, per-layer timings, end to end,
+// The speedup report (schema lbc.speedup-report/3): summary, chart, per-layer timings, end to end,
 // savings and notes; plus the report's own page and chart when the job published them.
 
 import { apiBlob } from "../api.js";

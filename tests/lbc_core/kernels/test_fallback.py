@@ -1,0 +1,86 @@
+"""Without a compiler the product still works: the pure-PyTorch path, said in the status and the log."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+PROBE = """
+import json, logging, torch
+logging.basicConfig(level=logging.INFO)
+from lbc_core.kernels.native import native_status, nm_linear
+from lbc_core.kernels.packing import pack_weight
+from lbc_core.kernels.swap import swap_to_nm_kernel
+from lbc_core.sparsity import NMPattern, magnitude_mask
+nm = NMPattern(2, 4)
+w = torch.randn(20, 16); w = w * magnitude_mask(w, nm)
+x = torch.randn(3, 16)
+y = nm_linear(x, pack_weight(w, nm))
+model = torch.nn.Sequential(torch.nn.Linear(16, 20))
+with torch.no_grad():
+    model[0].weight.copy_(w)
+swap = swap_to_nm_kernel(model, nm, measure=False)
+status = native_status()
+print(json.dumps({"available": status.available, "selected": status.selected, "describe": status.describe(),
+                  "max_error": float((y - x @ w.T).abs().max()), "swapped": list(swap.swapped),
+                  "kept": [d.reason for d in swap.kept_dense]}))
+"""
+
+
+def _probe(tmp_path: Path, **env: str) -> tuple[dict, str]:
+    environ = {**os.environ, "LBC_NM_BUILD_DIR": str(tmp_path / "build"), **env}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=ROOT, env=environ, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_without_a_compiler_the_pure_pytorch_path_runs_and_says_so(tmp_path: Path) -> None:
+    result, log = _probe(tmp_path, LBC_NM_CXX=str(tmp_path / "no-such-compiler"))
+    assert result["available"] is False and result["selected"] == "pytorch"
+    assert "pure-PyTorch N:M path (no native kernel: no C++ compiler" in result["describe"]
+    assert "using the pure-PyTorch path" in log
+    assert result["max_error"] < 1e-5
+    # Not swapped: the fallback is correct but slower than dense, and the reason says so.
+    assert result["swapped"] == []
+    assert result["kept"] == [f"kept dense: {result['describe']}"]
+
+
+def test_build_command_reports_a_missing_compiler(tmp_path: Path) -> None:
+    environ = {**os.environ, "LBC_NM_BUILD_DIR": str(tmp_path), "LBC_NM_CXX": str(tmp_path / "missing-c++")}
+    done = subprocess.run(
+        [sys.executable, "-m", "lbc_core.kernels", "build"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert "N:M CPU kernel not built: no C++ compiler" in done.stderr
+    assert "pure-PyTorch path" in done.stderr
+
+
+@pytest.mark.parametrize("isa", ["scalar", "avx2"])
+def test_environment_variable_forces_a_path(isa: str) -> None:
+    # The default build directory: make install built the library there already.
+    environ = {**os.environ, "LBC_NM_KERNEL_ISA": isa}
+    environ.pop("LBC_NM_BUILD_DIR", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "lbc_core.kernels", "status"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"native N:M CPU kernel, {isa} path" in done.stdout
