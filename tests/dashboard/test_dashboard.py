@@ -176,11 +176,6 @@ def test_sign_in_with_the_printed_link_then_submit_a_job_and_watch_it_finish_liv
 def _publish_speedup_report(server: Server, job_id: str, layers: list[dict[str, Any]]) -> None:
     """Put a speedup report beside the job's other artifacts, the way a worker records them (rows and
     stored objects). The numbers are made up: they stand for a GPU with a sparse kernel."""
-    from jobs.db import make_engine, make_session_factory, transaction
-    from jobs.models import Artifact
-    from jobs.settings import Settings
-    from jobs.storage import make_store
-
     report = {
         "schema": "lbc.speedup-report/3",
         "created_at": "2025-01-01T00:00:00Z",
@@ -250,6 +245,16 @@ def _publish_speedup_report(server: Server, job_id: str, layers: list[dict[str, 
             "image/svg+xml",
         ),
     ]
+    _publish_artifacts(server, job_id, files)
+
+
+def _publish_artifacts(server: Server, job_id: str, files: list[tuple[str, bytes, str]]) -> None:
+    """Store ``files`` as the job's artifacts, the way a worker records them (rows and stored objects)."""
+    from jobs.db import make_engine, make_session_factory, transaction
+    from jobs.models import Artifact
+    from jobs.settings import Settings
+    from jobs.storage import make_store
+
     settings = Settings(
         home=server.home,
         database_url=f"sqlite:///{server.home / 'lbc.db'}",
@@ -504,6 +509,55 @@ def test_a_measured_speedup_report_is_charted_against_no_gain(
     expect(page.frame_locator("iframe.report-frame").locator("h1")).to_have_text("Speedup report page")
     expect(page.locator("#open-report-page")).to_have_attribute("aria-expanded", "true")
     page.locator("#speedup-section").screenshot(path=str(artifacts_dir / "11-speedup-measured.png"))
+
+
+def test_a_transformers_layer_table_shows_the_first_rows_and_filters_by_name(
+    page: Page, server: Server, artifacts_dir: Path
+) -> None:
+    """A Llama-class manifest (hundreds of layers, Conv1D-style layouts too) stays readable: the first rows,
+    a "Show all" toggle, and a name filter that takes plain text or shell-style globs."""
+    job_id = server.notes.get("cancelled_id")
+    if job_id is None:
+        pytest.skip("needs the job of the cancel test")
+    projections = ("self_attn.q_proj", "self_attn.k_proj", "mlp.up_proj", "mlp.down_proj")
+    layers = [
+        {
+            "name": f"model.layers.{block}.{projection}",
+            "kind": "Linear",
+            "shape": [64, 32],
+            "layout": "out_in",
+            "group_direction": "rows",
+            "density": 0.5,
+            "nonzeros": 1024,
+            "verified_nm": True,
+            "violating_groups": 0,
+        }
+        for block in range(30)
+        for projection in projections
+    ]
+    manifest = {"layers": layers, "skipped": [], "totals": {}, "pattern": {"text": "2:4"}, "verified": True}
+    _publish_artifacts(server, job_id, [("manifest.json", json.dumps(manifest).encode(), "application/json")])
+
+    page.goto(f"{server.link}#/jobs/{job_id}")
+    rows = page.locator("#layers-table tbody tr")
+    expect(rows).to_have_count(120)
+    expect(page.locator("#layers-table tbody tr:visible")).to_have_count(40)
+    expect(page.locator(".layers-controls [role=status]")).to_have_text("Showing 40 of 120 layers.")
+    page.locator("#layers-toggle").click()
+    expect(page.locator("#layers-table tbody tr:visible")).to_have_count(120)
+    page.locator("#layers-filter").fill("*.2?.mlp.*")
+    expect(page.locator("#layers-table tbody tr:visible")).to_have_count(20)
+    expect(page.locator("#layers-table tbody tr:visible").first).to_contain_text(
+        "model.layers.20.mlp.up_proj"
+    )
+    page.locator("#layers-filter").fill("q_proj")
+    expect(page.locator("#layers-table tbody tr:visible")).to_have_count(30)
+    expect(page.locator(".layers-controls [role=status]")).to_have_text(
+        "Showing 30 of 120 layers (30 match)."
+    )
+    expect(rows.first.locator("td").nth(2)).to_have_text("rows (out_in)")
+    assert_everything_is_labelled(page)
+    page.locator("#layers-section").screenshot(path=str(artifacts_dir / "12-many-layers.png"))
 
 
 def test_a_job_whose_model_did_not_learn_is_flagged_on_its_page_and_in_the_list(

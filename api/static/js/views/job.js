@@ -26,6 +26,7 @@ import { renderSpeedup } from "./speedup.js";
 
 const MAX_LOG_LINES = 400;
 const MAX_STEP_POINTS = 4000;
+const LAYER_ROWS_SHOWN = 40; // layer rows shown before "Show all" (transformers have hundreds)
 
 function section(id, title, ...children) {
   return h("section", { class: "panel", id, "aria-labelledby": `${id}-title` }, h("h2", { id: `${id}-title` }, title), ...children);
@@ -332,7 +333,7 @@ export async function renderJob(main, { id, signal, navigate }) {
         h("th", { scope: "row" }, h("code", {}, layer.name)),
         h("td", {}, layer.kind || "—"),
         h("td", { class: "mono" }, Array.isArray(layer.shape) ? layer.shape.join(" × ") : "—"),
-        h("td", {}, layer.group_direction || "—"),
+        h("td", {}, layer.layout ? `${layer.group_direction || "—"} (${layer.layout})` : layer.group_direction || "—"),
         h("td", { class: "num" }, fmtPercent(layer.density)),
         h("td", { class: "num" }, isNumber(layer.nonzeros) ? layer.nonzeros.toLocaleString() : "—"),
         h("td", {}, layer.verified_nm ? h("span", { class: "yes" }, "✓ yes") : h("span", { class: "no" }, "✗ no")),
@@ -348,6 +349,8 @@ export async function renderJob(main, { id, signal, navigate }) {
     );
     const totals = manifest.totals || {};
     const pattern = manifest.pattern || {};
+    const body = h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "8", class: "muted" }, "No layer was sparsified.")));
+    const controls = rows.length > LAYER_ROWS_SHOWN ? layerTableControls(rows) : null;
     replace(
       layers,
       h(
@@ -382,11 +385,46 @@ export async function renderJob(main, { id, signal, navigate }) {
               h("th", { scope: "col", class: "num" }, "Violating groups"),
             ),
           ),
-          h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: "8", class: "muted" }, "No layer was sparsified."))),
+          body,
         ),
       ),
       skipped.length ? h("div", {}, h("h3", {}, "Kept dense"), h("ul", {}, skipped)) : null,
     );
+    if (controls) layers.querySelector(".table-wrap").before(controls);
+  }
+
+  // A transformer has hundreds of sparsified layers: show the first few, with a filter by name (plain text
+  // or shell-style * and ?) and a toggle for the whole table.
+  function layerTableControls(rows) {
+    let showAll = false;
+    const count = h("span", { class: "muted small", role: "status" });
+    const filter = h("input", {
+      type: "search",
+      id: "layers-filter",
+      placeholder: "Filter layers: mlp, *.q_proj, layers.1?.*",
+      "aria-label": "Filter layers by name",
+      oninput: () => apply(),
+    });
+    const toggle = h("button", { type: "button", class: "btn btn-small", id: "layers-toggle", onclick: () => {
+      showAll = !showAll;
+      apply();
+    } });
+    function apply() {
+      const text = filter.value.trim();
+      const pattern = text.includes("*") || text.includes("?")
+        ? new RegExp(`^${text.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`)
+        : null;
+      const matching = rows.filter((row) => (pattern ? pattern.test(row.dataset.layer) : row.dataset.layer.includes(text)));
+      const limit = showAll || text ? Infinity : LAYER_ROWS_SHOWN;
+      for (const row of rows) row.hidden = true;
+      matching.slice(0, limit).forEach((row) => { row.hidden = false; });
+      const shown = Math.min(matching.length, limit);
+      count.textContent = `Showing ${shown} of ${rows.length} layers${text ? ` (${matching.length} match)` : ""}.`;
+      toggle.textContent = showAll ? `Show the first ${LAYER_ROWS_SHOWN}` : `Show all ${rows.length}`;
+      toggle.hidden = Boolean(text);
+    }
+    apply();
+    return h("div", { class: "layers-controls" }, filter, " ", toggle, " ", count);
   }
 
   function renderArtifacts(items) {
