@@ -21,11 +21,13 @@ WORKDIR /app
 COPY . /app
 # Editable on purpose: `lbc migrate` finds alembic.ini and migrations/ beside the jobs package, which a
 # regular wheel install would not carry (see jobs/migrate.py).
-# The onnx extra: workers write model.onnx when a job asks for it (export.onnx). The native N:M CPU kernel
-# is built here with a compiler that is removed again; the library stays under lbc_core/kernels/native/build.
+# The onnx extra: workers write model.onnx when a job asks for it (export.onnx). Both native builds (the N:M
+# CPU kernel under lbc_core/kernels/native/build, the fused LBC step under lbc_core/sparsity/native/_build)
+# run here with a compiler that is removed again; either one missing leaves its pure-PyTorch path.
 RUN pip install -e ".[onnx]" \
     && apt-get update && apt-get install -y --no-install-recommends g++ \
     && (python -m lbc_core.kernels build || echo "N:M CPU kernel not built: the pure-PyTorch path will run") \
+    && python -m lbc_core.sparsity.native.build --optional \
     && apt-get purge -y --auto-remove g++ && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 lbc \
     && mkdir -p "${LBC_HOME}" \

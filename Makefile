@@ -15,10 +15,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 .PHONY: install
-install: $(BIN)/python ## Create .venv and install the project with its dev tools and the ONNX export
+install: $(BIN)/python ## Create .venv and install the project with its dev tools, the ONNX export and both native builds
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev,onnx]'
 	@# The native N:M CPU kernel; without a compiler the product runs its pure-PyTorch path instead.
 	-$(BIN)/python -m lbc_core.kernels build
+	$(MAKE) --no-print-directory native
+
+.PHONY: native
+native: ## Build the fused LBC step (C++); without a compiler LBC keeps its plain PyTorch path
+	$(BIN)/python -m lbc_core.sparsity.native.build --optional
 
 .PHONY: serve
 serve: install ## Install, then run the service in its embedded default (API + worker + reaper, state in .lbc/)

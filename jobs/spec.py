@@ -681,11 +681,23 @@ class TrainSpec(_Section):
         default=False,
         description="With processes > 1 on GPUs: BatchNorm statistics over the global batch (SyncBatchNorm).",
     )
-    precision: Literal["fp32", "bf16"] = Field(
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
         default="fp32",
         description=(
             "fp32, or bf16: forward pass and loss under bfloat16 autocast (weights, optimizer and LBC "
-            "scores stay fp32; no loss scaling needed). Fast on GPUs with bf16 tensor cores."
+            "scores stay fp32; no loss scaling needed). Fast on GPUs with bf16 tensor cores. fp16: float16 "
+            "autocast with dynamic loss scaling; LBC scores are unscaled with the weights' gradients and "
+            "skip the steps an overflow skips."
+        ),
+    )
+    grad_accumulation_steps: int = Field(
+        default=1,
+        ge=1,
+        le=65_536,
+        description=(
+            "Run every batch as this many micro-batches whose gradients add up before one optimizer step: "
+            "the result of the whole batch (BatchNorm sees the micro-batches) in less memory. LBC scores "
+            "step once per optimizer step. At most batch_size."
         ),
     )
 
@@ -711,6 +723,14 @@ class TrainSpec(_Section):
             problems.append((("sync_batchnorm",), "needs CUDA devices (SyncBatchNorm is GPU-only)", True))
         if self.nesterov and self.momentum == 0:
             problems.append((("nesterov",), "needs momentum > 0", self.nesterov))
+        if self.grad_accumulation_steps > self.batch_size:
+            problems.append(
+                (
+                    ("grad_accumulation_steps",),
+                    f"must not exceed batch_size ({self.batch_size})",
+                    self.grad_accumulation_steps,
+                )
+            )
         if list(self.step_milestones) != sorted(set(self.step_milestones)):
             problems.append((("step_milestones",), "must be strictly increasing", self.step_milestones))
         if problems:

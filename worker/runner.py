@@ -116,6 +116,7 @@ def train_config(spec: TrainSpec) -> TrainConfig:
         eval_batch_size=spec.eval_batch_size,
         drop_last=spec.drop_last,
         precision=spec.precision,
+        grad_accumulation_steps=spec.grad_accumulation_steps,
         processes=spec.processes,
         sync_batchnorm=spec.sync_batchnorm,
     )

@@ -90,7 +90,8 @@ class Sparsifier:
 
     Call order: ``prepare(model)`` -> build the optimizer -> ``calibrate(run_forward)`` where
     ``needs_calibration`` -> every step ``on_step_start(...)``, forward, backward, optimizer step
-    -> ``finalize()``.
+    -> ``finalize()``. With :meth:`defer_score_steps`, a step is ``on_step_start``, one or more
+    forward/backward passes, ``step_scores(...)``, optimizer step.
     """
 
     method = "base"
@@ -131,6 +132,16 @@ class Sparsifier:
 
     def on_step_start(self, epoch: int, step: int, steps_per_epoch: int, lr: float) -> None:
         """Called before every training step's forward pass with the step's learning rate."""
+
+    def defer_score_steps(self, enabled: bool = True) -> None:
+        """Methods that learn from gradients inside backward (LBC) then learn once per optimizer step,
+        in :meth:`step_scores`, instead of once per backward pass. Needed for gradient accumulation,
+        clipping and loss scaling; other methods have nothing to defer."""
+
+    def step_scores(self, grad_scale: float = 1.0, *, skip: bool = False) -> None:
+        """With deferred steps: learn once from the signal summed since the last call, times
+        ``grad_scale`` (the factor the weights' gradients got: clipping times 1 / loss scale); ``skip``
+        drops it (a step the optimizer skips, e.g. on an overflow)."""
 
     def finalize(self) -> SparsityReport:
         """Make the masks exact and permanent: plain weights with exact zeros remain."""

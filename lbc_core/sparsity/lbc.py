@@ -6,7 +6,10 @@ For SGD-family optimizers (momentum, Nesterov, L2 weight decay) the score of com
 then exactly ``a0 + sum_{j in c} s_j`` with a common ``a0`` that never changes a ranking, so the
 alive sets are identical to the combination-score method. The score update is fused into the
 backward pass, so scores need no gradient buffer: state is one score (+ optimizer moments) per
-weight plus ``C/M`` packed alive bits.
+weight plus ``C/M`` packed alive bits. On CPU that backward work runs as one native pass per layer
+(``native/lbc_step.cpp``) when the operator is built; the PyTorch ops here are the reference.
+Training steps made of several backward passes, or with clipped or scaled gradients, defer the
+score step to once per optimizer step (``score_signal.py``).
 """
 
 from __future__ import annotations
@@ -14,20 +17,24 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
+from lbc_core.sparsity import native
 from lbc_core.sparsity.base import Sparsifier, SparsifierStateError
 from lbc_core.sparsity.calibration import RunForward, input_norms
 from lbc_core.sparsity.pattern import NMPattern, from_groups, to_groups
 from lbc_core.sparsity.schedule import RemovalSchedule
+from lbc_core.sparsity.score_signal import MaskWithScoreSignal, ScoreSignalReceiver
 from lbc_core.sparsity.selection import DenseDefault, LayerPolicy, LayerSelection
 from lbc_core.sparsity.wanda import original_weight, wanda_importance
 
 # Groups processed at once when ranking or rebuilding masks, so [G, C] is never materialised whole.
 _CHUNK_GROUPS = 1 << 16
+# How the per-weight backward work runs (see LBCMask).
+KERNELS = ("auto", "fused", "plain")
 # Where LBC's scores start: all equal (the method as published), or from a per-weight importance.
 ScoreInit = Literal["uniform", "magnitude", "wanda"]
 SCORE_INITS: tuple[str, ...] = get_args(ScoreInit)
@@ -106,54 +113,39 @@ def prior_scores(
     return from_groups(strength * a0 * (relative - 1.0) / pattern.n, importance.shape, layout)
 
 
-class ScoreState(Protocol):
-    """What the straight-through mask needs from a layer's score state (the product's per-weight scores
-    and the revival ablation's combination scores both provide it)."""
+class FusedMaskWithScoreSignal(torch.autograd.Function):
+    """:class:`MaskWithScoreSignal` whose backward is one native pass per layer (``native/lbc_step.cpp``):
+    the masked gradient, the signal and the score step (or the pending sum) in a single sweep.
 
-    scores_trainable: bool
-    # Multi-process training: the signal is formed after the ranks average dL/dw~ (see
-    # ``apply_reduced_gradient``), not inside each rank's backward from its local gradient.
-    signal_after_reduction: bool
-
-    def update_scores(self, signal: torch.Tensor) -> None: ...
-
-
-class MaskWithScoreSignal(torch.autograd.Function):
-    """``w~ = w * mask``; the weight gets the masked gradient, the scores get ``w * dL/dw~``."""
+    While the layer's mask is all ones (every weight is still in some alive combination, the early part
+    of the schedule) the mask is not applied at all: the forward pass uses the weight itself and the
+    weight's gradient is the incoming one, so LBC only adds the score update to a dense step.
+    """
 
     @staticmethod
-    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: ScoreState) -> torch.Tensor:
+    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: LBCMask) -> torch.Tensor:
         ctx.save_for_backward(weight, mask)
         ctx.state = state
-        return weight * mask
+        ctx.dense = state.mask_is_dense()
+        return weight.view_as(weight) if ctx.dense else weight * mask
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         weight, mask = ctx.saved_tensors
-        state: ScoreState = ctx.state
-        if state.scores_trainable:
-            if state.signal_after_reduction:
-                # Unmasked: the weight's gradient carries dL/dw~ through the ranks' all-reduce, so the
-                # signal needs no communication of its own; apply_reduced_gradient masks it afterwards.
-                return grad_out, None, None
-            state.update_scores(weight.detach() * grad_out)
-        return grad_out * mask, None, None
+        state: LBCMask = ctx.state
+        mask = None if ctx.dense else mask
+        if not state.scores_trainable:
+            return (grad_out if mask is None else grad_out * mask), None, None
+        return state.fused_backward(weight.detach(), mask, grad_out), None, None
 
 
-@torch.no_grad()
-def apply_reduced_gradient(
-    state: ScoreState, mask: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor
-) -> None:
-    """Multi-process step for a layer whose backward left ``grad = dL/dw~`` unmasked: ``grad`` is now the
-    average over ranks, i.e. the gradient of the combined batch, so the score step sees exactly the
-    signal ``w * dL/dw~`` a single process would; then ``grad`` becomes the weight gradient ``mask * dL/dw~``.
+class LBCMask(ScoreSignalReceiver):
+    """Parametrization holding one layer's LBC state as buffers (saved with the model).
+
+    ``kernel``: "fused" runs the backward work as one native pass (an error when the operator is not
+    built), "plain" as PyTorch ops (the reference), "auto" fused where it applies (CPU, fp32/fp64 weights,
+    operator built) and plain elsewhere.
     """
-    state.update_scores(weight * grad)
-    grad.mul_(mask)
-
-
-class LBCMask(nn.Module):
-    """Parametrization holding one layer's LBC state as buffers (saved with the model)."""
 
     mask: torch.Tensor
     score: torch.Tensor
@@ -164,15 +156,25 @@ class LBCMask(nn.Module):
     score_exp_avg_sq: torch.Tensor
 
     def __init__(
-        self, weight: torch.Tensor, pattern: NMPattern, optimizer: ScoreOptimizer, layout: str | None = None
+        self,
+        weight: torch.Tensor,
+        pattern: NMPattern,
+        optimizer: ScoreOptimizer,
+        layout: str | None = None,
+        kernel: str = "auto",
     ) -> None:
         super().__init__()
+        if kernel not in KERNELS:
+            raise ValueError(f"LBC kernel must be one of {KERNELS}, got {kernel!r}")
+        if kernel == "fused" and not native.load():
+            raise native.NativeBuildError(f"the fused LBC step is unavailable: {native.load_error()}")
         self.pattern = pattern
         self.layout = layout  # groups run along the weight's reduction dimension in this layout
         self.optimizer = optimizer
+        self.kernel = kernel
         self.lr = 0.0
-        self.scores_trainable = True
-        self.signal_after_reduction = False
+        self._dense_key: tuple[int, int] | None = None
+        self._dense = False
         num_groups = weight.numel() // pattern.m
         c = pattern.num_combinations
         like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}
@@ -193,7 +195,58 @@ class LBCMask(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not (self.training and torch.is_grad_enabled() and self.scores_trainable):
             return weight * self.mask
+        # Multi-process runs form the signal after the all-reduce (apply_reduced_gradient), so the
+        # backward has no per-weight work for the fused step to fuse: they take the plain path.
+        if not self.signal_after_reduction and self._use_fused(weight):
+            return FusedMaskWithScoreSignal.apply(weight, self.mask, self)
         return MaskWithScoreSignal.apply(weight, self.mask, self)
+
+    def _use_fused(self, weight: torch.Tensor) -> bool:
+        if self.kernel == "plain":
+            return False
+        supported = weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.float64)
+        if self.kernel == "fused" and not supported:
+            raise ValueError(
+                f"the fused LBC step runs on CPU float32/float64 weights, got {weight.dtype} on {weight.device}"
+            )
+        return supported and native.load()
+
+    def mask_is_dense(self) -> bool:
+        """Whether every entry of the mask is 1; recomputed only when the mask buffer changed (a
+        removal, or a checkpoint loaded into it)."""
+        key = (self.mask.data_ptr(), self.mask._version)
+        if key != self._dense_key:
+            self._dense_key, self._dense = key, bool(self.mask.all())
+        return self._dense
+
+    @torch.no_grad()
+    def fused_backward(
+        self, weight: torch.Tensor, mask: torch.Tensor | None, grad: torch.Tensor
+    ) -> torch.Tensor:
+        """dL/dweight (``mask * grad``, or ``grad`` itself without a mask), with the score step (or the
+        pending sum) done in the same pass."""
+        ops = torch.ops.lbc_sparsity
+        masked = None if mask is None else torch.empty_like(grad, memory_format=torch.contiguous_format)
+        if self.defer_steps:
+            pending, first = self.pending_buffer(weight)
+            ops.accumulate(weight, grad, pending, mask, masked, first)
+            return grad if masked is None else masked
+        opt = self.optimizer
+        self.score_steps += 1
+        step = int(self.score_steps)
+        if opt.kind == "sgd":
+            buffer = self.score_momentum if opt.momentum > 0 else None
+            ops.sgd_step(
+                weight, grad, self.score, buffer, mask, masked, self.lr, opt.momentum, opt.dampening,
+                opt.weight_decay, opt.nesterov, step == 1,
+            )  # fmt: skip
+        else:
+            beta1, beta2 = opt.betas
+            ops.adam_step(
+                weight, grad, self.score, self.score_exp_avg, self.score_exp_avg_sq, mask, masked,
+                self.lr, beta1, beta2, opt.eps, opt.weight_decay, step,
+            )  # fmt: skip
+        return grad if masked is None else masked
 
     @torch.no_grad()
     def update_scores(self, grad: torch.Tensor) -> None:
@@ -253,8 +306,12 @@ class LBCSparsifier(Sparsifier):
         optimizer: ScoreOptimizer | None = None,
         score_init: ScoreInit = "uniform",
         prior_strength: float = 1.0,
+        *,
+        kernel: str = "auto",
     ) -> None:
         super().__init__(pattern, policy)
+        if kernel not in KERNELS:
+            raise ValueError(f"LBC kernel must be one of {KERNELS}, got {kernel!r}")
         if score_init not in SCORE_INITS:
             raise ValueError(f"unknown LBC score_init {score_init!r}; choose one of {', '.join(SCORE_INITS)}")
         if not prior_strength > 0:
@@ -263,6 +320,7 @@ class LBCSparsifier(Sparsifier):
         self.schedule = schedule or RemovalSchedule()
         self.score_optimizer = optimizer or ScoreOptimizer()
         self.score_init = score_init
+        self.kernel = kernel
         # Whether the start scores are in place: uniform scores are from prepare() on, a magnitude
         # prior is set in prepare(), a Wanda prior waits for calibrate().
         self.scores_started = score_init == "uniform"
@@ -270,7 +328,7 @@ class LBCSparsifier(Sparsifier):
         self.removals = 0
 
     def _make_parametrization(self, weight: torch.Tensor, layout: str) -> nn.Module:
-        return LBCMask(weight, self.pattern, self.score_optimizer, layout)
+        return LBCMask(weight, self.pattern, self.score_optimizer, layout, self.kernel)
 
     # -- score priors ------------------------------------------------------------------------------
     def prepare(
@@ -319,6 +377,14 @@ class LBCSparsifier(Sparsifier):
         self._remove_to(self.schedule.alive_per_group(t, self.pattern.num_combinations))
         for _, param in self._iter_parametrizations():
             param.lr = lr
+
+    def defer_score_steps(self, enabled: bool = True) -> None:
+        for _, param in self._iter_parametrizations():
+            param.defer_steps = enabled
+
+    def step_scores(self, grad_scale: float = 1.0, *, skip: bool = False) -> None:
+        for _, param in self._iter_parametrizations():
+            param.step_pending(grad_scale, skip=skip)
 
     def _remove_to(self, target: int) -> None:
         if target >= self.alive_per_group:

@@ -28,13 +28,14 @@ import torch
 from torch import nn
 
 from lbc_core.sparsity.base import SparsifierStateError
-from lbc_core.sparsity.lbc import LBCSparsifier, MaskWithScoreSignal, ScoreOptimizer
+from lbc_core.sparsity.lbc import LBCSparsifier, ScoreOptimizer
 from lbc_core.sparsity.pattern import NMPattern, from_groups, to_groups
 from lbc_core.sparsity.schedule import RemovalSchedule
+from lbc_core.sparsity.score_signal import MaskWithScoreSignal, ScoreSignalReceiver
 from lbc_core.sparsity.selection import LayerPolicy
 
 
-class RevivalLBCMask(nn.Module):
+class RevivalLBCMask(ScoreSignalReceiver):
     """One layer's combination scores ``alpha [G, C]`` with dead-by-zero, re-ranked-every-step removal."""
 
     mask: torch.Tensor
@@ -59,8 +60,6 @@ class RevivalLBCMask(nn.Module):
         self.optimizer = optimizer
         self.dead_gradient = dead_gradient
         self.lr = 0.0
-        self.scores_trainable = True
-        self.signal_after_reduction = False
         groups, c = weight.numel() // pattern.m, pattern.num_combinations
         like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}
         # Non-persistent: a constant, but it must follow the module across devices.

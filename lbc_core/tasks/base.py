@@ -69,6 +69,20 @@ class Batch:
     def with_inputs(self, inputs: torch.Tensor) -> Batch:
         return Batch(inputs, self.targets, self.attention_mask)
 
+    def split(self, parts: int) -> list[Batch]:
+        """``parts`` consecutive micro-batches along the sample axis (some empty when there are fewer
+        samples than parts), for gradient accumulation."""
+        if parts == 1:
+            return [self]
+        mask = self.attention_mask
+        masks = [None] * parts if mask is None else list(mask.tensor_split(parts))
+        return [
+            Batch(inputs, targets, m)
+            for inputs, targets, m in zip(
+                self.inputs.tensor_split(parts), self.targets.tensor_split(parts), masks, strict=True
+            )
+        ]
+
 
 def logits_of(output: Any) -> torch.Tensor:
     """The logits of a model's output: the tensor our catalog models return, or the ``.logits`` of a

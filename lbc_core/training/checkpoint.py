@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ class TrainingState:
     history: list[dict[str, Any]]
     running: dict[str, float]  # partial statistics of the epoch in progress
     config: dict[str, Any]
+    grad_scaler: dict[str, Any] | None = None  # the fp16 loss scale and its growth tracker
 
 
 def save_checkpoint(state: TrainingState, path: str | os.PathLike[str]) -> Path:
@@ -63,10 +65,12 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a training checkpoint of format {CHECKPOINT_FORMAT}")
     fields = TrainingState.__dataclass_fields__
-    missing = [name for name in fields if name not in payload]
+    # Fields with a default came later; checkpoints written before them load with the default.
+    required = [name for name, f in fields.items() if f.default is dataclasses.MISSING]
+    missing = [name for name in required if name not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint is missing {', '.join(missing)}")
-    return TrainingState(**{name: payload[name] for name in fields})
+    return TrainingState(**{name: payload[name] for name in fields if name in payload})
 
 
 def resume_point(epoch: int, step: int, global_step: int) -> dict[str, int]:

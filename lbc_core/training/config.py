@@ -9,7 +9,10 @@ OPTIMIZERS = ("sgd", "adamw")
 # "bf16": the forward pass and loss run under bfloat16 autocast (weights, gradients, optimizer and LBC
 # state stay fp32). bfloat16 has fp32's exponent range, so no loss scaling is needed and LBC's score
 # signal w * dL/dw~ is the same kind of fp32 gradient as without autocast.
-PRECISIONS = ("fp32", "bf16")
+# "fp16": float16 autocast with dynamic loss scaling (torch.amp.GradScaler): fp16's narrow range would
+# flush small gradients to zero. LBC's signal comes out of the scaled backward, so it is unscaled (and
+# dropped on an overflow step) together with the weights' gradients.
+PRECISIONS = ("fp32", "bf16", "fp16")
 LR_SCHEDULES = ("cosine", "constant", "step")
 
 # The default learning rate is each optimizer's reference lr at the reference batch size, scaled DOWN for
@@ -59,6 +62,9 @@ class TrainConfig:
     eval_batch_size: int = 512
     drop_last: bool = False
     precision: str = "fp32"  # see PRECISIONS
+    # Each batch of batch_size runs as this many micro-batches whose gradients add up before one optimizer
+    # step: same result as the whole batch (up to rounding; BatchNorm sees the smaller batches), less memory.
+    grad_accumulation_steps: int = 1
     # Data-parallel processes sharing every step's batch_size samples (lbc_core.training.distributed);
     # the launcher sets how many actually run, this records what the run was asked for.
     processes: int = 1
@@ -89,6 +95,11 @@ class TrainConfig:
             (self.grad_clip_norm is None or self.grad_clip_norm > 0, "grad_clip_norm must be > 0 when set"),
             (self.eval_batch_size >= 1, "eval_batch_size must be >= 1"),
             (
+                1 <= self.grad_accumulation_steps <= self.batch_size,
+                f"grad_accumulation_steps must be in [1, batch_size={self.batch_size}], "
+                f"got {self.grad_accumulation_steps}",
+            ),
+            (
                 1 <= self.processes <= MAX_PROCESSES,
                 f"processes must be in [1, {MAX_PROCESSES}], got {self.processes}",
             ),
@@ -118,6 +129,12 @@ class TrainConfig:
         run's records all read it.
         """
         return self.lr if self.lr is not None else default_lr(self.optimizer, self.batch_size)
+
+    @property
+    def rescales_gradients(self) -> bool:
+        """Whether a step's gradients are summed over micro-batches, clipped or loss-scaled after backward,
+        so methods that learn inside backward (LBC's scores) must defer their step to the optimizer step."""
+        return self.grad_accumulation_steps > 1 or self.grad_clip_norm is not None or self.precision == "fp16"
 
     @property
     def lr_rule(self) -> str:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.nn.utils import parametrize
 
-from lbc_core.sparsity.lbc import apply_reduced_gradient
+from lbc_core.sparsity.score_signal import apply_reduced_gradient
 
 # A rank that waits longer than this at a collective (its peer hung, not died: the launcher sees deaths)
 # gives up with an error instead of holding the job forever.

@@ -9,7 +9,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -156,7 +156,9 @@ def _jsonable_config(config: TrainConfig | dict[str, Any]) -> dict[str, Any]:
     ``lr`` is compared as the rate actually used, so a run that gave the default explicitly, or one saved
     before the default was derived from the batch size, resumes when the rate is the same.
     """
-    values = asdict(config) if isinstance(config, TrainConfig) else dict(config)
+    # A setting added after a checkpoint was written compares as its default (the run used it implicitly).
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    values = asdict(config) if isinstance(config, TrainConfig) else {**defaults, **config}
     if values.get("lr") is None and values.get("optimizer") in OPTIMIZERS and "batch_size" in values:
         values["lr"] = default_lr(values["optimizer"], values["batch_size"])
     return {k: list(v) if isinstance(v, tuple | list) else v for k, v in values.items()}
@@ -206,6 +208,10 @@ class Trainer:
         self.augment = augment
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.optimizer = build_optimizer(self.model, config)
+        # fp16 gradients underflow without loss scaling; bf16 and fp32 need none.
+        self.scaler = torch.amp.GradScaler(self.device.type) if config.precision == "fp16" else None
+        if config.rescales_gradients:
+            sparsifier.defer_score_steps()
         self.history: list[dict[str, Any]] = []
         self.running: dict[str, float] = self._zero_running()
         self.epoch, self.step, self.global_step = 0, 0, 0
@@ -226,6 +232,7 @@ class Trainer:
             history=list(self.history),
             running=dict(self.running),
             config=asdict(self.config),
+            grad_scaler=self.scaler.state_dict() if self.scaler is not None else None,
         )
 
     def save(self) -> Path | None:
@@ -251,6 +258,8 @@ class Trainer:
         self.model.load_state_dict(state.model)
         self.optimizer.load_state_dict(state.optimizer)
         self.sparsifier.load_state_dict(state.sparsifier)
+        if self.scaler is not None and state.grad_scaler:
+            self.scaler.load_state_dict(state.grad_scaler)
         _set_rng_state(state.rng, self.device)
         if not self.parallel.rank.is_writer:  # the checkpoint holds rank 0's generator
             torch.manual_seed(self.parallel.seed(self.config.seed + state.global_step))
@@ -307,32 +316,72 @@ class Trainer:
             generator = torch.Generator().manual_seed(seed)
             batch = batch.with_inputs(self.augment(batch.inputs, generator))
         local = int(index.numel())
-        with self._autocast():
-            logits = task.forward(self.forward, batch)
-            # An empty shard (a last batch smaller than the process count) still joins the all-reduce.
-            if local:
-                loss = task.loss(logits, batch, label_smoothing=config.label_smoothing)
-            else:
-                loss = logits.sum() * 0.0
-        value = float(loss.detach())  # this process's samples (all of them with one process)
-        if not math.isfinite(value):
-            raise FloatingPointError(f"loss became {value} at epoch {epoch + 1}, step {step}; try a lower lr")
         self.optimizer.zero_grad(set_to_none=True)
-        (loss * self.parallel.loss_weight(local, total)).backward()
+        value = 0.0
+        # The rank's weight of its share in the ranks' average (1.0 with one process).
+        rank_weight = self.parallel.loss_weight(local, total)
+        alone = self.parallel.rank.world_size == 1
+        for micro in batch.split(config.grad_accumulation_steps):
+            rows = int(micro.inputs.shape[0])
+            # A last batch smaller than grad_accumulation_steps leaves empty micro-batches: one process
+            # skips them; a rank still runs them, since every backward joins the ranks' all-reduce.
+            if rows == 0 and alone:
+                continue
+            with self._autocast():
+                logits = task.forward(self.forward, micro)
+                if rows:
+                    loss = task.loss(logits, micro, label_smoothing=config.label_smoothing)
+                else:
+                    loss = logits.sum() * 0.0
+            micro_value = float(loss.detach())  # this process's samples (all of them with one process)
+            if not math.isfinite(micro_value):
+                raise FloatingPointError(
+                    f"loss became {micro_value} at epoch {epoch + 1}, step {step}; try a lower lr"
+                )
+            # Each micro-batch weighs its share of the rank's batch: the summed gradients are its mean's.
+            share = rows / local if local else 1.0
+            weighted = loss * (share * rank_weight) if share * rank_weight != 1.0 else loss
+            (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
+            value += micro_value * share
+            for key, stat in task.stats(logits.detach(), micro).items():
+                self.running[key] += stat
+        # Multi-process: gradients are the ranks' average now; LBC forms its signal from them and masks them.
         self.parallel.after_backward(self.model)
-        if config.grad_clip_norm:
-            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm)
-        self.optimizer.step()
+        self._optimizer_step()
         count = task.count(batch)
         self.running["loss"] += value * count
-        for key, stat in task.stats(logits.detach(), batch).items():
-            self.running[key] += stat
         self.running["count"] += count
         return value, lr
+
+    def _optimizer_step(self) -> None:
+        """Unscale and clip the gradients, step the sparsifier's deferred scores by the same factor, step."""
+        config, scaler = self.config, self.scaler
+        grad_scale, finite = 1.0, True
+        if scaler is not None:
+            scaler.unscale_(self.optimizer)
+            grad_scale = 1.0 / scaler.get_scale()
+        if config.grad_clip_norm:
+            total = float(nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip_norm))
+            # clip_grad_norm_'s own factor, so scores and weights are scaled alike.
+            grad_scale *= min(1.0, config.grad_clip_norm / (total + 1e-6))
+            finite = math.isfinite(total)
+        elif scaler is not None:
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            finite = math.isfinite(float(nn.utils.get_total_norm(grads)))
+        # Without a scaler a non-finite gradient still steps the weights, so the scores step too; with one,
+        # GradScaler skips the step on an overflow and the scores drop theirs.
+        self.sparsifier.step_scores(grad_scale, skip=scaler is not None and not finite)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         if self.config.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        if self.config.precision == "fp16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
         return contextlib.nullcontext()
 
     def _global_running(self) -> dict[str, float]:

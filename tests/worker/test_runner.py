@@ -85,6 +85,8 @@ FULL: dict[str, Any] = {
         "device": "cuda:1",
         "eval_batch_size": 256,
         "drop_last": True,
+        "precision": "fp16",
+        "grad_accumulation_steps": 4,
     },
 }
 
@@ -111,10 +113,13 @@ def test_dataset_section_maps_field_by_field() -> None:
 
 
 def test_text_fields_and_the_task_map_onto_the_engine_with_its_defaults_where_omitted() -> None:
-    text = {**TINY, "dataset": {"source": "text", "path": "c.txt", "block_size": 64, "tokenizer": "t.json"}}
-    config = to_run_config(parse_spec(text))
+    # A text task needs a model that reads tokens: a Hugging Face model, not a catalog image classifier.
+    model = {"source": "huggingface", "path": "models/llama"}
+    text_dataset = {"source": "text", "path": "c.txt", "block_size": 64, "tokenizer": "t.json"}
+    config = to_run_config(parse_spec({**TINY, "model": model, "dataset": text_dataset}))
     assert (config.task, config.data.block_size, config.data.tokenizer) == ("causal-lm", 64, "t.json")
-    labeled = to_run_config(parse_spec({**TINY, "dataset": {"source": "labeled-text", "path": "t.csv"}}))
+    labeled_dataset = {"source": "labeled-text", "path": "t.csv"}
+    labeled = to_run_config(parse_spec({**TINY, "model": model, "dataset": labeled_dataset}))
     assert (labeled.task, labeled.data.max_length, labeled.data.tokenizer) == (
         "sequence-classification",
         128,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -161,7 +162,9 @@ def test_warmup_then_cosine_learning_rate() -> None:
         ("warmup_epochs", 10, "warmup_epochs"),
         ("label_smoothing", 1.0, "label_smoothing"),
         ("lr_schedule", "linear", "lr_schedule"),
-        ("precision", "fp16", "precision"),
+        ("precision", "fp8", "precision"),
+        ("grad_accumulation_steps", 0, "grad_accumulation_steps"),
+        ("grad_accumulation_steps", 129, r"grad_accumulation_steps must be in \[1, batch_size=128\]"),
     ],
 )
 def test_invalid_training_settings_are_rejected_by_name(field: str, value: object, message: str) -> None:
@@ -232,3 +235,19 @@ def test_resume_compares_the_lr_actually_used_so_an_explicit_default_is_the_same
     other.config = TrainConfig(epochs=1, batch_size=128, lr=0.05, seed=3)
     with pytest.raises(CheckpointError, match=r"lr: 0\.1 -> 0\.05"):
         other.resume(tmp_path / "ckpt.pt")
+
+
+def test_a_checkpoint_written_before_a_setting_existed_resumes_with_its_default(tmp_path: Path) -> None:
+    trainer = _trainer("lbc", tmp_path, epochs=1)
+    trainer.fit()
+    # As written before grad_accumulation_steps and grad_scaler existed.
+    payload = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    del payload["config"]["grad_accumulation_steps"], payload["grad_scaler"]
+    torch.save(payload, tmp_path / "old.pt")
+    resumed = _trainer("lbc", None, epochs=1)
+    resumed.resume(tmp_path / "old.pt")
+    assert resumed.epoch == 1
+    accumulating = _trainer("lbc", None, epochs=1)
+    accumulating.config = TrainConfig(**{**asdict(trainer.config), "grad_accumulation_steps": 2})
+    with pytest.raises(CheckpointError, match=r"grad_accumulation_steps: 1 -> 2"):
+        accumulating.resume(tmp_path / "old.pt")
