@@ -531,7 +531,9 @@ def test_benchmark_job_on_the_gpu_measures_the_2_4_kernel(ctx: WorkerContext, tm
 
 
 def test_a_text_task_gets_no_speedup_report_and_says_why(tmp_path: Path) -> None:
-    spec = parse_spec({"model": {"architecture": "lenet5"}, "dataset": {"source": "text", "path": "c.txt"}})
+    spec = parse_spec(
+        {"model": {"source": "huggingface", "path": "llama"}, "dataset": {"source": "text", "path": "c.txt"}}
+    )
     files, summary = benchmarking.report_after_training(spec, tmp_path / "export", tmp_path / "report")
     assert files == []
     assert summary["message"] == "the speedup report times image models; task causal-lm gets none yet"

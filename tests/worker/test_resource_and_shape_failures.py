@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+import lbc_core.models.source
 import lbc_core.pipeline
 from jobs import auth, repository
 from jobs.db import transaction
@@ -77,14 +78,14 @@ def test_a_model_that_cannot_be_allocated_fails_at_once_with_the_estimate(
     ctx: WorkerContext,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_build = lbc_core.pipeline.build_model
+    real_build = lbc_core.models.source.build_model
 
     def build_too_big(name: str, **kwargs: Any) -> nn.Module:
         model = real_build(name, **kwargs)
         torch.empty(1 << 55, dtype=torch.uint8)  # what the real allocator says when the host has no room
         return model
 
-    monkeypatch.setattr(lbc_core.pipeline, "build_model", build_too_big)
+    monkeypatch.setattr(lbc_core.models.source, "build_model", build_too_big)
     job_id = submit(ctx, FAST)
 
     assert execution.run_job(ctx, job_id) == JobState.FAILED
@@ -168,7 +169,7 @@ def test_a_cancel_asked_while_the_model_is_built_stops_before_training(
     ctx: WorkerContext,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real_build = lbc_core.pipeline.build_model
+    real_build = lbc_core.models.source.build_model
     job_id = submit(ctx, FAST)
 
     def slow_build(name: str, **kwargs: Any) -> nn.Module:
@@ -179,7 +180,7 @@ def test_a_cancel_asked_while_the_model_is_built_stops_before_training(
         time.sleep(1.0)  # a large model: the heartbeat sees the cancel meanwhile
         return real_build(name, **kwargs)
 
-    monkeypatch.setattr(lbc_core.pipeline, "build_model", slow_build)
+    monkeypatch.setattr(lbc_core.models.source, "build_model", slow_build)
 
     assert execution.run_job(ctx, job_id) == JobState.CANCELLED
 
