@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lbc_core.benchmark.environment import cpu_model
 from lbc_core.benchmark.timing import time_callable
 from lbc_core.kernels.native import native_status, nm_linear
 from lbc_core.kernels.packing import PackedNM, pack_weight
@@ -52,17 +52,6 @@ class Row:
     @property
     def gbps(self) -> float:
         return self.weight_bytes / (self.ms * 1e-3) / 1e9
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def read_bandwidth(repeats: int) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lbc_core.benchmark.environment import cpu_model
 from lbc_core.benchmark.timing import time_callable
 from lbc_core.kernels.native import native_status
 from lbc_core.kernels.swap import swap_to_nm_kernel
@@ -55,17 +55,6 @@ class Row:
     @property
     def speedup(self) -> float:
         return self.dense_ms / self.nm_ms
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def parse_args() -> argparse.Namespace:

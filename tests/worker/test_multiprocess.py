@@ -16,13 +16,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from jobs import auth, repository
+from jobs import repository
 from jobs.db import transaction
 from jobs.models import Job
 from jobs.settings import Settings
-from jobs.spec import dump_spec, parse_spec
 from jobs.states import JobState
 from tests.integration.support import spawned_children
+from tests.worker.test_execution import load, submit
 from worker import execution
 from worker.context import WorkerContext, build_context
 
@@ -50,29 +50,6 @@ def ctx(tmp_path: Path, sqlite_url: str) -> Iterator[WorkerContext]:
     context = build_context(settings, worker_id=f"test-worker/{os.getpid()}", send=lambda *a: None)
     yield context
     context.close()
-
-
-def submit(ctx: WorkerContext, spec: dict[str, Any]) -> str:
-    parsed = parse_spec(spec)
-    with transaction(ctx.sessions) as session:
-        owner = auth.get_or_create_owner(session, "alice")
-        job, _ = repository.create_job(
-            session,
-            owner=owner,
-            spec=dump_spec(parsed),
-            summary={"method": "lbc", "pattern": "2:4", "architecture": "mlp", "queue": "cpu"},
-            idempotency_key=None,
-            max_attempts=3,
-            max_active_jobs=100,
-        )
-        return job.id
-
-
-def load(ctx: WorkerContext, job_id: str) -> Job:
-    with transaction(ctx.sessions) as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        return job
 
 
 def masks_of(ctx: WorkerContext, job_id: str, tmp_path: Path) -> dict[str, torch.Tensor]:
