@@ -129,13 +129,13 @@ def test_children_do_not_outlive_a_killed_serve(processes: Processes, tmp_path: 
 
 
 # -- clean stops, SIGKILL, a second serve -----------------------------------------------------------------
-# Long enough to be stopped mid-training after its first checkpoint (40 steps per epoch), short enough to
-# finish quickly after the restart.
+# Long enough that a stop sent after the first checkpoint always lands mid-training, even on a quiet machine
+# where an epoch (40 steps) takes a fraction of a second; short enough to finish quickly after the restart.
 TRAINING = {
     "model": {"architecture": "mlp"},
     "dataset": {"source": "digits", "limit": 800},
     "sparsity": {"method": "lbc", "n": 2, "m": 4},
-    "train": {"epochs": 6, "batch_size": 16, "lr": 0.05},
+    "train": {"epochs": 30, "batch_size": 16, "lr": 0.05},
     "benchmark": {"enabled": False},
 }
 FAST_STOP = {  # the default lease (60 s) stays: a job handed back must not wait for it
