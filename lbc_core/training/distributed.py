@@ -6,6 +6,8 @@ step takes the same global batch a single process would, splits it into ``proces
 ranks' gradients is exactly the combined batch's gradient, uneven last batches included. Methods whose state
 reads the gradient (LBC's score signal) form it after that average, so every rank holds the same scores and
 masks as one process would; SR-STE and one-shot magnitude masks are functions of the (identical) weights.
+With gradient accumulation only a step's last micro-batch all-reduces (the others run under DDP's
+``no_sync``), so the ranks communicate once per optimizer step whatever the number of micro-batches.
 """
 
 from __future__ import annotations
