@@ -102,6 +102,9 @@ def job_memory(
         momentum=spec.train.momentum,
         method=spec.sparsity.method,
         checkpoint_parameters=_checkpoint_parameters(checkpoint_summary),
+        processes=spec.train.processes,
+        # CUDA ranks get a GPU each (the limit is then per GPU); ``auto`` may land on a worker without one.
+        per_device=spec.train.device.startswith("cuda"),
     )
 
 
@@ -136,6 +139,14 @@ def over_limit(estimate: MemoryEstimate, limit: int, field: str, advice: str) ->
 
 
 TRAINING_ADVICE = "use a smaller model (model.args) or a smaller train.batch_size"
+MULTIPROCESS_ADVICE = "use a smaller model (model.args), a smaller train.batch_size or fewer train.processes"
+
+
+def training_advice(spec: JobSpec) -> str:
+    """What to change in a training job over the limit (every CPU process holds a copy of the model)."""
+    return MULTIPROCESS_ADVICE if spec.train.processes > 1 else TRAINING_ADVICE
+
+
 BENCHMARK_ADVICE = "use smaller benchmark.batch_sizes or a smaller model"
 
 
@@ -204,6 +215,7 @@ def trained_model_memory(
 __all__ = [
     "BENCHMARK_ADVICE",
     "LIMIT_SETTING",
+    "MULTIPROCESS_ADVICE",
     "TRAINING_ADVICE",
     "benchmark_memory",
     "data_shape",
@@ -211,5 +223,6 @@ __all__ = [
     "over_limit",
     "stored_job_memory",
     "trained_model_memory",
+    "training_advice",
     "upload_input_shape",
 ]

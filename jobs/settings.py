@@ -66,7 +66,8 @@ class Settings(BaseSettings):
         default=8 * 1024**3,
         ge=0,
         description="Refuse a job whose estimated peak memory (weights, gradients, optimizer and LBC state, "
-        "activations for its batch) exceeds this; 0: no limit",
+        "activations for its batch) exceeds this; P CPU processes count P times, CUDA processes per GPU; "
+        "0: no limit",
     )
     max_attempts: int = Field(default=3, ge=1, le=20)
     lease_seconds: float = Field(

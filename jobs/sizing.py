@@ -16,6 +16,13 @@ The memory estimate (float32 throughout) adds up:
   batch size; validation and benchmarks keep only a few tensors alive at a time;
 - a dense starting checkpoint, which is read whole before it is copied into the model.
 
+A job on ``train.processes`` = P > 1 processes is sized per process, then for the memory they share. Every
+process (rank) holds all of the above for its own share of the batch (``ceil(batch / P)`` samples), plus
+DDP's gradient buckets (about 1x the gradients). CPU processes share the host's memory, so the job needs P
+times one rank; CUDA processes (``train.device`` ``cuda`` or ``cuda:N``) get one GPU each, so the job needs
+one rank's bytes on each GPU and that is what the limit is compared with. ``auto`` is sized like CPU: the
+worker that takes it may have no GPU.
+
 It is an estimate, meant to catch the model that cannot fit (orders of magnitude), not to budget bytes.
 """
 
@@ -397,7 +404,7 @@ def hf_model_shape(summary: Mapping[str, Any]) -> ModelShape:
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    """Bytes one job needs, by what holds them."""
+    """Bytes one job needs, by what holds them: for a multi-process job, what each of its processes holds."""
 
     parameters: int
     weights: int
@@ -406,9 +413,13 @@ class MemoryEstimate:
     sparsity: int
     activations: int
     checkpoint: int
+    buckets: int = 0  # DDP's gradient buckets (multi-process jobs)
+    processes: int = 1
+    # CUDA ranks have a GPU each; CPU ranks (and a single process) share one memory.
+    per_device: bool = False
 
     @property
-    def total(self) -> int:
+    def per_process(self) -> int:
         return (
             self.weights
             + self.gradients
@@ -416,17 +427,44 @@ class MemoryEstimate:
             + self.sparsity
             + self.activations
             + self.checkpoint
+            + self.buckets
         )
 
+    @property
+    def total(self) -> int:
+        """What the limit is compared with: the bytes on the memory the job's processes share (the host's
+        for CPU processes, P ranks' worth), or on each of their GPUs (one rank's worth)."""
+        return self.per_process if self.per_device else self.processes * self.per_process
+
     def describe(self) -> str:
-        """``"about 12.3 GiB (1.2 G parameters: weights 4.5 GiB, ...)"``: what the 422 and the worker say."""
-        parts = [
-            (name, getattr(self, name))
-            for name in ("weights", "gradients", "optimizer", "sparsity", "activations", "checkpoint")
-            if getattr(self, name)
-        ]
-        detail = ", ".join(f"{name} {format_bytes(value)}" for name, value in parts)
-        return f"about {format_bytes(self.total)} ({format_count(self.parameters)} parameters: {detail})"
+        """What the 422 and the worker say: ``"about 12.3 GiB (1.2 G parameters: weights 4.5 GiB, ...)"``;
+        for P CPU processes ``"about 8.0 GiB (4 processes x about 2.0 GiB: 1.2 G parameters: ...)"``; for P
+        CUDA processes ``"about 2.0 GiB per GPU (4 processes, one GPU each: 1.2 G parameters: ...)"``."""
+        parts = [(label, getattr(self, name)) for name, label in _PARTS if getattr(self, name)]
+        detail = ", ".join(f"{label} {format_bytes(value)}" for label, value in parts)
+        what = f"{format_count(self.parameters)} parameters: {detail}"
+        if self.processes == 1:
+            return f"about {format_bytes(self.total)} ({what})"
+        if self.per_device:
+            return (
+                f"about {format_bytes(self.total)} per GPU ({self.processes} processes, one GPU each: {what})"
+            )
+        return (
+            f"about {format_bytes(self.total)} "
+            f"({self.processes} processes x about {format_bytes(self.per_process)}: {what})"
+        )
+
+
+# The parts of an estimate as describe() names them, in its order.
+_PARTS = (
+    ("weights", "weights"),
+    ("gradients", "gradients"),
+    ("optimizer", "optimizer"),
+    ("sparsity", "sparsity"),
+    ("activations", "activations"),
+    ("checkpoint", "checkpoint"),
+    ("buckets", "gradient buckets"),
+)
 
 
 def training_memory(
@@ -438,12 +476,19 @@ def training_memory(
     momentum: float,
     method: str,
     checkpoint_parameters: int = 0,
+    processes: int = 1,
+    per_device: bool = False,
 ) -> MemoryEstimate:
-    """Peak memory of training ``shape`` as a job spec describes it."""
+    """Peak memory of training ``shape`` as a job spec describes it, on ``processes`` ranks that each have a
+    device of their own (``per_device``: CUDA) or share one memory (CPU)."""
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
     weights = FLOAT_BYTES * shape.parameters
     state = OPTIMIZER_STATE_FACTOR[optimizer] if optimizer != "sgd" or momentum > 0 else 0.0
     per_sample = ACTIVATION_FACTOR * shape.layer_outputs + shape.attention_scores
-    training = batch_size * per_sample
+    # Each rank runs its own share of every global batch (the first ranks take one more when it is uneven).
+    training = math.ceil(batch_size / processes) * per_sample
+    # Only rank 0 validates, but every rank is sized like it: an estimate, not a budget.
     validation = eval_batch_size * (INFERENCE_FACTOR * shape.largest_output + shape.attention_scores)
     return MemoryEstimate(
         parameters=shape.parameters,
@@ -453,6 +498,10 @@ def training_memory(
         sparsity=int(SPARSITY_STATE_FACTOR[method] * FLOAT_BYTES * shape.weight_parameters),
         activations=FLOAT_BYTES * max(training, validation),
         checkpoint=FLOAT_BYTES * checkpoint_parameters,
+        # DDP copies the gradients into its buckets for the all-reduce.
+        buckets=weights if processes > 1 else 0,
+        processes=processes,
+        per_device=per_device,
     )
 
 

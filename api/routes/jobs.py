@@ -23,7 +23,7 @@ from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.json_body import JsonBody
 from api.schemas import JobDetail, JobPage, JobSummary
 from jobs import repository
-from jobs.admission import TRAINING_ADVICE, job_memory, over_limit, upload_input_shape
+from jobs.admission import job_memory, over_limit, training_advice, upload_input_shape
 from jobs.errors import InvalidInput
 from jobs.models import Checkpoint, Dataset, HFModel, Job, Owner
 from jobs.queue import route_job, send_job
@@ -158,7 +158,7 @@ def memory_problems(
         checkpoint.summary if checkpoint else None,
         model.summary if model else None,
     )
-    problem = over_limit(estimate, settings.max_job_memory_bytes, "model", TRAINING_ADVICE)
+    problem = over_limit(estimate, settings.max_job_memory_bytes, "model", training_advice(spec))
     return [] if problem is None else [_problem(problem.path, problem.message)]
 
 

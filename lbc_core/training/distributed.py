@@ -6,6 +6,8 @@ step takes the same global batch a single process would, splits it into ``proces
 ranks' gradients is exactly the combined batch's gradient, uneven last batches included. Methods whose state
 reads the gradient (LBC's score signal) form it after that average, so every rank holds the same scores and
 masks as one process would; SR-STE and one-shot magnitude masks are functions of the (identical) weights.
+With gradient accumulation only a step's last micro-batch all-reduces (the others run under DDP's
+``no_sync``), so the ranks communicate once per optimizer step whatever the number of micro-batches.
 """
 
 from __future__ import annotations
@@ -85,6 +87,11 @@ class SingleProcess:
     def local_batch(self, index: torch.Tensor) -> torch.Tensor:
         return index
 
+    def accumulating(self) -> contextlib.AbstractContextManager[object]:
+        """Around the forward and backward of a micro-batch that is not the step's last: its gradients
+        only add to this process's own (one process has nothing to communicate)."""
+        return contextlib.nullcontext()
+
     def loss_weight(self, local: int, total: int) -> float:
         return 1.0
 
@@ -111,6 +118,7 @@ class DataParallel(SingleProcess):
         self.rank = rank
         self.sync_batchnorm = sync_batchnorm
         self._device = torch.device("cpu")
+        self._wrapped: DistributedDataParallel | None = None
 
     def device(self, device: torch.device) -> torch.device:
         self._device = rank_device(device, self.rank)
@@ -129,10 +137,20 @@ class DataParallel(SingleProcess):
         # equal by construction; sending them from rank 0 every step would cost more traffic than the
         # gradients. BatchNorm statistics stay each rank's own (rank 0's are the ones saved, as a
         # per-forward sync would also make them); SyncBatchNorm makes them global.
-        return DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
+        self._wrapped = DistributedDataParallel(model, device_ids=device_ids, forward_sync_buffers=False)
+        return self._wrapped
 
     def local_batch(self, index: torch.Tensor) -> torch.Tensor:
         return index.tensor_split(self.rank.world_size)[self.rank.rank]
+
+    def accumulating(self) -> contextlib.AbstractContextManager[object]:
+        # DDP's no_sync: backward adds to each rank's local .grad without an all-reduce; the next forward
+        # and backward outside it all-reduce the accumulated sum. With k micro-batches a step all-reduces
+        # once instead of k times, and after_backward still sees the ranks' average of the whole step's
+        # gradient (LBC's signal is formed from it once per optimizer step).
+        if self._wrapped is None:
+            raise RuntimeError("DataParallel.accumulating needs the model wrapped first (see wrap)")
+        return self._wrapped.no_sync()
 
     def loss_weight(self, local: int, total: int) -> float:
         # DDP averages the ranks' gradients; a mean loss over ``local`` samples weighted by

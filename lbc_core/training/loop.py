@@ -321,27 +321,33 @@ class Trainer:
         # The rank's weight of its share in the ranks' average (1.0 with one process).
         rank_weight = self.parallel.loss_weight(local, total)
         alone = self.parallel.rank.world_size == 1
-        for micro in batch.split(config.grad_accumulation_steps):
+        micros = batch.split(config.grad_accumulation_steps)
+        for position, micro in enumerate(micros):
             rows = int(micro.inputs.shape[0])
             # A last batch smaller than grad_accumulation_steps leaves empty micro-batches: one process
-            # skips them; a rank still runs them, since every backward joins the ranks' all-reduce.
+            # skips them; a rank still runs them, since the step's last backward is the ranks' all-reduce.
             if rows == 0 and alone:
                 continue
-            with self._autocast():
-                logits = task.forward(self.forward, micro)
-                if rows:
-                    loss = task.loss(logits, micro, label_smoothing=config.label_smoothing)
-                else:
-                    loss = logits.sum() * 0.0
-            micro_value = float(loss.detach())  # this process's samples (all of them with one process)
-            if not math.isfinite(micro_value):
-                raise FloatingPointError(
-                    f"loss became {micro_value} at epoch {epoch + 1}, step {step}; try a lower lr"
-                )
-            # Each micro-batch weighs its share of the rank's batch: the summed gradients are its mean's.
-            share = rows / local if local else 1.0
-            weighted = loss * (share * rank_weight) if share * rank_weight != 1.0 else loss
-            (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
+            # Every rank splits into the same grad_accumulation_steps parts, so all agree on which is the
+            # last: the earlier ones only add to each rank's own gradients (no all-reduce), and the last
+            # backward all-reduces their sum once per optimizer step.
+            last = position == len(micros) - 1
+            with contextlib.nullcontext() if last else self.parallel.accumulating():
+                with self._autocast():
+                    logits = task.forward(self.forward, micro)
+                    if rows:
+                        loss = task.loss(logits, micro, label_smoothing=config.label_smoothing)
+                    else:
+                        loss = logits.sum() * 0.0
+                micro_value = float(loss.detach())  # this process's samples (all of them with one process)
+                if not math.isfinite(micro_value):
+                    raise FloatingPointError(
+                        f"loss became {micro_value} at epoch {epoch + 1}, step {step}; try a lower lr"
+                    )
+                # Each micro-batch weighs its share of the rank's batch: the summed gradients are its mean's.
+                share = rows / local if local else 1.0
+                weighted = loss * (share * rank_weight) if share * rank_weight != 1.0 else loss
+                (self.scaler.scale(weighted) if self.scaler is not None else weighted).backward()
             value += micro_value * share
             for key, stat in task.stats(logits.detach(), micro).items():
                 self.running[key] += stat

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobs.admission import job_memory
 from jobs.db import transaction
 from jobs.models import Checkpoint, Job
+from jobs.sizing import format_bytes
+from jobs.spec import parse_spec
 from tests.api.conftest import AppFactory, Caller, Service, digits_spec
 from tests.api.test_report import finished_job
 from tests.api.test_uploads import npz_bytes, upload
@@ -93,6 +96,28 @@ def test_the_batch_size_counts_and_the_limit_is_a_setting(app_factory: AppFactor
     bob = unlimited.caller()
     huge = digits_spec(model={"architecture": "resnet50", "args": {"width": 16}})
     assert post_job(unlimited, bob, huge).status_code == 201
+
+
+def test_every_cpu_process_of_a_job_counts_toward_the_limit(app_factory: AppFactory) -> None:
+    """A job that fits on one process is refused on four: each CPU rank holds a copy of the model."""
+    one = digits_spec(
+        model={"architecture": "resnet20"}, train={"epochs": 1, "batch_size": 64, "device": "cpu"}
+    )
+    four = digits_spec(model=one["model"], train={**one["train"], "processes": 4})
+    fits = job_memory(parse_spec(one))
+    service = app_factory(max_job_memory_bytes=fits.total)
+    alice = service.caller()
+
+    message = problems(post_job(service, alice, four))["model"]
+    assert message.startswith("the job would need about "), message
+    assert "(4 processes x about " in message and "gradient buckets " in message
+    assert (
+        f"over the limit of {format_bytes(fits.total)} ({fits.total} bytes, LBC_MAX_JOB_MEMORY_BYTES)"
+        in message
+    )
+    assert message.endswith("or fewer train.processes")
+    assert no_jobs(service, alice)
+    assert post_job(service, alice, one).status_code == 201
 
 
 def test_an_uploaded_starting_checkpoint_counts_toward_the_estimate(service: Service) -> None:

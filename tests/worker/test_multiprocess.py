@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from jobs import repository
+from jobs.admission import stored_job_memory
 from jobs.db import transaction
 from jobs.models import Job
 from jobs.settings import Settings
@@ -78,6 +79,29 @@ def test_a_two_process_job_succeeds_like_the_same_job_on_one_process(
     for name in expected:
         assert torch.equal(expected[name], actual[name]), name
     assert spawned_children(os.getpid()) == []
+
+
+def test_a_rank_out_of_memory_quotes_the_estimate_of_every_process(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def ranks_out_of_memory(*args: Any, **kwargs: Any) -> None:
+        # What the job process raises for a rank that reported an allocation failure (multiprocess._failure).
+        raise MemoryError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 68719476736 bytes"
+        )
+
+    monkeypatch.setattr(execution, "run_spec_processes", ranks_out_of_memory)
+    job_id = submit(ctx, TWO)
+
+    assert execution.run_job(ctx, job_id) == JobState.FAILED
+
+    job = load(ctx, job_id)
+    assert (job.error_type, job.attempt) == ("resources_exceeded", 1)
+    with transaction(ctx.sessions) as session:
+        estimate = stored_job_memory(session, session.get(Job, job_id))
+    assert estimate is not None and estimate.processes == 2
+    assert f"the job was estimated to need {estimate.describe()}" in (job.error_message or "")
+    assert "(2 processes x about " in estimate.describe()
 
 
 def test_a_killed_rank_fails_the_attempt_and_the_next_one_resumes_from_the_checkpoint(

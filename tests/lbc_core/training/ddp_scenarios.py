@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+from torch.nn.parallel import DistributedDataParallel
 
 from lbc_core.data.digits import load_digits
 from lbc_core.models import build_model
@@ -48,7 +50,16 @@ CASES = (
     Case("srste", 2, 4),
     Case("asp", 2, 4),
     Case("lbc", 2, 4, grad_accumulation_steps=2, grad_clip_norm=0.5),
+    # Micro-batches of 16 per rank under no_sync: one all-reduce per optimizer step.
+    Case("lbc", 2, 4, grad_accumulation_steps=2),
+    # The last batch (8 samples, 4 per rank) leaves each rank 4 empty micro-batches out of 8, the synced
+    # last one among them: every rank must still run it to join the step's only all-reduce.
+    Case("lbc", 2, 4, grad_accumulation_steps=8),
 )
+# Runs whose all-reduces are counted: one backward per step, and two micro-batches per step under no_sync.
+COUNTED = (CASES[0], Case("lbc", 2, 4, grad_accumulation_steps=2))
+# The reference for the accumulating cases: the same global batch in one backward per rank.
+ONE_BACKWARD = CASES[0]
 GLOBAL_BATCH = 64  # 2 processes x 32 against 1 process x 64
 SAMPLES = 520  # 8 full batches and a last one of 8 samples (uneven shards must stay exact too)
 EPOCHS = 3
@@ -66,8 +77,11 @@ class Record(TrainingCallback):
         self.alive: list[tuple[int, dict[str, torch.Tensor]]] = []
         self.masks: list[dict[str, torch.Tensor]] = []
         self.removals_seen = 0
+        # Gradient all-reduces (one per DDP bucket) made during each optimizer step, when counted.
+        self.reductions: list[list[int]] = [[]]
 
     def on_step(self, event: StepEvent) -> None:
+        self.reductions.append([])
         self.masks.append({k: v.clone() for k, v in self.sparsifier.masks().items()})
         if isinstance(self.sparsifier, LBCSparsifier) and self.sparsifier.removals != self.removals_seen:
             self.removals_seen = self.sparsifier.removals
@@ -85,6 +99,7 @@ def train(
     checkpoint: Path | None = None,
     resume: bool = False,
     stop_at: int | None = None,
+    count_reductions: bool = False,
 ) -> dict[str, Any]:
     digits = load_digits()
     data = _Data(digits.x[:SAMPLES].flatten(1), digits.y[:SAMPLES])
@@ -108,6 +123,8 @@ def train(
     trainer = Trainer(
         model, sparsifier, config, data, callbacks=[record], checkpoint_path=checkpoint, parallel=parallel
     )
+    if count_reductions:
+        _count_reductions(trainer.forward, record)
     if resume and checkpoint is not None:
         trainer.resume(checkpoint)
         record.removals_seen = getattr(sparsifier, "removals", 0)  # only removals after the resume count
@@ -120,7 +137,21 @@ def train(
         "masks": record.masks,
         "weights": {k: v.clone() for k, v in model.state_dict().items()},
         "scores": scores,
+        "reductions": record.reductions[:-1] if count_reductions else None,
     }
+
+
+def _count_reductions(forward: torch.nn.Module, record: Record) -> None:
+    """Register a DDP communication hook that does DDP's own all-reduce and notes each call's bucket in
+    ``record.reductions`` (a new list per optimizer step)."""
+    assert isinstance(forward, DistributedDataParallel), "only a multi-process run all-reduces"
+
+    # Unannotated: DDP checks a hook's annotations against its types, and this module's are strings.
+    def allreduce(_, bucket):
+        record.reductions[-1].append(bucket.index())
+        return default_hooks.allreduce_hook(None, bucket)  # type: ignore[arg-type]
+
+    forward.register_comm_hook(None, allreduce)
 
 
 @dataclass
@@ -138,4 +169,6 @@ def rank_main(resume_from: str) -> dict[str, Any]:
         for case in CASES:
             results[case.name] = train(case, DataParallel(rank))
         results["resumed"] = train(CASES[0], parallel, checkpoint=Path(resume_from), resume=True)
+        for case in COUNTED:
+            results[f"counted {case.name}"] = train(case, DataParallel(rank), count_reductions=True)
         return results

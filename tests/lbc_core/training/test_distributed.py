@@ -82,6 +82,49 @@ def test_every_rank_holds_the_same_masks_and_scores_at_every_step(runs: dict[str
         assert torch.equal(rank0["weights"][name], rank1["weights"][name]), f"{case}: weights {name}"
 
 
+def _assert_same_run(got: dict[str, Any], want: dict[str, Any], what: str) -> None:
+    """Alive sets at every removal, masks after every step, final weights and scores."""
+    assert len(want["alive"]) >= 4, "removals must happen, down to one combination per group"
+    _assert_same_alive(got["alive"], want["alive"])
+    assert len(got["masks"]) == len(want["masks"])
+    for step, (a, b) in enumerate(zip(got["masks"], want["masks"], strict=True)):
+        for name in b:
+            assert torch.equal(a[name], b[name]), f"{what}: mask of {name} differs after step {step + 1}"
+    for name, value in want["weights"].items():
+        torch.testing.assert_close(got["weights"][name], value, rtol=1e-4, atol=1e-5, msg=f"{what}: {name}")
+    for name, value in want["scores"].items():
+        torch.testing.assert_close(got["scores"][name], value, rtol=1e-4, atol=1e-6, msg=f"{what}: {name}")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [case.name for case in scenarios.CASES if case.grad_accumulation_steps > 1 and not case.grad_clip_norm],
+)
+def test_micro_batches_without_all_reduces_train_like_one_backward_of_the_global_batch(
+    runs: dict[str, Any], case: str
+) -> None:
+    """2 processes x k micro-batches (all-reduced once, after the last) against 1 process and against 2
+    processes taking each step's global batch in one backward."""
+    accumulated = runs["ranks"][0][case]
+    reference = scenarios.ONE_BACKWARD.name
+
+    _assert_same_run(accumulated, runs["single"][reference], f"{case} on 2 processes vs 1 process")
+    _assert_same_run(accumulated, runs["ranks"][0][reference], f"{case} vs one backward on 2 processes")
+
+
+def test_accumulating_micro_batches_all_reduce_once_per_optimizer_step(runs: dict[str, Any]) -> None:
+    one, accumulated = (runs["ranks"][0][f"counted {case.name}"] for case in scenarios.COUNTED)
+    steps = len(one["masks"])
+
+    # The digits MLP's gradients fit in one DDP bucket: one all-reduce per backward.
+    assert one["reductions"] == [[0]] * steps
+    # Two micro-batches per step, and still one all-reduce: the first backward ran under no_sync.
+    assert accumulated["reductions"] == [[0]] * steps
+    assert scenarios.COUNTED[1].grad_accumulation_steps == 2
+    # Counting did not change what was trained.
+    _assert_same_run(accumulated, runs["ranks"][0][scenarios.COUNTED[1].name], "counted run")
+
+
 def test_a_single_process_checkpoint_resumes_on_two_processes(runs: dict[str, Any]) -> None:
     single = runs["single"]["lbc 2:4"]
     resumed = runs["ranks"][0]["resumed"]
