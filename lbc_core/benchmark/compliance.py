@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from lbc_core.sparsity import NMPattern, to_groups
+from lbc_core.sparsity import NMPattern, PatternError, to_groups
+from lbc_core.sparsity.pattern import reduction_size
 
 BLOCK = 4
 MAX_KEPT_PER_BLOCK = 2
@@ -71,17 +72,24 @@ def pattern_explanation(pattern: NMPattern) -> str:
     )
 
 
-def check_24_compliance(weight: torch.Tensor, pattern: NMPattern | None = None) -> Compliance:
-    """2:4 compliance of a Linear ``(out, in)`` or Conv2d ``(out, in, kh, kw)`` weight as it is now.
+def check_24_compliance(
+    weight: torch.Tensor, pattern: NMPattern | None = None, layout: str | None = None
+) -> Compliance:
+    """2:4 compliance of a layer's weight as it is now, in its ``layout`` (``lbc_core.sparsity.pattern``;
+    the layer adapter's or the manifest's ``layout``): Linear ``(out, in)``, transformers' Conv1D
+    ``(in, out)`` or Conv2d ``(out, in, kh, kw)``; None means Linear for 2-D weights, Conv2d for 4-D.
 
-    Blocks run along the reduction dimension: input features, or input channels at each (out, kh, kw),
-    the same layout as the N:M groups (see :func:`lbc_core.sparsity.to_groups`).
+    Blocks run along the reduction dimension: input features (a Conv1D's rows, dim 0), or input channels
+    at each (out, kh, kw), the same layout as the N:M groups (see :func:`lbc_core.sparsity.to_groups`).
     """
     guarantees = pattern is not None and pattern.is_24_compliant
     about = f" ({pattern_explanation(pattern)})" if pattern is not None else ""
     if weight.dim() not in (2, 4):
         return Compliance(False, 0, 0, guarantees, f"a {weight.dim()}-D weight has no 2:4 layout")
-    reduction = weight.shape[1]
+    try:
+        reduction = reduction_size(weight.shape, layout)
+    except PatternError as exc:  # an unknown layout, or one that does not fit the weight's rank
+        return Compliance(False, 0, 0, guarantees, str(exc))
     if reduction % BLOCK:
         return Compliance(
             False,
@@ -91,7 +99,7 @@ def check_24_compliance(weight: torch.Tensor, pattern: NMPattern | None = None) 
             f"the reduction dimension ({reduction} inputs) is not a multiple of 4, so it cannot be cut into "
             "the aligned blocks of 4 that 2:4 kernels need",
         )
-    blocks = to_groups(weight.detach(), BLOCK)
+    blocks = to_groups(weight.detach(), BLOCK, layout)
     total = int(blocks.shape[0])
     violating = int(((blocks != 0).sum(dim=1) > MAX_KEPT_PER_BLOCK).sum())
     if violating == 0:

@@ -78,6 +78,7 @@ from lbc_core.export import (
 )
 from lbc_core.export.manifest import to_json_safe
 from lbc_core.sparsity import NMPattern, PatternError, count_violations
+from lbc_core.sparsity.selection import adapter_for
 from lbc_core.training.loop import SupervisedData, evaluate
 
 REPORT_SCHEMA_VERSION = "lbc.speedup-report/3"
@@ -412,7 +413,7 @@ def sparsified_layer_names(model: nn.Module, pattern: NMPattern) -> list[str]:
     for name, module in gemm_layers(model):
         weight = module.weight.detach()
         try:
-            exact = count_violations(weight, pattern) == 0
+            exact = count_violations(weight, pattern, _layout_of(module)) == 0
         except PatternError:  # input dimension not divisible by M: cannot be N:M
             continue
         if exact and bool((weight == 0).any()):
@@ -1018,6 +1019,13 @@ def build_speedup_report(
     )
 
 
+def _layout_of(module: nn.Module) -> str | None:
+    # The engine's layer adapter says how the weight is laid out, so compliance is checked along the
+    # reduction dimension whichever way the weight is stored.
+    adapter = adapter_for(module)
+    return None if adapter is None else adapter.layout
+
+
 def _layer_report(
     name: str,
     module: nn.Linear | nn.Conv2d,
@@ -1040,7 +1048,7 @@ def _layer_report(
         params=weight.numel(),
         nonzeros=nonzeros,
         density=nonzeros / weight.numel() if weight.numel() else 1.0,
-        compliance=check_24_compliance(weight, pattern),
+        compliance=check_24_compliance(weight, pattern, _layout_of(module)),
         flops_dense=gemm.dense_flops(),
         flops_nm=gemm.nm_flops(pattern.density),
         measurements=measurements,

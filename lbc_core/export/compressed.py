@@ -305,12 +305,15 @@ def load_compressed(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 @dataclass(frozen=True, eq=False)
 class CompressedLayer:
-    """One compressed layer as stored: ``values``/``indices`` ``[G, N]`` for a weight of ``shape``."""
+    """One compressed layer as stored: ``values``/``indices`` ``[G, N]`` for a weight of ``shape`` in
+    ``layout``, grouped as :func:`lbc_core.sparsity.to_groups` groups that layout (rows of its ``[out, in]``
+    view for the 2-D layouts, whichever way the weight itself is stored)."""
 
     name: str
     shape: tuple[int, ...]
     values: torch.Tensor
     indices: torch.Tensor
+    layout: str
 
 
 def load_compressed_layers(path: str | os.PathLike[str]) -> tuple[dict[str, CompressedLayer], NMPattern]:
@@ -321,8 +324,14 @@ def load_compressed_layers(path: str | os.PathLike[str]) -> tuple[dict[str, Comp
     layers = {}
     for layer in json.loads(metadata["layers"]):
         key = layer["key"]
+        shape = tuple(layer["shape"])
         layers[layer["name"]] = CompressedLayer(
-            layer["name"], tuple(layer["shape"]), tensors[key + VALUES_SUFFIX], tensors[key + INDICES_SUFFIX]
+            layer["name"],
+            shape,
+            tensors[key + VALUES_SUFFIX],
+            tensors[key + INDICES_SUFFIX],
+            # As _rebuild_layer (which validated it): files without layouts hold Linear/Conv2d weights only.
+            layer.get("layout") or default_layout(shape),
         )
     return layers, pattern
 

@@ -1,12 +1,20 @@
-"""Convert eligible Linear weights to PyTorch's semi-structured 2:4 form for sparse tensor cores.
+"""Convert eligible linear weights to PyTorch's semi-structured 2:4 form for sparse tensor cores.
 
 Only NVIDIA GPUs of compute capability 8.0 (Ampere) or newer have the kernels. Everywhere else this
 module reports why nothing was converted instead of calling ``to_sparse_semi_structured``, which on CPU
 raises "Only CUDA tensors are currently supported".
+
+Layers are read through the engine's layer adapters (``lbc_core.sparsity.selection``): ``nn.Linear``
+stores ``[out, in]``, transformers' ``Conv1D`` (GPT-2) ``[in, out]``. The semi-structured operand is
+always the ``[out, in]`` view, 2:4 along ``in``, the reduction dimension of ``x @ W^T``: a Linear holds it
+as its weight (``F.linear(x, S)``), a Conv1D holds its transpose ``S.t()``, so its own
+``addmm(bias, x, weight)`` is PyTorch's semi-structured ``addmm`` with a transposed sparse operand, the
+same call ``F.linear`` makes on ``S``. Conv2d is not converted (no semi-structured convolution).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -15,6 +23,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from lbc_core.sparsity import NMPattern, count_violations
+from lbc_core.sparsity.pattern import IN_OUT, OUT_IN, linear_shape, linear_view
+from lbc_core.sparsity.selection import adapter_for
 
 MIN_COMPUTE_CAPABILITY = (8, 0)
 # PyTorch's CUTLASS 2:4 kernels are built for Ampere-class GPUs only: on a Hopper GPU (9.0) they raise
@@ -95,23 +105,36 @@ def semi_structured_support(device: torch.device | str) -> tuple[bool, str]:
     return True, f"{name} (compute capability {capability[0]}.{capability[1]}) has 2:4 sparse tensor cores"
 
 
+def linear_layout(module: nn.Module) -> str | None:
+    """The weight layout of a layer semi-structured kernels can serve (``out_in`` for ``nn.Linear``,
+    ``in_out`` for transformers' ``Conv1D``), or None (Conv2d and every other module)."""
+    adapter = adapter_for(module)
+    return adapter.layout if adapter is not None and adapter.layout in (OUT_IN, IN_OUT) else None
+
+
 def semi_structured_ineligibility(module: nn.Module, dtype: torch.dtype) -> str | None:
     """Why this layer cannot be converted, or None when it can (device aside)."""
-    if not isinstance(module, nn.Linear):
-        return f"{type(module).__name__} is not nn.Linear; semi-structured kernels serve linear/mm only"
+    layout = linear_layout(module)
+    if layout is None:
+        return (
+            f"{type(module).__name__} is not nn.Linear or transformers' Conv1D; semi-structured kernels "
+            "serve linear/mm only"
+        )
     if parametrize.is_parametrized(module):
         return "still has an N:M parametrization; finalize the sparsifier first"
     weight = module.weight
     if isinstance(weight, torch.sparse.SparseSemiStructuredTensor):
         return "already semi-structured"
+    assert isinstance(weight, torch.Tensor)  # adapters only take modules with a weight
     rule = SHAPE_RULES[dtype]
-    rows, cols = weight.shape
+    rows, cols = linear_shape(weight.shape, layout)
     if rows % rule.row_multiple or cols % rule.col_multiple:
+        stored = "" if layout == OUT_IN else f", stored {tuple(weight.shape)} as [in, out]"
         return (
-            f"weight shape ({rows}, {cols}) unsupported for {dtype}: out features must be a multiple of "
-            f"{rule.row_multiple} and in features a multiple of {rule.col_multiple}"
+            f"weight shape ({rows}, {cols}) [out, in]{stored} unsupported for {dtype}: out features must "
+            f"be a multiple of {rule.row_multiple} and in features a multiple of {rule.col_multiple}"
         )
-    violations = count_violations(weight, NMPattern(2, 4))
+    violations = count_violations(weight, NMPattern(2, 4), layout)
     if violations:
         return (
             f"not 2:4-compliant: {violations} of {weight.numel() // 4} aligned blocks of 4 inputs "
@@ -137,6 +160,24 @@ def semi_structured_weight(weight: torch.Tensor, backend: str) -> torch.Tensor:
     return torch.sparse.SparseSemiStructuredTensorCUTLASS.from_dense(weight)
 
 
+def replace_with_semi_structured(
+    module: nn.Module, dtype: torch.dtype, convert: Callable[[torch.Tensor], torch.Tensor]
+) -> None:
+    """Give an eligible Linear or Conv1D ``convert`` of its ``[out, in]`` weight view (in ``dtype``,
+    contiguous), stored so that the module's own forward runs it: as the weight of a Linear, transposed
+    for a Conv1D (see the module docstring). Frozen: semi-structured tensors are an inference format."""
+    layout = linear_layout(module)
+    weight = getattr(module, "weight", None)
+    if layout is None or not isinstance(weight, torch.Tensor):
+        raise ValueError(f"{type(module).__name__} is not nn.Linear or transformers' Conv1D")
+    operand = convert(linear_view(weight.detach(), layout).to(dtype).contiguous())
+    stored = operand if layout == OUT_IN else operand.t()
+    module.weight = nn.Parameter(stored, requires_grad=False)
+    bias = getattr(module, "bias", None)
+    if isinstance(bias, torch.Tensor):
+        module.bias = nn.Parameter(bias.detach().to(dtype), requires_grad=False)
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for tensor in model.parameters():
         return tensor.device
@@ -144,7 +185,8 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def to_semi_structured(model: nn.Module, *, dtype: torch.dtype = torch.float16) -> SemiStructuredResult:
-    """Replace each eligible Linear weight (and bias) in place by its ``dtype`` semi-structured 2:4 form.
+    """Replace each eligible Linear or Conv1D weight (and bias) in place by its ``dtype`` semi-structured
+    2:4 form.
 
     The model must already be on the GPU; converted layers compute in ``dtype``, so feed them inputs of
     that dtype (e.g. ``model.to(dtype)`` first). Ineligible layers stay as they are, listed with a reason.
@@ -156,7 +198,7 @@ def to_semi_structured(model: nn.Module, *, dtype: torch.dtype = torch.float16) 
     eligible: list[str] = []
     skipped: list[SkippedConversion] = []
     for name, module in model.named_modules():
-        if not isinstance(module, nn.Linear):
+        if linear_layout(module) is None:
             continue
         reason = semi_structured_ineligibility(module, dtype)
         if reason is None:
@@ -178,13 +220,9 @@ def to_semi_structured(model: nn.Module, *, dtype: torch.dtype = torch.float16) 
     backend = semi_structured_backend(torch.cuda.get_device_capability(device))
     assert backend is not None  # semi_structured_support said the device has a kernel
     for name in eligible:
-        module = model.get_submodule(name)
-        assert isinstance(module, nn.Linear)  # only Linear layers are ever eligible
-        dense = module.weight.detach().to(dtype).contiguous()
-        # Frozen: semi-structured tensors are an inference format.
-        module.weight = nn.Parameter(semi_structured_weight(dense, backend), requires_grad=False)
-        if module.bias is not None:
-            module.bias = nn.Parameter(module.bias.detach().to(dtype), requires_grad=False)
+        replace_with_semi_structured(
+            model.get_submodule(name), dtype, lambda dense: semi_structured_weight(dense, backend)
+        )
     return SemiStructuredResult(
         device=str(device),
         dtype=str(dtype),

@@ -19,12 +19,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from lbc_core.export.compressed import load_compressed_layers, rebuild_model
+from lbc_core.export.errors import ExportError
 from lbc_core.kernels.native import native_status, nm_linear
 from lbc_core.kernels.packing import DTYPES, PackedNM, pack_compressed, pack_weight, reference_linear
 from lbc_core.kernels.settings import KernelSettings
 from lbc_core.sparsity import NMPattern, count_violations
-from lbc_core.sparsity.pattern import IN_OUT, OUT_IN
-from lbc_core.sparsity.selection import adapter_for
+from lbc_core.sparsity.pattern import IN_OUT, OUT_IN, linear_shape, linear_view
+from lbc_core.sparsity.selection import LayerAdapter, adapter_for
 
 # (fn) -> milliseconds per call; the default is lbc_core.benchmark.timing.time_callable's median.
 TimeMs = Callable[[Callable[[], object]], float]
@@ -33,22 +34,25 @@ TimeMs = Callable[[Callable[[], object]], float]
 def reduction_weight(module: nn.Module) -> torch.Tensor | None:
     """The ``[out, reduction]`` view of a layer the N:M kernel can replace, or None.
 
-    The one place that knows weight layouts (read from the sparsity selection's layer adapters):
-    ``nn.Linear`` stores ``[out, in]``; GPT-2's ``Conv1D`` stores ``[in, out]`` and computes
-    ``x @ W + b``, the same function as a Linear holding ``W^T``, so its view is ``weight.t()``.
+    The layout comes from the sparsity selection's layer adapters and the view from
+    :func:`lbc_core.sparsity.pattern.linear_view`: ``nn.Linear`` stores ``[out, in]``; GPT-2's ``Conv1D``
+    stores ``[in, out]`` and computes ``x @ W + b``, the same function as a Linear holding ``W^T``, so its
+    view is ``weight.t()``.
     Conv2d and layers still carrying a mask parametrization are not replaced.
     """
-    adapter = adapter_for(module)
+    adapter = _linear_adapter(module)
     if adapter is None or parametrize.is_parametrized(module):
         return None
     weight = module.weight
     if not isinstance(weight, torch.Tensor):
         return None
-    if adapter.layout == OUT_IN:
-        return weight
-    if adapter.layout == IN_OUT:
-        return weight.t()
-    return None
+    return linear_view(weight, adapter.layout)
+
+
+def _linear_adapter(module: nn.Module) -> LayerAdapter | None:
+    # The layer adapters whose weight is a 2-D [out, in] or [in, out] matrix; Conv2d is not one.
+    adapter = adapter_for(module)
+    return adapter if adapter is not None and adapter.layout in (OUT_IN, IN_OUT) else None
 
 
 class NMLinear(nn.Module):
@@ -247,13 +251,25 @@ def nm_model_from_export(
     **swap_options: Any,
 ) -> tuple[nn.Module, SwapResult]:
     """Rebuild an exported model and run its compressed layers on the N:M kernel, packed straight from the
-    stored values and positions (so the kernel runs exactly what was exported). Eval mode."""
+    stored values and positions (so the kernel runs exactly what was exported). Eval mode.
+
+    Every compressed layer of a 2-D layout is packed: ``nn.Linear`` ``[out, in]`` and transformers'
+    ``Conv1D`` ``[in, out]`` alike, since the export groups both along rows of their ``[out, in]`` view,
+    the order the kernel packs (no dense weight is made). Conv2d layers stay dense.
+    """
     model = rebuild_model(manifest_path_or_dict, compressed_path)
     layers, pattern = load_compressed_layers(compressed_path)
-    packed = {
-        name: pack_compressed(layer.values, layer.indices, layer.shape[0], layer.shape[1], pattern)
-        for name, layer in layers.items()
-        if len(layer.shape) == 2 and isinstance(model.get_submodule(name), nn.Linear)
-    }
+    packed = {}
+    for name, layer in layers.items():
+        adapter = _linear_adapter(model.get_submodule(name))
+        if adapter is None:
+            continue
+        if layer.layout != adapter.layout:
+            raise ExportError(
+                f"{compressed_path}: layer {name!r} was compressed in layout {layer.layout!r} but the rebuilt "
+                f"model's {adapter.kind} stores {adapter.layout!r}"
+            )
+        out_features, in_features = linear_shape(layer.shape, layer.layout)
+        packed[name] = pack_compressed(layer.values, layer.indices, out_features, in_features, pattern)
     result = swap_to_nm_kernel(model, pattern, layer_names=list(packed), packed=packed, **swap_options)
     return model.eval(), result

@@ -123,6 +123,23 @@ def reduction_size(weight_shape: torch.Size | tuple[int, ...], layout: str | Non
     return int(weight_shape[0] if _layout(weight_shape, layout) == IN_OUT else weight_shape[1])
 
 
+def linear_shape(weight_shape: torch.Size | tuple[int, ...], layout: str | None = None) -> tuple[int, int]:
+    """``(out, in)`` of a 2-D linear-like weight in ``layout``: the shape of its :func:`linear_view`."""
+    layout = _layout(weight_shape, layout)
+    if layout == CONV_OUT_IN_KH_KW:
+        raise PatternError(f"a {layout} weight is not a linear layer's; it has no [out, in] view")
+    rows, cols = int(weight_shape[0]), int(weight_shape[1])
+    return (cols, rows) if layout == IN_OUT else (rows, cols)
+
+
+def linear_view(weight: torch.Tensor, layout: str | None = None) -> torch.Tensor:
+    """The ``[out, in]`` view of a 2-D linear-like weight (what ``F.linear`` takes): the weight itself for
+    ``out_in``, its transpose for ``in_out`` (Conv1D computes ``x @ W``, the same as a Linear holding
+    ``W^T``). N:M groups of the layer are M consecutive entries of a row of this view, in every layout."""
+    linear_shape(weight.shape, layout)  # refuses Conv2d and malformed weights
+    return weight.t() if _layout(weight.shape, layout) == IN_OUT else weight
+
+
 def group_direction(weight_shape: torch.Size | tuple[int, ...], layout: str | None = None) -> str:
     """Human-readable description of how groups run through a weight of this shape and layout."""
     layout = _layout(weight_shape, layout)
@@ -187,8 +204,12 @@ def is_nm_sparse(weight: torch.Tensor, pattern: NMPattern, layout: str | None = 
     return count_violations(weight, pattern, layout) == 0
 
 
-def is_24_compliant_tensor(weight: torch.Tensor) -> bool:
-    """Whether every aligned block of 4 along the reduction dimension holds at most 2 non-zeros."""
-    if weight.dim() not in (2, 4) or weight.shape[1] % 4:
+def is_24_compliant_tensor(weight: torch.Tensor, layout: str | None = None) -> bool:
+    """Whether every aligned block of 4 along the reduction dimension (of ``layout``) holds at most 2
+    non-zeros."""
+    if weight.dim() not in (2, 4):
         return False
-    return is_nm_sparse(weight, NMPattern(2, 4))
+    try:
+        return is_nm_sparse(weight, NMPattern(2, 4), layout)
+    except PatternError:  # the reduction dimension is not a multiple of 4, or the layout does not fit
+        return False

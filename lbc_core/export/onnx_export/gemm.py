@@ -15,6 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lbc_core.sparsity.pattern import IN_OUT, linear_view
+from lbc_core.sparsity.pattern import OUT_IN as LINEAR_LAYOUT
+from lbc_core.sparsity.selection import adapter_for
+
 # How the exported initializer of each rewritten layer is laid out (the manifest records it).
 OUT_IN = "[out, in]"
 TRANSPOSED_CONV1D = "[out, in] (transposed from the checkpoint's Conv1D [in, out])"
@@ -36,45 +40,38 @@ class GemmLinear(nn.Module):
         return y.reshape(*lead, y.shape[-1])
 
 
-def is_hf_conv1d(module: nn.Module) -> bool:
-    """transformers' ``Conv1D`` (GPT-2): a linear layer whose weight is stored ``[in, out]``.
-
-    Recognised by shape rather than imported, so exporting a catalog model never imports transformers.
-    """
-    weight = getattr(module, "weight", None)
-    return (
-        type(module).__name__ == "Conv1D"
-        and type(module).__module__.startswith("transformers")
-        and isinstance(weight, torch.Tensor)
-        and weight.dim() == 2
-        and weight.shape[1] == getattr(module, "nf", None)
-    )
+# The Gemm weight's layout per weight layout of the engine's layer adapters (lbc_core.sparsity.selection).
+GEMM_LAYOUTS = {LINEAR_LAYOUT: OUT_IN, IN_OUT: TRANSPOSED_CONV1D}
 
 
-def _plain_linear(module: nn.Module) -> bool:
+def _overridden_linear(module: nn.Module) -> bool:
     # A subclass with its own forward (LoRA, quantized layers) computes something else: left as it is.
-    return isinstance(module, nn.Linear) and type(module).forward is nn.Linear.forward
+    return isinstance(module, nn.Linear) and type(module).forward is not nn.Linear.forward
 
 
 def gemm_ready(model: nn.Module) -> tuple[nn.Module, dict[str, str]]:
     """A copy of ``model`` in eval mode whose linear layers are :class:`GemmLinear`, and their layouts.
 
-    The copy keeps parameter names (``fc1.weight`` stays ``fc1.weight``) and tied weights stay shared.
-    Conv1D weights are transposed to ``[out, in]`` so every Gemm weight has the same layout as an
-    ``nn.Linear`` weight, with N:M groups along its last axis.
+    Which modules are linear and how their weight is laid out comes from the engine's layer adapters
+    (``lbc_core.sparsity.selection.adapter_for``): ``nn.Linear`` and transformers' ``Conv1D``; Conv2d
+    stays a ``Conv``. The copy keeps parameter names (``fc1.weight`` stays ``fc1.weight``) and tied
+    weights stay shared. Conv1D weights are transposed to ``[out, in]`` so every Gemm weight has the same
+    layout as an ``nn.Linear`` weight (``transB=1``), with N:M groups along its last axis.
     """
     ready = copy.deepcopy(model).eval()
     layouts: dict[str, str] = {}
     for parent_name, parent in list(ready.named_modules()):
         for child_name, child in list(parent.named_children()):
             name = f"{parent_name}.{child_name}" if parent_name else child_name
-            if _plain_linear(child):
-                assert isinstance(child, nn.Linear)
-                setattr(parent, child_name, GemmLinear(child.weight, child.bias))
-                layouts[name] = OUT_IN
-            elif is_hf_conv1d(child):
-                weight = nn.Parameter(child.weight.detach().t().contiguous(), requires_grad=False)
-                bias = child.bias if isinstance(child.bias, torch.Tensor) else None
-                setattr(parent, child_name, GemmLinear(weight, bias))
-                layouts[name] = TRANSPOSED_CONV1D
+            adapter = adapter_for(child)
+            if adapter is None or adapter.layout not in GEMM_LAYOUTS or _overridden_linear(child):
+                continue
+            weight = child.weight
+            assert isinstance(weight, torch.Tensor)  # adapters only take modules with a weight
+            bias = child.bias if isinstance(child.bias, torch.Tensor) else None
+            if adapter.layout == IN_OUT:
+                # A fresh constant in the Linear layout, with the N:M groups along its last axis.
+                weight = nn.Parameter(linear_view(weight.detach(), IN_OUT).contiguous(), requires_grad=False)
+            setattr(parent, child_name, GemmLinear(weight, bias))
+            layouts[name] = GEMM_LAYOUTS[adapter.layout]
     return ready, layouts

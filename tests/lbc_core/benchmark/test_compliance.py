@@ -10,7 +10,8 @@ from lbc_core.benchmark import (
     max_kept_per_block,
     pattern_explanation,
 )
-from lbc_core.sparsity import NMPattern
+from lbc_core.sparsity import NMPattern, magnitude_mask
+from lbc_core.sparsity.pattern import CONV_OUT_IN_KH_KW, IN_OUT, OUT_IN
 
 
 def _weight(rows: int, row_pattern: list[int]) -> torch.Tensor:
@@ -66,6 +67,41 @@ def test_conv_blocks_run_along_input_channels() -> None:
     result = check_24_compliance(weight)
     assert not result.compliant
     assert (result.blocks, result.violating_blocks) == (2 * 9 * 2, 2 * 9)
+
+
+def _conv1d_weight_24_along(dim: int) -> torch.Tensor:
+    """A transformers Conv1D weight ``[in=8, out=12]`` that is 2:4 along ``dim`` only (magnitude masked)."""
+    weight = torch.randn(8, 12, generator=torch.Generator().manual_seed(0))
+    layout = IN_OUT if dim == 0 else OUT_IN  # OUT_IN groups a 2-D weight along dim 1
+    return weight * magnitude_mask(weight, NMPattern(2, 4), layout)
+
+
+def test_a_conv1d_weight_is_checked_along_its_input_dimension_dim_0() -> None:
+    along_inputs = _conv1d_weight_24_along(0)
+    result = check_24_compliance(along_inputs, NMPattern(2, 4), IN_OUT)
+    assert result.compliant and (result.blocks, result.violating_blocks) == (24, 0)
+    # Read as if it were [out, in], the same weight breaks 2:4 along its rows: the layout decides.
+    assert not check_24_compliance(along_inputs, NMPattern(2, 4)).compliant
+
+
+def test_a_conv1d_weight_that_is_2_4_only_along_its_outputs_is_not_compliant() -> None:
+    along_outputs = _conv1d_weight_24_along(1)
+    assert check_24_compliance(along_outputs, NMPattern(2, 4), OUT_IN).compliant
+    result = check_24_compliance(along_outputs, NMPattern(2, 4), IN_OUT)
+    assert not result.compliant and result.blocks == 24 and result.violating_blocks > 0
+    assert "not (or no longer) 2:4 sparse" in result.explanation
+
+
+def test_a_conv1d_weight_whose_input_dimension_is_not_a_multiple_of_4_cannot_comply() -> None:
+    result = check_24_compliance(torch.zeros(6, 8), NMPattern(2, 4), IN_OUT)
+    assert not result.compliant and result.blocks == 0
+    assert "(6 inputs) is not a multiple of 4" in result.explanation
+
+
+def test_a_layout_that_does_not_fit_the_weight_is_reported() -> None:
+    result = check_24_compliance(torch.zeros(4, 8), NMPattern(2, 4), CONV_OUT_IN_KH_KW)
+    assert not result.compliant and result.blocks == 0
+    assert result.explanation == "a conv_out_in_kh_kw weight is 4-D, got shape (4, 8)"
 
 
 def test_reduction_not_a_multiple_of_4_cannot_comply() -> None:

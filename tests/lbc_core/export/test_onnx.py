@@ -33,9 +33,11 @@ from lbc_core.export.onnx_export import (
     gemm_ready,
     weight_initializers,
 )
-from lbc_core.export.onnx_export.gemm import is_hf_conv1d
+from lbc_core.export.onnx_export.gemm import TRANSPOSED_CONV1D
 from lbc_core.models import build_model
 from lbc_core.sparsity import NMPattern, is_24_compliant_tensor, is_nm_sparse, magnitude_mask
+from lbc_core.sparsity.pattern import IN_OUT, linear_view
+from lbc_core.sparsity.selection import CONV1D, LINEAR, adapter_for
 
 PATTERN = NMPattern(2, 4)
 
@@ -65,11 +67,7 @@ def _consumers(proto: onnx.ModelProto, name: str) -> set[str]:
 
 
 def _linear_layers(model: nn.Module) -> list[str]:
-    return [
-        name
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) or is_hf_conv1d(module)
-    ]
+    return [name for name, module in model.named_modules() if adapter_for(module) in (LINEAR, CONV1D)]
 
 
 def _check_graphs(
@@ -111,8 +109,8 @@ def _check_graphs(
     for layer in sparsified:
         module = model.get_submodule(layer)
         weight = module.weight.detach()
-        if is_hf_conv1d(module):
-            weight = weight.t()
+        if adapter_for(module) is CONV1D:
+            weight = linear_view(weight, IN_OUT)
         for proto, dtype in ((fp32, torch.float32), (fp16, torch.float16)):
             stored = _initializer(proto, f"{layer}.weight")
             assert stored.dtype == dtype and stored.shape == weight.shape
@@ -141,6 +139,9 @@ def test_gemm_rewrite_of_gpt2_conv1d_stores_its_weight_as_out_by_in() -> None:
     )
     model = transformers.GPT2LMHeadModel(config).eval()
     ready, layouts = gemm_ready(model)
+    # Exactly the layers the engine's adapters call Linear or Conv1D: every Conv1D and the LM head.
+    assert set(layouts) == {name for name, m in model.named_modules() if adapter_for(m) in (LINEAR, CONV1D)}
+    assert {layouts[name] for name in layouts if name != "lm_head"} == {TRANSPOSED_CONV1D}
     attn = ready.get_submodule("transformer.h.0.attn.c_attn")
     assert layouts["transformer.h.0.attn.c_attn"].startswith("[out, in] (transposed")
     assert torch.equal(attn.weight, model.get_submodule("transformer.h.0.attn.c_attn").weight.t())
@@ -150,6 +151,23 @@ def test_gemm_rewrite_of_gpt2_conv1d_stores_its_weight_as_out_by_in() -> None:
     torch.testing.assert_close(
         ready(ids, use_cache=False).logits, model(ids, use_cache=False).logits, rtol=0, atol=1e-6
     )
+
+
+class _ScaledLinear(nn.Linear):
+    """A Linear subclass with its own forward (as LoRA or quantized layers have)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2.0 * super().forward(x)
+
+
+def test_gemm_rewrite_leaves_convolutions_and_linears_with_their_own_forward_alone() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.Flatten(), _ScaledLinear(16, 8), nn.Linear(8, 2)).eval()
+    ready, layouts = gemm_ready(model)
+    assert layouts == {"3": "[out, in]"}
+    assert isinstance(ready[0], nn.Conv2d) and isinstance(ready[2], _ScaledLinear)
+    x = torch.randn(2, 3, 2, 2)
+    assert torch.equal(ready(x), model(x))
 
 
 # -- catalog models -------------------------------------------------------------------------------------
@@ -215,12 +233,13 @@ def _sparsify_hf(model: nn.Module, pattern: NMPattern, skip: tuple[str, ...]) ->
     names = []
     with torch.no_grad():
         for name, module in model.named_modules():
-            if not (isinstance(module, nn.Linear) or is_hf_conv1d(module)) or name.endswith(skip):
+            adapter = adapter_for(module)
+            if adapter not in (LINEAR, CONV1D) or name.endswith(skip):
                 continue
-            # Conv1D stores [in, out]: its groups run down the columns, so mask the transpose.
-            view = module.weight.t() if is_hf_conv1d(module) else module.weight
-            mask = magnitude_mask(view, pattern)
-            module.weight.mul_((mask.t() if is_hf_conv1d(module) else mask).to(module.weight.dtype))
+            assert adapter is not None
+            # Conv1D stores [in, out]: its layout groups down the columns (its input dimension).
+            mask = magnitude_mask(module.weight, pattern, adapter.layout)
+            module.weight.mul_(mask.to(module.weight.dtype))
             names.append(name)
     return names
 

@@ -15,6 +15,7 @@ from lbc_core.kernels.packing import (
     unpack,
 )
 from lbc_core.sparsity import NMPattern
+from lbc_core.sparsity.pattern import IN_OUT, linear_shape, linear_view
 
 from .conftest import PATTERNS, nm_weight
 
@@ -69,6 +70,21 @@ def test_the_compressed_export_is_the_packed_operand() -> None:
     direct = pack_weight(weight, nm)
     assert torch.equal(from_export.values, direct.values)
     assert torch.equal(from_export.codes, direct.codes)
+
+
+def test_an_in_out_layer_packs_from_its_compressed_groups_as_its_out_in_view() -> None:
+    # A Conv1D weight is stored [in, out]; the export groups it along rows of its [out, in] view, so its
+    # values/indices pack as they are, with out and in read from the stored shape the other way round.
+    nm = NMPattern(2, 4)
+    out_in = nm_weight(24, 32, nm, torch.float32)
+    stored = out_in.t().contiguous()  # [in, out] = [32, 24]
+    values, indices = compress_weight(stored, nm, layout=IN_OUT)
+    from_export = pack_compressed(values, indices, *linear_shape(stored.shape, IN_OUT), nm)
+    direct = pack_weight(linear_view(stored, IN_OUT).contiguous(), nm)
+    assert (from_export.out_features, from_export.in_features) == (24, 32)
+    assert torch.equal(from_export.values, direct.values)
+    assert torch.equal(from_export.codes, direct.codes)
+    assert torch.equal(unpack(from_export), out_in)
 
 
 def test_groups_with_fewer_than_n_nonzeros_pack_and_unpack() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -10,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from lbc_core.export import export_all
+from lbc_core.export import ExportError, export_all, save_compressed
 from lbc_core.kernels.registry import CpuNMKernel, DenseKernel, kernels_for, sparse_kernel_for
 from lbc_core.kernels.swap import NMLinear, nm_model_from_export, swap_to_nm_kernel
 from lbc_core.models import build_model
 from lbc_core.sparsity import NMPattern, SparsityConfig, SparsityReport, build_sparsifier
+from lbc_core.sparsity.pattern import IN_OUT
 
 pytestmark = pytest.mark.usefixtures("native")
 
@@ -141,3 +143,29 @@ def test_registry_serves_each_case_with_a_reason() -> None:
     torch.testing.assert_close(
         served[0].linear(x, served[0].pack(weight, NMPattern(2, 4)), None), x @ weight.T
     )
+
+
+def test_a_layer_compressed_in_another_layout_than_its_module_is_refused(tmp_path: Path) -> None:
+    nm = NMPattern(2, 4)
+    args = {"input_features": 64, "hidden_dim": 64, "depth": 3}
+    model, report = _finalized("mlp", nm, **args)
+    exported = export_all(
+        model,
+        report,
+        tmp_path,
+        architecture="mlp",
+        architecture_args={**args, "num_classes": 10, "in_channels": 1},
+        metrics={},
+        pattern=nm,
+    )
+    name = report.layers[0].name
+    # The same tensors, but the square Linear weight recorded (and grouped) as a Conv1D's [in, out].
+    state = dict(model.state_dict())
+    state[f"{name}.weight"] = state[f"{name}.weight"].t().contiguous()
+    relabelled = tmp_path / "relabelled.nm.safetensors"
+    save_compressed(state, [layer.name for layer in report.layers], nm, relabelled, {name: IN_OUT})
+    manifest = json.loads(exported.file("manifest.json").path.read_text())
+    manifest["files"] = [f for f in manifest["files"] if f["name"] != "model.nm.safetensors"]
+
+    with pytest.raises(ExportError, match=rf"layer '{name}' was compressed in layout 'in_out' but"):
+        nm_model_from_export(manifest, relabelled, measure=False)
