@@ -125,7 +125,8 @@ def test_labeled_jsonl_and_a_tokenizer_upload_feed_a_sequence_classification_job
         (b'{"text": "x", "label": 1}\n{"text": "y"}\n', "labeled-text", 'line 2 has no "label" field'),
         (b"text,label\na,1\nb,1\n", "labeled-text", "classification needs at least 2 classes"),
         (b"\x80PK not json", "tokenizer", "the tokenizer file is not valid JSON text"),
-        (b'{"model": {"vocab": {}}}', "tokenizer", 'expected a JSON object whose "model" names its type'),
+        (b'{"model": {"vocab": {}}}', "tokenizer", "the tokenizer file needs a 'model' object whose type is one of"),
+        (b'{"model": {"type": "Evil"}}', "tokenizer", "one of BPE, Unigram, WordLevel, WordPiece"),
     ],
 )
 def test_bad_text_uploads_are_422_naming_the_problem(
