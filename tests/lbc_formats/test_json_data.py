@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from lbc_formats import json_data
 from lbc_formats.errors import FormatError
 from lbc_formats.json_data import load_json_data, nesting_depth, value_depth
 
@@ -27,6 +28,26 @@ CASES = [
 @pytest.mark.parametrize(("data", "depth"), CASES)
 def test_the_depth_of_known_texts(data: bytes, depth: int) -> None:
     assert nesting_depth(data) == depth
+
+
+def _deepest_by_hand(data: bytes) -> int:
+    depth = deepest = 0
+    for bracket in data:
+        depth += {ord("["): 1, ord("]"): -1}.get(bracket, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def test_every_way_through_the_chunks_gives_the_depth_bracket_by_bracket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Chunks of openers only, chunks that cannot go deeper, and chunks summed, across chunk borders."""
+    monkeypatch.setattr(json_data, "_CHUNK", 4)
+    rng = random.Random(7)
+    for _ in range(3000):
+        run = rng.choice([b"[", b"]", b"[]", b"[[]", b"][", b"a"])
+        data = b"".join(rng.choice([run, b"[", b"]", b"x"]) for _ in range(rng.randint(0, 60)))
+        assert nesting_depth(data) == _deepest_by_hand(data), data
 
 
 def _random_value(rng: random.Random, depth: int) -> Any:
@@ -59,9 +80,17 @@ def test_a_document_within_the_bounds_is_decoded() -> None:
     [
         (b"[1, 2]", (5, 8), "the body is 6 bytes, over the limit of 5"),
         (b'{"a": [[1]]}', (64, 2), "the body nests 3 levels deep, over the limit of 2"),
-        (b"[" * 100_000 + b"]" * 100_000, (1 << 20, 64), "the body nests 100000 levels deep, over the limit of 64"),
+        (
+            b"[" * 100_000 + b"]" * 100_000,
+            (1 << 20, 64),
+            "the body nests 100000 levels deep, over the limit of 64",
+        ),
         (b"[" * 50_000_000, (1 << 30, 64), "the body nests 50000000 levels deep, over the limit of 64"),
-        (b"{not json", (64, 8), "the body is not valid JSON text (Expecting property name enclosed in double"),
+        (
+            b"{not json",
+            (64, 8),
+            "the body is not valid JSON text (Expecting property name enclosed in double",
+        ),
         (b"\xff\xfe{}", (64, 8), "the body is not valid JSON text (not UTF-8: invalid start byte at byte 0)"),
         (b'{"lr": NaN}', (64, 8), "the body holds NaN, which is not valid JSON"),
         (b"[-Infinity]", (64, 8), "the body holds -Infinity, which is not valid JSON"),
