@@ -38,13 +38,17 @@ from lbc_formats.errors import FormatError
 from lbc_formats.hf_config import REFUSED_KEYS, CleanConfig, parse_config
 from lbc_formats.json_data import load_json_data
 from lbc_formats.safetensors_header import HeaderLimits, SafetensorsHeader, TensorEntry, read_header
-from lbc_formats.tokenizer_json import MAX_TOKENIZER_BYTES, MAX_TOKENIZER_DEPTH, check_tokenizer
+from lbc_formats.tokenizer_json import (
+    MAX_TOKENIZER_BYTES,
+    MAX_TOKENIZER_DEPTH,
+    TOKENIZER_FILE,
+    check_tokenizer,
+)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 SHARD_RE = re.compile(r"^model-(?P<index>\d{5})-of-(?P<total>\d{5})\.safetensors$")
-TOKENIZER_FILE = "tokenizer.json"
 # Side files read as JSON objects; a key asking for shipped code is refused in each.
 JSON_FILES = frozenset(
     {
@@ -334,7 +338,9 @@ def _read_config(name: str, head: bytes, stream: IO[bytes], size: int, limits: M
 
 def _read_tokenizer(name: str, head: bytes, stream: IO[bytes], size: int, limits: ModelDirLimits) -> Any:
     data = _read_all(name, head, stream, size, limits.max_tokenizer_bytes)
-    check_tokenizer(data, what=name, max_bytes=limits.max_tokenizer_bytes, max_depth=limits.max_tokenizer_depth)
+    check_tokenizer(
+        data, what=name, max_bytes=limits.max_tokenizer_bytes, max_depth=limits.max_tokenizer_depth
+    )
     return None  # the engine reads the file itself with the tokenizers library
 
 

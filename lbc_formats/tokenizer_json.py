@@ -11,12 +11,14 @@ from lbc_formats.json_data import load_json_data
 __all__ = [
     "MAX_TOKENIZER_BYTES",
     "MAX_TOKENIZER_DEPTH",
+    "TOKENIZER_FILE",
     "TOKENIZER_KEYS",
     "TOKENIZER_MODELS",
     "TokenizerSummary",
     "check_tokenizer",
 ]
 
+TOKENIZER_FILE = "tokenizer.json"  # its name in a model directory
 MAX_TOKENIZER_BYTES = 64 << 20  # the largest vocabularies' tokenizer.json are ~35 MiB
 MAX_TOKENIZER_DEPTH = 32
 # What a tokenizer.json written by the `tokenizers` library holds at its top level, and its model types.
