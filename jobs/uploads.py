@@ -36,7 +36,6 @@ from lbc_catalog.uploads import DATASET_FORMATS
 from lbc_formats.errors import FormatError
 from lbc_formats.hf_directory import ModelDirLimits, check_model_files
 from lbc_formats.safetensors_header import SAFETENSORS_DTYPES, HeaderLimits, read_header
-from lbc_formats.tokenizer_json import MAX_TOKENIZER_BYTES, MAX_TOKENIZER_DEPTH, check_tokenizer
 from lbc_formats.text import (
     TextDataError,
     TextLimits,
@@ -45,6 +44,7 @@ from lbc_formats.text import (
     read_corpus,
     read_labeled,
 )
+from lbc_formats.tokenizer_json import MAX_TOKENIZER_BYTES, MAX_TOKENIZER_DEPTH, check_tokenizer
 
 CHECKPOINT_FORMATS = ("safetensors", "torch")
 
