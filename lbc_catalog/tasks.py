@@ -174,7 +174,8 @@ _SOURCE_MODELS: Mapping[str, tuple[str, str]] = MappingProxyType(
 
 
 def task_model_problem(task: str, model_source: str) -> str | None:
-    """Why a ``task`` job cannot use a model from ``model_source``; None when it can (the pair has a recipe)."""
+    """Why a ``task`` job cannot use a model from ``model_source`` (one of MODEL_SOURCES); None when it can
+    (the pair has a recipe)."""
     if (task, model_source) in _RECIPES:
         return None
     done = " and ".join(t for t, source in _RECIPES if source == model_source) or "no task"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,14 @@ from jobs.spec import (
     load_spec,
     parse_spec,
     render_field_docs,
+)
+from lbc_catalog.tasks import (
+    CAUSAL_LM,
+    IMAGE_CLASSIFICATION,
+    MODEL_SOURCES,
+    TASKS,
+    default_recipe,
+    task_model_problem,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -742,6 +751,16 @@ def test_an_optimizer_named_on_a_hugging_face_model_gets_that_optimizers_default
     # A catalog model's rate stays the batch-scaled default of whichever optimizer the spec names.
     adamw = parse_spec(with_fields(train__optimizer="adamw")).train
     assert (adamw.optimizer, adamw.lr, adamw.weight_decay) == ("adamw", None, 5e-4)
+
+
+def test_every_recipe_has_defaults_for_every_optimizer_a_spec_may_name() -> None:
+    optimizers = typing.get_args(TrainSpec.model_fields["optimizer"].annotation)
+    pairs = [(t, m) for t in TASKS for m in MODEL_SOURCES if task_model_problem(t, m) is None]
+    assert (IMAGE_CLASSIFICATION, "catalog") in pairs and (CAUSAL_LM, "huggingface") in pairs
+    for task, source in pairs:
+        recipe = default_recipe(task, source)
+        assert recipe.for_optimizer(recipe.optimizer) is not None
+        assert [o for o in optimizers if recipe.for_optimizer(o) is None] == [], (task, source)
 
 
 def test_text_fields_belong_to_text_sources() -> None:
