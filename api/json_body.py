@@ -14,8 +14,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from api.deps import CurrentOwner, SettingsDep
-from jobs.bounded_json import JsonRejected, load_json
 from jobs.errors import InvalidInput, PayloadTooLarge
+from lbc_formats.errors import FormatError
+from lbc_formats.json_data import load_json_data
 
 # A job spec nests five levels; anything far deeper is not a spec.
 MAX_JSON_DEPTH = 64
@@ -51,8 +52,8 @@ async def read_json_body(request: Request, owner: CurrentOwner, settings: Settin
     if not body:
         raise _body_problem("the body is empty; send the request as JSON")
     try:
-        return load_json(bytes(body), max_bytes=limit, max_depth=MAX_JSON_DEPTH, what="the body")
-    except JsonRejected as exc:
+        return load_json_data(bytes(body), what="the body", max_bytes=limit, max_depth=MAX_JSON_DEPTH)
+    except FormatError as exc:
         raise _body_problem(str(exc)) from None
 
 

@@ -32,14 +32,15 @@ from client.spec_text import SpecTextError, load_spec_file, load_spec_text
 from jobs.catalog import ARCHITECTURES, check_model_args, weight_layer_names
 from jobs.sizing import input_problems
 from jobs.text import name_problem, nul_problems
-from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
 from lbc_catalog.tasks import (
+    DEFAULT_TASK,
     IMAGE_SOURCES,
     MODEL_SOURCES,
     TASKS,
     TEXT_SOURCES,
     default_recipe,
     task_for_source,
+    task_model_problem,
 )
 
 # The sparsity methods a job may name: the one list the spec, the API filters and the CLI read.
@@ -600,8 +601,9 @@ class TrainSpec(_Section):
     optimizer: Literal["sgd", "adamw"] = Field(
         default="sgd",
         description=(
-            "Weight optimizer (LBC scores follow it). In a job spec, omitted: the task's default "
-            "(sgd for image classification, adamw for text tasks; see the training defaults)."
+            "Weight optimizer (LBC scores follow it). In a job spec, omitted: the recipe's for the task and "
+            "model source (sgd for a catalog model, adamw to fine-tune a Hugging Face one; see the training "
+            "defaults)."
         ),
     )
     lr: float | None = Field(
@@ -609,7 +611,9 @@ class TrainSpec(_Section):
         gt=0.0,
         le=100.0,
         description=(
-            "Peak learning rate (reached after warm-up), used as given. Omitted: scaled from a reference batch "
+            "Peak learning rate (reached after warm-up), used as given. Omitted with a Hugging Face model: the "
+            "recipe's rate for the optimizer (see the training defaults). Omitted "
+            "otherwise: scaled from a reference batch "
             "size of 128, down for smaller batches and never above the reference for larger ones: sgd "
             "0.1 x min(batch_size, 128) / 128 (0.0125 at batch 16, 0.05 at 64, 0.1 from 128 up), adamw "
             "0.003 x sqrt(min(batch_size, 128) / 128). The rate used is recorded in the run's summary "
@@ -623,7 +627,10 @@ class TrainSpec(_Section):
         default=5e-4,
         ge=0.0,
         le=1.0,
-        description="L2 weight decay (decoupled for adamw). In a job spec, omitted: the task's default.",
+        description=(
+            "L2 weight decay (decoupled for adamw). In a job spec, omitted: the recipe's for the task, model "
+            "source and optimizer."
+        ),
     )
     betas: list[Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(
         default_factory=lambda: [0.9, 0.999],
@@ -899,15 +906,9 @@ class JobSpec(_Section):
                     self.dataset.source,
                 )
             )
-        if self.model.source == "catalog" and self.task != IMAGE_CLASSIFICATION:
-            problems.append(
-                (
-                    ("task",),
-                    f"the catalog architectures are image classifiers; a {self.task} job needs a Hugging Face "
-                    "model (model.source: huggingface)",
-                    self.task,
-                )
-            )
+        task_problem = task_model_problem(self.task, self.model.source)
+        if task_problem is not None:
+            problems.append((("task",), task_problem, self.task))
         if self.model.architecture is None:  # a Hugging Face model: its upload is checked at submit
             if problems:
                 raise _problems_error("JobSpec", problems)
@@ -967,33 +968,41 @@ class JobSpec(_Section):
         return t_f if t_f is not None else self.train.epochs / 2
 
 
-def model_source(data: Mapping[str, Any]) -> str:
+def model_source(data: Mapping[str, Any]) -> str | None:
     """Where the spec's model comes from (lbc_catalog.tasks.MODEL_SOURCES), for the task's recipe: a
-    pretrained Hugging Face model is fine-tuned (AdamW, small rate, warm-up), a catalog one trained."""
-    model = data.get("model")
-    source = model.get("source") if isinstance(model, Mapping) else None
-    return source if isinstance(source, str) and source in MODEL_SOURCES else "catalog"
+    pretrained Hugging Face model is fine-tuned (AdamW, small rate, warm-up), a catalog one trained. None
+    for a source that is not one of them (validation names it)."""
+    model = data.get("model", {})
+    source = model.get("source", "catalog") if isinstance(model, Mapping) else "catalog"
+    return source if isinstance(source, str) and source in MODEL_SOURCES else None
 
 
 def with_task_defaults(data: Any) -> Any:
     """Raw spec data with ``task`` (the dataset source's task when omitted) and the training fields the
-    task's recipe sets (optimizer, weight_decay, warmup_epochs) filled in where the spec leaves them out.
+    recipe of the task and model source sets (optimizer, lr, weight_decay, warmup_epochs) filled in where
+    the spec leaves them out; lr and weight_decay are those of the optimizer the spec names, if it names one.
 
     Filled in before validation, so the stored spec records the values the run used; anything malformed
-    is left for validation to name.
+    is left for validation to name, and so is a task the model source cannot do (it has no recipe).
     """
     if not isinstance(data, Mapping):
         return data
     dataset, train = data.get("dataset"), data.get("train", {})
     if "task" not in data and isinstance(dataset, Mapping) and isinstance(dataset.get("source"), str):
         data = {**data, "task": task_for_source(dataset["source"])}
-    task = data.get("task", "image-classification")
-    if not isinstance(task, str) or task not in TASKS or not isinstance(train, Mapping):
+    task, source = data.get("task", DEFAULT_TASK), model_source(data)
+    if not isinstance(task, str) or task not in TASKS or source is None or not isinstance(train, Mapping):
         return data
-    recipe = default_recipe(task, model_source(data))
-    defaults: dict[str, Any] = {"optimizer": recipe.optimizer, "weight_decay": recipe.weight_decay}
-    if recipe.lr is not None:
-        defaults["lr"] = recipe.lr
+    if task_model_problem(task, source) is not None:
+        return data  # no recipe for the pair: JobSpec's own check names the task, with any other problem
+    recipe = default_recipe(task, source)
+    optimizer = train.get("optimizer", recipe.optimizer)
+    defaults: dict[str, Any] = {"optimizer": recipe.optimizer}
+    chosen = recipe.for_optimizer(optimizer) if isinstance(optimizer, str) else None
+    if chosen is not None:
+        defaults["weight_decay"] = chosen.weight_decay
+        if chosen.lr is not None:
+            defaults["lr"] = chosen.lr
     epochs = train.get("epochs", TrainSpec.model_fields["epochs"].default)
     if recipe.warmup_fraction and isinstance(epochs, int) and not isinstance(epochs, bool):
         defaults["warmup_epochs"] = recipe.warmup_fraction * epochs

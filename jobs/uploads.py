@@ -30,7 +30,6 @@ from typing import IO, Any, Literal, Protocol
 import numpy as np
 from numpy.lib import format as npy_format
 
-from jobs.bounded_json import JsonRejected, load_json
 from jobs.catalog import INT_ARG_RANGES, weight_layer_names
 from jobs.errors import InvalidInput
 from lbc_catalog.uploads import DATASET_FORMATS
@@ -45,6 +44,7 @@ from lbc_formats.text import (
     read_corpus,
     read_labeled,
 )
+from lbc_formats.tokenizer_json import MAX_TOKENIZER_BYTES, MAX_TOKENIZER_DEPTH, check_tokenizer
 
 CHECKPOINT_FORMATS = ("safetensors", "torch")
 
@@ -178,7 +178,7 @@ class UploadLimits:
     # Text datasets are read whole (UTF-8 checks, rows, labels): this bounds the API's memory for one.
     max_text_bytes: int = 256 << 20
     max_text_rows: int = 5_000_000
-    max_tokenizer_bytes: int = 64 << 20
+    max_tokenizer_bytes: int = MAX_TOKENIZER_BYTES
 
 
 @dataclass(frozen=True)
@@ -490,29 +490,20 @@ def _without_temp_name(message: str, path: Path) -> str:
 
 
 def _validate_tokenizer(path: Path, limits: UploadLimits) -> Accepted:
-    """A tokenizer.json: bounded JSON naming a tokenization model. Parsed as data only (never run)."""
+    """A tokenizer.json, checked as a model directory's is (lbc_formats.tokenizer_json). Parsed as data only."""
     try:
-        data = load_json(
+        tokenizer = check_tokenizer(
             path.read_bytes()[: limits.max_tokenizer_bytes + 1],
-            max_bytes=limits.max_tokenizer_bytes,
-            max_depth=limits.max_header_depth * 4,
             what="the tokenizer file",
+            max_bytes=limits.max_tokenizer_bytes,
+            max_depth=MAX_TOKENIZER_DEPTH,
         )
-    except JsonRejected as exc:
+    except FormatError as exc:
         raise UploadInvalid(str(exc)) from None
-    model = data.get("model") if isinstance(data, dict) else None
-    if not isinstance(model, dict) or not isinstance(model.get("type"), str):
-        raise UploadInvalid(
-            'not a tokenizer.json: expected a JSON object whose "model" names its type (BPE, WordPiece, '
-            "WordLevel or Unigram)"
-        )
-    vocab = model.get("vocab")
-    size = len(vocab) if isinstance(vocab, dict | list) else None
-    added = data.get("added_tokens")
     summary = {
-        "model": model["type"][:64],
-        "vocab_size": size,
-        "added_tokens": len(added) if isinstance(added, list) else 0,
+        "model": tokenizer.model,
+        "vocab_size": tokenizer.vocab_size,
+        "added_tokens": tokenizer.added_tokens,
     }
     return Accepted("tokenizer", ".json", summary)
 

@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-IMAGE_CLASSIFICATION = "image-classification"
-SEQUENCE_CLASSIFICATION = "sequence-classification"
-CAUSAL_LM = "causal-lm"
+from lbc_catalog.tasks import CAUSAL_LM, IMAGE_CLASSIFICATION, SEQUENCE_CLASSIFICATION
 
 
 @dataclass(frozen=True)

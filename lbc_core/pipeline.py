@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lbc_catalog.huggingface import IMAGE_CLASSIFICATION
-from lbc_catalog.tasks import TEXT_SOURCES
+from lbc_catalog.tasks import IMAGE_CLASSIFICATION, TEXT_SOURCES
 from lbc_core.data import DataBundle, DataConfig, load_data
 from lbc_core.export import ExportResult, export_all
 from lbc_core.export.onnx_export import OnnxInputs

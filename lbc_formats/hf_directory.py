@@ -38,12 +38,17 @@ from lbc_formats.errors import FormatError
 from lbc_formats.hf_config import REFUSED_KEYS, CleanConfig, parse_config
 from lbc_formats.json_data import load_json_data
 from lbc_formats.safetensors_header import HeaderLimits, SafetensorsHeader, TensorEntry, read_header
+from lbc_formats.tokenizer_json import (
+    MAX_TOKENIZER_BYTES,
+    MAX_TOKENIZER_DEPTH,
+    TOKENIZER_FILE,
+    check_tokenizer,
+)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 SHARD_RE = re.compile(r"^model-(?P<index>\d{5})-of-(?P<total>\d{5})\.safetensors$")
-TOKENIZER_FILE = "tokenizer.json"
 # Side files read as JSON objects; a key asking for shipped code is refused in each.
 JSON_FILES = frozenset(
     {
@@ -56,21 +61,6 @@ JSON_FILES = frozenset(
     }
 )
 TEXT_FILES = frozenset({"vocab.txt", "merges.txt"})
-# What a tokenizer.json written by the `tokenizers` library holds at its top level, and its model types.
-TOKENIZER_KEYS = frozenset(
-    {
-        "version",
-        "truncation",
-        "padding",
-        "added_tokens",
-        "normalizer",
-        "pre_tokenizer",
-        "post_processor",
-        "decoder",
-        "model",
-    }
-)
-TOKENIZER_MODELS = frozenset({"BPE", "WordPiece", "WordLevel", "Unigram"})
 # Keys of side files that point at code shipped with the model (transformers imports it with
 # trust_remote_code); generation configs can name a generation method fetched from a repository.
 CODE_KEYS: Mapping[str, str] = MappingProxyType(
@@ -138,8 +128,8 @@ class ModelDirLimits:
     max_total_bytes: int = 4 << 30
     max_shards: int = 1024
     max_tensors: int = 65_536
-    max_tokenizer_bytes: int = 64 << 20  # the largest vocabularies' tokenizer.json are ~35 MiB
-    max_tokenizer_depth: int = 32
+    max_tokenizer_bytes: int = MAX_TOKENIZER_BYTES
+    max_tokenizer_depth: int = MAX_TOKENIZER_DEPTH
     max_side_file_bytes: int = 16 << 20
     max_side_file_depth: int = 16
     max_index_bytes: int = 16 << 20
@@ -348,23 +338,9 @@ def _read_config(name: str, head: bytes, stream: IO[bytes], size: int, limits: M
 
 def _read_tokenizer(name: str, head: bytes, stream: IO[bytes], size: int, limits: ModelDirLimits) -> Any:
     data = _read_all(name, head, stream, size, limits.max_tokenizer_bytes)
-    value = load_json_data(
+    check_tokenizer(
         data, what=name, max_bytes=limits.max_tokenizer_bytes, max_depth=limits.max_tokenizer_depth
     )
-    if not isinstance(value, dict):
-        raise FormatError(f"{name} must hold a JSON object (a tokenizers library file)")
-    unknown = sorted(set(value) - TOKENIZER_KEYS)
-    if unknown:
-        raise FormatError(
-            f"{name} has top-level keys a tokenizers file does not have: {', '.join(unknown[:10])}"
-        )
-    model = value.get("model")
-    if not isinstance(model, dict) or model.get("type") not in TOKENIZER_MODELS:
-        raise FormatError(
-            f"{name} needs a 'model' object whose type is one of {', '.join(sorted(TOKENIZER_MODELS))}"
-        )
-    if not isinstance(value.get("added_tokens", []), list):
-        raise FormatError(f"{name}: added_tokens must be a list")
     return None  # the engine reads the file itself with the tokenizers library
 
 

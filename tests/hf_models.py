@@ -54,12 +54,8 @@ def save_tiny_model(
     import torch
     import transformers
 
-    from lbc_catalog.huggingface import (
-        CAUSAL_LM,
-        HF_FAMILIES,
-        IMAGE_CLASSIFICATION,
-        SEQUENCE_CLASSIFICATION,
-    )
+    from lbc_catalog.huggingface import HF_FAMILIES
+    from lbc_catalog.tasks import CAUSAL_LM, IMAGE_CLASSIFICATION, SEQUENCE_CLASSIFICATION
 
     config = dict(config or TINY_LLAMA)
     family = HF_FAMILIES[config["model_type"]]

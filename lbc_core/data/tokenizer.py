@@ -2,22 +2,23 @@
 UTF-8 bytes when a run names none.
 
 ``tokenizers`` is imported here only, and only when a tokenizer file is loaded: image runs never need it.
-A tokenizer file is data (JSON); the library parses it without running any code that came with it.
+A tokenizer file is data (JSON), checked first as uploads and model directories check it
+(``lbc_formats.tokenizer_json``); the library parses it without running any code that came with it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+from lbc_formats.errors import FormatError
+from lbc_formats.tokenizer_json import MAX_TOKENIZER_BYTES, TOKENIZER_FILE, check_tokenizer
 
 from .errors import DatasetError
 
 __all__ = ["ByteTokenizer", "JsonTokenizer", "TextTokenizer", "load_tokenizer"]
 
-TOKENIZER_FILE = "tokenizer.json"
-MAX_TOKENIZER_BYTES = 64 << 20
 # Tried in order for the padding id when the tokenizer file configures no padding.
 _PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<|endoftext|>", "</s>", "<eos>")
 
@@ -77,9 +78,9 @@ def load_tokenizer(path: str | Path | None) -> TextTokenizer:
         raise DatasetError(f"{location.name}: tokenizer file of {size} bytes, over {MAX_TOKENIZER_BYTES}")
     text = location.read_bytes()
     try:
-        json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise DatasetError(f"{location.name}: the tokenizer file is not JSON") from None
+        check_tokenizer(text, what=location.name)
+    except FormatError as exc:
+        raise DatasetError(str(exc)) from None
     from tokenizers import Tokenizer  # optional dependency: only text runs with a tokenizer file need it
 
     try:

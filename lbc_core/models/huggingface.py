@@ -22,7 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from lbc_catalog.huggingface import CAUSAL_LM, hf_class_for
+from lbc_catalog.huggingface import hf_class_for
+from lbc_catalog.tasks import CAUSAL_LM
 from lbc_core.models.source import (
     HUGGINGFACE,
     BuiltModel,

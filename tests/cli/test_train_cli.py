@@ -77,6 +77,17 @@ def test_train_help_documents_every_spec_field() -> None:
     assert "--no-resume" in result.stdout and "--device" in result.stdout
 
 
+def test_train_help_lists_the_training_defaults_and_the_tasks_a_model_source_cannot_do() -> None:
+    result = lbc("train", "--help")
+    assert result.returncode == 0
+    assert "causal-lm with a huggingface model: adamw, lr 5e-05" in result.stdout
+    assert "(with sgd: lr 0.001, weight_decay 0)" in result.stdout
+    assert (
+        "causal-lm with a catalog model: refused, the catalog architectures do image-classification only; a "
+        "causal-lm job needs a Hugging Face model (model.source: huggingface)"
+    ) in " ".join(result.stdout.split())
+
+
 def _leaf_paths(model: Any, prefix: str = "") -> list[str]:
     from pydantic import BaseModel
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,14 @@ from jobs.spec import (
     load_spec,
     parse_spec,
     render_field_docs,
+)
+from lbc_catalog.tasks import (
+    CAUSAL_LM,
+    IMAGE_CLASSIFICATION,
+    MODEL_SOURCES,
+    TASKS,
+    default_recipe,
+    task_model_problem,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -711,6 +720,49 @@ def test_a_task_and_a_source_that_do_not_fit_are_refused(
     assert_rejected({**data, "task": task}, "dataset.source", message)
 
 
+def test_a_text_task_with_a_catalog_model_is_refused_naming_the_task() -> None:
+    """The pair has no training recipe (lbc_catalog.tasks): none is looked up, and the task is named."""
+    spec = with_fields(TEXT, train__epochs=3)
+    spec["model"] = {"architecture": "lenet5"}
+    message = (
+        "the catalog architectures do image-classification only; a causal-lm job needs a Hugging Face model "
+        "(model.source: huggingface)"
+    )
+    assert problems(spec) == [f"task: {message}"]
+    assert problems({**LABELED, "model": {"architecture": "lenet5"}}) == [
+        f"task: {message.replace('causal-lm', 'sequence-classification')}"
+    ]
+    # A model source that is no source is named as such, not as a task problem.
+    spec["model"] = {"source": "hub", "path": "x"}
+    assert [line.split(":")[0] for line in problems(spec)] == ["model.source"]
+
+
+def test_an_optimizer_named_on_a_hugging_face_model_gets_that_optimizers_defaults() -> None:
+    """Fine-tuning with SGD: the rate of SGD (docs/huggingface.md), not the 5e-5 meant for AdamW, and no
+    weight decay (SGD's is an L2 pull of every pretrained weight towards zero)."""
+    sgd = parse_spec(with_fields(TEXT, train__optimizer="sgd")).train
+    assert (sgd.optimizer, sgd.lr, sgd.weight_decay, sgd.warmup_epochs) == ("sgd", 1e-3, 0.0, 1.0)
+    image = parse_spec(with_fields(HF_MODEL, train__optimizer="sgd")).train
+    assert (image.optimizer, image.lr, image.weight_decay) == ("sgd", 1e-3, 0.0)
+    given = parse_spec(
+        with_fields(TEXT, train__optimizer="sgd", train__lr=0.02, train__weight_decay=1e-4)
+    ).train
+    assert (given.lr, given.weight_decay) == (0.02, 1e-4)
+    # A catalog model's rate stays the batch-scaled default of whichever optimizer the spec names.
+    adamw = parse_spec(with_fields(train__optimizer="adamw")).train
+    assert (adamw.optimizer, adamw.lr, adamw.weight_decay) == ("adamw", None, 5e-4)
+
+
+def test_every_recipe_has_defaults_for_every_optimizer_a_spec_may_name() -> None:
+    optimizers = typing.get_args(TrainSpec.model_fields["optimizer"].annotation)
+    pairs = [(t, m) for t in TASKS for m in MODEL_SOURCES if task_model_problem(t, m) is None]
+    assert (IMAGE_CLASSIFICATION, "catalog") in pairs and (CAUSAL_LM, "huggingface") in pairs
+    for task, source in pairs:
+        recipe = default_recipe(task, source)
+        assert recipe.for_optimizer(recipe.optimizer) is not None
+        assert [o for o in optimizers if recipe.for_optimizer(o) is None] == [], (task, source)
+
+
 def test_text_fields_belong_to_text_sources() -> None:
     assert_rejected(with_fields(dataset__block_size=64), "dataset.block_size", "only used by source 'text'")
     assert_rejected(
@@ -727,6 +779,6 @@ def test_pretrained_text_models_default_to_adamw_with_warm_up_and_image_catalog_
     text = parse_spec(with_fields(TEXT, train__epochs=20)).train
     assert (text.optimizer, text.lr, text.warmup_epochs, text.weight_decay) == ("adamw", 5e-5, 2.0, 0.01)
     given = parse_spec(with_fields(TEXT, train__optimizer="sgd", train__warmup_epochs=0.0)).train
-    assert (given.optimizer, given.warmup_epochs, given.weight_decay) == ("sgd", 0.0, 0.01)
+    assert (given.optimizer, given.warmup_epochs) == ("sgd", 0.0)
     # The filled-in values are part of the spec, so a stored job records what it trained with.
     assert dump_spec(parse_spec(TEXT))["train"]["optimizer"] == "adamw"

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from lbc_catalog.huggingface import CAUSAL_LM, HF_FAMILIES, IMAGE_CLASSIFICATION, hf_class_for
+from lbc_catalog.huggingface import HF_FAMILIES, hf_class_for
+from lbc_catalog.tasks import CAUSAL_LM, IMAGE_CLASSIFICATION
 from lbc_formats.hf_config import HFConfigError, clean_config, parse_config
 
 

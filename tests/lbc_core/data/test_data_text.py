@@ -116,10 +116,13 @@ def test_a_tokenizer_file_is_read_as_json_and_refused_when_it_is_not(
     assert tokenizer.vocab_size == 512 and tokenizer.pad_id == 0  # [PAD] is the first special token
     assert load_tokenizer(bpe_tokenizer.parent).vocab_size == 512  # a model directory holding one
     assert isinstance(load_tokenizer(None), ByteTokenizer)
-    with pytest.raises(DatasetError, match=r"tokenizer\.json: the tokenizer file is not JSON"):
+    with pytest.raises(DatasetError, match=r"tokenizer\.json is not valid JSON text"):
         load_tokenizer(_write(tmp_path / "tokenizer.json", b"\x80PK not json"))
-    with pytest.raises(DatasetError, match=r"not a tokenizer the tokenizers library can read"):
+    # The checks of uploads and model directories (lbc_formats.tokenizer_json), then the library's own.
+    with pytest.raises(DatasetError, match=r"other\.json needs a 'model' object whose type is one of BPE"):
         load_tokenizer(_write(tmp_path / "other.json", '{"model": 3}'))
+    with pytest.raises(DatasetError, match=r"not a tokenizer the tokenizers library can read"):
+        load_tokenizer(_write(tmp_path / "other.json", '{"model": {"type": "BPE", "vocab": 3}}'))
     with pytest.raises(DatasetError, match="no tokenizer file there"):
         load_tokenizer(tmp_path / "missing")
 

@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 from torch import nn
 
-from lbc_catalog.huggingface import CAUSAL_LM, IMAGE_CLASSIFICATION, SEQUENCE_CLASSIFICATION
+from lbc_catalog.tasks import CAUSAL_LM, IMAGE_CLASSIFICATION, SEQUENCE_CLASSIFICATION
 from lbc_core.export import export_all, rebuild_model
 from lbc_core.models.huggingface import HuggingFaceSource
 from lbc_core.models.source import DataFacts, ModelSourceError
