@@ -10,7 +10,8 @@ The memory estimate (float32 throughout) adds up:
 
 - weights, their gradients and the optimizer state (SGD momentum: 1x, AdamW: 2x the weight bytes);
 - the sparsity state of the Linear/Conv2d weights: LBC's per-weight score and momentum (about 2.3x the
-  weight bytes, README "Score state") plus the cached mask (1x); SR-STE and ASP keep the mask only;
+  weight bytes, README "Score state") plus the cached mask (1x) and, once it prunes, the byte copy the
+  fused CPU step reads (0.25x); SR-STE and ASP keep the mask only;
 - activations kept for backward: ``ACTIVATION_FACTOR`` tensors the size of every Linear/Conv2d output
   (the layer output, its normalisation and its activation), plus the ViT's attention scores, times the
   rows of one backward pass: the batch, or with ``train.grad_accumulation_steps`` = k one micro-batch
@@ -43,8 +44,9 @@ FLOAT_BYTES = 4
 ACTIVATION_FACTOR = 3
 # Tensors alive at once in a forward pass without autograd (input, output and a residual branch).
 INFERENCE_FACTOR = 3
-# LBC's per-weight score and momentum (<= 2.3x the weight bytes, README "Score state") plus the mask (1x).
-SPARSITY_STATE_FACTOR = {"lbc": 3.3, "srste": 1.0, "asp": 1.0, "wanda": 1.0, "dense": 0.0}
+# LBC's per-weight score and momentum (<= 2.3x the weight bytes, README "Score state"), the mask (1x) and
+# its byte copy for the fused CPU step once it prunes (0.25x, lbc_core/sparsity/masking.py).
+SPARSITY_STATE_FACTOR = {"lbc": 3.55, "srste": 1.0, "asp": 1.0, "wanda": 1.0, "dense": 0.0}
 OPTIMIZER_STATE_FACTOR = {"sgd": 1.0, "adamw": 2.0}
 
 
