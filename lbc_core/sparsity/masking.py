@@ -8,6 +8,8 @@ the traffic of a float32 mask, with the same products bit for bit; a mask that i
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from lbc_core.sparsity import native
@@ -29,17 +31,28 @@ def byte_mask(mask: torch.Tensor) -> torch.Tensor:
 
 class KernelMask:
     """One mask buffer in the form the native operator reads: None while every entry is 1 (nothing to
-    apply), else :func:`byte_mask`. Rebuilt only when the buffer changed (its address or version: a
-    removal, a ``copy_``, a checkpoint loaded into it), and then as a new tensor, so one saved for a
-    backward pass still in flight stays valid."""
+    apply), else :func:`byte_mask`. Rebuilt only when the buffer changed: another tensor (a moved or
+    replaced buffer; held by a weak reference, so a new tensor at a freed one's address is not taken for
+    it) or a new version of it (a removal, a ``copy_``, a checkpoint loaded into it). A rebuild makes a
+    new tensor, so one saved for a backward pass still in flight stays valid."""
 
     def __init__(self) -> None:
-        self._key: tuple[int, int] | None = None
+        self._forget()
+
+    def _forget(self) -> None:
+        self._source: weakref.ref[torch.Tensor] | None = None
+        self._version = -1
         self._value: torch.Tensor | None = None
 
     def __call__(self, mask: torch.Tensor) -> torch.Tensor | None:
-        key = (mask.data_ptr(), mask._version)
-        if key != self._key:
-            self._key = key
+        if self._source is None or self._source() is not mask or mask._version != self._version:
+            self._source, self._version = weakref.ref(mask), mask._version
             self._value = None if bool(mask.all()) else byte_mask(mask)
         return self._value
+
+    def __getstate__(self) -> dict[str, object]:
+        # A derived cache: a pickled module (weak references do not pickle) rebuilds it on first use.
+        return {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self._forget()

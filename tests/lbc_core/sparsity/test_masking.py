@@ -4,6 +4,9 @@ copy follows the mask buffer."""
 
 from __future__ import annotations
 
+import pickle
+
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +114,28 @@ def test_a_removal_during_a_backward_in_flight_masks_with_the_forwards_mask() ->
     out.backward(grad)
     assert w.grad is not None
     assert torch.equal(w.grad, grad * forward_mask)
+
+
+def test_a_replaced_mask_buffer_is_read_again_at_the_same_address_and_version() -> None:
+    # Two tensors over one numpy buffer: same address, each at version 0, as a new buffer allocated where
+    # a freed one was would be. Only the tensor's identity tells them apart.
+    memory = np.ones((4, 8), dtype=np.float32)
+    kernel = KernelMask()
+    first = torch.from_numpy(memory)
+    assert kernel(first) is None
+    memory[0, :2] = 0.0
+    second = torch.from_numpy(memory)
+    assert (second.data_ptr(), second._version) == (first.data_ptr(), first._version)
+    compact = kernel(second)
+    assert compact is not None and torch.equal(compact, second.to(torch.uint8))
+
+
+def test_a_layer_with_a_kernel_mask_pickles_and_rebuilds_it() -> None:
+    weight = torch.randn(8, 16)
+    layer = LBCMask(weight, NMPattern(2, 4), ScoreOptimizer(), kernel="fused")
+    layer.remove(1)
+    assert layer.kernel_mask() is not None
+
+    restored = pickle.loads(pickle.dumps(layer))
+    compact = restored.kernel_mask()
+    assert compact is not None and torch.equal(compact, restored.mask.to(torch.uint8))
