@@ -18,17 +18,21 @@ from lbc_core.sparsity.pattern import magnitude_mask
 pytestmark = pytest.mark.usefixtures("fused_lbc_step")
 
 
-def _values(dtype: torch.dtype) -> torch.Tensor:
+# Small, and large enough for several parallel tasks (32 k elements each) on the intra-op threads.
+SHAPES = [(64, 48), (256, 520)]
+
+
+def _values(dtype: torch.dtype, shape: tuple[int, int] = (64, 48)) -> torch.Tensor:
     """Random values with the entries a multiply by 0 treats specially: -x (-0.0), inf and NaN (NaN)."""
-    values = torch.randn(64, 48, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    values = torch.randn(shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
     values[0, :4] = torch.tensor([float("inf"), float("-inf"), float("nan"), -0.0], dtype=dtype)
     return values
 
 
-def _binary_mask(dtype: torch.dtype) -> torch.Tensor:
-    return magnitude_mask(
-        torch.randn(64, 48, generator=torch.Generator().manual_seed(1)), NMPattern(2, 4)
-    ).to(dtype)
+def _binary_mask(dtype: torch.dtype, shape: tuple[int, int] = (64, 48)) -> torch.Tensor:
+    return magnitude_mask(torch.randn(shape, generator=torch.Generator().manual_seed(1)), NMPattern(2, 4)).to(
+        dtype
+    )
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -36,8 +40,11 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-def test_a_byte_mask_gives_the_float_masks_products_bit_for_bit(dtype: torch.dtype) -> None:
-    values, mask = _values(dtype), _binary_mask(dtype)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_a_byte_mask_gives_the_float_masks_products_bit_for_bit(
+    dtype: torch.dtype, shape: tuple[int, int]
+) -> None:
+    values, mask = _values(dtype, shape), _binary_mask(dtype, shape)
     compact = byte_mask(mask)
 
     assert compact.dtype == torch.uint8 and compact.numel() == mask.numel()
@@ -139,3 +146,24 @@ def test_a_layer_with_a_kernel_mask_pickles_and_rebuilds_it() -> None:
     restored = pickle.loads(pickle.dumps(layer))
     compact = restored.kernel_mask()
     assert compact is not None and torch.equal(compact, restored.mask.to(torch.uint8))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_the_fused_backward_masks_the_gradient_with_a_byte_mask_as_with_the_float_mask(
+    shape: tuple[int, int],
+) -> None:
+    weight, grad, mask = (
+        _values(torch.float32, shape).nan_to_num(),
+        _values(torch.float32, shape),
+        _binary_mask(torch.float32, shape),
+    )
+    outputs = {}
+    for name, kernel_mask in (("float", mask), ("bytes", byte_mask(mask))):
+        score, momentum, out = torch.zeros(shape), torch.zeros(shape), torch.empty(shape)
+        torch.ops.lbc_sparsity.sgd_step(
+            weight, grad, score, momentum, kernel_mask, out, 0.1, 0.9, 0.0, 5e-4, False, True
+        )
+        outputs[name] = (out, score, momentum)
+    for ours, reference in zip(outputs["bytes"], outputs["float"], strict=True):
+        assert _same_bits(ours, reference)
+    assert _same_bits(outputs["bytes"][0], grad * mask)
