@@ -11,6 +11,7 @@ Usage: python benchmarks/step_time.py [--steps 30] [--threads N] [--models mlp,v
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -106,7 +107,7 @@ def main() -> None:
     methods = METHODS if native.load() else tuple(m for m in METHODS if not m.startswith("lbc-fused"))
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads={options.threads}, "
-        f"clock={options.clock}"
+        f"clock={options.clock}, {_load()}"
     )
     if not native.load():
         print(f"lbc-fused not measured: {native.load_error()}")
@@ -133,6 +134,13 @@ def main() -> None:
             if f"lbc-fused{phase}" in medians:
                 ratio = medians[f"lbc-fused{phase}"] / medians[f"lbc-plain{phase}"]
                 print(f"{arch:10} {shape[0]:>6} lbc-fused{phase} vs lbc-plain{phase}: {ratio:.3f}x")
+    print(f"at the end: {_load()}")
+
+
+def _load() -> str:
+    """The machine's load average: the conditions a table was measured in."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 if __name__ == "__main__":

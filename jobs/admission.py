@@ -103,6 +103,7 @@ def job_memory(
         method=spec.sparsity.method,
         checkpoint_parameters=_checkpoint_parameters(checkpoint_summary),
         processes=spec.train.processes,
+        accumulation_steps=spec.train.grad_accumulation_steps,
         # CUDA ranks get a GPU each (the limit is then per GPU); ``auto`` may land on a worker without one.
         per_device=spec.train.device.startswith("cuda"),
     )
@@ -138,8 +139,13 @@ def over_limit(estimate: MemoryEstimate, limit: int, field: str, advice: str) ->
     )
 
 
-TRAINING_ADVICE = "use a smaller model (model.args) or a smaller train.batch_size"
-MULTIPROCESS_ADVICE = "use a smaller model (model.args), a smaller train.batch_size or fewer train.processes"
+TRAINING_ADVICE = (
+    "use a smaller model (model.args), a smaller train.batch_size or more train.grad_accumulation_steps"
+)
+MULTIPROCESS_ADVICE = (
+    "use a smaller model (model.args), a smaller train.batch_size, more train.grad_accumulation_steps "
+    "or fewer train.processes"
+)
 
 
 def training_advice(spec: JobSpec) -> str:

@@ -10,14 +10,18 @@ The memory estimate (float32 throughout) adds up:
 
 - weights, their gradients and the optimizer state (SGD momentum: 1x, AdamW: 2x the weight bytes);
 - the sparsity state of the Linear/Conv2d weights: LBC's per-weight score and momentum (about 2.3x the
-  weight bytes, README "Score state") plus the cached mask (1x); SR-STE and ASP keep the mask only;
+  weight bytes, README "Score state") plus the cached mask (1x) and, once it prunes, the byte copy the
+  fused CPU step reads (0.25x); SR-STE and ASP keep the mask only;
 - activations kept for backward: ``ACTIVATION_FACTOR`` tensors the size of every Linear/Conv2d output
   (the layer output, its normalisation and its activation), plus the ViT's attention scores, times the
-  batch size; validation and benchmarks keep only a few tensors alive at a time;
+  rows of one backward pass: the batch, or with ``train.grad_accumulation_steps`` = k one micro-batch
+  (``ceil(batch / k)`` rows: the loop splits the batch into k parts and frees each one's activations in
+  its backward); validation and benchmarks keep only a few tensors alive at a time;
 - a dense starting checkpoint, which is read whole before it is copied into the model.
 
 A job on ``train.processes`` = P > 1 processes is sized per process, then for the memory they share. Every
-process (rank) holds all of the above for its own share of the batch (``ceil(batch / P)`` samples), plus
+process (rank) holds all of the above for its own share of the batch (``ceil(batch / P)`` samples, split
+into k micro-batches of ``ceil(batch / (P * k))``), plus
 DDP's gradient buckets (about 1x the gradients). CPU processes share the host's memory, so the job needs P
 times one rank; CUDA processes (``train.device`` ``cuda`` or ``cuda:N``) get one GPU each, so the job needs
 one rank's bytes on each GPU and that is what the limit is compared with. ``auto`` is sized like CPU: the
@@ -40,8 +44,9 @@ FLOAT_BYTES = 4
 ACTIVATION_FACTOR = 3
 # Tensors alive at once in a forward pass without autograd (input, output and a residual branch).
 INFERENCE_FACTOR = 3
-# LBC's per-weight score and momentum (<= 2.3x the weight bytes, README "Score state") plus the mask (1x).
-SPARSITY_STATE_FACTOR = {"lbc": 3.3, "srste": 1.0, "asp": 1.0, "wanda": 1.0, "dense": 0.0}
+# LBC's per-weight score and momentum (<= 2.3x the weight bytes, README "Score state"), the mask (1x) and
+# its byte copy for the fused CPU step once it prunes (0.25x, lbc_core/sparsity/masking.py).
+SPARSITY_STATE_FACTOR = {"lbc": 3.55, "srste": 1.0, "asp": 1.0, "wanda": 1.0, "dense": 0.0}
 OPTIMIZER_STATE_FACTOR = {"sgd": 1.0, "adamw": 2.0}
 
 
@@ -478,16 +483,24 @@ def training_memory(
     checkpoint_parameters: int = 0,
     processes: int = 1,
     per_device: bool = False,
+    accumulation_steps: int = 1,
 ) -> MemoryEstimate:
     """Peak memory of training ``shape`` as a job spec describes it, on ``processes`` ranks that each have a
-    device of their own (``per_device``: CUDA) or share one memory (CPU)."""
+    device of their own (``per_device``: CUDA) or share one memory (CPU), each running its share of a batch
+    as ``accumulation_steps`` micro-batches."""
     if processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
     weights = FLOAT_BYTES * shape.parameters
     state = OPTIMIZER_STATE_FACTOR[optimizer] if optimizer != "sgd" or momentum > 0 else 0.0
     per_sample = ACTIVATION_FACTOR * shape.layer_outputs + shape.attention_scores
-    # Each rank runs its own share of every global batch (the first ranks take one more when it is uneven).
-    training = math.ceil(batch_size / processes) * per_sample
+    # Each rank runs its own share of every global batch (the first ranks take one more when it is uneven),
+    # as accumulation_steps consecutive micro-batches (the first ones one row longer when uneven); a
+    # micro-batch's activations are freed by its backward before the next one's forward.
+    # ceil(ceil(b / P) / k) == ceil(b / (P * k)) for positive integers.
+    rows = math.ceil(batch_size / (processes * accumulation_steps))
+    training = rows * per_sample
     # Only rank 0 validates, but every rank is sized like it: an estimate, not a budget.
     validation = eval_batch_size * (INFERENCE_FACTOR * shape.largest_output + shape.attention_scores)
     return MemoryEstimate(

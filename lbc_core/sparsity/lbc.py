@@ -25,6 +25,7 @@ from torch import nn
 from lbc_core.sparsity import native
 from lbc_core.sparsity.base import Sparsifier, SparsifierStateError
 from lbc_core.sparsity.calibration import RunForward, input_norms
+from lbc_core.sparsity.masking import KernelMask, native_applies
 from lbc_core.sparsity.pattern import NMPattern, from_groups, to_groups
 from lbc_core.sparsity.schedule import RemovalSchedule
 from lbc_core.sparsity.score_signal import MaskWithScoreSignal, ScoreSignalReceiver
@@ -119,24 +120,26 @@ class FusedMaskWithScoreSignal(torch.autograd.Function):
 
     While the layer's mask is all ones (every weight is still in some alive combination, the early part
     of the schedule) the mask is not applied at all: the forward pass uses the weight itself and the
-    weight's gradient is the incoming one, so LBC only adds the score update to a dense step.
+    weight's gradient is the incoming one, so LBC only adds the score update to a dense step. Once weights
+    are pruned, both passes read the mask as bytes (:meth:`LBCMask.kernel_mask`).
     """
 
     @staticmethod
-    def forward(ctx: Any, weight: torch.Tensor, mask: torch.Tensor, state: LBCMask) -> torch.Tensor:
+    def forward(ctx: Any, weight: torch.Tensor, state: LBCMask) -> torch.Tensor:
+        mask = state.kernel_mask()
         ctx.save_for_backward(weight, mask)
         ctx.state = state
-        ctx.dense = state.mask_is_dense()
-        return weight.view_as(weight) if ctx.dense else weight * mask
+        if mask is None:
+            return weight.view_as(weight)
+        return torch.ops.lbc_sparsity.apply_mask(weight, mask)
 
     @staticmethod
-    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None]:
         weight, mask = ctx.saved_tensors
         state: LBCMask = ctx.state
-        mask = None if ctx.dense else mask
         if not state.scores_trainable:
-            return (grad_out if mask is None else grad_out * mask), None, None
-        return state.fused_backward(weight.detach(), mask, grad_out), None, None
+            return (grad_out if mask is None else torch.ops.lbc_sparsity.apply_mask(grad_out, mask)), None
+        return state.fused_backward(weight.detach(), mask, grad_out), None
 
 
 class LBCMask(ScoreSignalReceiver):
@@ -173,8 +176,7 @@ class LBCMask(ScoreSignalReceiver):
         self.optimizer = optimizer
         self.kernel = kernel
         self.lr = 0.0
-        self._dense_key: tuple[int, int] | None = None
-        self._dense = False
+        self._kernel_mask = KernelMask()
         num_groups = weight.numel() // pattern.m
         c = pattern.num_combinations
         like: dict[str, Any] = {"dtype": weight.dtype, "device": weight.device}
@@ -198,26 +200,26 @@ class LBCMask(ScoreSignalReceiver):
         # Multi-process runs form the signal after the all-reduce (apply_reduced_gradient), so the
         # backward has no per-weight work for the fused step to fuse: they take the plain path.
         if not self.signal_after_reduction and self._use_fused(weight):
-            return FusedMaskWithScoreSignal.apply(weight, self.mask, self)
+            return FusedMaskWithScoreSignal.apply(weight, self)
         return MaskWithScoreSignal.apply(weight, self.mask, self)
 
     def _use_fused(self, weight: torch.Tensor) -> bool:
         if self.kernel == "plain":
             return False
-        supported = weight.device.type == "cpu" and weight.dtype in (torch.float32, torch.float64)
-        if self.kernel == "fused" and not supported:
+        if self.kernel == "fused" and not native_applies(weight):
             raise ValueError(
                 f"the fused LBC step runs on CPU float32/float64 weights, got {weight.dtype} on {weight.device}"
             )
-        return supported and native.load()
+        return native_applies(weight)
+
+    def kernel_mask(self) -> torch.Tensor | None:
+        """The mask as the native step applies it: None while every entry is 1, else its 0/1 bytes
+        (:class:`~lbc_core.sparsity.masking.KernelMask`)."""
+        return self._kernel_mask(self.mask)
 
     def mask_is_dense(self) -> bool:
-        """Whether every entry of the mask is 1; recomputed only when the mask buffer changed (a
-        removal, or a checkpoint loaded into it)."""
-        key = (self.mask.data_ptr(), self.mask._version)
-        if key != self._dense_key:
-            self._dense_key, self._dense = key, bool(self.mask.all())
-        return self._dense
+        """Whether every entry of the mask is 1."""
+        return self.kernel_mask() is None
 
     @torch.no_grad()
     def fused_backward(
