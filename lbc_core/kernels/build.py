@@ -39,6 +39,11 @@ SOURCES = (
     Source("nm_block_scalar.cpp"),
     Source("nm_block_avx2.cpp", ("-mavx2", "-mfma"), x86_only=True),
     Source("nm_block_avx512.cpp", ("-mavx512f", "-mavx2", "-mfma"), x86_only=True),
+    Source(
+        "nm_block_avx512bf16.cpp",
+        ("-mavx512f", "-mavx512bw", "-mavx512bf16", "-mavx2", "-mfma"),
+        x86_only=True,
+    ),
 )
 HEADERS = ("nm_block.h",)
 
