@@ -105,20 +105,18 @@ struct Positions {
   }
 };
 
-// A row's window of inputs (a group, or two for odd N) in a register, loaded with exactly its bytes
-// (8, 16, 32 or 64) broadcast over the register: a load-port operation with no shuffle, and no load wider
-// than needed (a 64-byte load at an 8-byte step splits a cache line 7 times in 8). The permute indices of
-// a window stay below its size, so what the broadcast repeats above it is never read.
+// A row's window of inputs (a group, or two for odd N) in a register, loaded with exactly its bytes (8, 16,
+// 32 or 64) by a plain load: no load wider than needed (a 64-byte load at an 8-byte step splits a cache
+// line 7 times in 8) and no shuffle. The permute indices of a window stay below its size, so the
+// register's bytes above it are never read.
 template <int BYTES>
 __m512i load_window(const uint16_t* p) {
   if constexpr (BYTES == 8) {
-    int64_t word;
-    std::memcpy(&word, p, 8);
-    return _mm512_set1_epi64(word);
+    return _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
   } else if constexpr (BYTES == 16) {
-    return _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   } else if constexpr (BYTES == 32) {
-    return _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   } else {
     return _mm512_loadu_si512(p);
   }
