@@ -14,6 +14,12 @@
 #include "nm_block.h"
 
 namespace lbc_nm {
+
+#ifdef LBC_NM_HAVE_X86
+// Weak: resolves to null when the library was linked without nm_block_avx512bf16.cpp.
+__attribute__((weak)) void block_avx512bf16_bf16(const BlockArgs& args);
+#endif
+
 namespace {
 
 // Every path, in order of preference. avx512bf16 is the avx512 path plus bfloat16 dot products for
@@ -35,7 +41,9 @@ bool cpu_has(const std::string& isa) {
 
 bool built_with(const std::string& isa) {
 #ifdef LBC_NM_HAVE_X86
-  (void)isa;
+  // Its source is optional in the build (a compiler without -mavx512bf16 leaves it out): the weak
+  // reference below is then null.
+  if (isa == "avx512bf16") return block_avx512bf16_bf16 != nullptr;
   return true;
 #else
   return isa == "scalar";
@@ -70,7 +78,7 @@ std::string resolve_among(const std::string& requested, const std::string& isas)
                   requested == "avx512bf16",
               "unknown N:M kernel ISA path '", requested, "': expected auto, scalar, avx2, avx512 or avx512bf16");
   TORCH_CHECK(listed(requested, isas), "the N:M kernel's ", requested, " path was forced but cannot run here (",
-              built_with(requested) ? "this CPU lacks it" : "not built for this architecture",
+              built_with(requested) ? "this CPU lacks it" : "not in this build: architecture or compiler",
               "); paths this machine runs: ", isas);
   return requested;
 }

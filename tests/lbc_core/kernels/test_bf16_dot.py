@@ -7,6 +7,9 @@ same bf16 values with a bound derived from the accumulation length, not to anoth
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +24,7 @@ from .conftest import PATTERNS, nm_weight
 
 pytestmark = pytest.mark.usefixtures("native")
 
+ROOT = Path(__file__).resolve().parents[3]
 PATH = "avx512bf16"
 # A CPU with AVX-512F but without avx512_bf16 (Skylake-X, Ice Lake), and one with it (Zen 4, Sapphire Rapids).
 WITHOUT_BF16 = "scalar,avx2,avx512"
@@ -33,7 +37,9 @@ def _runs_here() -> bool:
         return True
     with pytest.raises(RuntimeError, match=f"{PATH} path was forced but cannot run here"):
         nm_linear(
-            torch.zeros(1, 4, dtype=torch.bfloat16), pack_weight(torch.zeros(1, 4), NMPattern(2, 4)), isa=PATH
+            torch.zeros(1, 4, dtype=torch.bfloat16),
+            pack_weight(torch.zeros(1, 4, dtype=torch.bfloat16), NMPattern(2, 4)),
+            isa=PATH,
         )
     return False
 
@@ -156,3 +162,22 @@ def test_the_status_lists_the_path_this_cpu_runs() -> None:
     assert (PATH in isas) == has_bf16
     if has_bf16:
         assert status.selected == PATH and f"this CPU runs {', '.join(isas)}" in status.describe()
+
+
+def test_the_environment_variable_forces_the_path() -> None:
+    environ = {**os.environ, "LBC_NM_KERNEL_ISA": PATH}
+    environ.pop("LBC_NM_BUILD_DIR", None)  # the library make install built
+    done = subprocess.run(
+        [sys.executable, "-m", "lbc_core.kernels", "status"],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if PATH in native_status().isas:
+        assert done.returncode == 0, done.stderr
+        assert f"native N:M CPU kernel, {PATH} path" in done.stdout
+    else:
+        assert done.returncode != 0
+        assert f"{PATH} path was forced but cannot run here" in done.stderr
