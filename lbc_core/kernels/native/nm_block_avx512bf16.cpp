@@ -10,7 +10,7 @@
 //     with a zero weight and a zero input (the row padding), never with anything that could be inf or NaN.
 // The weights of pair j are the value rows 2j and 2j+1 of the packed [groups, n, 16] array, 32 contiguous
 // bf16 that one permute interleaves; the inputs of pair j are one permute of the group's (or window's)
-// bf16 inputs by the two positions packed as a 16-bit index each.
+// bf16 inputs, loaded with exactly their bytes, by the two positions packed as a 16-bit index each.
 #include <immintrin.h>
 
 #include <cstring>
@@ -85,6 +85,14 @@ __m512i interleave_index() {
                           4, 19, 3, 18, 2, 17, 1, 16, 0);
 }
 
+// The weights of a pair: value rows k and k+1 (32 contiguous bf16 from `rows`) as 16 lane pairs.
+__m512bh pair_weights(__m512i interleave, __m512i rows) {
+  return reinterpret_cast<__m512bh>(_mm512_permutexvar_epi16(interleave, rows));
+}
+
+// Lane i: position p0 in the low 16 bits, p1 in the high 16 (a word index for each half of the pair).
+__m512i pair_index(__m512i p0, __m512i p1) { return _mm512_or_si512(p0, _mm512_slli_epi32(p1, 16)); }
+
 // The kept positions of one group (each lane's k-th kept input), one per call, in ascending k.
 template <bool BITMASK, int W>
 struct Positions {
@@ -123,10 +131,9 @@ __m512i load_window(const uint16_t* p) {
 }
 
 // Adds pair (w2, idx) of every batch row of the tile: the row's window (from `window`, one row every
-// `stride`) permuted by the pair's two positions (idx: p0 | p1 << 16 per lane), dot product with w2.
+// `stride`) permuted by the pair's two positions (see pair_index), dot product with the pair's weights.
 template <int BYTES, int TILE>
-inline void accumulate(__m512 (&acc)[TILE], const uint16_t* window, int64_t stride, __m512i w2, __m512i idx) {
-  const __m512bh w = reinterpret_cast<__m512bh>(w2);
+inline void accumulate(__m512 (&acc)[TILE], const uint16_t* window, int64_t stride, __m512bh w, __m512i idx) {
   for (int b = 0; b < TILE; ++b) {
     const __m512i inputs = _mm512_permutexvar_epi16(idx, load_window<BYTES>(window + b * stride));
     acc[b] = _mm512_dpbf16_ps(acc[b], w, reinterpret_cast<__m512bh>(inputs));
@@ -147,9 +154,9 @@ void tile_even(const BlockArgs& a, int64_t g0, int64_t g1, int64_t b0) {
     const uint16_t* v = values + g * a.n * kLanes;
     for (int k = 0; k < a.n; k += 2) {
       const __m512i first = positions.at(k);
-      const __m512i idx = _mm512_or_si512(first, _mm512_slli_epi32(positions.at(k + 1), 16));
-      const __m512i w2 = _mm512_permutexvar_epi16(interleave, _mm512_loadu_si512(v + k * kLanes));
-      accumulate<BYTES, TILE>(acc, xg, a.x_stride, w2, idx);
+      const __m512i idx = pair_index(first, positions.at(k + 1));
+      const __m512bh w = pair_weights(interleave, _mm512_loadu_si512(v + k * kLanes));
+      accumulate<BYTES, TILE>(acc, xg, a.x_stride, w, idx);
     }
   }
   for (int b = 0; b < TILE; ++b) _mm512_storeu_ps(a.acc + (b0 + b) * kLanes, acc[b]);
@@ -172,38 +179,48 @@ void tile_odd(const BlockArgs& a, int64_t g0, int64_t g1, int64_t b0) {
     int k = 0;
     for (; k + 1 < a.n; k += 2) {
       const __m512i p = first.at(k);
-      const __m512i idx = _mm512_or_si512(p, _mm512_slli_epi32(first.at(k + 1), 16));
-      accumulate<BYTES, TILE>(acc, xg, a.x_stride, _mm512_permutexvar_epi16(interleave, _mm512_loadu_si512(v + k * kLanes)), idx);
+      const __m512i idx = pair_index(p, first.at(k + 1));
+      const __m512bh w = pair_weights(interleave, _mm512_loadu_si512(v + k * kLanes));
+      accumulate<BYTES, TILE>(acc, xg, a.x_stride, w, idx);
     }
     const __m512i last = first.at(k);  // k == n - 1
     if (g + 1 == g1 && (g1 - g0) % 2 == 1) {
-      const __m512i idx = _mm512_or_si512(last, _mm512_slli_epi32(second, 16));
-      const __m512i w = _mm512_maskz_loadu_epi16(0xFFFF, v + k * kLanes);  // value row k, zeros
-      accumulate<BYTES, TILE>(acc, xg, a.x_stride, _mm512_permutexvar_epi16(interleave, w), idx);
+      // Value row k and zeros (no row k+1 to read), against window position M: the zero row padding.
+      const __m512i rows = _mm512_maskz_loadu_epi16(0xFFFF, v + k * kLanes);
+      accumulate<BYTES, TILE>(acc, xg, a.x_stride, pair_weights(interleave, rows), pair_index(last, second));
       break;
     }
     Positions<BITMASK, W> next(a.codes + (g + 1) * a.code_bytes);
-    const __m512i idx = _mm512_or_si512(last, _mm512_slli_epi32(_mm512_add_epi32(next.at(0), second), 16));
-    accumulate<BYTES, TILE>(acc, xg, a.x_stride, _mm512_permutexvar_epi16(interleave, _mm512_loadu_si512(v + k * kLanes)), idx);
+    const __m512i idx = pair_index(last, _mm512_add_epi32(next.at(0), second));
+    const __m512bh w = pair_weights(interleave, _mm512_loadu_si512(v + k * kLanes));
+    accumulate<BYTES, TILE>(acc, xg, a.x_stride, w, idx);
     // Group g+1's values 1..n-1 are value rows n+1.. of the window: pairs (1,2), (3,4), ...
     for (int j = 1; j + 1 < a.n; j += 2) {
       const __m512i p = _mm512_add_epi32(next.at(j), second);
       const __m512i q = _mm512_add_epi32(next.at(j + 1), second);
-      const __m512i w2 = _mm512_permutexvar_epi16(interleave, _mm512_loadu_si512(v + (a.n + j) * kLanes));
-      accumulate<BYTES, TILE>(acc, xg, a.x_stride, w2, _mm512_or_si512(p, _mm512_slli_epi32(q, 16)));
+      const __m512bh w = pair_weights(interleave, _mm512_loadu_si512(v + (a.n + j) * kLanes));
+      accumulate<BYTES, TILE>(acc, xg, a.x_stride, w, pair_index(p, q));
     }
   }
   for (int b = 0; b < TILE; ++b) _mm512_storeu_ps(a.acc + (b0 + b) * kLanes, acc[b]);
 }
 
+template <bool BITMASK, int W, int BYTES, int TILE>
+void tile_of(const BlockArgs& a, int64_t g0, int64_t g1, int64_t b0) {
+  if (a.n % 2 == 1) {
+    tile_odd<BITMASK, W, BYTES, TILE>(a, g0, g1, b0);
+  } else {
+    tile_even<BITMASK, W, BYTES, TILE>(a, g0, g1, b0);
+  }
+}
+
 template <bool BITMASK, int W, int TILE>
 void tile(const BlockArgs& a, int64_t g0, int64_t g1, int64_t b0) {
-  const bool odd = a.n % 2 == 1;
-  const int bytes = (odd ? 2 : 1) * a.m * 2;  // the window
-  if (bytes <= 8) return odd ? tile_odd<BITMASK, W, 8, TILE>(a, g0, g1, b0) : tile_even<BITMASK, W, 8, TILE>(a, g0, g1, b0);
-  if (bytes <= 16) return odd ? tile_odd<BITMASK, W, 16, TILE>(a, g0, g1, b0) : tile_even<BITMASK, W, 16, TILE>(a, g0, g1, b0);
-  if (bytes <= 32) return odd ? tile_odd<BITMASK, W, 32, TILE>(a, g0, g1, b0) : tile_even<BITMASK, W, 32, TILE>(a, g0, g1, b0);
-  return odd ? tile_odd<BITMASK, W, 64, TILE>(a, g0, g1, b0) : tile_even<BITMASK, W, 64, TILE>(a, g0, g1, b0);
+  const int window_bytes = (a.n % 2 == 1 ? 2 : 1) * a.m * 2;
+  if (window_bytes <= 8) return tile_of<BITMASK, W, 8, TILE>(a, g0, g1, b0);
+  if (window_bytes <= 16) return tile_of<BITMASK, W, 16, TILE>(a, g0, g1, b0);
+  if (window_bytes <= 32) return tile_of<BITMASK, W, 32, TILE>(a, g0, g1, b0);
+  return tile_of<BITMASK, W, 64, TILE>(a, g0, g1, b0);
 }
 
 template <bool BITMASK, int W>

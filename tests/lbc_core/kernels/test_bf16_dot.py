@@ -181,3 +181,20 @@ def test_the_environment_variable_forces_the_path() -> None:
     else:
         assert done.returncode != 0
         assert f"{PATH} path was forced but cannot run here" in done.stderr
+
+
+def test_result_does_not_depend_on_the_thread_count() -> None:
+    if not _runs_here():
+        return
+    nm = NMPattern(1, 4)
+    packed = pack_weight(nm_weight(130, 256, nm, torch.bfloat16), nm)
+    x = torch.randn(19, 256).to(torch.bfloat16)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = nm_linear(x, packed, isa=PATH)
+        torch.set_num_threads(max(2, before))
+        multi = nm_linear(x, packed, isa=PATH)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(single, multi)  # each output row is summed whole by one thread, in one order
