@@ -42,7 +42,7 @@ bool cpu_has(const std::string& isa) {
 bool built_with(const std::string& isa) {
 #ifdef LBC_NM_HAVE_X86
   // Its source is optional in the build (a compiler without -mavx512bf16 leaves it out): the weak
-  // reference below is then null.
+  // declaration at the top of this file is then null.
   if (isa == "avx512bf16") return block_avx512bf16_bf16 != nullptr;
   return true;
 #else
@@ -76,8 +76,10 @@ std::string resolve_among(const std::string& requested, const std::string& isas)
   }
   TORCH_CHECK(requested == "scalar" || requested == "avx2" || requested == "avx512" ||
                   requested == "avx512bf16",
-              "unknown N:M kernel ISA path '", requested, "': expected auto, scalar, avx2, avx512 or avx512bf16");
-  TORCH_CHECK(listed(requested, isas), "the N:M kernel's ", requested, " path was forced but cannot run here (",
+              "unknown N:M kernel ISA path '", requested,
+              "': expected auto, scalar, avx2, avx512 or avx512bf16");
+  TORCH_CHECK(listed(requested, isas), "the N:M kernel's ", requested,
+              " path was forced but cannot run here (",
               built_with(requested) ? "this CPU lacks it" : "not in this build: architecture or compiler",
               "); paths this machine runs: ", isas);
   return requested;
@@ -88,7 +90,7 @@ std::string resolve(c10::string_view requested) {
 }
 
 // The block functions a call runs: the resolved path, except that avx512bf16 has its own only for
-// bfloat16 operands (measured faster than the avx512 block at every batch 1..32 and pattern,
+// bfloat16 operands (faster than the avx512 block at every batch from 1 to 32 and pattern measured,
 // docs/cpu-kernel.md); float32 has no dot product to gain from.
 std::string block_path(const std::string& requested, const std::string& isas, bool bf16) {
   const std::string path = resolve_among(requested, isas);
