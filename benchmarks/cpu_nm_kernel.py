@@ -89,7 +89,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", default="1,all")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--patterns", default="2:4,1:4,2:8,4:8,1:16")
-    parser.add_argument("--isa", default=None, help="force a kernel path (scalar, avx2, avx512)")
+    parser.add_argument("--isa", default=None, help="force a kernel path (scalar, avx2, avx512, avx512bf16)")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--quick", action="store_true", help="4096x4096, batch 1 and 8, float32 only")
     args = parser.parse_args()

@@ -9,6 +9,7 @@ changed source or another torch version builds afresh and a stale binary is neve
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -22,6 +23,8 @@ import torch
 
 from lbc_core.kernels.settings import KernelSettings
 
+logger = logging.getLogger(__name__)
+
 NATIVE_DIR = Path(__file__).resolve().parent / "native"
 LIBRARY_NAME = "liblbc_nm.so"
 COMMON_FLAGS = ("-O3", "-std=c++20", "-fPIC", "-fvisibility=hidden", "-Wall")
@@ -29,9 +32,13 @@ COMMON_FLAGS = ("-O3", "-std=c++20", "-fPIC", "-fvisibility=hidden", "-Wall")
 
 @dataclass(frozen=True)
 class Source:
+    """``optional``: a compiler that cannot compile it (flags it does not know) builds the library without
+    it; the dispatcher then lists that path as not built (its block function is a weak symbol)."""
+
     name: str
     flags: tuple[str, ...] = ()
     x86_only: bool = False
+    optional: bool = False
 
 
 SOURCES = (
@@ -39,6 +46,13 @@ SOURCES = (
     Source("nm_block_scalar.cpp"),
     Source("nm_block_avx2.cpp", ("-mavx2", "-mfma"), x86_only=True),
     Source("nm_block_avx512.cpp", ("-mavx512f", "-mavx2", "-mfma"), x86_only=True),
+    # -mavx512bf16 needs GCC >= 10 or Clang >= 9: an older compiler still builds every other path.
+    Source(
+        "nm_block_avx512bf16.cpp",
+        ("-mavx512f", "-mavx512bw", "-mavx512bf16", "-mavx2", "-mfma"),
+        x86_only=True,
+        optional=True,
+    ),
 )
 HEADERS = ("nm_block.h",)
 
@@ -121,7 +135,10 @@ def _run(command: list[str]) -> subprocess.Popen[str]:
 
 
 def build(settings: KernelSettings | None = None, *, force: bool = False) -> Path:
-    """Build the library unless an identical build exists; return its path. Raises KernelBuildError."""
+    """Build the library unless an identical build exists; return its path. Raises KernelBuildError.
+
+    An optional source that fails to compile is left out with a warning in the log (the build key stays
+    the same, so the compiler is not asked again for these sources and settings)."""
     settings = settings or KernelSettings.from_env()
     target = library_path(settings)
     if target.exists() and not force:
@@ -138,14 +155,23 @@ def build(settings: KernelSettings | None = None, *, force: bool = False) -> Pat
             command = [cxx, *COMMON_FLAGS, *source.flags, *compile_flags, "-c", str(NATIVE_DIR / source.name)]
             jobs.append((source, _run([*command, "-o", str(obj)])))
         failures = []
-        for source, job in jobs:
+        linked: list[Path] = []
+        for (source, job), obj in zip(jobs, objects, strict=True):
             output, _ = job.communicate()
-            if job.returncode != 0:
+            if job.returncode == 0:
+                linked.append(obj)
+            elif source.optional:
+                lines = output.strip().splitlines() or [f"exit status {job.returncode}"]
+                reason = next((line for line in lines if "error" in line), lines[-1])
+                logger.warning(
+                    "N:M kernel built without %s (its path is unavailable): %s", source.name, reason
+                )
+            else:
                 failures.append(f"{source.name}:\n{output[-4000:]}")
         if failures:
             raise KernelBuildError("compiling the N:M kernel failed:\n" + "\n".join(failures))
         partial = Path(scratch) / LIBRARY_NAME
-        link = _run([cxx, "-shared", *map(str, objects), *link_flags, "-o", str(partial)])
+        link = _run([cxx, "-shared", *map(str, linked), *link_flags, "-o", str(partial)])
         output, _ = link.communicate()
         if link.returncode != 0:
             raise KernelBuildError(f"linking the N:M kernel failed:\n{output[-4000:]}")

@@ -27,7 +27,7 @@ class NativeStatus:
     available: bool
     reason: str  # the library's path, or why it is not loaded
     isas: tuple[str, ...]  # paths this CPU runs (empty without the library)
-    selected: str  # the path calls take under the settings: scalar | avx2 | avx512 | pytorch
+    selected: str  # the path calls take under the settings: scalar | avx2 | avx512 | avx512bf16 | pytorch
 
     def describe(self) -> str:
         if self.available:
@@ -89,7 +89,8 @@ def nm_linear(
 ) -> torch.Tensor:
     """``x @ W^T + bias`` for a packed N:M weight: native kernel when loaded, pure PyTorch otherwise.
 
-    ``isa`` forces a path for this call (``scalar``, ``avx2``, ``avx512``; default from the settings).
+    ``isa`` forces a path for this call (``scalar``, ``avx2``, ``avx512``, ``avx512bf16``; default from the
+    settings).
     """
     settings = KernelSettings.from_env()
     status = native_status(settings)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-ISA_CHOICES = ("auto", "scalar", "avx2", "avx512")
+ISA_CHOICES = ("auto", "scalar", "avx2", "avx512", "avx512bf16")
 ISA_ENV = "LBC_NM_KERNEL_ISA"
 CXX_ENV = "LBC_NM_CXX"
 BUILD_DIR_ENV = "LBC_NM_BUILD_DIR"

@@ -35,6 +35,9 @@ struct BlockArgs {
   bool bitmask;
   int64_t code_bytes;     // per group
   float* acc;             // [batch, kLanes]: the caller zeroes it, the kernel adds x @ W_block^T
+  // x as bfloat16 bits instead, for the path that multiplies bf16 (x is null then): same batch and
+  // x_stride, each row holding `in` values then >= 2 * kLanes zeros (a window of two groups).
+  const uint16_t* x_bf16 = nullptr;
 };
 
 using BlockFn = void (*)(const BlockArgs&);
@@ -45,5 +48,6 @@ void block_avx2_f32(const BlockArgs& args);
 void block_avx2_bf16(const BlockArgs& args);
 void block_avx512_f32(const BlockArgs& args);
 void block_avx512_bf16(const BlockArgs& args);
+void block_avx512bf16_bf16(const BlockArgs& args);  // reads x_bf16
 
 }  // namespace lbc_nm

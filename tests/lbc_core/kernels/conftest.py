@@ -10,7 +10,7 @@ from lbc_core.sparsity import NMPattern, magnitude_mask
 
 # Every pattern class: the common ones, index codes of 1-4 bits, bitmask codes of 4, 8 and 16 bits, odd M.
 PATTERNS = ("2:4", "1:4", "2:8", "4:8", "1:16", "3:7", "8:16", "1:2", "3:4", "5:16", "15:16")
-ISAS = ("scalar", "avx2", "avx512")
+ISAS = ("scalar", "avx2", "avx512", "avx512bf16")
 
 
 def nm_weight(out: int, inn: int, pattern: NMPattern, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:

@@ -84,3 +84,52 @@ def test_environment_variable_forces_a_path(isa: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert f"native N:M CPU kernel, {isa} path" in done.stdout
+
+
+OLD_COMPILER = """#!/bin/sh
+# A compiler that predates -mavx512bf16 (GCC 9): refuses the flag, compiles everything else.
+for arg in "$@"; do
+  if [ "$arg" = "-mavx512bf16" ]; then
+    echo "c++: error: unrecognized command-line option '-mavx512bf16'" >&2
+    exit 1
+  fi
+done
+exec c++ "$@"
+"""
+
+STATUS_PROBE = """
+import json, torch
+from lbc_core.kernels.native import native_status, nm_linear
+from lbc_core.kernels.packing import pack_weight
+from lbc_core.sparsity import NMPattern
+status = native_status()
+try:
+    nm_linear(torch.zeros(1, 4, dtype=torch.bfloat16), pack_weight(torch.zeros(1, 4, dtype=torch.bfloat16), NMPattern(2, 4)), isa="avx512bf16")
+    forced = "ran"
+except RuntimeError as exc:
+    forced = str(exc).splitlines()[0]
+print(json.dumps({"available": status.available, "isas": list(status.isas), "forced": forced}))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64", reason="x86-64 Linux build")
+def test_a_compiler_without_avx512bf16_builds_every_other_path(tmp_path: Path) -> None:
+    compiler = tmp_path / "old-c++"
+    compiler.write_text(OLD_COMPILER)
+    compiler.chmod(0o755)
+    environ = {**os.environ, "LBC_NM_BUILD_DIR": str(tmp_path / "build"), "LBC_NM_CXX": str(compiler)}
+    done = subprocess.run(
+        [sys.executable, "-c", STATUS_PROBE],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["available"] is True
+    assert "avx512bf16" not in result["isas"] and "scalar" in result["isas"]
+    assert "built without nm_block_avx512bf16.cpp" in done.stderr
+    assert "unrecognized command-line option '-mavx512bf16'" in done.stderr
+    assert "avx512bf16 path was forced but cannot run here (not in this build" in result["forced"]

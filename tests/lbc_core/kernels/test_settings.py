@@ -21,6 +21,6 @@ def test_defaults_and_overrides() -> None:
 def test_an_unknown_path_is_refused_naming_the_choices() -> None:
     with pytest.raises(
         KernelSettingsError,
-        match=r"LBC_NM_KERNEL_ISA='sse2' is not a kernel path; expected one of auto, scalar, avx2, avx512",
+        match=r"LBC_NM_KERNEL_ISA='sse2' is not a kernel path; expected one of auto, scalar, avx2, avx512, avx512bf16",
     ):
         KernelSettings.from_env({"LBC_NM_KERNEL_ISA": "sse2"})
