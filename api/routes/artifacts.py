@@ -19,6 +19,9 @@ from jobs.storage import ObjectNotFound
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"], responses={**ERROR_RESPONSES, **NOT_FOUND})
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# 2**63 - 1, the largest offset any store or filesystem has, has 19 digits.
+MAX_POSITION_DIGITS = 19
+BEYOND_ANY_END = 10**MAX_POSITION_DIGITS
 
 
 class RangeNotSatisfiable(ServiceError):
@@ -45,17 +48,24 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
-        length = int(last)
+        length = _position(last)
         if length == 0 or size == 0:
             raise _unsatisfiable(size)
         return max(0, size - length), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if last and end < start:
         return None  # syntactically invalid: ignore
     if start >= size:
         raise _unsatisfiable(size)
     return start, min(end, size - 1)
+
+
+def _position(digits: str) -> int:
+    """A byte position of a Range header. One with more significant digits than any offset counts as
+    beyond every end: ``int()`` refuses strings of thousands of digits (a 500), and no artifact is that long."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= MAX_POSITION_DIGITS else BEYOND_ANY_END
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:

@@ -92,6 +92,30 @@ def test_unsatisfiable_ranges_are_416_and_other_versions_get_everything(
     assert mismatched.status_code == 200 and mismatched.content == DATA
 
 
+@pytest.mark.parametrize(
+    ("range_header", "status", "start"),
+    [
+        ("bytes=" + "9" * 5000 + "-", 416, None),  # past the end, not a 500 from int()'s digit limit
+        ("bytes=-" + "9" * 5000, 206, 0),  # a suffix longer than the artifact: all of it
+        ("bytes=100-" + "9" * 5000, 206, 100),  # to the end
+        ("bytes=" + "0" * 5000 + "7-", 206, 7),  # leading zeros are still a small position
+    ],
+)
+def test_byte_positions_of_thousands_of_digits_are_positions_not_a_500(
+    artifact: tuple[Service, dict[str, str], str], range_header: str, status: int, start: int | None
+) -> None:
+    service, headers, job_id = artifact
+    response = service.client.get(
+        f"/v1/jobs/{job_id}/artifacts/sparse.safetensors", headers={**headers, "Range": range_header}
+    )
+    assert response.status_code == status, response.text
+    if start is None:
+        assert response.json()["error"]["code"] == "range_not_satisfiable"
+    else:
+        assert response.content == DATA[start:]
+        assert response.headers["Content-Range"] == f"bytes {start}-{len(DATA) - 1}/{len(DATA)}"
+
+
 def test_missing_artifacts_and_other_owners_are_404(artifact: tuple[Service, dict[str, str], str]) -> None:
     service, headers, job_id = artifact
     missing = service.client.get(f"/v1/jobs/{job_id}/artifacts/nope.bin", headers=headers)
