@@ -284,7 +284,14 @@ def with_client(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
 def report_error(args: argparse.Namespace, exc: Exception, config: Config | None) -> int:
     """Print what went wrong and return the exit code for it."""
-    from client import ApiError, ChecksumMismatch, ConfigError, ConnectionFailed, SpecFileError
+    from client import (
+        ApiError,
+        ChecksumMismatch,
+        ConfigError,
+        ConnectionFailed,
+        InvalidArgument,
+        SpecFileError,
+    )
 
     if isinstance(exc, ApiError):
         where = f" (request {exc.request_id})" if exc.request_id and exc.status >= 500 else ""
@@ -309,7 +316,7 @@ def report_error(args: argparse.Namespace, exc: Exception, config: Config | None
         _error(args, str(exc))
         say("  is the service running? (`lbc serve`, or check --url / LBC_URL)", file=sys.stderr)
         return EXIT_CONNECT
-    if isinstance(exc, SpecFileError | ConfigError):
+    if isinstance(exc, SpecFileError | ConfigError | InvalidArgument):
         _error(args, str(exc))
         return EXIT_USAGE
     if isinstance(exc, ChecksumMismatch):

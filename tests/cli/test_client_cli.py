@@ -384,6 +384,27 @@ def test_submit_refuses_a_billion_laughs_spec_at_once_before_contacting_the_serv
     assert checked.returncode == 2 and "expands to more than" in checked.stderr  # the same reader
 
 
+@pytest.mark.parametrize(
+    ("command", "argument"),
+    [("status", ""), ("status", "."), ("cancel", ".."), ("logs", " "), ("download", "")],
+)
+def test_an_id_that_is_no_id_exits_2_before_contacting_the_server(command: str, argument: str) -> None:
+    # "." and ".." used to be resolved away by the URL ("lbc status ." got the job list and crashed with
+    # a KeyError traceback), and an empty id (an unset shell variable) reached other routes ("no route for
+    # POST /v1/jobs//cancel", or "unexpected response ...: not JSON" and exit 1).
+    down = f"http://127.0.0.1:{free_port()}"  # exit 6 would mean it tried to connect first
+    result = subprocess.run(
+        [LBC, command, argument, "--url", down, "--key", "lbc_unused"],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"lbc {command}: error: {argument!r} is not a job id"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # -- server, key and connection failures ----------------------------------------------------------------
 def test_a_rejected_or_missing_key_exits_5(server: Server, tmp_path: Path) -> None:
     wrong = lbc(server, "jobs", "--key", "lbc_wrong")
