@@ -336,6 +336,15 @@ def test_upload_form_errors(service: Service) -> None:
     assert "no 'file' file part" in problem(no_file)
     unauthenticated = service.client.post("/v1/datasets", files={"file": ("d.npz", b"x")})
     assert unauthenticated.status_code == 401
+    # A field given twice used to be decided silently by the last copy (an npz checked as mnist).
+    twice = service.client.post(
+        "/v1/datasets",
+        files=[("file", ("d.npz", npz_bytes())), ("format", (None, "npz")), ("format", (None, "mnist"))],
+        headers=alice.headers,
+    )
+    assert problem(twice) == "form field 'format' is given twice"
+    assert twice.json()["error"]["details"][0]["field"] == "format"
+    assert service.store.list("datasets") == []
 
 
 def test_oversized_uploads_are_413_and_leave_nothing_behind(app_factory: AppFactory) -> None:
