@@ -107,6 +107,29 @@ def test_keys_create_prints_a_key_that_authenticates(tmp_path: Path) -> None:
         app.state.engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        # An empty --owner used to fall back to the key's name without a word.
+        (["--name", "ci", "--owner", ""], "owner name: must not be empty"),
+        (["--name", " ", "--owner", "team-a"], "key name: must not be empty"),
+        # A long --name was reported as a problem of the owner name (the owner defaults to it).
+        (["--name", "n" * 201], "key name: must be at most 200 characters, got 201"),
+    ],
+)
+def test_keys_create_refuses_bad_names_naming_the_right_one_and_exits_2(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'lbc.db'}"
+    upgrade(database_url)
+    env = {"LBC_DATABASE_URL": database_url, "LBC_HOME": str(tmp_path)}
+    result = lbc("keys", "create", *arguments, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"lbc keys create: error: {message}\n" and result.stdout == ""
+    listed = lbc("keys", "list", env=env)
+    assert listed.returncode == 0 and listed.stderr == "no API keys\n"  # nothing was stored
+
+
 @pytest.mark.parametrize("action", ["create --name x", "list", "revoke lbc_abc"])
 def test_keys_commands_say_in_one_line_that_there_is_no_database(tmp_path: Path, action: str) -> None:
     missing = lbc("keys", *action.split(), "--home", str(tmp_path / "nowhere"))
