@@ -521,6 +521,11 @@ def retry_command(api: Client, args: argparse.Namespace) -> int:
 def download_command(api: Client, args: argparse.Namespace) -> int:
     from client import ApiError
 
+    directory = Path(args.to or args.job_id)
+    if directory.exists() and not directory.is_dir():  # checked before anything is fetched
+        where = f"--to {directory}" if args.to else f"{directory} (the default directory)"
+        _error(args, f"{where} is a file; give the directory the artifacts go to")
+        return EXIT_USAGE
     artifacts = api.artifacts(args.job_id)
     if args.name:
         known = {a.name: a for a in artifacts}
@@ -535,7 +540,6 @@ def download_command(api: Client, args: argparse.Namespace) -> int:
         job = api.get_job(args.job_id)
         _error(args, f"job {job.id} has no artifacts (state {job.state})")
         return EXIT_FAILED
-    directory = Path(args.to or args.job_id)
     directory.mkdir(parents=True, exist_ok=True)
     for artifact in artifacts:
         path = api.download_artifact(args.job_id, artifact.name, directory, artifact=artifact)

@@ -405,6 +405,25 @@ def test_an_id_that_is_no_id_exits_2_before_contacting_the_server(command: str, 
     assert "Traceback" not in result.stderr
 
 
+def test_download_to_a_file_exits_2_before_contacting_the_server(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    down = f"http://127.0.0.1:{free_port()}"  # exit 6 would mean it tried to connect first
+    result = subprocess.run(
+        [LBC, "download", "0123abcd", "--to", str(target), "--url", down, "--key", "lbc_unused"],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # It used to download first, then fail with exit 1 and "[Errno 17] File exists".
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"lbc download: error: --to {target} is a file; give the directory the artifacts go to\n"
+    )
+    assert target.read_text() == "mine"
+
+
 # -- server, key and connection failures ----------------------------------------------------------------
 def test_a_rejected_or_missing_key_exits_5(server: Server, tmp_path: Path) -> None:
     wrong = lbc(server, "jobs", "--key", "lbc_wrong")
