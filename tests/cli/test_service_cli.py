@@ -29,6 +29,7 @@ from cli.service import (
     check_port_free,
     ensure_local_key,
     lock_home,
+    make_home,
     parse_queues,
 )
 from jobs import auth
@@ -212,6 +213,18 @@ def test_serve_keeps_one_local_key_readable_only_by_its_owner(tmp_path: Path) ->
     upgrade(settings.database_url)
     replaced, created_new = ensure_local_key(settings)
     assert created_new and replaced != token
+
+
+def test_serve_creates_its_home_readable_by_its_owner_only(tmp_path: Path) -> None:
+    # The home holds the database, every upload and every artifact: created 0755 (the umask's default),
+    # it let any local user read them around the API's keys.
+    home = tmp_path / "a" / "home"
+    make_home(home)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o750)
+    make_home(mine)  # a directory the user made is left as they made it
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o750
 
 
 def test_worker_runs_one_job_per_fresh_process_without_prefetch() -> None:
