@@ -166,6 +166,39 @@ def test_an_invalid_spec_exits_2_naming_every_field(server: Server, specs: Specs
     assert bad.returncode == 2 and "invalid YAML" in bad.stderr
 
 
+def test_a_local_file_where_the_service_wants_an_upload_id_gets_the_upload_command(
+    server: Server, tmp_path: Path
+) -> None:
+    # A spec written for `lbc train` names local files; the service said only "dataset ./d.npz does not
+    # exist", about a file the user can see.
+    (tmp_path / "d.npz").write_bytes(b"x")
+    (tmp_path / "dense.safetensors").write_bytes(b"x")
+    spec = tmp_path / "local.yaml"
+    spec.write_text(
+        "model: {architecture: lenet5, checkpoint: dense.safetensors}\n"
+        "dataset: {source: npz, path: d.npz}\n"
+        "train: {device: cpu}\n"
+    )
+    result = subprocess.run(
+        [LBC, "submit", str(spec)],
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "  dataset.path: dataset d.npz does not exist" in result.stderr
+    assert (
+        "  hint: d.npz exists here, but the service reads uploads: `lbc upload dataset d.npz --format npz` "
+        "prints the id for dataset.path"
+    ) in result.stderr
+    assert (
+        "  hint: dense.safetensors exists here, but the service reads uploads: "
+        "`lbc upload checkpoint dense.safetensors` prints the id for model.checkpoint"
+    ) in result.stderr
+
+
 def test_a_failing_job_exits_1_when_watched(server: Server, specs: Specs, job_id: str) -> None:
     submitted = lbc(server, "submit", str(specs.failing))
     assert submitted.returncode == 0 and JOB_ID.match(submitted.stdout.strip())
