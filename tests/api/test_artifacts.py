@@ -124,3 +124,23 @@ def test_missing_artifacts_and_other_owners_are_404(artifact: tuple[Service, dic
     assert service.client.get(f"/v1/jobs/{job_id}/artifacts", headers=bob.headers).status_code == 404
     stolen = service.client.get(f"/v1/jobs/{job_id}/artifacts/sparse.safetensors", headers=bob.headers)
     assert stolen.status_code == 404 and DATA[:20] not in stolen.content
+
+
+def test_head_answers_what_get_would_without_the_body(artifact: tuple[Service, dict[str, str], str]) -> None:
+    # `curl -I` and download managers ask HEAD first; it was a 405 (RFC 9110: HEAD wherever GET).
+    service, headers, job_id = artifact
+    url = f"/v1/jobs/{job_id}/artifacts/sparse.safetensors"
+    whole = service.client.head(url, headers=headers)
+    assert whole.status_code == 200 and whole.content == b""
+    got = service.client.get(url, headers=headers)
+    for name in ("ETag", "Content-Length", "Content-Type", "Content-Disposition", "Accept-Ranges"):
+        assert whole.headers[name] == got.headers[name], name
+    part = service.client.head(url, headers={**headers, "Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.headers["Content-Range"] == f"bytes 0-99/{len(DATA)}"
+    assert part.headers["Content-Length"] == "100" and part.content == b""
+    cached = service.client.head(url, headers={**headers, "If-None-Match": got.headers["ETag"]})
+    assert cached.status_code == 304
+    assert service.client.head(url, headers=service.caller("bob").headers).status_code == 404
+    assert service.client.head(url).status_code == 401
+    schema = service.client.get("/openapi.json").json()
+    assert set(schema["paths"]["/v1/jobs/{job_id}/artifacts/{name}"]) == {"get"}  # documented once, as GET
