@@ -126,6 +126,8 @@ class _Parts:
 
     def on_part_end(self) -> None:
         if not self._is_file:
+            if self._name in self.fields:  # which copy should win is anyone's guess: refuse, naming it
+                raise _bad_form(f"form field {self._name!r} is given twice", self._name)
             value = self._value.decode("utf-8", errors="replace")
             problem = text_problem(value)
             if problem:

@@ -10,6 +10,7 @@ import argparse
 import itertools
 import json
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from lbc_formats.errors import FormatError
 from lbc_formats.hf_directory import check_model_dir
 
 if TYPE_CHECKING:
-    from client import Client, Config, Job
+    from client import ApiError, Client, Config, Job
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -284,7 +285,14 @@ def with_client(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
 def report_error(args: argparse.Namespace, exc: Exception, config: Config | None) -> int:
     """Print what went wrong and return the exit code for it."""
-    from client import ApiError, ChecksumMismatch, ConfigError, ConnectionFailed, SpecFileError
+    from client import (
+        ApiError,
+        ChecksumMismatch,
+        ConfigError,
+        ConnectionFailed,
+        InvalidArgument,
+        SpecFileError,
+    )
 
     if isinstance(exc, ApiError):
         where = f" (request {exc.request_id})" if exc.request_id and exc.status >= 500 else ""
@@ -309,7 +317,7 @@ def report_error(args: argparse.Namespace, exc: Exception, config: Config | None
         _error(args, str(exc))
         say("  is the service running? (`lbc serve`, or check --url / LBC_URL)", file=sys.stderr)
         return EXIT_CONNECT
-    if isinstance(exc, SpecFileError | ConfigError):
+    if isinstance(exc, SpecFileError | ConfigError | InvalidArgument):
         _error(args, str(exc))
         return EXIT_USAGE
     if isinstance(exc, ChecksumMismatch):
@@ -371,19 +379,59 @@ def login_command(args: argparse.Namespace) -> int:
 
 
 def submit_command(api: Client, args: argparse.Namespace) -> int:
-    from client import parse_spec_text, read_spec
+    from client import ApiError, parse_spec_text, read_spec
     from client.spec_text import MAX_SPEC_BYTES
 
     if args.spec == "-":  # read one character past the limit at most: enough to refuse a larger input
         spec = parse_spec_text(sys.stdin.read(MAX_SPEC_BYTES + 1), "<stdin>")
     else:
         spec = read_spec(args.spec)
-    job = api.submit(spec, idempotency_key=args.idempotency_key)
+    try:
+        job = api.submit(spec, idempotency_key=args.idempotency_key)
+    except ApiError as exc:
+        hints = upload_hints(exc, spec) if exc.status == 422 else []
+        if not hints:
+            raise
+        code = report_error(args, exc, None)
+        for hint in hints:
+            say(f"  hint: {hint}", file=sys.stderr)
+        return code
     say(job.id, flush=True)
     if not args.wait:
         return EXIT_OK
     _, code = follow_job(api, job.id)
     return code
+
+
+# Spec fields the service reads as upload ids, and the upload command for each (``{source}``: the dataset's).
+_UPLOAD_COMMANDS = {
+    "dataset.path": "lbc upload dataset {path} --format {source}",
+    "dataset.val_path": "lbc upload dataset {path} --format {source}",
+    "dataset.tokenizer": "lbc upload dataset {path} --format tokenizer",
+    "model.checkpoint": "lbc upload checkpoint {path}",
+    "model.path": "lbc upload model {path}",
+}
+
+
+def upload_hints(exc: ApiError, spec: dict[str, Any]) -> list[str]:
+    """For each upload the server did not find that names a file or directory here (a spec written for
+    ``lbc train``), the command that uploads it."""
+    hints = []
+    for field, message in exc.field_problems:
+        command = _UPLOAD_COMMANDS.get(field)
+        section, _, key = field.partition(".")
+        part = spec.get(section)
+        if command is None or not message.endswith("does not exist") or not isinstance(part, dict):
+            continue
+        value = part.get(key)
+        if not isinstance(value, str) or not os.path.exists(value):
+            continue
+        source = part.get("source", "FORMAT") if section == "dataset" else ""
+        upload = command.format(path=shlex.quote(value), source=source)
+        hints.append(
+            f"{value} exists here, but the service reads uploads: `{upload}` prints the id for {field}"
+        )
+    return hints
 
 
 def jobs_command(api: Client, args: argparse.Namespace) -> int:
@@ -514,6 +562,11 @@ def retry_command(api: Client, args: argparse.Namespace) -> int:
 def download_command(api: Client, args: argparse.Namespace) -> int:
     from client import ApiError
 
+    directory = Path(args.to or args.job_id)
+    if directory.exists() and not directory.is_dir():  # checked before anything is fetched
+        where = f"--to {directory}" if args.to else f"{directory} (the default directory)"
+        _error(args, f"{where} is a file; give the directory the artifacts go to")
+        return EXIT_USAGE
     artifacts = api.artifacts(args.job_id)
     if args.name:
         known = {a.name: a for a in artifacts}
@@ -528,7 +581,6 @@ def download_command(api: Client, args: argparse.Namespace) -> int:
         job = api.get_job(args.job_id)
         _error(args, f"job {job.id} has no artifacts (state {job.state})")
         return EXIT_FAILED
-    directory = Path(args.to or args.job_id)
     directory.mkdir(parents=True, exist_ok=True)
     for artifact in artifacts:
         path = api.download_artifact(args.job_id, artifact.name, directory, artifact=artifact)

@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace, body: Callable[[Session], int]) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from jobs.db import is_database_unavailable
-    from jobs.errors import NotFound, ServiceError
+    from jobs.errors import InvalidInput, NotFound, ServiceError
 
     prog = f"lbc keys {args.keys_command}"
     try:
@@ -135,6 +135,9 @@ def _run(args: argparse.Namespace, body: Callable[[Session], int]) -> int:
     except NotFound as exc:
         print(f"{prog}: error: {exc.message}", file=sys.stderr)
         return EXIT_NOT_FOUND
+    except InvalidInput as exc:  # a bad name: a usage error, like every other validation error
+        print(f"{prog}: error: {exc.message}", file=sys.stderr)
+        return EXIT_USAGE
     except ServiceError as exc:
         print(f"{prog}: error: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
@@ -149,7 +152,9 @@ def create_key(args: argparse.Namespace) -> int:
     from jobs import auth
 
     def body(session: Session) -> int:
-        owner = auth.get_or_create_owner(session, args.owner or args.name, is_admin=args.admin)
+        auth.check_name("key name", args.name)  # first: the owner's name defaults to it
+        owner_name = args.name if args.owner is None else args.owner
+        owner = auth.get_or_create_owner(session, owner_name, is_admin=args.admin)
         key, token = auth.create_api_key(session, owner, args.name)
         role = "admin" if owner.is_admin else "user"
         # Printed after the commit (below), so a key is never shown that was not stored.

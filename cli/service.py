@@ -209,6 +209,14 @@ def celery_worker_argv(queues: list[str], name: str, loglevel: str) -> list[str]
     ]
 
 
+def make_home(home: Path) -> None:
+    """Create the embedded home readable by its owner only: it holds the database, every upload and every
+    artifact, which the API shows only to their owners. A directory that exists already is left alone."""
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        home.mkdir(mode=0o700)
+
+
 def run_worker(args: argparse.Namespace) -> int:
     """Run a Celery worker that executes jobs from the given queues (one job at a time, one fresh
     process per job). Start one per GPU."""
@@ -471,7 +479,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.home:
         overrides["home"] = Path(args.home)
     settings = _settings(**overrides)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    make_home(settings.home)
     shown_host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::", "") else settings.api_host
     base_url = f"http://{shown_host}:{settings.api_port}"
     grace = settings.shutdown_grace_seconds + MAIN_PROCESS_EXTRA_GRACE_S

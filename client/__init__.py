@@ -13,6 +13,7 @@ from client.errors import (
     ClientError,
     ConfigError,
     ConnectionFailed,
+    InvalidArgument,
     SpecFileError,
     WaitTimeout,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Dataset",
     "Event",
     "HFModelInfo",
+    "InvalidArgument",
     "Job",
     "JobPage",
     "LogLine",

@@ -25,6 +25,7 @@ from client.errors import (
     ClientError,
     ConfigError,
     ConnectionFailed,
+    InvalidArgument,
     SpecFileError,
     WaitTimeout,
 )
@@ -82,8 +83,13 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _segment(value: str) -> str:
-    return quote(str(value), safe="")
+def _segment(value: str, what: str) -> str:
+    """``value`` as one path segment. A blank id, ``.`` or ``..`` is refused before anything is sent: the URL
+    would resolve them away or reach another route (``/v1/jobs/.`` is the job list)."""
+    text = str(value)
+    if not text.strip() or text in (".", ".."):
+        raise InvalidArgument(f"{text!r} is not {what}")
+    return quote(text, safe="")
 
 
 def _reason(exc: httpx.HTTPError) -> str:
@@ -173,7 +179,7 @@ class Client:
         return Job.from_json(self._json(response))
 
     def get_job(self, job_id: str) -> Job:
-        return Job.from_json(self._json(self._send("GET", f"/v1/jobs/{_segment(job_id)}")))
+        return Job.from_json(self._json(self._send("GET", f"/v1/jobs/{_segment(job_id, 'a job id')}")))
 
     def list_jobs(
         self,
@@ -210,13 +216,15 @@ class Client:
         """Queued: cancelled at once; running: ``cancelling`` until the worker stops. A finished job is an
         ApiError 409 naming its state."""
         return Job.from_json(
-            self._json(self._send("POST", f"/v1/jobs/{_segment(job_id)}/cancel", idempotent=False))
+            self._json(
+                self._send("POST", f"/v1/jobs/{_segment(job_id, 'a job id')}/cancel", idempotent=False)
+            )
         )
 
     def retry(self, job_id: str) -> Job:
         """A failed or cancelled job back to ``queued`` (it resumes from its latest checkpoint)."""
         return Job.from_json(
-            self._json(self._send("POST", f"/v1/jobs/{_segment(job_id)}/retry", idempotent=False))
+            self._json(self._send("POST", f"/v1/jobs/{_segment(job_id, 'a job id')}/retry", idempotent=False))
         )
 
     # -- progress --------------------------------------------------------------------------------------
@@ -269,7 +277,10 @@ class Client:
             if value is not None:
                 params[name] = value
         response = self._send(
-            "GET", f"/v1/jobs/{_segment(job_id)}/logs", params=params, headers={"Accept": "application/json"}
+            "GET",
+            f"/v1/jobs/{_segment(job_id, 'a job id')}/logs",
+            params=params,
+            headers={"Accept": "application/json"},
         )
         return LogPage.from_json(self._json(response))
 
@@ -285,13 +296,13 @@ class Client:
 
     def metrics(self, job_id: str) -> list[dict[str, Any]]:
         """Per-epoch metrics, oldest first (loss, accuracy, learning rate, alive combinations per group)."""
-        data = self._json(self._send("GET", f"/v1/jobs/{_segment(job_id)}/metrics"))
+        data = self._json(self._send("GET", f"/v1/jobs/{_segment(job_id, 'a job id')}/metrics"))
         history = data.get("history", [])
         return [dict(item) for item in history if isinstance(item, Mapping)]
 
     # -- artifacts -------------------------------------------------------------------------------------
     def artifacts(self, job_id: str) -> list[Artifact]:
-        data = self._json(self._send("GET", f"/v1/jobs/{_segment(job_id)}/artifacts"))
+        data = self._json(self._send("GET", f"/v1/jobs/{_segment(job_id, 'a job id')}/artifacts"))
         return [Artifact.from_json(item) for item in data.get("items", [])]
 
     def download_artifact(
@@ -353,7 +364,7 @@ class Client:
 
     def _fetch(self, job_id: str, artifact: Artifact, part: Path) -> None:
         """Bring ``part`` to the artifact's full size (resuming what is there); does not verify."""
-        path = f"/v1/jobs/{_segment(job_id)}/artifacts/{quote(artifact.name, safe='/')}"
+        path = f"/v1/jobs/{_segment(job_id, 'a job id')}/artifacts/{quote(artifact.name, safe='/')}"
         timeout = httpx.Timeout(self.timeout, read=self.stream_read_timeout)
         for _ in range(2):  # a second round only after the partial file was found unusable
             offset = part.stat().st_size if part.is_file() else 0
@@ -447,33 +458,39 @@ class Client:
         return [HFModelInfo.from_json(item) for item in data.get("items", [])]
 
     def get_hf_model(self, model_id: str) -> HFModelInfo:
-        return HFModelInfo.from_json(self._json(self._send("GET", f"/v1/hf-models/{_segment(model_id)}")))
+        return HFModelInfo.from_json(
+            self._json(self._send("GET", f"/v1/hf-models/{_segment(model_id, 'a model id')}"))
+        )
 
     def delete_hf_model(self, model_id: str) -> None:
         """409 (ApiError) while an unfinished job uses it."""
-        self._send("DELETE", f"/v1/hf-models/{_segment(model_id)}", idempotent=False)
+        self._send("DELETE", f"/v1/hf-models/{_segment(model_id, 'a model id')}", idempotent=False)
 
     def list_datasets(self, limit: int = 200) -> list[Dataset]:
         data = self._json(self._send("GET", "/v1/datasets", params={"limit": limit}))
         return [Dataset.from_json(item) for item in data.get("items", [])]
 
     def get_dataset(self, dataset_id: str) -> Dataset:
-        return Dataset.from_json(self._json(self._send("GET", f"/v1/datasets/{_segment(dataset_id)}")))
+        return Dataset.from_json(
+            self._json(self._send("GET", f"/v1/datasets/{_segment(dataset_id, 'a dataset id')}"))
+        )
 
     def delete_dataset(self, dataset_id: str) -> None:
         """409 (ApiError) while an unfinished job uses it."""
-        self._send("DELETE", f"/v1/datasets/{_segment(dataset_id)}", idempotent=False)
+        self._send("DELETE", f"/v1/datasets/{_segment(dataset_id, 'a dataset id')}", idempotent=False)
 
     def list_checkpoints(self, limit: int = 200) -> list[CheckpointInfo]:
         data = self._json(self._send("GET", "/v1/checkpoints", params={"limit": limit}))
         return [CheckpointInfo.from_json(item) for item in data.get("items", [])]
 
     def get_checkpoint(self, checkpoint_id: str) -> CheckpointInfo:
-        response = self._send("GET", f"/v1/checkpoints/{_segment(checkpoint_id)}")
+        response = self._send("GET", f"/v1/checkpoints/{_segment(checkpoint_id, 'a checkpoint id')}")
         return CheckpointInfo.from_json(self._json(response))
 
     def delete_checkpoint(self, checkpoint_id: str) -> None:
-        self._send("DELETE", f"/v1/checkpoints/{_segment(checkpoint_id)}", idempotent=False)
+        self._send(
+            "DELETE", f"/v1/checkpoints/{_segment(checkpoint_id, 'a checkpoint id')}", idempotent=False
+        )
 
     def _upload(
         self,
@@ -518,7 +535,9 @@ class Client:
         return [ModelInfo.from_json(item) for item in data.get("items", [])]
 
     def get_model(self, name: str) -> ModelInfo:
-        return ModelInfo.from_json(self._json(self._send("GET", f"/v1/models/{_segment(name)}")))
+        return ModelInfo.from_json(
+            self._json(self._send("GET", f"/v1/models/{_segment(name, 'an architecture name')}"))
+        )
 
     # -- plumbing --------------------------------------------------------------------------------------
     def _delay(self, attempt: int) -> float:
@@ -581,7 +600,7 @@ class Client:
         deadline: float | None = None,
         timeout: float | None = None,
     ) -> Generator[Event, None, None]:
-        path = f"/v1/jobs/{_segment(job_id)}/events"
+        path = f"/v1/jobs/{_segment(job_id, 'a job id')}/events"
         failures = 0
         connected = False  # until a stream opens, a failure means a server that is not there: fewer retries
         while True:

@@ -98,6 +98,10 @@ class ChecksumMismatch(ClientError):
         self.actual = actual
 
 
+class InvalidArgument(ClientError, ValueError):
+    """An argument refused before anything is sent, e.g. an empty job id."""
+
+
 class SpecFileError(ClientError):
     """A job spec file that cannot be read or parsed (the server validates the content itself)."""
 

@@ -33,6 +33,8 @@ def check_name(what: str, name: str) -> None:
     """Owner and key names follow the rule of every name (``jobs.text``): shown in listings, so no
     control or bidirectional characters, and at most 200 characters."""
     problem = name_problem(name)
+    if not name.strip():
+        problem = "must not be empty"
     if len(name) > MAX_NAME_CHARS:
         problem = f"must be at most {MAX_NAME_CHARS} characters, got {len(name)}"
     if problem:
@@ -53,8 +55,6 @@ def get_or_create_owner(session: Session, name: str, *, is_admin: bool = False) 
 
 def create_api_key(session: Session, owner: Owner, name: str) -> tuple[ApiKey, str]:
     """Returns the row and the plaintext token; the token is never stored or shown again."""
-    if not name.strip():
-        raise Conflict("an API key needs a name")
     check_name("key name", name)
     token = generate_token()
     key = ApiKey(owner_id=owner.id, name=name, prefix=token[: len(KEY_PREFIX) + 6], digest=digest(token))

@@ -68,7 +68,10 @@ UPLOAD_TABLES: dict[str, type[Dataset] | type[Checkpoint] | type[HFModel]] = {
 def owned_upload(session: Session, ref: UploadRef, owner_id: str) -> Dataset | Checkpoint | HFModel | None:
     """The upload a spec names, if it exists and belongs to ``owner_id`` (the job's owner, whoever asks:
     an admin's key sees every job, but a job only ever reads its own owner's files)."""
-    row: Dataset | Checkpoint | HFModel | None = session.get(UPLOAD_TABLES[ref.kind], ref.id)  # type: ignore[assignment]
+    # populate_existing: read from the database, not the session's copy, which a delete may have outdated.
+    row: Dataset | Checkpoint | HFModel | None = session.get(  # type: ignore[assignment]
+        UPLOAD_TABLES[ref.kind], ref.id, populate_existing=True
+    )
     return row if row is not None and row.owner_id == owner_id else None
 
 
@@ -102,6 +105,15 @@ def create_job(
                 )
             return existing, False
     check_active_quota(session, owner.id, max_active_jobs)
+    # Under the owner's lock, which upload deletes take too: a delete that committed after the caller's
+    # checks would otherwise fail the insert's foreign key (a 500) or leave a job reading nothing.
+    gone = [
+        {"field": ref.field, "message": f"{ref.kind} {ref.id} does not exist (it was deleted meanwhile)"}
+        for ref in _spec_upload_refs(summary.get("kind", "sparsify"), spec)
+        if owned_upload(session, ref, owner.id) is None
+    ]
+    if gone:
+        raise InvalidInput("invalid job spec", details=gone)
     now = utcnow()
     job = Job(
         owner_id=owner.id,
@@ -248,8 +260,12 @@ def retry_job(session: Session, job: Job, max_attempts: int, max_active_jobs: in
 def job_upload_refs(job: Job) -> list[UploadRef]:
     """The uploads a stored job reads (the spec's one walk, ``upload_refs``); none when its spec no longer
     parses (such a job cannot run again: ``check_references_still_exist`` refuses its retry)."""
+    return _spec_upload_refs(job.kind, job.spec, source=f"job {job.id}")
+
+
+def _spec_upload_refs(kind: str, spec: dict[str, Any], source: str | None = None) -> list[UploadRef]:
     try:
-        return stored_spec(job.kind, job.spec, source=f"job {job.id}").upload_refs()
+        return stored_spec(kind, spec, source=source).upload_refs()
     except SpecError:
         return []
 

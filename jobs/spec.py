@@ -55,6 +55,8 @@ SPLIT_SOURCES = frozenset({"mnist", "cifar10", "cifar100"})
 _KNOWN_CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100}
 # Sample shapes known before any data is read, for checking the architecture arguments against them.
 _KNOWN_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
+# Sample counts of sources that need no upload, for checking the validation split up front.
+_KNOWN_SAMPLES = {"digits": 1797}
 MAX_M = 16
 MAX_SYNTHETIC_VALUES = 1 << 28  # 1 GiB of float32 inputs
 DEVICE_PATTERN = r"^(auto|cpu|cuda|cuda:[0-9]{1,2})$"
@@ -419,6 +421,10 @@ class DatasetSpec(_Section):
         synthetic_size = self.synthetic_or_default.num_samples
         if source == "synthetic" and self.val_size is not None and self.val_size >= synthetic_size:
             problems.append((("val_size",), "must be smaller than synthetic.num_samples", self.val_size))
+        known_samples = _KNOWN_SAMPLES.get(source)
+        if known_samples is not None and self.val_size is not None and self.val_size >= known_samples:
+            message = f"must leave samples to train on: the {source} dataset has {known_samples} samples"
+            problems.append((("val_size",), message, self.val_size))
         if problems:
             raise _problems_error("DatasetSpec", problems)
         return self

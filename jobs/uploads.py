@@ -268,6 +268,31 @@ class Member:
                 yield chunk
 
 
+class _MemberPaths:
+    """Where an archive's members land once extracted. The worker's extraction never overwrites: a member
+    whose path another one already took (a repeated name, a file where a folder is, or the reverse) fails
+    every job that reads the upload, so the upload is refused here, naming the member."""
+
+    def __init__(self) -> None:
+        self.files: set[tuple[str, ...]] = set()
+        self.folders: set[tuple[str, ...]] = set()
+
+    def add(self, parts: tuple[str, ...], name: str, *, folder: bool) -> None:
+        for depth in range(1, len(parts)):
+            if parts[:depth] in self.files:
+                raise UploadInvalid(
+                    f"archive member {name!r} is inside {'/'.join(parts[:depth])!r}, which is a file"
+                )
+        if parts in self.files:
+            kind = "is a folder, but a file of that name came before it" if folder else "appears twice"
+            raise UploadInvalid(f"archive member {name!r} {kind}")
+        if not folder and parts in self.folders:
+            raise UploadInvalid(f"archive member {name!r} is a file, but other members sit inside it")
+        self.folders.update(parts[:depth] for depth in range(1, len(parts) + folder))
+        if not folder:
+            self.files.add(parts)
+
+
 class _Budget:
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -336,9 +361,14 @@ def _iter_zip(path: Path, limits: UploadLimits) -> Iterator[Member]:
                     f"archive declares {declared} uncompressed bytes, over the {limits.max_total_bytes}-byte "
                     "limit (possible decompression bomb)"
                 )
+            paths = _MemberPaths()
             for info in infos:
                 parts = zip_member_parts(info)
-                if not parts or info.is_dir() or stat.S_IFMT(info.external_attr >> 16) == stat.S_IFDIR:
+                if not parts:
+                    continue
+                folder = info.is_dir() or stat.S_IFMT(info.external_attr >> 16) == stat.S_IFDIR
+                paths.add(parts, info.filename, folder=folder)
+                if folder:
                     continue
                 yield Member(parts, info.filename, info.file_size, functools.partial(zf.open, info), budget)
     except zipfile.BadZipFile as exc:
@@ -375,6 +405,7 @@ def _iter_tar(path: Path, kind: str, limits: UploadLimits) -> Iterator[Member]:
             _decompressed(path, kind) as plain,
             tarfile.open(fileobj=_BoundedReader(plain, stream_limit), mode="r|") as tf,  # type: ignore[call-overload]
         ):
+            paths = _MemberPaths()
             for count, info in enumerate(tf, start=1):
                 if count > limits.max_members:
                     raise UploadInvalid(f"archive has more than {limits.max_members} members")
@@ -385,7 +416,10 @@ def _iter_tar(path: Path, kind: str, limits: UploadLimits) -> Iterator[Member]:
                     raise UploadInvalid(
                         f"archive member {info.name!r} is a device, FIFO or other special file"
                     )
-                if not parts or info.isdir():
+                if not parts:
+                    continue
+                paths.add(parts, info.name, folder=info.isdir())
+                if info.isdir():
                     continue
                 declared += info.size
                 if declared > limits.max_total_bytes:

@@ -14,6 +14,7 @@ __all__ = [
     "TOKENIZER_FILE",
     "TOKENIZER_KEYS",
     "TOKENIZER_MODELS",
+    "TOKENIZER_MODEL_FIELDS",
     "TokenizerSummary",
     "check_tokenizer",
 ]
@@ -35,7 +36,15 @@ TOKENIZER_KEYS = frozenset(
         "model",
     }
 )
-TOKENIZER_MODELS = frozenset({"BPE", "WordPiece", "WordLevel", "Unigram"})
+# The fields the tokenizers library cannot parse a model type without (it has defaults for the others);
+# tests/lbc_formats/test_tokenizer_json.py holds this table to the library, field by field.
+TOKENIZER_MODEL_FIELDS: dict[str, tuple[str, ...]] = {
+    "BPE": ("vocab", "merges"),
+    "WordPiece": ("vocab", "unk_token", "continuing_subword_prefix", "max_input_chars_per_word"),
+    "WordLevel": ("vocab", "unk_token"),
+    "Unigram": ("vocab",),
+}
+TOKENIZER_MODELS = frozenset(TOKENIZER_MODEL_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -64,10 +73,18 @@ def check_tokenizer(
         raise FormatError(
             f"{what} needs a 'model' object whose type is one of {', '.join(sorted(TOKENIZER_MODELS))}"
         )
+    missing = [field for field in TOKENIZER_MODEL_FIELDS[model["type"]] if field not in model]
+    if missing:
+        raise FormatError(
+            f"{what}: its {model['type']} model lacks {', '.join(missing)}, without which the tokenizers "
+            "library cannot read it"
+        )
+    vocab = model["vocab"]
+    if isinstance(vocab, dict | list) and not vocab:
+        raise FormatError(f"{what}: its {model['type']} model has an empty vocabulary, so it encodes nothing")
     added = value.get("added_tokens", [])
     if not isinstance(added, list):
         raise FormatError(f"{what}: added_tokens must be a list")
-    vocab = model.get("vocab")
     return TokenizerSummary(
         model=model["type"],
         vocab_size=len(vocab) if isinstance(vocab, dict | list) else None,

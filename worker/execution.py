@@ -38,7 +38,7 @@ from worker.benchmarking import BenchmarkStopped, StopCheck
 from worker.callback import CheckpointPublisher, ServiceCallback, checkpoint_prefix
 from worker.context import WorkerContext
 from worker.inputs import InputError, fetch_resume_checkpoint, resolve_inputs
-from worker.multiprocess import run_spec_processes
+from worker.multiprocess import check_rank_count, run_spec_processes
 from worker.reporting import DETAILS_IN_SERVER_LOG, JobLogHandler, JobReporter, jsonable, public_text
 from worker.runner import JobInputError, run_spec
 
@@ -302,6 +302,8 @@ class JobAttempt:
         spec = resolve_inputs(ctx, job, spec, self.scratch)
         resume = fetch_resume_checkpoint(ctx, job, self.out_dir)
         device = resolve_device(spec.train.device)
+        if spec.train.processes > 1:
+            check_rank_count(spec.train.processes, device)
         if deadline is not None and time.monotonic() >= deadline:
             raise TimeLimitExceeded(
                 f"time limit of {deadline - self.started:.0f}s reached while preparing data"

@@ -47,6 +47,24 @@ class RankFailed(RuntimeError):
     """A rank of a multi-process job died or failed with an error that is not the job's input."""
 
 
+class TooManyProcesses(ValueError):
+    """More CPU ranks than the worker has cores: refused before any rank starts (an input error)."""
+
+
+def check_rank_count(processes: int, device: torch.device) -> None:
+    """CPU ranks share this worker's cores, and every step waits for all of them: ranks beyond the cores
+    only queue for a core (each importing torch first, which delays a cancel until the last one trains).
+    CUDA ranks are checked against the GPUs by each rank (one GPU each)."""
+    if device.type != "cpu":
+        return
+    cores = len(os.sched_getaffinity(0))
+    if processes > cores:
+        raise TooManyProcesses(
+            f"train.processes is {processes} but this worker may use {cores} CPU core{'s' if cores != 1 else ''}; "
+            f"CPU ranks beyond its cores only wait for each other: use at most {cores}"
+        )
+
+
 @dataclass(frozen=True)
 class _Channels:
     """Rank 0 -> job process: events; job process -> rank 0: checkpoint acknowledgements and the stop flag."""
@@ -252,4 +270,4 @@ def _failure(exc: BaseException, errors: list[tuple[int, str, str, str]]) -> Bas
     )
 
 
-__all__ = ["RankFailed", "rank_main", "run_spec_processes"]
+__all__ = ["RankFailed", "TooManyProcesses", "check_rank_count", "rank_main", "run_spec_processes"]

@@ -8,17 +8,22 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Response
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from api.deps import JobDep, SessionDep, StoreDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.schemas import ArtifactList, ArtifactOut
 from jobs import repository
 from jobs.errors import NotFound, ServiceError
-from jobs.storage import ObjectNotFound
+from jobs.models import Job
+from jobs.storage import ObjectNotFound, ObjectStore
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"], responses={**ERROR_RESPONSES, **NOT_FOUND})
 
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# 2**63 - 1, the largest offset any store or filesystem has, has 19 digits.
+MAX_POSITION_DIGITS = 19
+BEYOND_ANY_END = 10**MAX_POSITION_DIGITS
 
 
 class RangeNotSatisfiable(ServiceError):
@@ -45,17 +50,24 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if not first and not last:
         return None
     if not first:  # suffix: the last N bytes
-        length = int(last)
+        length = _position(last)
         if length == 0 or size == 0:
             raise _unsatisfiable(size)
         return max(0, size - length), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if last and end < start:
         return None  # syntactically invalid: ignore
     if start >= size:
         raise _unsatisfiable(size)
     return start, min(end, size - 1)
+
+
+def _position(digits: str) -> int:
+    """A byte position of a Range header. One with more significant digits than any offset counts as
+    beyond every end: ``int()`` refuses strings of thousands of digits (a 500), and no artifact is that long."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= MAX_POSITION_DIGITS else BEYOND_ANY_END
 
 
 def _unsatisfiable(size: int) -> RangeNotSatisfiable:
@@ -75,6 +87,12 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     return etag in candidates
 
 
+RangeHeader = Annotated[str | None, Header(alias="Range", description="bytes=a-b, bytes=a- or bytes=-n")]
+IfNoneMatch = Annotated[str | None, Header(alias="If-None-Match")]
+IfRange = Annotated[str | None, Header(alias="If-Range")]
+ArtifactName = Annotated[str, Path(description="Artifact name", max_length=200)]
+
+
 @router.get(
     "/{job_id}/artifacts/{name:path}",
     summary="Download an artifact",
@@ -90,15 +108,41 @@ def download_artifact(
     job: JobDep,
     session: SessionDep,
     store: StoreDep,
-    name: Annotated[str, Path(description="Artifact name", max_length=200)],
-    range_header: Annotated[
-        str | None, Header(alias="Range", description="bytes=a-b, bytes=a- or bytes=-n")
-    ] = None,
-    if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None,
-    if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+    name: ArtifactName,
+    range_header: RangeHeader = None,
+    if_none_match: IfNoneMatch = None,
+    if_range: IfRange = None,
 ) -> Response:
     """Streamed from object storage. The ETag is the quoted sha256, so a cached copy is revalidated
-    with `If-None-Match` (304) and an interrupted download resumes with `Range` (206)."""
+    with `If-None-Match` (304) and an interrupted download resumes with `Range` (206). HEAD answers the
+    same headers without the body."""
+    return _artifact_reply(job, session, store, name, range_header, if_none_match, if_range, body=True)
+
+
+@router.head("/{job_id}/artifacts/{name:path}", include_in_schema=False)
+def artifact_headers(
+    job: JobDep,
+    session: SessionDep,
+    store: StoreDep,
+    name: ArtifactName,
+    range_header: RangeHeader = None,
+    if_none_match: IfNoneMatch = None,
+    if_range: IfRange = None,
+) -> Response:
+    return _artifact_reply(job, session, store, name, range_header, if_none_match, if_range, body=False)
+
+
+def _artifact_reply(
+    job: Job,
+    session: Session,
+    store: ObjectStore,
+    name: str,
+    range_header: str | None,
+    if_none_match: str | None,
+    if_range: str | None,
+    *,
+    body: bool,
+) -> Response:
     artifact = repository.get_artifact(session, job.id, name)
     etag = f'"{artifact.sha256}"'
     filename = artifact.name.rsplit("/", 1)[-1]
@@ -123,5 +167,7 @@ def download_artifact(
         (start, end), status = selected, 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(max(0, end - start + 1))
-    body = store.open_range(artifact.storage_key, start, end) if size else iter(())
-    return StreamingResponse(body, status_code=status, media_type=artifact.content_type, headers=headers)
+    if not body:  # the store is not read
+        return Response(status_code=status, media_type=artifact.content_type, headers=headers)
+    stream = store.open_range(artifact.storage_key, start, end) if size else iter(())
+    return StreamingResponse(stream, status_code=status, media_type=artifact.content_type, headers=headers)

@@ -21,7 +21,10 @@ from sqlalchemy.orm import Session
 from api.deps import JobDep, SessionDep, StoreDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND
 from jobs import repository
+from jobs.benchmarks import BENCHMARK_KIND
 from jobs.errors import NotFound, ServiceError
+from jobs.models import Job
+from jobs.states import JobState
 from jobs.storage import ObjectNotFound, ObjectStore
 
 router = APIRouter(prefix="/v1/jobs", tags=["artifacts"], responses={**ERROR_RESPONSES, **NOT_FOUND})
@@ -166,12 +169,29 @@ def mask_grid(store: ObjectStore, key: str, layer: str, max_cells: int) -> MaskG
     )
 
 
-def _masks_key(session: Session, job_id: str) -> str:
+def _masks_key(session: Session, job: Job) -> str:
     try:
-        artifact = repository.get_artifact(session, job_id, MASKS_ARTIFACT)
+        artifact = repository.get_artifact(session, job.id, MASKS_ARTIFACT)
     except NotFound:
-        raise NotFound(f"job {job_id} has no masks (they are exported when a job succeeds)") from None
+        raise NotFound(f"job {job.id} has no masks: {no_masks_reason(job)}") from None
     return artifact.storage_key
+
+
+def no_masks_reason(job: Job) -> str:
+    """Why a job has no masks artifact, for its 404."""
+    if job.state in (JobState.QUEUED.value, JobState.RUNNING.value, JobState.CANCELLING.value):
+        return f"not yet: the job is {job.state}; masks are exported when it succeeds"
+    if job.state == JobState.FAILED.value:
+        return f"the job failed ({job.error_type or 'error'})"
+    if job.state == JobState.CANCELLED.value:
+        return "the job was cancelled"
+    if job.kind == BENCHMARK_KIND:
+        source = job.spec.get("source") if isinstance(job.spec, dict) else None
+        measured = source.get("job_id") if isinstance(source, dict) else None
+        return "a benchmark job measures a model and exports none" + (
+            f"; job {measured} has them" if measured else ""
+        )
+    return "none were exported"
 
 
 def _missing(job_id: str) -> NotFound:
@@ -181,7 +201,7 @@ def _missing(job_id: str) -> NotFound:
 @router.get("/{job_id}/masks", response_model=MaskLayerList, summary="List the masked layers")
 def list_masks(job: JobDep, session: SessionDep, store: StoreDep) -> MaskLayerList:
     """The layers in the job's masks artifact, with their weight shapes (read from its header)."""
-    key = _masks_key(session, job.id)
+    key = _masks_key(session, job)
     try:
         header, _ = read_header(store, key)
     except ObjectNotFound:
@@ -202,7 +222,7 @@ def get_mask(
     """Kept positions of one layer: rows are outputs, columns the flattened reduction dimension.
     Layers larger than `max_cells` along an axis are downsampled; each cell is then the fraction of
     kept weights in its block, and `row_scale` / `col_scale` say how many weights a cell covers."""
-    key = _masks_key(session, job.id)
+    key = _masks_key(session, job)
     try:
         return mask_grid(store, key, layer, max_cells)
     except ObjectNotFound:

@@ -28,7 +28,7 @@ from api.schemas import CheckpointList, CheckpointOut, DatasetList, DatasetOut, 
 from jobs import repository
 from jobs.errors import Conflict, InvalidInput
 from jobs.models import Checkpoint, Dataset, HFModel, Job, Owner, new_id
-from jobs.quota import reserve_storage, storage_usage, stream_too_large
+from jobs.quota import lock_owner, reserve_storage, storage_usage, stream_too_large
 from jobs.settings import Settings
 from jobs.spec import MAX_NAME_LENGTH
 from jobs.states import TERMINAL
@@ -178,7 +178,9 @@ def _limits(settings: Settings) -> UploadLimits:
 
 def _referencing_jobs(session: Session, owner_id: str, kind: str, upload_id: str) -> list[str]:
     """Unfinished jobs of ``owner_id`` whose spec reads upload ``upload_id`` of ``kind`` (few: owners have a
-    cap on unfinished jobs)."""
+    cap on unfinished jobs). Takes the owner's lock first, as a submit does before its insert: a job being
+    submitted is either seen here or sees the upload gone (``repository.create_job``)."""
+    lock_owner(session, owner_id)
     active = session.scalars(
         select(Job).where(Job.owner_id == owner_id, Job.state.notin_([s.value for s in TERMINAL]))
     )

@@ -92,6 +92,30 @@ def test_unsatisfiable_ranges_are_416_and_other_versions_get_everything(
     assert mismatched.status_code == 200 and mismatched.content == DATA
 
 
+@pytest.mark.parametrize(
+    ("range_header", "status", "start"),
+    [
+        ("bytes=" + "9" * 5000 + "-", 416, None),  # past the end, not a 500 from int()'s digit limit
+        ("bytes=-" + "9" * 5000, 206, 0),  # a suffix longer than the artifact: all of it
+        ("bytes=100-" + "9" * 5000, 206, 100),  # to the end
+        ("bytes=" + "0" * 5000 + "7-", 206, 7),  # leading zeros are still a small position
+    ],
+)
+def test_byte_positions_of_thousands_of_digits_are_positions_not_a_500(
+    artifact: tuple[Service, dict[str, str], str], range_header: str, status: int, start: int | None
+) -> None:
+    service, headers, job_id = artifact
+    response = service.client.get(
+        f"/v1/jobs/{job_id}/artifacts/sparse.safetensors", headers={**headers, "Range": range_header}
+    )
+    assert response.status_code == status, response.text
+    if start is None:
+        assert response.json()["error"]["code"] == "range_not_satisfiable"
+    else:
+        assert response.content == DATA[start:]
+        assert response.headers["Content-Range"] == f"bytes {start}-{len(DATA) - 1}/{len(DATA)}"
+
+
 def test_missing_artifacts_and_other_owners_are_404(artifact: tuple[Service, dict[str, str], str]) -> None:
     service, headers, job_id = artifact
     missing = service.client.get(f"/v1/jobs/{job_id}/artifacts/nope.bin", headers=headers)
@@ -100,3 +124,23 @@ def test_missing_artifacts_and_other_owners_are_404(artifact: tuple[Service, dic
     assert service.client.get(f"/v1/jobs/{job_id}/artifacts", headers=bob.headers).status_code == 404
     stolen = service.client.get(f"/v1/jobs/{job_id}/artifacts/sparse.safetensors", headers=bob.headers)
     assert stolen.status_code == 404 and DATA[:20] not in stolen.content
+
+
+def test_head_answers_what_get_would_without_the_body(artifact: tuple[Service, dict[str, str], str]) -> None:
+    # `curl -I` and download managers ask HEAD first; it was a 405 (RFC 9110: HEAD wherever GET).
+    service, headers, job_id = artifact
+    url = f"/v1/jobs/{job_id}/artifacts/sparse.safetensors"
+    whole = service.client.head(url, headers=headers)
+    assert whole.status_code == 200 and whole.content == b""
+    got = service.client.get(url, headers=headers)
+    for name in ("ETag", "Content-Length", "Content-Type", "Content-Disposition", "Accept-Ranges"):
+        assert whole.headers[name] == got.headers[name], name
+    part = service.client.head(url, headers={**headers, "Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.headers["Content-Range"] == f"bytes 0-99/{len(DATA)}"
+    assert part.headers["Content-Length"] == "100" and part.content == b""
+    cached = service.client.head(url, headers={**headers, "If-None-Match": got.headers["ETag"]})
+    assert cached.status_code == 304
+    assert service.client.head(url, headers=service.caller("bob").headers).status_code == 404
+    assert service.client.head(url).status_code == 401
+    schema = service.client.get("/openapi.json").json()
+    assert set(schema["paths"]["/v1/jobs/{job_id}/artifacts/{name}"]) == {"get"}  # documented once, as GET

@@ -88,7 +88,10 @@ def test_labeled_jsonl_and_a_tokenizer_upload_feed_a_sequence_classification_job
         "classes": ["even", "odd"],
         "class_counts": [5, 5],
     }
-    tokenizer = {"version": "1.0", "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "line": 1}}}
+    tokenizer = {
+        "version": "1.0",
+        "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "line": 1}, "unk_token": "[UNK]"},
+    }
     uploaded = _upload(service, alice, "tokenizer.json", json.dumps(tokenizer).encode(), "tokenizer")
     assert uploaded.status_code == 201, uploaded.text
     assert uploaded.json()["summary"] == {"model": "WordLevel", "vocab_size": 2, "added_tokens": 0}
@@ -131,6 +134,17 @@ def test_labeled_jsonl_and_a_tokenizer_upload_feed_a_sequence_classification_job
             "the tokenizer file needs a 'model' object whose type is one of",
         ),
         (b'{"model": {"type": "Evil"}}', "tokenizer", "one of BPE, Unigram, WordLevel, WordPiece"),
+        # Accepted before, then refused by the worker's tokenizers library when a job ran.
+        (
+            b'{"model": {"type": "BPE", "vocab": {"a": 0}}}',
+            "tokenizer",
+            "the tokenizer file: its BPE model lacks merges, without which the tokenizers library cannot read it",
+        ),
+        (
+            b'{"model": {"type": "BPE", "vocab": {}, "merges": []}}',
+            "tokenizer",
+            "the tokenizer file: its BPE model has an empty vocabulary, so it encodes nothing",
+        ),
     ],
 )
 def test_bad_text_uploads_are_422_naming_the_problem(

@@ -13,6 +13,8 @@ import pickle
 import stat
 import struct
 import tarfile
+import threading
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jobs import repository
 from jobs.db import transaction
-from jobs.models import Job
+from jobs.models import Job, Owner
 from jobs.uploads import UploadInvalid, UploadLimits, scan_torch_pickle, validate_checkpoint
 from tests.api.conftest import AppFactory, Caller, Service, digits_spec
 
@@ -234,6 +237,32 @@ def test_a_dataset_in_use_cannot_be_deleted_until_its_jobs_finish(service: Servi
         assert row is not None and row.dataset_id is None and row.spec["dataset"]["path"] == dataset["id"]
 
 
+@pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
+def test_a_delete_racing_a_submit_sees_its_job_and_answers_409(service: Service) -> None:
+    alice = service.caller()
+    dataset = upload(service, alice, "datasets", "d.npz", npz_bytes(), format="npz").json()
+    spec = digits_spec(model={"architecture": "mlp"}, dataset={"source": "npz", "path": dataset["id"]})
+    url = f"/v1/datasets/{dataset['id']}"
+    answers: dict[str, Any] = {}
+    delete = threading.Thread(
+        target=lambda: answers.update(delete=service.client.delete(url, headers=alice.headers))
+    )
+    with transaction(service.sessions) as session:  # a submit between its insert and its commit
+        owner = session.get(Owner, alice.owner_id)
+        assert owner is not None
+        job, _ = repository.create_job(
+            session, owner=owner, spec=spec, idempotency_key=None, max_attempts=3, max_active_jobs=100,
+            summary={"method": "lbc", "pattern": "2:4", "architecture": "mlp", "queue": "cpu", "dataset_id": dataset["id"]},
+        )  # fmt: skip
+        delete.start()
+        time.sleep(0.5)  # time for the delete to look for jobs using the dataset (it used to, and saw none)
+    delete.join(timeout=60)
+    # It used to delete the dataset under the new job (204; the job then failed in the worker).
+    assert answers["delete"].status_code == 409, answers["delete"].text
+    assert answers["delete"].json()["error"]["details"] == {"jobs": [job.id]}
+    assert service.client.get(url, headers=alice.headers).status_code == 200
+
+
 def test_imagefolder_and_cifar_archives(service: Service) -> None:
     alice = service.caller()
     images = zip_bytes(
@@ -336,6 +365,15 @@ def test_upload_form_errors(service: Service) -> None:
     assert "no 'file' file part" in problem(no_file)
     unauthenticated = service.client.post("/v1/datasets", files={"file": ("d.npz", b"x")})
     assert unauthenticated.status_code == 401
+    # A field given twice used to be decided silently by the last copy (an npz checked as mnist).
+    twice = service.client.post(
+        "/v1/datasets",
+        files=[("file", ("d.npz", npz_bytes())), ("format", (None, "npz")), ("format", (None, "mnist"))],
+        headers=alice.headers,
+    )
+    assert problem(twice) == "form field 'format' is given twice"
+    assert twice.json()["error"]["details"][0]["field"] == "format"
+    assert service.store.list("datasets") == []
 
 
 def test_oversized_uploads_are_413_and_leave_nothing_behind(app_factory: AppFactory) -> None:

@@ -166,6 +166,39 @@ def test_an_invalid_spec_exits_2_naming_every_field(server: Server, specs: Specs
     assert bad.returncode == 2 and "invalid YAML" in bad.stderr
 
 
+def test_a_local_file_where_the_service_wants_an_upload_id_gets_the_upload_command(
+    server: Server, tmp_path: Path
+) -> None:
+    # A spec written for `lbc train` names local files; the service said only "dataset ./d.npz does not
+    # exist", about a file the user can see.
+    (tmp_path / "d.npz").write_bytes(b"x")
+    (tmp_path / "dense.safetensors").write_bytes(b"x")
+    spec = tmp_path / "local.yaml"
+    spec.write_text(
+        "model: {architecture: lenet5, checkpoint: dense.safetensors}\n"
+        "dataset: {source: npz, path: d.npz}\n"
+        "train: {device: cpu}\n"
+    )
+    result = subprocess.run(
+        [LBC, "submit", str(spec)],
+        env=server.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "  dataset.path: dataset d.npz does not exist" in result.stderr
+    assert (
+        "  hint: d.npz exists here, but the service reads uploads: `lbc upload dataset d.npz --format npz` "
+        "prints the id for dataset.path"
+    ) in result.stderr
+    assert (
+        "  hint: dense.safetensors exists here, but the service reads uploads: "
+        "`lbc upload checkpoint dense.safetensors` prints the id for model.checkpoint"
+    ) in result.stderr
+
+
 def test_a_failing_job_exits_1_when_watched(server: Server, specs: Specs, job_id: str) -> None:
     submitted = lbc(server, "submit", str(specs.failing))
     assert submitted.returncode == 0 and JOB_ID.match(submitted.stdout.strip())
@@ -382,6 +415,46 @@ def test_submit_refuses_a_billion_laughs_spec_at_once_before_contacting_the_serv
         [LBC, "spec", "check", str(spec)], env=clean_environment(), capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 2 and "expands to more than" in checked.stderr  # the same reader
+
+
+@pytest.mark.parametrize(
+    ("command", "argument"),
+    [("status", ""), ("status", "."), ("cancel", ".."), ("logs", " "), ("download", "")],
+)
+def test_an_id_that_is_no_id_exits_2_before_contacting_the_server(command: str, argument: str) -> None:
+    # "." and ".." used to be resolved away by the URL ("lbc status ." got the job list and crashed with
+    # a KeyError traceback), and an empty id (an unset shell variable) reached other routes ("no route for
+    # POST /v1/jobs//cancel", or "unexpected response ...: not JSON" and exit 1).
+    down = f"http://127.0.0.1:{free_port()}"  # exit 6 would mean it tried to connect first
+    result = subprocess.run(
+        [LBC, command, argument, "--url", down, "--key", "lbc_unused"],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"lbc {command}: error: {argument!r} is not a job id"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_download_to_a_file_exits_2_before_contacting_the_server(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    down = f"http://127.0.0.1:{free_port()}"  # exit 6 would mean it tried to connect first
+    result = subprocess.run(
+        [LBC, "download", "0123abcd", "--to", str(target), "--url", down, "--key", "lbc_unused"],
+        env=clean_environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    # It used to download first, then fail with exit 1 and "[Errno 17] File exists".
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"lbc download: error: --to {target} is a file; give the directory the artifacts go to\n"
+    )
+    assert target.read_text() == "mine"
 
 
 # -- server, key and connection failures ----------------------------------------------------------------

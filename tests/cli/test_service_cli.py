@@ -29,6 +29,7 @@ from cli.service import (
     check_port_free,
     ensure_local_key,
     lock_home,
+    make_home,
     parse_queues,
 )
 from jobs import auth
@@ -105,6 +106,29 @@ def test_keys_create_prints_a_key_that_authenticates(tmp_path: Path) -> None:
         assert anyio.run(status, "lbc_nope") == 401
     finally:
         app.state.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        # An empty --owner used to fall back to the key's name without a word.
+        (["--name", "ci", "--owner", ""], "owner name: must not be empty"),
+        (["--name", " ", "--owner", "team-a"], "key name: must not be empty"),
+        # A long --name was reported as a problem of the owner name (the owner defaults to it).
+        (["--name", "n" * 201], "key name: must be at most 200 characters, got 201"),
+    ],
+)
+def test_keys_create_refuses_bad_names_naming_the_right_one_and_exits_2(
+    tmp_path: Path, arguments: list[str], message: str
+) -> None:
+    database_url = f"sqlite:///{tmp_path / 'lbc.db'}"
+    upgrade(database_url)
+    env = {"LBC_DATABASE_URL": database_url, "LBC_HOME": str(tmp_path)}
+    result = lbc("keys", "create", *arguments, env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"lbc keys create: error: {message}\n" and result.stdout == ""
+    listed = lbc("keys", "list", env=env)
+    assert listed.returncode == 0 and listed.stderr == "no API keys\n"  # nothing was stored
 
 
 @pytest.mark.parametrize("action", ["create --name x", "list", "revoke lbc_abc"])
@@ -189,6 +213,18 @@ def test_serve_keeps_one_local_key_readable_only_by_its_owner(tmp_path: Path) ->
     upgrade(settings.database_url)
     replaced, created_new = ensure_local_key(settings)
     assert created_new and replaced != token
+
+
+def test_serve_creates_its_home_readable_by_its_owner_only(tmp_path: Path) -> None:
+    # The home holds the database, every upload and every artifact: created 0755 (the umask's default),
+    # it let any local user read them around the API's keys.
+    home = tmp_path / "a" / "home"
+    make_home(home)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o750)
+    make_home(mine)  # a directory the user made is left as they made it
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o750
 
 
 def test_worker_runs_one_job_per_fresh_process_without_prefetch() -> None:

@@ -22,7 +22,7 @@ def test_public_api_of_the_client_is_exactly_this() -> None:
         [
             "JOB_STATES", "METHODS", "TERMINAL_STATES", "ApiError", "Artifact", "CheckpointInfo",
             "ChecksumMismatch", "Client", "ClientError", "Config", "ConfigError", "ConnectionFailed", "Dataset",
-            "Event", "HFModelInfo", "Job", "JobPage", "LogLine", "LogPage", "ModelInfo", "RunWarning", "SpecFileError", "WaitTimeout",
+            "Event", "HFModelInfo", "InvalidArgument", "Job", "JobPage", "LogLine", "LogPage", "ModelInfo", "RunWarning", "SpecFileError", "WaitTimeout",
             "load_config", "parse_spec_text", "read_spec", "resolve_config", "save_config",
         ]
     )  # fmt: skip

@@ -19,6 +19,7 @@ from client import (
     Client,
     ConnectionFailed,
     Event,
+    InvalidArgument,
     Job,
     SpecFileError,
     WaitTimeout,
@@ -459,3 +460,12 @@ def test_idempotent_requests_are_retried_on_503_and_submit_reuses_its_key() -> N
     with Client("http://svc.test", "key", transport=httpx.MockTransport(handler), retries=2) as client:
         job = client.submit({"model": {}})
     assert job.id == "j1" and len(keys) == 3 and keys[0] and len(set(keys)) == 1
+
+
+@pytest.mark.parametrize("bad", ["", "  ", ".", ".."])
+def test_an_id_that_is_no_path_segment_is_refused_before_anything_is_sent(bad: str) -> None:
+    with Client(f"http://127.0.0.1:{free_port()}", "lbc_unused", retries=0) as api:  # nothing listens
+        with pytest.raises(InvalidArgument, match="is not a job id"):
+            api.get_job(bad)
+        with pytest.raises(InvalidArgument, match="is not a dataset id"):
+            api.delete_dataset(bad)

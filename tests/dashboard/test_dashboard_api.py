@@ -143,3 +143,33 @@ def test_the_job_list_carries_what_the_dashboard_table_shows(service: Service) -
     assert item["dataset_source"] == "digits"
     detail = service.client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
     assert detail["dataset_source"] == "digits" and detail["result"] == {"accuracy": 0.9}
+
+
+def test_a_job_without_masks_is_a_404_that_says_why(service: Service) -> None:
+    alice = service.caller()
+
+    def why(job_id: str) -> str:
+        response = service.client.get(f"/v1/jobs/{job_id}/masks", headers=alice.headers)
+        assert response.status_code == 404, response.text
+        message: str = response.json()["error"]["message"]
+        assert message.startswith(f"job {job_id} has no masks: "), message
+        return message
+
+    queued = service.submit(alice)
+    assert "not yet: the job is queued" in why(queued["id"])
+    failed = service.submit(alice)
+    service.worker_runs(failed["id"], finish="failed")
+    assert "the job failed (spec_error)" in why(failed["id"])
+
+    # A succeeded benchmark job was told its masks "are exported when a job succeeds".
+    measured = service.submit(alice)
+    service.worker_runs(measured["id"], finish="succeeded")
+    service.add_artifact(measured["id"], "manifest.json", b"{}", "application/json")
+    service.add_artifact(measured["id"], "model.nm.safetensors", b"weights")
+    benchmark = service.client.post(
+        "/v1/benchmarks", json={"source": {"job_id": measured["id"]}}, headers=alice.headers
+    )
+    assert benchmark.status_code == 201, benchmark.text
+    service.worker_runs(benchmark.json()["id"], finish="succeeded")
+    message = why(benchmark.json()["id"])
+    assert f"a benchmark job measures a model and exports none; job {measured['id']} has them" in message

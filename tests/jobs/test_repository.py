@@ -19,7 +19,8 @@ from jobs import repository as repo
 from jobs.auth import authenticate, create_api_key, get_or_create_owner
 from jobs.db import make_engine, make_session_factory, transaction
 from jobs.errors import Conflict, IllegalTransition, InvalidInput, NotFound, QuotaExceeded, Unauthorized
-from jobs.models import ApiKey, Job, JobEvent, Owner, utcnow
+from jobs.models import ApiKey, Dataset, Job, JobEvent, Owner, utcnow
+from jobs.spec import UploadRef
 from jobs.states import JobState
 
 SPEC: dict[str, Any] = {"model": {"architecture": "mlp"}, "sparsity": {"method": "lbc", "n": 2, "m": 4}}
@@ -458,3 +459,41 @@ def test_a_job_interrupted_by_a_worker_shutdown_goes_back_without_counting_the_a
         assert repo.requeue_interrupted(session, job.id) == JobState.CANCELLED
     with transaction(factory) as session, pytest.raises(IllegalTransition):
         repo.requeue_interrupted(session, job.id)  # not running any more
+
+
+def test_an_upload_deleted_between_the_submit_checks_and_the_insert_is_named_not_a_foreign_key_error(
+    factory,
+) -> None:
+    # Found by racing POST /v1/jobs against DELETE /v1/datasets/{id}: the submit's checks saw the dataset,
+    # the delete committed, and the insert failed its foreign key: a 500 (IntegrityError).
+    owner = _owner(factory)
+    with transaction(factory) as session:
+        dataset = Dataset(
+            owner_id=owner.id, name="d", format="npz", filename="d.npz", size=1, sha256="0" * 64,
+            storage_key="datasets/x/d.npz", summary={},
+        )  # fmt: skip
+        session.add(dataset)
+        session.flush()
+        dataset_id = dataset.id
+    spec = {
+        "model": {"architecture": "lenet5"},
+        "dataset": {"source": "npz", "path": dataset_id},
+        "sparsity": {"method": "lbc", "n": 2, "m": 4},
+    }
+    with pytest.raises(InvalidInput) as refused, transaction(factory) as session:
+        ref = UploadRef("dataset.path", "dataset", dataset_id)
+        assert repo.owned_upload(session, ref, owner.id) is not None  # what the submit's checks saw
+        with transaction(factory) as other:  # a delete that commits meanwhile
+            other.delete(other.get(Dataset, dataset_id))
+        repo.create_job(
+            session, owner=owner, spec=spec, summary={**_summary(), "dataset_id": dataset_id},
+            idempotency_key=None, max_attempts=2, max_active_jobs=100,
+        )  # fmt: skip
+    assert refused.value.details == [
+        {
+            "field": "dataset.path",
+            "message": f"dataset {dataset_id} does not exist (it was deleted meanwhile)",
+        }
+    ]
+    with factory() as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0

@@ -478,6 +478,11 @@ def test_validation_split_sizes() -> None:
         dataset__source="synthetic", dataset__synthetic={"num_samples": 50}, dataset__val_size=50
     )
     assert_rejected(synthetic, "dataset.val_size", "num_samples")
+    # The bundled digits set always has 1,797 samples: holding all of them out leaves nothing to train on,
+    # which the worker used to find only when the job ran.
+    everything = with_fields(dataset__source="digits", dataset__val_size=1797)
+    assert_rejected(everything, "dataset.val_size", "the digits dataset has 1797 samples")
+    assert problems(with_fields(dataset__source="digits", dataset__val_size=1796)) == []
     huge = with_fields(
         dataset__source="synthetic",
         dataset__synthetic={"num_samples": 10_000_000, "input_shape": [3, 224, 224]},

@@ -15,6 +15,7 @@ import pickle
 import stat
 import struct
 import tarfile
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,16 @@ def zip_bytes(
             if modes and name in modes:
                 info.external_attr = modes[name] << 16
             zf.writestr(info, data)
+    return buffer.getvalue()
+
+
+def zip_entries(entries: list[tuple[str, bytes]]) -> bytes:
+    """A zip of ``(name, data)`` in order, repeated names included (zipfile warns but writes them)."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as zf:
+        warnings.simplefilter("ignore", UserWarning)  # "Duplicate name": the point of these archives
+        for name, data in entries:
+            zf.writestr(name, data)
     return buffer.getvalue()
 
 
@@ -280,6 +291,11 @@ HOSTILE: list[Hostile] = [
     Hostile("tar-nested", "datasets", "imagefolder", "d.tar.gz", lambda e, s: tar_bytes([("a/1.png", PNG), ("b/more.tar.gz", tar_bytes([("c/1.png", PNG)]))]), 422, "is itself an archive"),
     Hostile("zip-truncated", "datasets", "mnist", "d.zip", lambda e, s: zip_bytes(mnist_members())[:300], 422, "corrupt zip archive", "corrupt zip archive"),
     Hostile("tar-truncated", "datasets", "mnist", "d.tar.gz", lambda e, s: tar_bytes(list(mnist_members(200).items()))[:-40], 422, "archive", "tar archive"),
+    # two members for one path: the validator reads one, the worker's extraction refuses the second
+    Hostile("zip-duplicate", "datasets", "mnist", "d.zip", lambda e, s: zip_entries([*mnist_members().items(), ("digits/train-labels-idx1-ubyte", idx(2049, (12,), bytes(12)))]), 422, "archive member 'digits/train-labels-idx1-ubyte' appears twice", "clashes with another member"),
+    Hostile("tar-duplicate", "datasets", "imagefolder", "d.tar.gz", lambda e, s: tar_bytes([("a/1.png", PNG), ("b/1.png", PNG), ("a/1.png", PNG)]), 422, "archive member 'a/1.png' appears twice", "clashes with another member"),
+    Hostile("zip-file-and-folder", "datasets", "mnist", "d.zip", lambda e, s: zip_entries([*mnist_members().items(), ("digits/x", b"1"), ("digits/x/y", b"2")]), 422, "archive member 'digits/x/y' is inside 'digits/x', which is a file", "clashes with another member"),
+    Hostile("tar-folder-then-file", "datasets", "imagefolder", "d.tar", lambda e, s: tar_bytes([("a/1.png", PNG), ("b/c/1.png", PNG), ("b/c", PNG)], gz=False), 422, "archive member 'b/c' is a file, but other members sit inside it", "clashes with another member"),
     # wrong type and size
     Hostile("png-as-npz", "datasets", "npz", "d.npz", _const(PNG), 422, "not an .npz file"),
     Hostile("png-as-mnist", "datasets", "mnist", "d.zip", _const(PNG), 422, "expected a .zip or .tar"),

@@ -161,3 +161,20 @@ def test_a_cancel_stops_every_rank_at_the_same_step_with_a_checkpoint(ctx: Worke
     assert job.checkpoint_key and ctx.store.exists(job.checkpoint_key)  # rank 0's stop checkpoint
     assert int(Path(job.checkpoint_key).stem) >= 3
     assert not any(Path(f"/proc/{pid}").exists() for pid in ranks)
+
+
+def test_more_cpu_ranks_than_the_worker_has_cores_fail_at_once_naming_both(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 64 ranks on a 2-core worker used to start: every rank imported torch before the first step, the
+    # machine's load passed 20, and a cancel waited until the ranks reached the training loop.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    job_id = submit(ctx, TWO)
+    assert execution.run_job(ctx, job_id) == JobState.FAILED
+    job = load(ctx, job_id)
+    assert (job.error_type, job.attempt) == ("invalid_input", 1)
+    assert job.error_message is not None
+    assert job.error_message.startswith(
+        "TooManyProcesses: train.processes is 2 but this worker may use 1 CPU core; CPU ranks beyond its "
+        "cores only wait for each other: use at most 1"
+    ), job.error_message

@@ -121,8 +121,12 @@ def test_a_tokenizer_file_is_read_as_json_and_refused_when_it_is_not(
     # The checks of uploads and model directories (lbc_formats.tokenizer_json), then the library's own.
     with pytest.raises(DatasetError, match=r"other\.json needs a 'model' object whose type is one of BPE"):
         load_tokenizer(_write(tmp_path / "other.json", '{"model": 3}'))
+    with pytest.raises(DatasetError, match=r"other\.json: its BPE model lacks merges"):
+        load_tokenizer(_write(tmp_path / "other.json", '{"model": {"type": "BPE", "vocab": {"a": 0}}}'))
     with pytest.raises(DatasetError, match=r"not a tokenizer the tokenizers library can read"):
-        load_tokenizer(_write(tmp_path / "other.json", '{"model": {"type": "BPE", "vocab": 3}}'))
+        load_tokenizer(
+            _write(tmp_path / "other.json", '{"model": {"type": "BPE", "vocab": 3, "merges": []}}')
+        )
     with pytest.raises(DatasetError, match="no tokenizer file there"):
         load_tokenizer(tmp_path / "missing")
 
