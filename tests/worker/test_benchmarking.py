@@ -452,10 +452,15 @@ def test_a_checkpoint_of_another_architecture_names_the_mismatch(ctx: WorkerCont
 
 def test_the_worker_rechecks_the_source_owner(ctx: WorkerContext, tmp_path: Path) -> None:
     model, _ = sparse_lenet()
-    mallorys = upload_checkpoint(ctx, model.state_dict(), tmp_path, owner="mallory")
+    # The submit refuses another owner's upload under the owner lock, so the row is handed to mallory after
+    # the job exists: the worker must not trust what was true at submit time.
+    checkpoint_id = upload_checkpoint(ctx, model.state_dict(), tmp_path)
     job_id = submit_benchmark(
-        ctx, {"source": {"checkpoint_id": mallorys, "architecture": "lenet5", "args": {"width": 0.5}}}
+        ctx, {"source": {"checkpoint_id": checkpoint_id, "architecture": "lenet5", "args": {"width": 0.5}}}
     )
+    with transaction(ctx.sessions) as session:
+        mallory = auth.get_or_create_owner(session, "mallory")
+        session.get_one(Checkpoint, checkpoint_id).owner_id = mallory.id
     other_job = submit_benchmark(ctx, {"source": {"job_id": "0" * 32}})
 
     assert execution.run_job(ctx, job_id) == JobState.FAILED
