@@ -290,11 +290,13 @@ def test_invalid_input_fails_fast_and_is_not_retried(ctx: WorkerContext) -> None
 
 
 def test_dataset_of_another_owner_is_invalid_input(ctx: WorkerContext) -> None:
+    # The submit refuses another owner's upload under the owner lock, so the row is handed to mallory after
+    # the job exists: the worker must not trust what was true at submit time.
     with transaction(ctx.sessions) as session:
-        mallory = auth.get_or_create_owner(session, "mallory")
+        alice = auth.get_or_create_owner(session, "alice")
         stored = ctx.store.put_bytes("datasets/m/x.npz", b"not really")
         dataset = Dataset(
-            owner_id=mallory.id,
+            owner_id=alice.id,
             name="x",
             format="npz",
             filename="x.npz",
@@ -308,6 +310,8 @@ def test_dataset_of_another_owner_is_invalid_input(ctx: WorkerContext) -> None:
     spec = json.loads(json.dumps(FAST))
     spec["dataset"] = {"source": "npz", "path": dataset_id}
     job_id = submit(ctx, spec)
+    with transaction(ctx.sessions) as session:
+        session.get_one(Dataset, dataset_id).owner_id = auth.get_or_create_owner(session, "mallory").id
 
     assert execution.run_job(ctx, job_id) == JobState.FAILED
     job = load(ctx, job_id)
