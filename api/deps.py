@@ -19,7 +19,7 @@ from celery import Celery
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine, or_, update
-from sqlalchemy.orm import Session, attributes, sessionmaker
+from sqlalchemy.orm import Session, attributes
 from sqlalchemy.pool import QueuePool
 from starlette.concurrency import run_in_threadpool
 
@@ -133,11 +133,13 @@ class Caller:
     reuses both.
     """
 
-    __slots__ = ("_owner", "_state", "session", "token")
+    __slots__ = ("_owner", "_state", "checks", "session", "token")
 
     def __init__(self, token: str | None, app_state: Any) -> None:
         self.token = token
         self.session: Session | None = None
+        # Lookups a dependency (JobRef) stands for, run only for a 422 (check_key_before_422).
+        self.checks: list[Callable[[Session, Owner], object]] = []
         self._state = app_state
         self._owner: Owner | None = None
 
@@ -150,13 +152,29 @@ class Caller:
         worker thread."""
         if self._owner is None:
             session = self._session()
-            if not self._state.settings.auth_enabled:
-                # One implicit owner: still owner-scoped, so turning auth on later changes nothing else.
-                self._owner = get_or_create_owner(session, LOCAL_OWNER)
-            else:
-                self._owner = authenticate(session, self.token)
+            self._owner = self._authenticate(session)
+            if self._state.settings.auth_enabled:
                 _touch_key_after_commit(session, self._state.engine)
         return self._owner
+
+    def _authenticate(self, session: Session) -> Owner:
+        if not self._state.settings.auth_enabled:
+            # One implicit owner: still owner-scoped, so turning auth on later changes nothing else.
+            return get_or_create_owner(session, LOCAL_OWNER)
+        return authenticate(session, self.token)
+
+    def check_before_422(self) -> None:
+        """Raise what the request would have failed with before its parameters were validated: a bad
+        key (401), then a missing object of a :data:`JobRef` (404). In a session of its own that writes
+        nothing (no ``last_used_at`` stamp): the request fails either way. Call it in a worker thread."""
+        session = self._state.session_factory()
+        try:
+            owner = self._authenticate(session)
+            for check in self.checks:
+                check(session, owner)
+        finally:
+            session.rollback()
+            session.close()
 
     def _session(self) -> Session:
         if self.session is None:
@@ -220,25 +238,19 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 async def check_key_before_422(request: Request) -> None:
-    """Raise the 401 (or the database's error) that a request with invalid parameters gets first: its
-    key is checked before its parameters are reported, as when every route authenticated in a dependency
-    of its own. Nothing is written (no ``last_used_at`` stamp): the request fails either way."""
+    """Raise the 401 (or 404, or the database's error) that a request with invalid parameters gets
+    first: its key, and the job its path names, are checked before its parameters are reported, as when
+    every route authenticated and looked its job up in dependencies of their own
+    (:meth:`Caller.check_before_422`)."""
     caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None or caller.authenticated:
+        return
     state = request.app.state
-    if caller is None or caller.authenticated or not state.settings.auth_enabled:
+    if not state.settings.auth_enabled and not caller.checks:
         return
     slots: anyio.Semaphore | None = state.database_slots
     async with slots if slots is not None else nullcontext():
-        await run_in_threadpool(_check_key, state.session_factory, caller.token)
-
-
-def _check_key(factory: sessionmaker[Session], token: str | None) -> None:
-    session = factory()
-    try:
-        authenticate(session, token)
-    finally:
-        session.rollback()
-        session.close()
+        await run_in_threadpool(caller.check_before_422)
 
 
 async def get_session(caller: CallerDep) -> AsyncIterator[Session]:
@@ -341,6 +353,17 @@ CurrentOwner = Annotated[Owner, Depends(get_current_owner)]
 JobId = Annotated[
     str, Path(description="Job id.", max_length=64, examples=["3f2b9c1d0e8a4f6b9c2d1e0f8a7b6c5d"])
 ]
+
+
+async def job_ref(job_id: JobId, caller: CallerDep) -> str:
+    """The job id of a route that looks its job up in :meth:`Caller.run`. No I/O; it stands for that
+    lookup in a request whose other parameters are invalid, which is a 404 before it is a 422 (as with
+    :data:`JobDep`, whose lookup ran before the route's parameters were validated)."""
+    caller.checks.append(lambda session, owner: repository.get_job(session, job_id, owner))
+    return job_id
+
+
+JobRef = Annotated[str, Depends(job_ref)]
 
 
 def get_job(job_id: JobId, session: SessionDep, owner: CurrentOwner) -> Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
@@ -106,13 +107,28 @@ class JobSummary(_Out):
 
     @classmethod
     def of(cls, job: Job) -> Self:
+        return cls.of_row(job, job.spec.get("dataset") if isinstance(job.spec, dict) else None)
+
+    @classmethod
+    def of_row(cls, job: Any, spec_dataset: Any) -> Self:
+        """From anything with the job's columns as attributes (a ``Job``, or a row of
+        :func:`job_summary_columns`) and the ``dataset`` section of its spec."""
         summary = cls.model_validate(job)
-        dataset = job.spec.get("dataset") if isinstance(job.spec, dict) else None
-        source = dataset.get("source") if isinstance(dataset, dict) else None
+        source = spec_dataset.get("source") if isinstance(spec_dataset, dict) else None
         summary.dataset_source = source if isinstance(source, str) else None
         summary.warnings = result_warnings(job.result)
         summary.actions = user_actions(job.state)  # type: ignore[assignment]
         return summary
+
+
+@cache
+def job_summary_columns() -> tuple[Any, ...]:
+    """What a listing reads of a job: the columns :class:`JobSummary` shows, and of the spec only its
+    ``dataset`` section, labelled ``spec_dataset`` (for ``dataset_source``; a whole spec is most of a
+    row, and decoding every job's spec was a large part of a page's CPU)."""
+    table = Job.__table__.c
+    shown = [table[name] for name in JobSummary.model_fields if name in table]
+    return (*shown, Job.spec["dataset"].label("spec_dataset"))
 
 
 class JobDetail(JobSummary):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, Row, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -165,7 +166,7 @@ def _canonical(spec: dict[str, Any]) -> str:
 
 
 # -- listing -------------------------------------------------------------------------------------
-def _encode_cursor(job: Job) -> str:
+def _encode_cursor(job: Job | Row[Any]) -> str:
     raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -182,10 +183,20 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def list_jobs(
-    session: Session, owner: Owner, filters: JobFilters, *, limit: int = 50, cursor: str | None = None
-) -> tuple[list[Job], str | None]:
-    """Newest first; filters apply before the limit; keyset pagination on (created_at, id)."""
-    query = select(Job)
+    session: Session,
+    owner: Owner,
+    filters: JobFilters,
+    *,
+    columns: Sequence[ColumnElement[Any]],
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Row[Any]], str | None]:
+    """Newest first; filters apply before the limit; keyset pagination on (created_at, id).
+
+    Rows of ``columns`` (which include ``created_at`` and ``id``, the cursor's keys) rather than whole
+    jobs: a page needs neither the ORM's objects nor every job's whole spec.
+    """
+    query = select(*columns)
     if not owner.is_admin:
         query = query.where(Job.owner_id == owner.id)
     if filters.state:
@@ -199,7 +210,7 @@ def list_jobs(
     if cursor:
         created, job_id = _decode_cursor(cursor)
         query = query.where(or_(Job.created_at < created, (Job.created_at == created) & (Job.id < job_id)))
-    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    rows = list(session.execute(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 

@@ -20,7 +20,7 @@ from api.deps import (
 )
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.json_body import JsonBody
-from api.schemas import JobDetail, JobPage, JobSummary
+from api.schemas import JobDetail, JobPage, JobSummary, job_summary_columns
 from jobs import repository
 from jobs.admission import TRAINING_ADVICE, job_memory, over_limit, upload_input_shape
 from jobs.errors import InvalidInput
@@ -334,10 +334,13 @@ async def list_jobs(
 
     def page(session: Session, owner: Owner) -> JobPage:
         try:
-            jobs, next_cursor = repository.list_jobs(session, owner, filters, limit=limit, cursor=cursor)
+            rows, next_cursor = repository.list_jobs(
+                session, owner, filters, columns=job_summary_columns(), limit=limit, cursor=cursor
+            )
         except InvalidInput as exc:  # only the cursor can be malformed here
             raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
-        return JobPage(items=[JobSummary.of(job) for job in jobs], next_cursor=next_cursor)
+        items = [JobSummary.of_row(row, row.spec_dataset) for row in rows]
+        return JobPage(items=items, next_cursor=next_cursor)
 
     return await caller.run(page, read_only=True)
 
