@@ -20,7 +20,7 @@ from api.deps import (
 )
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.json_body import JsonBody
-from api.schemas import JobDetail, JobPage, JobSummary, job_summary_columns
+from api.schemas import JobDetail, JobPage, JobSummary, job_detail_columns, job_summary_columns
 from jobs import repository
 from jobs.admission import TRAINING_ADVICE, job_memory, over_limit, upload_input_shape
 from jobs.errors import InvalidInput
@@ -339,7 +339,7 @@ async def list_jobs(
             )
         except InvalidInput as exc:  # only the cursor can be malformed here
             raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
-        items = [JobSummary.of_row(row, row.spec_dataset) for row in rows]
+        items = [JobSummary.of_row(row._asdict()) for row in rows]
         return JobPage(items=items, next_cursor=next_cursor)
 
     return await caller.run(page, read_only=True)
@@ -347,10 +347,12 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=JobDetail, summary="Get a job", responses=NOT_FOUND)
 async def get_job(job_id: JobId, caller: CallerDep) -> JobDetail:
-    # Authentication, the lookup of JobDep and the commit in one thread hop (Caller.run).
-    return await caller.run(
-        lambda session, owner: JobDetail.of(repository.get_job(session, job_id, owner)), read_only=True
-    )
+    # Authentication, the lookup of JobDep and the commit in one thread hop (Caller.run); the job's
+    # columns as a row, without an ORM object.
+    def detail(session: Session, owner: Owner) -> JobDetail:
+        return JobDetail.of_row(repository.read_job(session, job_id, owner, job_detail_columns())._asdict())
+
+    return await caller.run(detail, read_only=True)
 
 
 @router.post(
