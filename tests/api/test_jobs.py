@@ -575,3 +575,10 @@ def test_a_listed_job_is_its_detail_without_the_spec_and_links(service: Service)
         detail = service.client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
         assert {k: v for k, v in detail.items() if k not in ("spec", "links")} == job
     assert listed[0]["dataset_source"] == "digits" and listed[1]["warnings"] == [warning]
+    filtered = {"status": "succeeded", "pattern": "2:4", "kind": "sparsify", "method": "lbc"}
+    page = service.client.get("/v1/jobs", params=filtered, headers=alice.headers).json()
+    assert page["items"] == [listed[1]] and page["next_cursor"] is None
+    assert (
+        service.client.get("/v1/jobs", params={"kind": "benchmark"}, headers=alice.headers).json()["items"]
+        == []
+    )
