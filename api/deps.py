@@ -106,9 +106,9 @@ def _run(callbacks: list[Callable[[], None]], what: str) -> None:
 def database_slots(engine: Engine) -> anyio.Semaphore | None:
     """One slot per connection the engine's pool can hand out (``None``: the pool never makes anyone wait).
 
-    A request's session keeps its connection from its first query to its commit, across several hops to
-    the thread pool (dependencies, route, commit), and a checkout that finds the pool empty blocks a
-    worker thread. With more requests in flight than connections plus threads (30 + 40 on PostgreSQL),
+    A request's session (:data:`SessionDep`) keeps its connection from its first query to its commit,
+    across several hops to the thread pool (dependencies, route, commit), and a checkout that finds the
+    pool empty blocks a worker thread; :meth:`Caller.run` holds a slot for its one hop. With more requests in flight than connections plus threads (30 + 40 on PostgreSQL),
     every thread could be blocked on a checkout while every connection belongs to a request that waits
     for a thread: the API answered nothing until the pool's 30 s timeout, then 500s. A request now takes
     a slot, in the event loop without a thread, before its session exists, so its checkout never waits
