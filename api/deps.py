@@ -12,7 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import nullcontext
 from datetime import datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from celery import Celery
@@ -106,9 +106,9 @@ def _run(callbacks: list[Callable[[], None]], what: str) -> None:
 def database_slots(engine: Engine) -> anyio.Semaphore | None:
     """One slot per connection the engine's pool can hand out (``None``: the pool never makes anyone wait).
 
-    A request's session keeps its connection from its first query to its commit, across several hops to
-    the thread pool (dependencies, route, commit), and a checkout that finds the pool empty blocks a
-    worker thread. With more requests in flight than connections plus threads (30 + 40 on PostgreSQL),
+    A request's session (:data:`SessionDep`) keeps its connection from its first query to its commit,
+    across several hops to the thread pool (dependencies, route, commit), and a checkout that finds the
+    pool empty blocks a worker thread; :meth:`Caller.run` holds a slot for its one hop. With more requests in flight than connections plus threads (30 + 40 on PostgreSQL),
     every thread could be blocked on a checkout while every connection belongs to a request that waits
     for a thread: the API answered nothing until the pool's 30 s timeout, then 500s. A request now takes
     a slot, in the event loop without a thread, before its session exists, so its checkout never waits
@@ -122,25 +122,157 @@ def database_slots(engine: Engine) -> anyio.Semaphore | None:
     return None if overflow < 0 else anyio.Semaphore(pool.size() + overflow)
 
 
-async def get_session(request: Request) -> AsyncIterator[Session]:
-    """The request's session, opened once the request holds a database slot (:func:`database_slots`),
-    which it keeps until the session is committed and closed.
+class Caller:
+    """Who is calling (the bearer token as sent, the owner once it was checked) and, while the request
+    works, its one transaction.
+
+    Authentication needs the database, so it runs in a worker thread. :meth:`run` does it in the same hop
+    as the route's own work and commit: one hop per request, and no dependency with a teardown. Routes
+    that need the owner before their work (:data:`CurrentOwner`: a JSON body is read only once the key is
+    good) get it, and the request's session (:data:`SessionDep`), from dependencies; :meth:`run` then
+    reuses both.
+    """
+
+    __slots__ = ("_owner", "_state", "checks", "session", "token")
+
+    def __init__(self, token: str | None, app_state: Any) -> None:
+        self.token = token
+        self.session: Session | None = None
+        # Lookups a dependency (JobRef) stands for, run only for a 422 (check_key_before_422).
+        self.checks: list[Callable[[Session, Owner], object]] = []
+        self._state = app_state
+        self._owner: Owner | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self._owner is not None
+
+    def owner(self) -> Owner:
+        """The authenticated owner (checked once per request, in the request's session); call it in a
+        worker thread."""
+        if self._owner is None:
+            session = self._session()
+            self._owner = self._authenticate(session)
+            if self._state.settings.auth_enabled:
+                _touch_key_after_commit(session, self._state.engine)
+        return self._owner
+
+    def _authenticate(self, session: Session) -> Owner:
+        if not self._state.settings.auth_enabled:
+            # One implicit owner: still owner-scoped, so turning auth on later changes nothing else.
+            return get_or_create_owner(session, LOCAL_OWNER)
+        return authenticate(session, self.token)
+
+    def check_before_422(self) -> None:
+        """Raise what the request would have failed with before its parameters were validated: a bad
+        key (401), then a missing object of a :data:`JobRef` (404). In a session of its own that writes
+        nothing (no ``last_used_at`` stamp): the request fails either way. Call it in a worker thread."""
+        session = self._state.session_factory()
+        try:
+            owner = self._authenticate(session)
+            for check in self.checks:
+                check(session, owner)
+        finally:
+            session.rollback()
+            session.close()
+
+    def _session(self) -> Session:
+        if self.session is None:
+            raise RuntimeError("the request's session is open only inside Caller.run or with SessionDep")
+        return self.session
+
+    async def run(self, work: Callable[[Session, Owner], T], *, read_only: bool = False) -> T:
+        """Authenticate, run ``work(session, owner)`` and commit, in ONE hop to the thread pool; return
+        what ``work`` returned.
+
+        Each hop is a queue hand-off, a wake-up of the event loop and a GIL hand-off both ways; with a
+        hop for the owner, one for the route, one for the session's teardown and FastAPI's own, they
+        were the largest single cost of a request in the API's profile. The request takes its database
+        slot (:func:`database_slots`) for the hop; its transaction is committed, or rolled back on any
+        error (with the :func:`on_rollback` hooks), and closed within it. A thread is never abandoned,
+        so a client that goes away cannot interrupt the rollback.
+
+        ``read_only``: the work only reads, so its statements run without a transaction around them
+        (no BEGIN and COMMIT round trips); each SELECT sees what was committed before it started.
+        """
+        if self.session is not None:  # the route also depends on SessionDep, which commits at its end
+            session = self.session
+            return await run_in_threadpool(self._work_then_commit, session, work)
+        state = self._state
+        slots: anyio.Semaphore | None = state.database_slots
+        async with slots if slots is not None else nullcontext():
+            return await run_in_threadpool(self._in_own_transaction, work, read_only)
+
+    def _work_then_commit(self, session: Session, work: Callable[[Session, Owner], T]) -> T:
+        result = work(session, self.owner())
+        commit_now(session)
+        return result
+
+    def _in_own_transaction(self, work: Callable[[Session, Owner], T], read_only: bool) -> T:
+        session = self.session = self._state.session_factory()
+        try:
+            if read_only:
+                session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            return self._work_then_commit(session, work)
+        except BaseException:
+            _roll_back(session)
+            raise
+        finally:
+            session.close()
+            self.session = None
+
+
+async def get_caller(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+) -> Caller:
+    """The request's :class:`Caller`. No I/O: the key is checked in the route's own hop; a request whose
+    parameters are invalid gets its key checked before its 422 (:func:`check_key_before_422`), so a bad
+    key is still a 401 whatever else is wrong."""
+    caller = Caller(credentials.credentials if credentials else None, request.app.state)
+    request.state.caller = caller
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def check_key_before_422(request: Request) -> None:
+    """Raise the 401 (or 404, or the database's error) that a request with invalid parameters gets
+    first: its key, and the job its path names, are checked before its parameters are reported, as when
+    every route authenticated and looked its job up in dependencies of their own
+    (:meth:`Caller.check_before_422`)."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None or caller.authenticated:
+        return
+    state = request.app.state
+    if not state.settings.auth_enabled and not caller.checks:
+        return
+    slots: anyio.Semaphore | None = state.database_slots
+    async with slots if slots is not None else nullcontext():
+        await run_in_threadpool(caller.check_before_422)
+
+
+async def get_session(caller: CallerDep) -> AsyncIterator[Session]:
+    """The request's session for routes that use it across several steps, opened once the request holds
+    a database slot (:func:`database_slots`), which it keeps until the session is committed and closed.
 
     ``async``: opening a session does no I/O (its connection is checked out at the first query, in a
-    worker thread), and a route that ran its work with :func:`in_thread` has already committed, so its
-    teardown does no I/O either. A plain ``def`` generator cost two hops to the thread pool on every
-    request (enter and exit), each a wake-up and a GIL hand-off both ways; the slot is taken here rather
-    than in a dependency of its own, which cost a dependency resolution per request.
+    worker thread), and a route that ran its work with :meth:`Caller.run` has already committed, so its
+    teardown does no I/O either.
     """
-    slots: anyio.Semaphore | None = getattr(request.app.state, "database_slots", None)
+    state = caller._state
+    slots: anyio.Semaphore | None = state.database_slots
     async with slots if slots is not None else nullcontext():
-        session: Session = request.app.state.session_factory()
+        session = caller.session = state.session_factory()
         try:
             yield session
         except BaseException:
             with anyio.CancelScope(shield=True):  # a client that went away still gets its rollback
                 await run_in_threadpool(_roll_back, session)
             raise
+        finally:
+            caller.session = None
         if _has_work_left(session):
             await run_in_threadpool(_commit, session)
         else:
@@ -176,42 +308,15 @@ def _roll_back(session: Session) -> None:
         session.close()
 
 
-async def in_thread(session: Session, work: Callable[[], T]) -> T:
-    """Run a route's database work and its commit in ONE hop to the thread pool, from an ``async``
-    route; return what ``work`` returned.
-
-    A plain ``def`` route costs a hop of its own, and FastAPI validates its return value in another one;
-    with the session's commit and the dependencies that read the database, a status read made six hops.
-    Each hop is a queue hand-off, a wake-up of the event loop and a GIL hand-off both ways, and together
-    they were the largest single cost of a request in the API's profile. ``work`` runs in the thread
-    with the same session; a failed commit is still raised here and rolled back by ``get_session``.
-    """
-
-    def work_then_commit() -> T:
-        result = work()
-        commit_now(session)
-        return result
-
-    return await run_in_threadpool(work_then_commit)
-
-
 # scope="function": the commit happens before the response goes out, so a client never sees a 201 for
 # a row that is not there, and a failed commit is still reported as an error.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_current_owner(
-    request: Request,
-    session: SessionDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-) -> Owner:
-    settings: Settings = request.app.state.settings  # not SettingsDep: one dependency less per request
-    if not settings.auth_enabled:
-        # One implicit owner: still owner-scoped, so turning auth on later changes nothing else.
-        return get_or_create_owner(session, LOCAL_OWNER)
-    owner = authenticate(session, credentials.credentials if credentials else None)
-    _touch_key_after_commit(session, request.app.state.engine)
-    return owner
+async def get_current_owner(caller: CallerDep, _session: SessionDep) -> Owner:
+    """The authenticated owner, in a hop of its own, in the request's session (a route that does its
+    work with :meth:`Caller.run` does not need it)."""
+    return await run_in_threadpool(caller.owner)
 
 
 def _touch_key_after_commit(session: Session, engine: Engine) -> None:
@@ -248,6 +353,17 @@ CurrentOwner = Annotated[Owner, Depends(get_current_owner)]
 JobId = Annotated[
     str, Path(description="Job id.", max_length=64, examples=["3f2b9c1d0e8a4f6b9c2d1e0f8a7b6c5d"])
 ]
+
+
+async def job_ref(job_id: JobId, caller: CallerDep) -> str:
+    """The job id of a route that looks its job up in :meth:`Caller.run`. No I/O; it stands for that
+    lookup in a request whose other parameters are invalid, which is a 404 before it is a 422 (as with
+    :data:`JobDep`, whose lookup ran before the route's parameters were validated)."""
+    caller.checks.append(lambda session, owner: repository.get_job(session, job_id, owner))
+    return job_id
+
+
+JobRef = Annotated[str, Depends(job_ref)]
 
 
 def get_job(job_id: JobId, session: SessionDep, owner: CurrentOwner) -> Job:

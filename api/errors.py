@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.deps import check_key_before_422
 from jobs.db import is_database_unavailable
 from jobs.errors import ServiceError
 from jobs.spec import format_path
@@ -155,6 +156,12 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    try:
+        await check_key_before_422(request)  # a bad key is a 401 whatever else is wrong
+    except ServiceError as key_error:
+        return await _service_error(request, key_error)
+    except (DBAPIError, DisconnectionError, PoolTimeout) as database_error:
+        return await _database_error(request, database_error)
     problems = validation_problems(exc.errors())
     summary = "; ".join(f"{p['field']}: {p['message']}" for p in problems[:5])
     return error_response(request, 422, "validation_error", f"invalid request: {summary}", problems)

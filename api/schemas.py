@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal, Self
 from urllib.parse import quote
 
@@ -107,12 +108,34 @@ class JobSummary(_Out):
     @classmethod
     def of(cls, job: Job) -> Self:
         summary = cls.model_validate(job)
-        dataset = job.spec.get("dataset") if isinstance(job.spec, dict) else None
-        source = dataset.get("source") if isinstance(dataset, dict) else None
-        summary.dataset_source = source if isinstance(source, str) else None
-        summary.warnings = result_warnings(job.result)
-        summary.actions = user_actions(job.state)  # type: ignore[assignment]
+        summary._derive(job.spec.get("dataset") if isinstance(job.spec, dict) else None)
         return summary
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any]) -> Self:
+        """From a row of :func:`job_summary_columns` as a dict (validating a dict is several times
+        cheaper than reading a row's or an object's attributes)."""
+        summary = cls.model_validate(row)
+        summary._derive(row["spec_dataset"])
+        return summary
+
+    def _derive(self, spec_dataset: Any) -> None:
+        """The fields computed from the job's columns: its spec's dataset source, the warnings in its
+        result, what its state allows."""
+        source = spec_dataset.get("source") if isinstance(spec_dataset, dict) else None
+        self.dataset_source = source if isinstance(source, str) else None
+        self.warnings = result_warnings(self.result)
+        self.actions = user_actions(self.state)  # type: ignore[assignment]
+
+
+@cache
+def job_summary_columns() -> tuple[Any, ...]:
+    """What a listing reads of a job: the columns :class:`JobSummary` shows, and of the spec only its
+    ``dataset`` section, labelled ``spec_dataset`` (for ``dataset_source``; a whole spec is most of a
+    row, and decoding every job's spec was a large part of a page's CPU)."""
+    table = Job.__table__.c
+    shown = [table[name] for name in JobSummary.model_fields if name in table]
+    return (*shown, Job.spec["dataset"].label("spec_dataset"))
 
 
 class JobDetail(JobSummary):
@@ -122,12 +145,30 @@ class JobDetail(JobSummary):
     @classmethod
     def of(cls, job: Job) -> Self:
         detail = super().of(job)
-        base = f"/v1/jobs/{job.id}"
-        detail.links = {
+        detail._link()
+        return detail
+
+    @classmethod
+    def of_row(cls, row: dict[str, Any]) -> Self:
+        """From a row of :func:`job_detail_columns` as a dict."""
+        detail = cls.model_validate(row)
+        detail._derive(detail.spec.get("dataset"))
+        detail._link()
+        return detail
+
+    def _link(self) -> None:
+        base = f"/v1/jobs/{self.id}"
+        self.links = {
             name: f"{base}/{name}"
             for name in ("events", "logs", "metrics", "artifacts", "report", "cancel", "retry")
         }
-        return detail
+
+
+@cache
+def job_detail_columns() -> tuple[Any, ...]:
+    """What the detail view reads of a job: the columns :class:`JobDetail` shows."""
+    table = Job.__table__.c
+    return tuple(table[name] for name in JobDetail.model_fields if name in table)
 
 
 class JobPage(BaseModel):

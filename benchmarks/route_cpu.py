@@ -1,7 +1,7 @@
 """CPU per request of single API routes, measured inside one process without an HTTP server: the app
 is called as ASGI (no uvicorn, no sockets, no load generator competing for the cores), K requests in
 flight, against a temporary PostgreSQL database (dropped at the end) or SQLite. Prints the best of
-three rounds per route; asserts nothing.
+three rounds per route (``--rounds``); asserts nothing.
 
 It answers "what does this route cost in the app itself", which the load benchmark (benchmarks/load.py)
 cannot separate from uvicorn, the access log and other work on the machine. To compare two versions
@@ -79,7 +79,9 @@ def asgi_caller(app: Any, token: str) -> Any:
     return call
 
 
-async def measure(app: Any, token: str, routes: list[str], requests: int, concurrency: int) -> None:
+async def measure(
+    app: Any, token: str, routes: list[str], requests: int, concurrency: int, rounds: int = 3
+) -> None:
     call = asgi_caller(app, token)
     spec = json.dumps(load.TINY_SPEC).encode()
     job_id = ""
@@ -103,12 +105,12 @@ async def measure(app: Any, token: str, routes: list[str], requests: int, concur
                 assert status in (200, 201), answer
 
         await asyncio.gather(*(user(max(1, requests // concurrency // 5)) for _ in range(concurrency)))
-        rounds = []
-        for _ in range(3):
+        per_round = []
+        for _ in range(rounds):
             started = time.process_time()  # every thread of this process: the loop and the pool
             await asyncio.gather(*(user(requests // concurrency) for _ in range(concurrency)))
-            rounds.append(1000 * (time.process_time() - started) / (requests // concurrency * concurrency))
-        print(f"{route:<8} {min(rounds):>14.3f}   {', '.join(f'{r:.3f}' for r in rounds)}")
+            per_round.append(1000 * (time.process_time() - started) / (requests // concurrency * concurrency))
+        print(f"{route:<8} {min(per_round):>14.3f}   {', '.join(f'{r:.3f}' for r in per_round)}")
 
 
 def main() -> int:
@@ -119,6 +121,9 @@ def main() -> int:
     parser.add_argument("--routes", default="healthz,status,list,submit")
     parser.add_argument("--requests", type=int, default=1000, help="per round and route (default 1000)")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per route, the best is printed (default 3)"
+    )
     parser.add_argument("--pg-admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13", help="an empty Redis DB")
     args = parser.parse_args()
@@ -131,7 +136,7 @@ def main() -> int:
         from jobs.settings import Settings
 
         app = create_app(Settings())
-        asyncio.run(measure(app, token, args.routes.split(","), args.requests, args.concurrency))
+        asyncio.run(measure(app, token, args.routes.split(","), args.requests, args.concurrency, args.rounds))
     finally:
         stack.close()
     return 0

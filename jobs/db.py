@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,14 +13,24 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+# A pooled PostgreSQL connection that sat unused longer than this is pinged before it is handed out.
+IDLE_PING_SECONDS = 5.0
+# Connections the pool keeps open, and the most it hands out at once (``api.deps.database_slots``).
+POOL_SIZE = 30
+
 
 def make_engine(database_url: str, *, connect_timeout_s: int | None = None, **kwargs: Any) -> Engine:
     """An engine for ``database_url``; ``connect_timeout_s`` bounds opening a PostgreSQL connection.
 
     Without a connect timeout a request or a heartbeat waits as long as the kernel keeps retrying a
     connection to a host that stopped answering (minutes); with it, it fails with an
-    ``OperationalError`` the API turns into a 503. ``pool_pre_ping`` replaces connections that died
-    while the database was away, so the first request after it returns succeeds without a restart.
+    ``OperationalError`` the API turns into a 503. Connections that died while the database was away
+    are replaced at checkout (:func:`_replace_dead_connections`), so the first request after it returns
+    succeeds without a restart.
+
+    The pool keeps every connection it opened (``POOL_SIZE``, no overflow): with a smaller pool and an
+    overflow, each request past the pool's size under load opened a connection and closed it at the
+    end (a PostgreSQL backend started and stopped per request).
     """
     if database_url.startswith("sqlite"):
         engine = create_engine(
@@ -38,7 +50,46 @@ def make_engine(database_url: str, *, connect_timeout_s: int | None = None, **kw
         return engine
     if connect_timeout_s is not None:
         kwargs["connect_args"] = {"connect_timeout": connect_timeout_s, **kwargs.get("connect_args", {})}
-    return create_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    engine = create_engine(database_url, pool_size=POOL_SIZE, max_overflow=0, **kwargs)
+    _replace_dead_connections(engine)
+    return engine
+
+
+def _replace_dead_connections(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it may be dead: it sat idle longer than
+    ``IDLE_PING_SECONDS``, or its socket has something to read.
+
+    An idle connection has nothing to read; a server that closed it (a restart, a crash, an
+    administrator's terminate, a proxy that cut it) left an end-of-file or its farewell message on the
+    socket, which a zero-timeout ``select`` sees without a round trip. ``pool_pre_ping`` sent a
+    ``SELECT 1`` on every checkout instead: one round trip per request. A failed ping raises
+    ``DisconnectionError``, on which the pool discards the connection and opens another.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _idle_since(_dbapi_connection: Any, record: Any) -> None:
+        record.info["lbc_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_needed(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("lbc_idle_since", None)
+        if idle_since is None:  # opened for this checkout
+            return
+        if time.monotonic() - idle_since < IDLE_PING_SECONDS and not _has_input(dbapi_connection):
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("a pooled connection failed its ping") from exc
+
+
+def _has_input(dbapi_connection: Any) -> bool:
+    """Whether the connection's socket is readable (or unusable) while nothing was asked of it."""
+    try:
+        readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    except (OSError, ValueError, AttributeError):
+        return True
+    return bool(readable)
 
 
 def is_database_unavailable(exc: BaseException) -> bool:

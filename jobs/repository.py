@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, Row, Select, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -53,9 +55,13 @@ class JobFilters:
 def owned(session: Session, model: type[Any], object_id: str, owner: Owner) -> Any:
     """Fetch ``object_id`` if ``owner`` may see it; another owner's object is a 404, not a 403."""
     obj = session.get(model, object_id)
-    if obj is None or (obj.owner_id != owner.id and not owner.is_admin):
+    if obj is None or not _may_see(owner, obj.owner_id):
         raise NotFound(f"{model.__name__.lower()} {object_id} not found")
     return obj
+
+
+def _may_see(owner: Owner, owner_id: str) -> bool:
+    return owner_id == owner.id or owner.is_admin
 
 
 UPLOAD_TABLES: dict[str, type[Dataset] | type[Checkpoint] | type[HFModel]] = {
@@ -78,6 +84,22 @@ def owned_upload(session: Session, ref: UploadRef, owner_id: str) -> Dataset | C
 def get_job(session: Session, job_id: str, owner: Owner) -> Job:
     job: Job = owned(session, Job, job_id, owner)
     return job
+
+
+def read_job(session: Session, job_id: str, owner: Owner, columns: tuple[Any, ...]) -> Row[Any]:
+    """The job's ``columns`` (``owner_id`` among them) as a row, for a response that only reads them:
+    the same rule and 404 as :func:`get_job`, without building an ORM object."""
+    row = session.connection().execute(_job_by_id(columns), {"job_id": job_id}).first()
+    if row is None or not _may_see(owner, row.owner_id):
+        raise NotFound(f"job {job_id} not found")
+    return row
+
+
+@cache
+def _job_by_id(columns: tuple[Any, ...]) -> Select[Any]:
+    # Built once per column set: building a statement and its cache key on every request costs about
+    # as much CPU as running it.
+    return select(*columns).where(Job.id == bindparam("job_id"))
 
 
 # -- submit --------------------------------------------------------------------------------------
@@ -162,14 +184,23 @@ def create_job(
 
 def check_active_quota(session: Session, owner_id: str, max_active_jobs: int) -> None:
     lock_owner(session, owner_id)  # concurrent submits of one owner count each other's jobs
-    # IN the unfinished states, not NOT IN the terminal ones: with ix_jobs_owner_state that reads only
-    # the owner's unfinished jobs; NOT IN cannot use the index and read the owner's whole history.
-    unfinished = [s.value for s in JobState if s not in TERMINAL]
-    active = session.scalar(
-        select(func.count()).select_from(Job).where(Job.owner_id == owner_id, Job.state.in_(unfinished))
-    )
+    active = session.scalar(_unfinished_count(), {"owner_id": owner_id})
     if (active or 0) >= max_active_jobs:
         raise QuotaExceeded(f"owner already has {active} unfinished jobs (limit {max_active_jobs})")
+
+
+@cache
+def _unfinished_count() -> Select[int]:
+    """Count an owner's unfinished jobs; built once (statement and cache key cost about as much CPU as
+    the query). IN the unfinished states, not NOT IN the terminal ones: with ix_jobs_owner_state that
+    reads only the owner's unfinished jobs; NOT IN cannot use the index and read the owner's whole
+    history."""
+    unfinished = [s.value for s in JobState if s not in TERMINAL]
+    return (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.owner_id == bindparam("owner_id"), Job.state.in_(unfinished))
+    )
 
 
 def _canonical(spec: dict[str, Any]) -> str:
@@ -177,7 +208,7 @@ def _canonical(spec: dict[str, Any]) -> str:
 
 
 # -- listing -------------------------------------------------------------------------------------
-def _encode_cursor(job: Job) -> str:
+def _encode_cursor(job: Job | Row[Any]) -> str:
     raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -194,26 +225,48 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def list_jobs(
-    session: Session, owner: Owner, filters: JobFilters, *, limit: int = 50, cursor: str | None = None
-) -> tuple[list[Job], str | None]:
-    """Newest first; filters apply before the limit; keyset pagination on (created_at, id)."""
-    query = select(Job)
-    if not owner.is_admin:
-        query = query.where(Job.owner_id == owner.id)
-    if filters.state:
-        query = query.where(Job.state == filters.state)
-    if filters.method:
-        query = query.where(Job.method == filters.method)
-    if filters.pattern:
-        query = query.where(Job.pattern == filters.pattern)
-    if filters.kind:
-        query = query.where(Job.kind == filters.kind)
+    session: Session,
+    owner: Owner,
+    filters: JobFilters,
+    *,
+    columns: Sequence[ColumnElement[Any]] = (),
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[list[Row[Any]], str | None]:
+    """Newest first; filters apply before the limit; keyset pagination on (created_at, id).
+
+    Rows of ``columns`` (which include ``created_at`` and ``id``, the cursor's keys; default: every
+    column) rather than ORM objects: a page needs neither those nor, often, every job's whole spec.
+    """
+    params: dict[str, Any] = {"owner_id": owner.id, "limit": limit + 1}
+    params.update((name, value) for name, value in asdict(filters).items() if value)
     if cursor:
-        created, job_id = _decode_cursor(cursor)
-        query = query.where(or_(Job.created_at < created, (Job.created_at == created) & (Job.id < job_id)))
-    rows = list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+        params["created"], params["after_id"] = _decode_cursor(cursor)
+    query = _page_query(
+        tuple(columns or Job.__table__.c), owner.is_admin, frozenset(params) - {"owner_id", "limit"}
+    )
+    # Core rows straight from the connection: the ORM's result handling adds nothing to plain columns.
+    rows = list(session.connection().execute(query, params))
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+@cache
+def _page_query(columns: tuple[Any, ...], all_owners: bool, given: frozenset[str]) -> Select[Any]:
+    """A page's SELECT for one combination of filters, built once with bound parameters: building a
+    statement of a few dozen columns and its cache key on every request cost about as much CPU as
+    running it."""
+    query = select(*columns)
+    if not all_owners:
+        query = query.where(Job.owner_id == bindparam("owner_id"))
+    for name in ("state", "method", "pattern", "kind"):
+        if name in given:
+            query = query.where(Job.__table__.c[name] == bindparam(name))
+    if "created" in given:
+        created = bindparam("created", type_=Job.created_at.type)
+        after_id = bindparam("after_id", type_=Job.id.type)
+        query = query.where(or_(Job.created_at < created, (Job.created_at == created) & (Job.id < after_id)))
+    return query.order_by(Job.created_at.desc(), Job.id.desc()).limit(bindparam("limit"))
 
 
 # -- user actions --------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy.orm import Session
 
 from api.deps import (
-    CurrentOwner,
+    CallerDep,
     JobDep,
     JobId,
     QueueDep,
@@ -17,11 +17,10 @@ from api.deps import (
     SettingsDep,
     after_commit,
     commit_now,
-    in_thread,
 )
 from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.json_body import JsonBody
-from api.schemas import JobDetail, JobPage, JobSummary
+from api.schemas import JobDetail, JobPage, JobSummary, job_detail_columns, job_summary_columns
 from jobs import repository
 from jobs.admission import job_memory, over_limit, training_advice, upload_input_shape
 from jobs.errors import InvalidInput
@@ -244,8 +243,7 @@ IdempotencyKey = Annotated[
 async def submit_job(
     body: JsonBody,
     response: Response,
-    session: SessionDep,
-    owner: CurrentOwner,
+    caller: CallerDep,
     settings: SettingsDep,
     celery: QueueDep,
     idempotency_key: IdempotencyKey = None,
@@ -254,8 +252,9 @@ async def submit_job(
 
     Every problem is reported at once as `{field, message}` in the 422 envelope.
     """
-    return await in_thread(
-        session, lambda: _submit(body, response, session, owner, settings, celery, idempotency_key)
+    # The owner was authenticated before the body was read (JsonBody); the rest is one thread hop.
+    return await caller.run(
+        lambda session, owner: _submit(body, response, session, owner, settings, celery, idempotency_key)
     )
 
 
@@ -311,8 +310,7 @@ def queued_response(
 
 @router.get("", response_model=JobPage, summary="List jobs")
 async def list_jobs(
-    session: SessionDep,
-    owner: CurrentOwner,
+    caller: CallerDep,
     status: Annotated[JobState | None, Query(description="Only jobs in this state")] = None,
     method: Annotated[Literal[Method, "benchmark"] | None, Query(description="Only this method")] = None,
     pattern: Annotated[
@@ -334,20 +332,27 @@ async def list_jobs(
         state=status.value if status else None, method=method, pattern=pattern, kind=kind
     )
 
-    def page() -> JobPage:
+    def page(session: Session, owner: Owner) -> JobPage:
         try:
-            jobs, next_cursor = repository.list_jobs(session, owner, filters, limit=limit, cursor=cursor)
+            rows, next_cursor = repository.list_jobs(
+                session, owner, filters, columns=job_summary_columns(), limit=limit, cursor=cursor
+            )
         except InvalidInput as exc:  # only the cursor can be malformed here
             raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
-        return JobPage(items=[JobSummary.of(job) for job in jobs], next_cursor=next_cursor)
+        items = [JobSummary.of_row(row._asdict()) for row in rows]
+        return JobPage(items=items, next_cursor=next_cursor)
 
-    return await in_thread(session, page)
+    return await caller.run(page, read_only=True)
 
 
 @router.get("/{job_id}", response_model=JobDetail, summary="Get a job", responses=NOT_FOUND)
-async def get_job(job_id: JobId, session: SessionDep, owner: CurrentOwner) -> JobDetail:
-    # The lookup of JobDep, in the route's own thread hop (see in_thread).
-    return await in_thread(session, lambda: JobDetail.of(repository.get_job(session, job_id, owner)))
+async def get_job(job_id: JobId, caller: CallerDep) -> JobDetail:
+    # Authentication, the lookup of JobDep and the commit in one thread hop (Caller.run); the job's
+    # columns as a row, without an ORM object.
+    def detail(session: Session, owner: Owner) -> JobDetail:
+        return JobDetail.of_row(repository.read_job(session, job_id, owner, job_detail_columns())._asdict())
+
+    return await caller.run(detail, read_only=True)
 
 
 @router.post(

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.deps import JobDep, SessionDep
+from api.deps import CallerDep, JobDep, JobRef, SessionDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND
 from api.schemas import EventOut, LogLine, LogPage, MetricsHistory
 from jobs import repository
@@ -118,9 +118,10 @@ def _parse_last_event_id(value: str | None) -> int | None:
         }
     },
 )
-def stream_events(
+async def stream_events(
     request: Request,
-    job: JobDep,
+    job_id: JobRef,
+    caller: CallerDep,
     last_event_id: Annotated[
         str | None,
         Header(alias="Last-Event-ID", description="Resume after this event id (sent by EventSource)"),
@@ -133,12 +134,13 @@ def stream_events(
     """Replays the events after `Last-Event-ID` (or `after`), then follows new ones until the job is
     finished and every event was sent. A comment line is sent as a heartbeat every 15 s of silence.
     With `follow=false` it sends what exists and closes."""
+    await caller.run(lambda session, owner: repository.get_job(session, job_id, owner), read_only=True)
     header = _parse_last_event_id(last_event_id)
     start = header if header is not None else (after or 0)
     state = request.app.state
     stream = event_stream(
         state.session_factory,
-        job.id,
+        job_id,
         start,
         follow=follow,
         poll_s=state.sse_poll_seconds,

@@ -54,6 +54,25 @@ def test_requests_without_a_valid_key_are_401(service: Service, headers: dict[st
 
 
 @BOTH
+def test_a_bad_key_is_a_401_and_a_missing_job_a_404_before_invalid_parameters_are_a_422(
+    service: Service,
+) -> None:
+    """Routes check the key and look their job up in the same step as their work, after FastAPI has
+    validated their parameters; the order of the answers is still key, then job, then parameters."""
+    alice = service.caller()
+    job_id = service.submit(alice)["id"]
+    bad = {"Authorization": "Bearer lbc_not-a-real-key"}
+    for path in ("/v1/jobs?limit=500", f"/v1/jobs/{job_id}/events?after=-1", f"/v1/jobs/{'x' * 65}"):
+        for headers in ({}, bad):
+            _error(service.client.get(path, headers=headers), 401, "unauthorized")
+    for path in ("/v1/jobs/nope/events?after=-1", f"/v1/jobs/nope/artifacts/{'n' * 201}"):
+        _error(service.client.get(path, headers=alice.headers), 404, "not_found")
+    for path in (f"/v1/jobs/{job_id}/events?after=-1", f"/v1/jobs/{job_id}/artifacts/{'n' * 201}"):
+        _error(service.client.get(path, headers=alice.headers), 422, "validation_error")
+    assert service.client.get(f"/v1/jobs/{job_id}", headers=alice.headers).status_code == 200
+
+
+@BOTH
 def test_a_valid_key_authenticates_and_is_stored_only_as_a_digest(service: Service) -> None:
     alice = service.caller()
     token = alice.headers["Authorization"].removeprefix("Bearer ")

@@ -554,3 +554,31 @@ def test_a_job_lists_exactly_the_actions_its_state_accepts(
             break  # the job has moved on; the other action belongs to its new state
         if (state, action) != ("cancelling", "cancel"):  # a repeated cancel is a no-op there, not a 409
             assert response.status_code == 409, (action, response.text)
+
+
+@BOTH
+def test_a_listed_job_is_its_detail_without_the_spec_and_links(service: Service) -> None:
+    """The listing reads selected columns and only the spec's dataset section; the detail reads the whole
+    job: both must describe each job alike (dataset_source, warnings, actions, progress, result)."""
+    alice = service.caller("alice")
+    finished = service.submit(alice, digits_spec(name="finished"))["id"]
+    service.worker_runs(finished)
+    warning = {"code": "did_not_learn", "message": "the model did not learn"}
+    with transaction(service.sessions) as session:
+        repository.finish_success(
+            session, finished, "test-worker", [], {"val_accuracy": 0.5, "warnings": [warning]}
+        )
+    service.submit(alice, digits_spec(name="queued"))
+    listed = service.client.get("/v1/jobs", headers=alice.headers).json()["items"]
+    assert [job["name"] for job in listed] == ["queued", "finished"]
+    for job in listed:
+        detail = service.client.get(f"/v1/jobs/{job['id']}", headers=alice.headers).json()
+        assert {k: v for k, v in detail.items() if k not in ("spec", "links")} == job
+    assert listed[0]["dataset_source"] == "digits" and listed[1]["warnings"] == [warning]
+    filtered = {"status": "succeeded", "pattern": "2:4", "kind": "sparsify", "method": "lbc"}
+    page = service.client.get("/v1/jobs", params=filtered, headers=alice.headers).json()
+    assert page["items"] == [listed[1]] and page["next_cursor"] is None
+    assert (
+        service.client.get("/v1/jobs", params={"kind": "benchmark"}, headers=alice.headers).json()["items"]
+        == []
+    )
