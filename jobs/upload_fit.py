@@ -11,12 +11,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from jobs.admission import data_shape
 from jobs.spec import JobSpec
-from lbc_catalog.data_rules import BYTE_VOCABULARY, samples_to_split, tokenizer_in_use, val_size_problem
+from lbc_catalog.data_rules import (
+    BYTE_VOCABULARY,
+    image_fit_problem,
+    samples_to_split,
+    tokenizer_in_use,
+    val_size_problem,
+)
 from lbc_catalog.tasks import TEXT_SOURCES
 from lbc_formats.tokenizer_json import TOKENIZER_FILE
 
-__all__ = ["upload_fit_problems", "val_size_fit_problem", "vocabulary_fit_problem"]
+__all__ = ["image_fit", "upload_fit_problems", "val_size_fit_problem", "vocabulary_fit_problem"]
 
 Summaries = Mapping[str, Mapping[str, Any]]  # spec field naming an upload -> that upload's summary
 
@@ -26,6 +33,7 @@ def upload_fit_problems(spec: JobSpec, summaries: Summaries) -> list[tuple[str, 
     problems = [
         val_size_fit_problem(spec, summaries.get("dataset.path")),
         vocabulary_fit_problem(spec, summaries),
+        image_fit(spec, summaries),
     ]
     return [problem for problem in problems if problem is not None]
 
@@ -94,3 +102,34 @@ def vocabulary_fit_problem(spec: JobSpec, summaries: Summaries) -> tuple[str, st
         f"tokenizer {spec.dataset.tokenizer} has {tokens} tokens but model {spec.model.path}'s vocab_size "
         f"is {vocab}; use the model's own tokenizer",
     )
+
+
+def image_fit(spec: JobSpec, summaries: Summaries) -> tuple[str, str] | None:
+    """Images must have the channels and the square size a Hugging Face vision model's config fixes.
+
+    The shape is the source's, or the one the upload recorded (npz, MNIST, CIFAR); an image folder's
+    channels are known only once read, so only its size is checked (``dataset.image_size``, else its
+    first image's, which the worker resizes the others to).
+    """
+    model = summaries.get("model.path")
+    if model is None or spec.model.source != "huggingface" or spec.dataset.source in TEXT_SOURCES:
+        return None
+    sizes = model.get("sizes") or {}
+    channels = sizes.get("channels") if isinstance(sizes.get("channels"), int) else None
+    size = sizes.get("image_size") if isinstance(sizes.get("image_size"), int) else None
+    dataset = summaries.get("dataset.path")
+    shape = data_shape(spec, dataset)
+    if shape is None and spec.dataset.source == "imagefolder":
+        recorded = (dataset or {}).get("image_size")
+        if spec.dataset.image_size is not None:
+            shape, channels = (0, spec.dataset.image_size, spec.dataset.image_size), None
+        elif isinstance(recorded, list) and len(recorded) == 2:
+            shape, channels = (0, int(recorded[0]), int(recorded[1])), None
+    if shape is None or len(shape) != 3:
+        return None
+    unfit = image_fit_problem(shape, channels, size)
+    if unfit is None:
+        return None
+    kind, message = unfit
+    field = "dataset.image_size" if kind == "size" and spec.dataset.source == "imagefolder" else "model.path"
+    return field, f"model {spec.model.path}: {message}"

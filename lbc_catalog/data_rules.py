@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import TypeVar
 
-__all__ = ["BYTE_VOCABULARY", "samples_to_split", "tokenizer_in_use", "val_size_problem"]
+__all__ = [
+    "BYTE_VOCABULARY",
+    "image_fit_problem",
+    "samples_to_split",
+    "tokenizer_in_use",
+    "val_size_problem",
+]
 
 # Text without a tokenizer.json is read as UTF-8 bytes: one token per byte value.
 BYTE_VOCABULARY = 256
@@ -32,3 +38,18 @@ def val_size_problem(samples: int, val_size: int) -> str | None:
     if samples < 2:
         return f"{samples} sample(s) cannot be split into training and validation"
     return f"must be in [1, {samples - 1}] (the data has {samples} samples), got {val_size}"
+
+
+def image_fit_problem(
+    shape: tuple[int, ...], channels: int | None, size: int | None
+) -> tuple[str, str] | None:
+    """Why images of ``shape`` ([C, H, W]) cannot feed a vision model reading ``channels`` channels of
+    ``size`` x ``size`` pixels (None: either is not fixed by its config): ``("channels" | "size", message)``."""
+    if channels is not None and shape[0] != channels:
+        return "channels", f"the images have {shape[0]} channels but the model reads {channels}"
+    if size is not None and tuple(shape[1:]) != (size, size):
+        return "size", (
+            f"the images are {shape[1]}x{shape[2]} but the model reads {size}x{size} "
+            "(dataset.image_size resizes them)"
+        )
+    return None

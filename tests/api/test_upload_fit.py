@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.api.conftest import Caller, Service, digits_spec
+from tests.api.test_hf_model_uploads import TINY_VIT  # 1 channel, 8x8
 from tests.api.test_job_fit import no_jobs, post_job, problems
 from tests.api.test_uploads import npz_bytes, upload
 from tests.hf_models import TINY_BERT, TINY_LLAMA, directory_files, save_tiny_model, zip_of
@@ -97,3 +99,29 @@ def test_a_val_size_the_uploaded_data_cannot_leave_training_samples_for_is_422(s
     for fitting in (spec(val_size=19), spec(val_size=20, val_path=dataset), spec(val_fraction=0.99)):
         response = post_job(service, alice, fitting)
         assert response.status_code == 201, response.text
+
+
+def test_images_a_vision_models_config_cannot_read_are_422_naming_the_model(
+    service: Service, tmp_path: Path
+) -> None:
+    alice = service.caller()
+    grey = save_tiny_model(tmp_path / "grey", TINY_VIT)
+    vit = upload(service, alice, "hf-models", "vit.zip", zip_of(directory_files(grey))).json()["id"]
+    colour = save_tiny_model(tmp_path / "colour", {**TINY_VIT, "num_channels": 3})
+    rgb = upload(service, alice, "hf-models", "rgb.zip", zip_of(directory_files(colour))).json()["id"]
+    large = np.zeros((20, 16, 16), dtype=np.uint8)
+    bigger = upload(service, alice, "datasets", "d.npz", npz_bytes(x=large), format="npz").json()["id"]
+
+    def spec(model: str, **dataset: Any) -> dict[str, Any]:
+        return digits_spec(model={"source": "huggingface", "path": model}, **dataset)
+
+    assert problems(post_job(service, alice, spec(rgb))) == {
+        "model.path": f"model {rgb}: the images have 1 channels but the model reads 3"
+    }
+    wrong_size = spec(vit, dataset={"source": "npz", "path": bigger})
+    assert problems(post_job(service, alice, wrong_size)) == {
+        "model.path": f"model {vit}: the images are 16x16 but the model reads 8x8 "
+        "(dataset.image_size resizes them)"
+    }
+    assert no_jobs(service, alice)
+    assert post_job(service, alice, spec(vit)).status_code == 201  # digits: 1x8x8

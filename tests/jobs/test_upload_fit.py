@@ -106,3 +106,30 @@ def test_the_models_own_tokenizer_is_left_to_the_worker_and_a_named_one_is_measu
 def test_catalog_models_and_image_data_have_no_vocabulary_to_check() -> None:
     spec = _spec({"source": "npz", "path": "d474"})
     assert upload_fit_problems(spec, {"dataset.path": {"samples": 20}}) == []
+
+
+def test_image_shape_against_a_vision_models_recorded_config() -> None:
+    vit = {"model_type": "vit", "sizes": {"channels": 3, "image_size": 32}}
+    spec = _spec({"source": "npz", "path": "d474"}, model={"source": "huggingface", "path": "v17"})
+    fits = {"model.path": vit, "dataset.path": {"input_shape": [3, 32, 32]}}
+    assert upload_fit_problems(spec, fits) == []
+    grey = {"model.path": vit, "dataset.path": {"input_shape": [1, 32, 32]}}
+    assert upload_fit_problems(spec, grey) == [
+        ("model.path", "model v17: the images have 1 channels but the model reads 3")
+    ]
+    folder = _spec(
+        {"source": "imagefolder", "path": "d474", "image_size": 64},
+        model={"source": "huggingface", "path": "v17"},
+    )
+    problems = upload_fit_problems(folder, {"model.path": vit, "dataset.path": {"image_size": [32, 32]}})
+    assert problems == [
+        (
+            "dataset.image_size",
+            "model v17: the images are 64x64 but the model reads 32x32 (dataset.image_size resizes them)",
+        )
+    ]
+    # Uploaded before channels and image size were recorded: nothing to hold the data to.
+    assert (
+        upload_fit_problems(spec, {"model.path": {"sizes": {}}, "dataset.path": {"input_shape": [1, 8, 8]}})
+        == []
+    )
