@@ -286,9 +286,14 @@ def request_cancel(session: Session, job: Job) -> None:
 
 def retry_job(session: Session, job: Job, max_attempts: int, max_active_jobs: int | None = None) -> None:
     """A failed or cancelled job goes back to the queue with a fresh attempt budget, keeping its
-    latest checkpoint so training continues where it stopped."""
-    if max_active_jobs is not None and job.state in RETRYABLE:
-        check_active_quota(session, job.owner_id, max_active_jobs)
+    latest checkpoint so training continues where it stopped. A 409 names the uploads it reads that are
+    gone, checked under the owner's lock, which upload deletes take too: a delete cannot slip in between
+    this check and the job's return to the queue."""
+    if job.state in RETRYABLE:  # other states: transition's 409 names them
+        lock_owner(session, job.owner_id)
+        check_references_still_exist(session, job)
+        if max_active_jobs is not None:
+            check_active_quota(session, job.owner_id, max_active_jobs)
     now = utcnow()
     transition(
         session,

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lbc_catalog.data_rules import tokenizer_in_use
 from lbc_catalog.tasks import IMAGE_CLASSIFICATION, TEXT_SOURCES
 from lbc_core.data import DataBundle, DataConfig, load_data
 from lbc_core.export import ExportResult, export_all
@@ -301,10 +302,10 @@ def onnx_summary(section: Mapping[str, Any]) -> dict[str, Any]:
 def _with_models_tokenizer(data: DataConfig, source: ModelSource) -> DataConfig:
     """Text is tokenized with the model's own tokenizer.json when the data names none: token ids mean
     something only in the vocabulary the model was trained with."""
-    if data.source not in TEXT_SOURCES or data.tokenizer is not None:
+    if data.source not in TEXT_SOURCES:
         return data
     own = source.tokenizer_file()
-    return replace(data, tokenizer=str(own)) if own is not None else data
+    return replace(data, tokenizer=tokenizer_in_use(data.tokenizer, str(own) if own is not None else None))
 
 
 def _stop_requested(callbacks: Sequence[TrainingCallback]) -> bool:

@@ -75,6 +75,9 @@ _SIZE_ALIASES: Mapping[str, tuple[str, ...]] = {
     "intermediate": ("intermediate_size", "n_inner", "hidden_dim"),
     "positions": ("max_position_embeddings", "n_positions"),
     "vocab": ("vocab_size",),
+    # A vision model's input: the submit check holds an image dataset to them (lbc_catalog.data_rules).
+    "channels": ("num_channels",),
+    "image_size": ("image_size",),
 }
 
 

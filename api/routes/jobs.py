@@ -29,7 +29,8 @@ from jobs.queue import route_job, send_job
 from jobs.settings import Settings
 from jobs.sizing import input_problems
 from jobs.spec import JobSpec, Method, SpecError, dump_spec, layer_pattern_problems, parse_spec
-from jobs.states import RETRYABLE, JobState
+from jobs.states import JobState
+from jobs.upload_fit import upload_fit_problems
 from jobs.uploads import checkpoint_fit_problem
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
@@ -74,11 +75,13 @@ def check_references(
     problems: list[dict[str, str]] = []
     dataset_id: str | None = None
     source = spec.dataset.source
+    summaries: dict[str, dict[str, Any]] = {}
     for ref in spec.upload_refs():
         row = repository.owned_upload(session, ref, owner.id)
         if row is None:
             problems.append(_problem(ref.field, f"{ref.kind} {ref.id} does not exist"))
             continue
+        summaries[ref.field] = row.summary
         if isinstance(row, Checkpoint):
             if spec.model.architecture is not None:
                 unfit = checkpoint_fit_problem(row.summary, spec.model.architecture, spec.model.args)
@@ -106,6 +109,8 @@ def check_references(
                     _problem("model.args.num_classes", f"dataset {ref.id} has {known} classes, got {wanted}")
                 )
             problems.extend(_shape_problems(spec, row))
+    if not problems:  # the summaries are of the kinds the fields need
+        problems += [_problem(field, message) for field, message in upload_fit_problems(spec, summaries)]
     return problems, dataset_id
 
 
@@ -379,8 +384,6 @@ def cancel_job(job: JobDep, session: SessionDep) -> JobDetail:
 def retry_job(job: JobDep, session: SessionDep, settings: SettingsDep, celery: QueueDep) -> JobDetail:
     """Back to `queued` with a fresh attempt budget, resuming from its latest checkpoint. A 409 names
     the uploads it reads that were deleted since (or the state that cannot be retried)."""
-    if job.state in RETRYABLE:  # other states: retry_job's 409 names them
-        repository.check_references_still_exist(session, job)
     repository.retry_job(session, job, settings.max_attempts, settings.max_concurrent_jobs_per_owner)
     job_id, queue, time_limit = job.id, job.queue, job.time_limit_s
     after_commit(session, lambda: send_job(celery, job_id, queue, time_limit_s=time_limit))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from lbc_catalog.data_rules import val_size_problem
+
 from .arrays import ArrayDataset
 from .errors import DatasetError
 
@@ -31,8 +33,9 @@ def split_dataset(
     if n < 2:
         raise DatasetError(f"{ds.name}: needs at least 2 samples to split, has {n}")
     if val_size is not None:
-        if not 1 <= val_size < n:
-            raise DatasetError(f"{ds.name}: val_size must be in [1, {n - 1}], got {val_size}")
+        problem = val_size_problem(n, val_size)
+        if problem:
+            raise DatasetError(f"{ds.name}: val_size {problem}")
         n_val = val_size
     elif val_fraction is not None:
         if not 0.0 < val_fraction < 1.0:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from lbc_catalog.data_rules import BYTE_VOCABULARY
 from lbc_formats.errors import FormatError
 from lbc_formats.tokenizer_json import MAX_TOKENIZER_BYTES, TOKENIZER_FILE, check_tokenizer
 
@@ -37,7 +38,7 @@ class ByteTokenizer:
     """Every UTF-8 byte is a token (vocabulary 256, padding id 0): for models trained from scratch."""
 
     name = "utf-8 bytes"
-    vocab_size = 256
+    vocab_size = BYTE_VOCABULARY
     pad_id = 0
 
     def encode(self, texts: Sequence[str], *, special_tokens: bool) -> list[list[int]]:

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lbc_catalog.data_rules import image_fit_problem
 from lbc_catalog.huggingface import hf_class_for
 from lbc_catalog.tasks import CAUSAL_LM
 from lbc_core.models.source import (
@@ -320,13 +321,11 @@ def _check_data_fits(config: Any, data: DataFacts) -> None:
     shape = data.input_shape
     if len(shape) == 3 and data.vocab_size is None:
         channels, size = getattr(config, "num_channels", None), getattr(config, "image_size", None)
-        if isinstance(channels, int) and shape[0] != channels:
-            raise ModelSourceError(f"the images have {shape[0]} channels but the model reads {channels}")
-        if isinstance(size, int) and tuple(shape[1:]) != (size, size):
-            raise ModelSourceError(
-                f"the images are {shape[1]}x{shape[2]} but the model reads {size}x{size} "
-                "(dataset.image_size resizes them)"
-            )
+        unfit = image_fit_problem(
+            shape, channels if isinstance(channels, int) else None, size if isinstance(size, int) else None
+        )
+        if unfit is not None:
+            raise ModelSourceError(unfit[1])
 
 
 def save_pretrained_dir(model: nn.Module, out_dir: str | os.PathLike[str], upload: Path | None) -> list[Path]:

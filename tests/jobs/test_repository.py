@@ -23,7 +23,11 @@ from jobs.models import ApiKey, Dataset, Job, JobEvent, Owner, utcnow
 from jobs.spec import UploadRef
 from jobs.states import JobState
 
-SPEC: dict[str, Any] = {"model": {"architecture": "mlp"}, "sparsity": {"method": "lbc", "n": 2, "m": 4}}
+SPEC: dict[str, Any] = {
+    "model": {"architecture": "mlp"},
+    "dataset": {"source": "digits"},
+    "sparsity": {"method": "lbc", "n": 2, "m": 4},
+}
 
 
 def _summary(method: str = "lbc", pattern: str = "2:4") -> dict[str, Any]:
@@ -497,3 +501,41 @@ def test_an_upload_deleted_between_the_submit_checks_and_the_insert_is_named_not
     ]
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_a_retry_racing_a_dataset_delete_is_a_conflict_under_the_owner_lock(factory) -> None:
+    # The retry route checked the job's uploads before retry_job took the owner's lock: a delete that
+    # committed in between put the job back in the queue, and the worker failed it (dataset gone).
+    owner = _owner(factory)
+    with transaction(factory) as session:
+        dataset = Dataset(
+            owner_id=owner.id, name="d", format="npz", filename="d.npz", size=1, sha256="0" * 64,
+            storage_key="datasets/x/d.npz", summary={},
+        )  # fmt: skip
+        session.add(dataset)
+        session.flush()
+        dataset_id = dataset.id
+    spec = {
+        "model": {"architecture": "lenet5"},
+        "dataset": {"source": "npz", "path": dataset_id},
+        "sparsity": {"method": "lbc", "n": 2, "m": 4},
+    }
+    with transaction(factory) as session:
+        job, _ = repo.create_job(
+            session, owner=owner, spec=spec, summary={**_summary(), "dataset_id": dataset_id},
+            idempotency_key=None, max_attempts=1, max_active_jobs=100,
+        )  # fmt: skip
+        job_id = job.id
+    _claim(factory, job_id)
+    with transaction(factory) as session:
+        repo.finish_failure(session, job_id, "internal_error", "boom", retryable=False)
+    with pytest.raises(Conflict) as refused, transaction(factory) as session:
+        failed = repo.get_job(session, job_id, owner)
+        repo.check_references_still_exist(session, failed)  # what a check before the lock saw: all there
+        with transaction(factory) as other:  # a delete that commits meanwhile
+            other.delete(other.get(Dataset, dataset_id))
+        repo.retry_job(session, failed, max_attempts=2, max_active_jobs=100)
+    assert refused.value.details == [
+        {"field": "dataset.path", "message": f"dataset {dataset_id} does not exist"}
+    ]
+    assert _state(factory, job_id).state == "failed"
