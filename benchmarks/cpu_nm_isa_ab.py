@@ -47,17 +47,6 @@ def copies(tensor_bytes: int) -> int:
     return max(2, -(-FOOTPRINT_BYTES // max(tensor_bytes, 1)))
 
 
-def clone_packed(packed: PackedNM) -> PackedNM:
-    return PackedNM(
-        packed.values.clone(),
-        packed.codes.clone(),
-        packed.out_features,
-        packed.in_features,
-        packed.pattern,
-        packed.code,
-    )
-
-
 def dense_call(x: torch.Tensor, weights: Iterator[torch.Tensor]) -> Callable[[], object]:
     return lambda: F.linear(x, next(weights))
 
@@ -124,7 +113,7 @@ def main() -> None:
         for name in args.patterns.split(","):
             pattern = NMPattern.parse(name)
             packed = pack_weight(dense * magnitude_mask(dense, pattern), pattern)
-            packed_copies = [packed] + [clone_packed(packed) for _ in range(copies(packed.nbytes) - 1)]
+            packed_copies = [packed] + [packed.clone() for _ in range(copies(packed.nbytes) - 1)]
             for batch in (int(b) for b in args.batches.split(",")):
                 x = torch.randn(batch, inn, generator=generator).to(dtype)
                 candidates = {"dense": dense_call(x, itertools.cycle(dense_copies))}

@@ -65,17 +65,6 @@ def copies_for(nbytes: int) -> int:
     return max(2, -(-FOOTPRINT_BYTES // max(nbytes, 1)))
 
 
-def clone_packed(packed: PackedNM) -> PackedNM:
-    return PackedNM(
-        packed.values.clone(),
-        packed.codes.clone(),
-        packed.out_features,
-        packed.in_features,
-        packed.pattern,
-        packed.code,
-    )
-
-
 def time_ms(fn: Callable[[], object], repeats: int) -> float:
     return time_callable(fn, device="cpu", warmup=3, repeats=repeats, min_repeat_ms=5.0).median_ms
 
@@ -136,7 +125,7 @@ def main() -> None:
         for pattern in patterns:
             packed = pack_weight(dense * magnitude_mask(dense, pattern), pattern)
             packed_copies[str(pattern)] = [packed] + [
-                clone_packed(packed) for _ in range(copies_for(packed.nbytes) - 1)
+                packed.clone() for _ in range(copies_for(packed.nbytes) - 1)
             ]
         shape_name = f"{out}x{inn}"
         print(f"\n{shape_name} {str(dtype).removeprefix('torch.')}")

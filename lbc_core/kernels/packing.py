@@ -16,7 +16,7 @@ ascending position, padded with zeros at unused positions), so what is exported 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,10 @@ class PackedNM:
     def nbytes(self) -> int:
         """Bytes the kernel streams per call (values plus codes, padding rows included)."""
         return self.values.numel() * self.values.element_size() + self.codes.numel()
+
+    def clone(self) -> PackedNM:
+        """A copy with its own storage (benchmarks cycle through copies so each call reads from DRAM)."""
+        return replace(self, values=self.values.clone(), codes=self.codes.clone())
 
 
 def _pack_fields(fields: torch.Tensor, width: int) -> torch.Tensor:
