@@ -178,11 +178,13 @@ def test_writes_get_503_with_retry_after_while_postgres_is_away_and_succeed_when
     assert "unhandled error" not in api.process.log()  # no 500 on the way
 
 
-TRAINING: dict[str, Any] = {  # 100 small steps: long enough to lose the database in the middle
+# 1000 small steps: long enough that the database is lost in the middle of training even on an idle
+# machine, where one epoch of 100 steps ended before the outage began.
+TRAINING: dict[str, Any] = {
     "model": {"architecture": "mlp"},
     "dataset": {"source": "digits", "limit": 1000},
     "sparsity": {"method": "lbc", "n": 2, "m": 4},
-    "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
+    "train": {"epochs": 10, "batch_size": 8, "device": "cpu"},
     "benchmark": {"enabled": False},
 }
 
