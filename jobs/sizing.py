@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.catalog import ARCHITECTURES
+from lbc_catalog.timing import TIMING_ROTATION_BYTES
 
 FLOAT_BYTES = 4
 # Tensors kept for backward per Linear/Conv2d output: its output, the normalisation's and the activation's.
@@ -521,13 +522,17 @@ def training_memory(
 def inference_memory(
     shape: ModelShape, *, batch_sizes: Sequence[int], checkpoint_parameters: int = 0
 ) -> MemoryEstimate:
-    """Peak memory of a benchmark: the model, its sparse copy, and the largest batch's forward pass."""
+    """Peak memory of a benchmark: the model, its sparse copy, the weight copies a layer's timing cycles
+    through, and the largest batch's forward pass."""
     weights = FLOAT_BYTES * shape.parameters
     batch = max(batch_sizes)
     per_sample = INFERENCE_FACTOR * shape.largest_output + shape.attention_scores
+    # A CPU timing cycles a layer through copies of its weight (lbc_catalog.timing), dense then packed.
+    rotation = 2 * min(weights, TIMING_ROTATION_BYTES)
     return MemoryEstimate(
         parameters=shape.parameters,
-        weights=2 * weights,  # the dense model and the N:M (compressed or semi-structured) one
+        # The dense model and the N:M (compressed or semi-structured) one, plus the timing's copies.
+        weights=2 * weights + rotation,
         gradients=0,
         optimizer=0,
         sparsity=0,

@@ -65,6 +65,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from lbc_catalog.timing import MAX_TIMING_WEIGHT_COPIES, TIMING_ROTATION_BYTES
 from lbc_core.benchmark.compliance import Compliance, check_24_compliance, pattern_explanation
 from lbc_core.benchmark.environment import Environment, capture_environment
 from lbc_core.benchmark.gemm import GemmShape, LayerGemm, gemm_layers, layer_gemms
@@ -456,10 +457,6 @@ def _random(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) ->
 
 
 # -- per-layer measurement ---------------------------------------------------------------------------
-# Beyond a few hundred MiB more copies change nothing (every LLC is far smaller); the copy count is capped
-# so a tiny layer of a large model does not get tens of thousands of copies.
-_ROTATION_BYTES = 256 << 20
-_MAX_WEIGHT_COPIES = 64
 
 
 @dataclass(frozen=True)
@@ -480,13 +477,13 @@ class _Context:
         weights stream through the cache between two of its calls. A 4096x4096 layer timed alone read its
         packed 2:4 weight mostly from a 32 MiB L3 and measured 6x where the whole model measured 2x.
         Cycling through copies that together hold as many elements as the model (up to
-        ``_ROTATION_BYTES``, far beyond any L3) gives each call the cache the model leaves it: cold for a
+        ``TIMING_ROTATION_BYTES``, far beyond any L3) gives each call the cache the model leaves it: cold for a
         model larger than the cache, warm for one that fits.
         """
         if self.device.type != "cpu" or weight.numel() == 0:
             return 1
-        elements = min(self.model_weight_elements, _ROTATION_BYTES // weight.element_size())
-        return max(1, min(_MAX_WEIGHT_COPIES, math.ceil(elements / weight.numel())))
+        elements = min(self.model_weight_elements, TIMING_ROTATION_BYTES // weight.element_size())
+        return max(1, min(MAX_TIMING_WEIGHT_COPIES, math.ceil(elements / weight.numel())))
 
     def request(self, scope: str, name: str, variant: str, batch: int, dtype: str) -> TimingRequest:
         return TimingRequest(scope, name, variant, batch, dtype, self.launch)
@@ -867,8 +864,8 @@ def _notes(
         "recorded shape, weights as stored (zeros included) for dense, with the layer's bias."
         + (
             " On a CPU each Linear's dense and N:M timings cycle through copies of its weight that together "
-            "hold as many elements as the model (at most 256 MiB), so a layer reads its weight from the cache "
-            "the model leaves it, not from one it has to itself."
+            f"hold as many elements as the model (at most {TIMING_ROTATION_BYTES >> 20} MiB), so a layer "
+            "reads its weight from the cache the model leaves it, not from one it has to itself."
             if env.device == "cpu"
             else ""
         )

@@ -12,8 +12,16 @@ from typing import Any
 import pytest
 
 from jobs.admission import LIMIT_SETTING, job_memory, over_limit, training_advice
-from jobs.sizing import FLOAT_BYTES, MemoryEstimate, ModelShape, format_bytes, training_memory
+from jobs.sizing import (
+    FLOAT_BYTES,
+    MemoryEstimate,
+    ModelShape,
+    format_bytes,
+    inference_memory,
+    training_memory,
+)
 from jobs.spec import JobSpec, parse_spec
+from lbc_catalog.timing import TIMING_ROTATION_BYTES
 
 # Activations dominate: 10 k outputs per sample against 1 k parameters and a one-sample validation.
 SHAPE = ModelShape(parameters=1_000, weight_parameters=800, layer_outputs=10_000, largest_output=1_000)
@@ -171,3 +179,14 @@ def test_a_job_refused_for_its_activations_fits_with_four_micro_batches() -> Non
     # Only the activations were over: everything else is the same job's.
     assert _parts(accepted) == _parts(refused)
     assert accepted.activations < refused.activations
+
+
+def test_a_benchmark_counts_the_weight_copies_its_cpu_timings_cycle_through() -> None:
+    small = ModelShape(parameters=1_000_000, weight_parameters=1_000_000, layer_outputs=10, largest_output=10)
+    large = ModelShape(parameters=10**9, weight_parameters=10**9, layer_outputs=10, largest_output=10)
+    small_weights = FLOAT_BYTES * small.parameters
+    # The dense model, its N:M copy, and copies as large as the model (dense, then packed).
+    assert inference_memory(small, batch_sizes=[1]).weights == 2 * small_weights + 2 * small_weights
+    # A model larger than the rotation gets at most TIMING_ROTATION_BYTES of copies of each kind.
+    large_weights = FLOAT_BYTES * large.parameters
+    assert inference_memory(large, batch_sizes=[1]).weights == 2 * large_weights + 2 * TIMING_ROTATION_BYTES
