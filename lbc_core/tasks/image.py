@@ -46,7 +46,7 @@ class ClassificationMetrics(Task):
         # Imported here: the training package imports the tasks, so a module-level import would be a cycle.
         from lbc_core.training.learning_check import learning_warnings
 
-        labels: torch.Tensor = val_data.y
+        labels = self.labels_of(val_data)
         majority = float(torch.bincount(labels.long()).max()) / labels.numel() if labels.numel() else None
         return learning_warnings(
             history,
@@ -55,6 +55,11 @@ class ClassificationMetrics(Task):
             val_accuracy=final.get("accuracy"),
             majority_share=majority,
         )
+
+    def labels_of(self, data: Any) -> torch.Tensor:
+        """Every sample's class id (the learning check's chance level comes from the commonest one)."""
+        labels: torch.Tensor = data.y
+        return labels
 
 
 class ImageClassification(ClassificationMetrics):

@@ -37,20 +37,9 @@ class SequenceClassification(ClassificationMetrics):
         assert batch.attention_mask is not None  # batch() always sets it
         return (), {"input_ids": batch.inputs, "attention_mask": batch.attention_mask}
 
-    def learning_warnings(
-        self, history: Any, final: Mapping[str, float], train: Any, val_data: Any
-    ) -> list[Any]:
-        from lbc_core.training.learning_check import learning_warnings  # see ClassificationMetrics
-
-        labels: torch.Tensor = val_data.labels
-        majority = float(torch.bincount(labels).max()) / labels.numel() if labels.numel() else None
-        return learning_warnings(
-            history,
-            num_classes=len(val_data.classes),
-            train=train,
-            val_accuracy=final.get("accuracy"),
-            majority_share=majority,
-        )
+    def labels_of(self, data: Any) -> torch.Tensor:
+        labels: torch.Tensor = data.labels
+        return labels
 
     def data_info(self, data: Any) -> dict[str, Any]:
         # The label mapping: id i stands for classes[i] (string labels are mapped in sorted order).
