@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -232,21 +232,21 @@ def list_jobs(
     columns: Sequence[ColumnElement[Any]] = (),
     limit: int = 50,
     cursor: str | None = None,
-) -> tuple[list[Row[Any]], str | None]:
+) -> tuple[Sequence[Row[Any]], str | None]:
     """Newest first; filters apply before the limit; keyset pagination on (created_at, id).
 
     Rows of ``columns`` (which include ``created_at`` and ``id``, the cursor's keys; default: every
     column) rather than ORM objects: a page needs neither those nor, often, every job's whole spec.
     """
     params: dict[str, Any] = {"owner_id": owner.id, "limit": limit + 1}
-    params.update((name, value) for name, value in asdict(filters).items() if value)
+    params.update((name, value) for name, value in vars(filters).items() if value)
     if cursor:
         params["created"], params["after_id"] = _decode_cursor(cursor)
     query = _page_query(
         tuple(columns or Job.__table__.c), owner.is_admin, frozenset(params) - {"owner_id", "limit"}
     )
     # Core rows straight from the connection: the ORM's result handling adds nothing to plain columns.
-    rows = list(session.connection().execute(query, params))
+    rows = session.connection().execute(query, params).all()  # fetchall: one driver call, not one per row
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 

@@ -7,6 +7,7 @@ processes racing for the same job cannot both win: the loser sees zero rows and 
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from sqlalchemy import update
@@ -34,10 +35,14 @@ CANCELLABLE = frozenset({JobState.QUEUED, JobState.RUNNING})
 RETRYABLE = frozenset({JobState.FAILED, JobState.CANCELLED})
 
 
-def user_actions(state: str) -> list[str]:
-    """The actions (``cancel``, ``retry``) a job in ``state`` accepts, in the order a UI shows them."""
+@cache
+def user_actions(state: str) -> tuple[str, ...]:
+    """The actions (``cancel``, ``retry``) a job in ``state`` accepts, in the order a UI shows them
+    (cached: a listing asks it for every job)."""
     current = JobState(state)
-    return [action for action, states in (("cancel", CANCELLABLE), ("retry", RETRYABLE)) if current in states]
+    return tuple(
+        action for action, states in (("cancel", CANCELLABLE), ("retry", RETRYABLE)) if current in states
+    )
 
 
 # target state -> states it may be entered from

@@ -344,8 +344,7 @@ async def list_jobs(
             )
         except InvalidInput as exc:  # only the cursor can be malformed here
             raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
-        items = [JobSummary.of_row(row._asdict()) for row in rows]
-        return JobPage(items=items, next_cursor=next_cursor)
+        return JobPage(items=JobSummary.page_of_rows(rows), next_cursor=next_cursor)
 
     return await caller.run(page, read_only=True)
 
