@@ -18,15 +18,15 @@ import anyio
 from celery import Celery
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, or_, update
-from sqlalchemy.orm import Session, attributes
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 from starlette.concurrency import run_in_threadpool
 
 from jobs import repository
-from jobs.auth import authenticate, get_or_create_owner
+from jobs.auth import Principal, authenticate, get_or_create_owner, record_key_use
 from jobs.errors import InvalidInput
-from jobs.models import ApiKey, Checkpoint, Dataset, HFModel, Job, Owner
+from jobs.models import Checkpoint, Dataset, HFModel, Job, utcnow
 from jobs.settings import Settings
 from jobs.storage import ObjectStore
 from jobs.text import text_problem
@@ -139,28 +139,29 @@ class Caller:
         self.token = token
         self.session: Session | None = None
         # Lookups a dependency (JobRef) stands for, run only for a 422 (check_key_before_422).
-        self.checks: list[Callable[[Session, Owner], object]] = []
+        self.checks: list[Callable[[Session, Principal], object]] = []
         self._state = app_state
-        self._owner: Owner | None = None
+        self._owner: Principal | None = None
 
     @property
     def authenticated(self) -> bool:
         return self._owner is not None
 
-    def owner(self) -> Owner:
+    def owner(self) -> Principal:
         """The authenticated owner (checked once per request, in the request's session); call it in a
         worker thread."""
         if self._owner is None:
             session = self._session()
-            self._owner = self._authenticate(session)
-            if self._state.settings.auth_enabled:
-                _touch_key_after_commit(session, self._state.engine)
+            self._owner = principal = self._authenticate(session)
+            now = utcnow()
+            if principal.key_id is not None and principal.key_use_to_record(now):
+                _record_key_use_after_commit(session, self._state.engine, principal.key_id, now)
         return self._owner
 
-    def _authenticate(self, session: Session) -> Owner:
+    def _authenticate(self, session: Session) -> Principal:
         if not self._state.settings.auth_enabled:
             # One implicit owner: still owner-scoped, so turning auth on later changes nothing else.
-            return get_or_create_owner(session, LOCAL_OWNER)
+            return Principal.of(get_or_create_owner(session, LOCAL_OWNER))
         return authenticate(session, self.token)
 
     def check_before_422(self) -> None:
@@ -181,7 +182,7 @@ class Caller:
             raise RuntimeError("the request's session is open only inside Caller.run or with SessionDep")
         return self.session
 
-    async def run(self, work: Callable[[Session, Owner], T], *, read_only: bool = False) -> T:
+    async def run(self, work: Callable[[Session, Principal], T], *, read_only: bool = False) -> T:
         """Authenticate, run ``work(session, owner)`` and commit, in ONE hop to the thread pool; return
         what ``work`` returned.
 
@@ -203,12 +204,12 @@ class Caller:
         async with slots if slots is not None else nullcontext():
             return await run_in_threadpool(self._in_own_transaction, work, read_only)
 
-    def _work_then_commit(self, session: Session, work: Callable[[Session, Owner], T]) -> T:
+    def _work_then_commit(self, session: Session, work: Callable[[Session, Principal], T]) -> T:
         result = work(session, self.owner())
         commit_now(session)
         return result
 
-    def _in_own_transaction(self, work: Callable[[Session, Owner], T], read_only: bool) -> T:
+    def _in_own_transaction(self, work: Callable[[Session, Principal], T], read_only: bool) -> T:
         session = self.session = self._state.session_factory()
         try:
             if read_only:
@@ -313,42 +314,31 @@ def _roll_back(session: Session) -> None:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-async def get_current_owner(caller: CallerDep, _session: SessionDep) -> Owner:
+async def get_current_owner(caller: CallerDep, _session: SessionDep) -> Principal:
     """The authenticated owner, in a hop of its own, in the request's session (a route that does its
     work with :meth:`Caller.run` does not need it)."""
     return await run_in_threadpool(caller.owner)
 
 
-def _touch_key_after_commit(session: Session, engine: Engine) -> None:
-    """Move the key's throttled ``last_used_at`` stamp out of the request's transaction.
+def _record_key_use_after_commit(session: Session, engine: Engine, key_id: str, when: datetime) -> None:
+    """Record the key's throttled use (``last_used_at``) outside the request's transaction.
 
-    Flushed in the request's session, that UPDATE would hold the key's row lock (SQLite: the database's
+    Written in the request's session, that UPDATE would hold the key's row lock (SQLite: the database's
     write lock) until the request commits, several worker-thread hops later, so every concurrent request
     with the same key queued behind it; once all worker threads wait on that lock or on the connection
     pool, the holder never gets a thread back and the API hangs until the pool times out (30 s, then
     500s). The stamp is written after the commit instead, in its own one-statement transaction that
     skips a stamp another request already wrote.
     """
-    for key in [obj for obj in session.dirty if isinstance(obj, ApiKey)]:
-        stamp = key.last_used_at
-        if stamp is None or not attributes.get_history(key, "last_used_at").added:
-            continue
-        attributes.set_committed_value(key, "last_used_at", stamp)  # no longer pending in this session
-        key_id = key.id
 
-        def touch(key_id: str = key_id, stamp: datetime = stamp) -> None:
-            with engine.begin() as connection:
-                connection.execute(
-                    update(ApiKey)
-                    .where(ApiKey.id == key_id)
-                    .where(or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < stamp))
-                    .values(last_used_at=stamp)
-                )
+    def record() -> None:
+        with engine.begin() as connection:
+            record_key_use(connection, key_id, when)
 
-        after_commit(session, touch)
+    after_commit(session, record)
 
 
-CurrentOwner = Annotated[Owner, Depends(get_current_owner)]
+CurrentOwner = Annotated[Principal, Depends(get_current_owner)]
 
 JobId = Annotated[
     str, Path(description="Job id.", max_length=64, examples=["3f2b9c1d0e8a4f6b9c2d1e0f8a7b6c5d"])

@@ -15,9 +15,10 @@ from sqlalchemy import ColumnElement, Row, Select, bindparam, func, or_, select,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from jobs.auth import OwnerRef
 from jobs.benchmarks import stored_spec
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
-from jobs.models import Artifact, Checkpoint, Dataset, HFModel, Job, JobEvent, Owner, utcnow
+from jobs.models import Artifact, Checkpoint, Dataset, HFModel, Job, JobEvent, utcnow
 from jobs.quota import lock_owner
 from jobs.spec import SpecError, UploadRef
 from jobs.states import RETRYABLE, TERMINAL, JobState, transition
@@ -52,7 +53,7 @@ class JobFilters:
 
 
 # -- ownership -----------------------------------------------------------------------------------
-def owned(session: Session, model: type[Any], object_id: str, owner: Owner) -> Any:
+def owned(session: Session, model: type[Any], object_id: str, owner: OwnerRef) -> Any:
     """Fetch ``object_id`` if ``owner`` may see it; another owner's object is a 404, not a 403."""
     obj = session.get(model, object_id)
     if obj is None or not _may_see(owner, obj.owner_id):
@@ -60,7 +61,7 @@ def owned(session: Session, model: type[Any], object_id: str, owner: Owner) -> A
     return obj
 
 
-def _may_see(owner: Owner, owner_id: str) -> bool:
+def _may_see(owner: OwnerRef, owner_id: str) -> bool:
     return owner_id == owner.id or owner.is_admin
 
 
@@ -81,12 +82,12 @@ def owned_upload(session: Session, ref: UploadRef, owner_id: str) -> Dataset | C
     return row if row is not None and row.owner_id == owner_id else None
 
 
-def get_job(session: Session, job_id: str, owner: Owner) -> Job:
+def get_job(session: Session, job_id: str, owner: OwnerRef) -> Job:
     job: Job = owned(session, Job, job_id, owner)
     return job
 
 
-def read_job(session: Session, job_id: str, owner: Owner, columns: tuple[Any, ...]) -> Row[Any]:
+def read_job(session: Session, job_id: str, owner: OwnerRef, columns: tuple[Any, ...]) -> Row[Any]:
     """The job's ``columns`` (``owner_id`` among them) as a row, for a response that only reads them:
     the same rule and 404 as :func:`get_job`, without building an ORM object."""
     row = session.connection().execute(_job_by_id(columns), {"job_id": job_id}).first()
@@ -106,7 +107,7 @@ def _job_by_id(columns: tuple[Any, ...]) -> Select[Any]:
 def create_job(
     session: Session,
     *,
-    owner: Owner,
+    owner: OwnerRef,
     spec: dict[str, Any],
     summary: dict[str, Any],
     idempotency_key: str | None,
@@ -226,7 +227,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 def list_jobs(
     session: Session,
-    owner: Owner,
+    owner: OwnerRef,
     filters: JobFilters,
     *,
     columns: Sequence[ColumnElement[Any]] = (),

@@ -14,8 +14,8 @@ from api.deps import CallerDep, JobDep, JobRef, SessionDep, StoreDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.schemas import ArtifactList, ArtifactOut
 from jobs import repository
+from jobs.auth import Principal
 from jobs.errors import NotFound, ServiceError
-from jobs.models import Owner
 from jobs.storage import ObjectNotFound, ObjectStore
 from jobs.storage.base import CHUNK_SIZE
 
@@ -146,7 +146,7 @@ async def artifact_headers(
 
 def _artifact_reply(
     session: Session,
-    owner: Owner,
+    owner: Principal,
     store: ObjectStore,
     job_id: str,
     name: str,

@@ -23,6 +23,7 @@ from api.routes.jobs import SUBMIT_RESPONSES, IdempotencyKey, queued_response
 from api.schemas import JobDetail
 from jobs import repository
 from jobs.admission import BENCHMARK_ADVICE, benchmark_memory, over_limit, trained_model_memory
+from jobs.auth import Principal
 from jobs.benchmarks import (
     BENCHMARK_ERROR,
     BENCHMARK_KIND,
@@ -38,7 +39,7 @@ from jobs.benchmarks import (
     requested_device,
 )
 from jobs.errors import InvalidInput, NotFound
-from jobs.models import Artifact, Checkpoint, Job, Owner
+from jobs.models import Artifact, Checkpoint, Job
 from jobs.queue import route_job
 from jobs.settings import Settings
 from jobs.states import JobState
@@ -77,7 +78,7 @@ def _problem(field: str, message: str) -> dict[str, str]:
 
 
 def check_source(
-    session: Session, owner: Owner, spec: BenchmarkJobSpec
+    session: Session, owner: Principal, spec: BenchmarkJobSpec
 ) -> tuple[dict[str, Any], list[dict[str, str]]]:
     """``(pattern/architecture/checkpoint_id of the job row, problems)``.
 

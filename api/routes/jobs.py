@@ -23,8 +23,9 @@ from api.json_body import JsonBody
 from api.schemas import JobDetail, JobPage, JobSummary, job_detail_columns, job_summary_columns
 from jobs import repository
 from jobs.admission import job_memory, over_limit, training_advice, upload_input_shape
+from jobs.auth import Principal
 from jobs.errors import InvalidInput
-from jobs.models import Checkpoint, Dataset, HFModel, Job, Owner
+from jobs.models import Checkpoint, Dataset, HFModel, Job
 from jobs.queue import route_job, send_job
 from jobs.settings import Settings
 from jobs.sizing import input_problems
@@ -66,7 +67,7 @@ def _problem(field: str, message: str) -> dict[str, str]:
 
 
 def check_references(
-    session: Session, owner: Owner, spec: JobSpec
+    session: Session, owner: Principal, spec: JobSpec
 ) -> tuple[list[dict[str, str]], str | None]:
     """Service-mode rules: data and checkpoints are ids of this owner's uploads, of the right kind.
 
@@ -267,7 +268,7 @@ def _submit(
     body: Any,
     response: Response,
     session: Session,
-    owner: Owner,
+    owner: Principal,
     settings: Settings,
     celery: Celery,
     idempotency_key: str | None,
@@ -337,7 +338,7 @@ async def list_jobs(
         state=status.value if status else None, method=method, pattern=pattern, kind=kind
     )
 
-    def page(session: Session, owner: Owner) -> JobPage:
+    def page(session: Session, owner: Principal) -> JobPage:
         try:
             rows, next_cursor = repository.list_jobs(
                 session, owner, filters, columns=job_summary_columns(), limit=limit, cursor=cursor
@@ -353,7 +354,7 @@ async def list_jobs(
 async def get_job(job_id: JobId, caller: CallerDep) -> JobDetail:
     # Authentication, the lookup of JobDep and the commit in one thread hop (Caller.run); the job's
     # columns as a row, without an ORM object.
-    def detail(session: Session, owner: Owner) -> JobDetail:
+    def detail(session: Session, owner: Principal) -> JobDetail:
         return JobDetail.of_row(repository.read_job(session, job_id, owner, job_detail_columns())._asdict())
 
     return await caller.run(detail, read_only=True)

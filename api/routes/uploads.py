@@ -26,8 +26,9 @@ from api.errors import CONFLICT, ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.multipart import ReceivedUpload, receive_upload
 from api.schemas import CheckpointList, CheckpointOut, DatasetList, DatasetOut, HFModelList, HFModelOut
 from jobs import repository
+from jobs.auth import Principal
 from jobs.errors import Conflict, InvalidInput
-from jobs.models import Checkpoint, Dataset, HFModel, Job, Owner, new_id
+from jobs.models import Checkpoint, Dataset, HFModel, Job, new_id
 from jobs.quota import lock_owner, reserve_storage, storage_usage, stream_too_large
 from jobs.settings import Settings
 from jobs.spec import MAX_NAME_LENGTH
@@ -108,7 +109,7 @@ def _bad_name(field: str, message: str) -> InvalidInput:
 
 
 def _row_maker(
-    model: type[Upload], owner: Owner, received: ReceivedUpload, accepted: Accepted, name: str | None
+    model: type[Upload], owner: Principal, received: ReceivedUpload, accepted: Accepted, name: str | None
 ) -> Callable[[str, str, str], Upload]:
     """Datasets and checkpoints share their row shape; only the table differs."""
 
@@ -156,7 +157,9 @@ async def _store_upload(
     return row
 
 
-async def _receive(request: Request, session: Session, owner: Owner, settings: Settings) -> ReceivedUpload:
+async def _receive(
+    request: Request, session: Session, owner: Principal, settings: Settings
+) -> ReceivedUpload:
     """Stream the file in, cut off at the upload limit or at the space left in the owner's quota."""
     quota = settings.max_storage_bytes_per_owner
     usage = await run_in_threadpool(storage_usage, session, owner.id, quota) if quota else None
@@ -395,7 +398,7 @@ def delete_hf_model(model: HFModelDep, session: SessionDep, store: StoreDep) -> 
 # -- shared -----------------------------------------------------------------------------------------
 
 
-def _list(session: Session, model: type[Upload], owner: Owner, limit: int) -> list[Upload]:
+def _list(session: Session, model: type[Upload], owner: Principal, limit: int) -> list[Upload]:
     query = select(model)
     if not owner.is_admin:
         query = query.where(model.owner_id == owner.id)

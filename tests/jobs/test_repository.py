@@ -16,7 +16,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repository as repo
-from jobs.auth import authenticate, create_api_key, get_or_create_owner
+from jobs.auth import authenticate, create_api_key, get_or_create_owner, record_key_use
 from jobs.db import make_engine, make_session_factory, transaction
 from jobs.errors import Conflict, IllegalTransition, InvalidInput, NotFound, QuotaExceeded, Unauthorized
 from jobs.models import ApiKey, Dataset, Job, JobEvent, Owner, utcnow
@@ -395,14 +395,21 @@ def test_key_use_is_recorded_at_most_once_a_minute(factory) -> None:
     with transaction(factory) as session:
         _, token = create_api_key(session, owner, "ci")
     with transaction(factory) as session:
-        authenticate(session, token)
-    with factory() as session:
-        first = session.scalars(select(ApiKey)).one().last_used_at
+        principal = authenticate(session, token)
+        assert not session.dirty and not session.new  # authentication only reads
+    now = utcnow()
+    assert principal.key_id is not None and principal.key_use_to_record(now)  # never used yet
     with transaction(factory) as session:
-        authenticate(session, token)
-        assert not session.dirty  # a read-only request stays read-only
+        record_key_use(session.connection(), principal.key_id, now)
+    with transaction(factory) as session:
+        again = authenticate(session, token)
+    assert again.key_last_used_at == now
+    assert not again.key_use_to_record(now + timedelta(seconds=59))
+    assert again.key_use_to_record(now + timedelta(seconds=61))
+    with transaction(factory) as session:  # an earlier stamp arriving late does not move it back
+        record_key_use(session.connection(), principal.key_id, now - timedelta(seconds=120))
     with factory() as session:
-        assert session.scalars(select(ApiKey)).one().last_used_at == first
+        assert session.scalars(select(ApiKey)).one().last_used_at == now
 
 
 def test_retry_respects_the_unfinished_job_quota(factory) -> None:
