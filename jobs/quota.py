@@ -26,7 +26,9 @@ def lock_owner(session: Session, owner_id: str) -> None:
     second request of the same owner waits here and then counts what the first one inserted: two
     requests that each fit alone cannot both get past a limit. Held only until the request commits.
     """
-    session.execute(_owner_lock(), {"owner_id": owner_id})
+    # On the session's connection (Core): through the ORM, a bulk UPDATE also runs the ORM's
+    # bulk-persistence set-up, a quarter of the lock's CPU, for a statement that touches no loaded object.
+    session.connection().execute(_owner_lock(), {"owner_id": owner_id})
 
 
 @cache
@@ -36,7 +38,6 @@ def _owner_lock() -> Update:
         update(Owner)
         .where(Owner.id == bindparam("owner_id"))
         .values(name=Owner.name)
-        .execution_options(synchronize_session=False)
     )
 
 

@@ -185,7 +185,7 @@ def create_job(
 
 def check_active_quota(session: Session, owner_id: str, max_active_jobs: int) -> None:
     lock_owner(session, owner_id)  # concurrent submits of one owner count each other's jobs
-    active = session.scalar(_unfinished_count(), {"owner_id": owner_id})
+    active = session.connection().execute(_unfinished_count(), {"owner_id": owner_id}).scalar()
     if (active or 0) >= max_active_jobs:
         raise QuotaExceeded(f"owner already has {active} unfinished jobs (limit {max_active_jobs})")
 
