@@ -77,10 +77,15 @@ def register(commands: Any) -> None:
         "revoke",
         parents=[common],
         help="revoke an API key",
-        description="Revoke an API key by its id or its prefix (as `lbc keys list` shows them): every "
+        description="Revoke an API key by its id, its prefix (as `lbc keys list` shows them, with or "
+        "without the trailing dots) or the key itself: every "
         "request with it gets 401 from then on. Revoking a revoked key changes nothing.",
     )
-    revoke.add_argument("key_id", metavar="ID", help="the key's id or prefix (lbc_...)")
+    revoke.add_argument(
+        "key_id",
+        metavar="ID",
+        help="the key's id, its prefix as listed (lbc_..., the dots optional) or the key itself",
+    )
     revoke.set_defaults(handler=revoke_key)
 
 

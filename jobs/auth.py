@@ -174,12 +174,16 @@ def list_api_keys(session: Session) -> list[KeyListing]:
 
 
 def revoke_api_key(session: Session, key_id: str) -> tuple[KeyListing, bool]:
-    """Revoke the key whose id (or unique prefix, as listings show it) is ``key_id``; it stops
-    authenticating at once. Returns the key and whether this call revoked it (False: it already was)."""
+    """Revoke the key that ``key_id`` names; it stops authenticating at once. ``key_id`` is the key's
+    id, its unique prefix as listings show it (with or without the trailing ``...``), or the key itself
+    (someone who holds a leaked key can revoke it without looking it up). Returns the key and whether
+    this call revoked it (False: it already was)."""
+    given = key_id.strip()
+    wanted = given.removesuffix("...").removesuffix("\u2026")
     matches = session.execute(
         select(ApiKey, Owner)
         .join(Owner, Owner.id == ApiKey.owner_id)
-        .where((ApiKey.id == key_id) | (ApiKey.prefix == key_id))
+        .where((ApiKey.id == wanted) | (ApiKey.prefix == wanted) | (ApiKey.digest == digest(given)))
     ).all()
     if not matches:
         raise NotFound(f"no API key with id or prefix {key_id!r}")

@@ -34,11 +34,7 @@ def lock_owner(session: Session, owner_id: str) -> None:
 @cache
 def _owner_lock() -> Update:
     # Built once: building an UPDATE and its cache key on every submit cost about as much CPU as running it.
-    return (
-        update(Owner)
-        .where(Owner.id == bindparam("owner_id"))
-        .values(name=Owner.name)
-    )
+    return update(Owner).where(Owner.id == bindparam("owner_id")).values(name=Owner.name)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repository as repo
-from jobs.auth import authenticate, create_api_key, get_or_create_owner, record_key_use
+from jobs.auth import authenticate, create_api_key, get_or_create_owner, record_key_use, revoke_api_key
 from jobs.db import make_engine, make_session_factory, transaction
 from jobs.errors import Conflict, IllegalTransition, InvalidInput, NotFound, QuotaExceeded, Unauthorized
 from jobs.models import ApiKey, Dataset, Job, JobEvent, Owner, utcnow
@@ -388,6 +388,24 @@ def test_authentication_reads_the_key_and_its_owner_in_one_query(factory) -> Non
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert len(queries) == 1, queries  # not a second round trip for the owner (a pre-ping is not a cursor)
+
+
+def test_a_key_is_revoked_by_its_id_its_listed_prefix_or_itself(factory) -> None:
+    owner = _owner(factory)
+    tokens = []
+    for name in ("a", "b", "c", "d"):
+        with transaction(factory) as session:
+            key, token = create_api_key(session, owner, name)
+            tokens.append((key.id, key.prefix, token))
+    (a_id, _, a), (_, b_prefix, b), (_, c_prefix, c), (_, _, d) = tokens
+    for named, token in ((a_id, a), (f"{b_prefix}...", b), (f" {c_prefix}\u2026 ", c), (d, d)):
+        with transaction(factory) as session:
+            listing, revoked_now = revoke_api_key(session, named)
+        assert revoked_now and token.startswith(listing.prefix)
+        with pytest.raises(Unauthorized), transaction(factory) as session:
+            authenticate(session, token)
+    with pytest.raises(NotFound, match="lbc_nope"), transaction(factory) as session:
+        revoke_api_key(session, "lbc_nope...")
 
 
 def test_key_use_is_recorded_at_most_once_a_minute(factory) -> None:
