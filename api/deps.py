@@ -38,6 +38,7 @@ _AFTER_COMMIT = "lbc_after_commit"
 _ON_ROLLBACK = "lbc_on_rollback"
 T = TypeVar("T")
 
+
 async def refuse_nul_in_url(request: Request) -> None:
     """Every route's first dependency: no path or query parameter holds a NUL character (``jobs.text``).
 

@@ -127,24 +127,25 @@ class JobSummary(_Out):
         )
 
     def _derive(self, spec: Any) -> None:
-        self.dataset_source = spec_dataset_source(spec)
-        self.warnings = result_warnings(self.result)
-        self.actions = list(user_actions(self.state))  # type: ignore[arg-type]
+        dataset = spec.get("dataset") if isinstance(spec, dict) else None
+        source = dataset.get("source") if isinstance(dataset, dict) else None
+        for name, value in _derived_fields(self.result, self.state, source).items():
+            setattr(self, name, value)
 
 
-def spec_dataset_source(spec: Any) -> str | None:
-    """The spec's ``dataset.source`` (a benchmark's spec may have no dataset)."""
-    dataset = spec.get("dataset") if isinstance(spec, dict) else None
-    source = dataset.get("source") if isinstance(dataset, dict) else None
-    return source if isinstance(source, str) else None
+def _derived_fields(result: Any, state: str, dataset_source: Any) -> dict[str, Any]:
+    """The fields computed from a job's columns: its spec's dataset source (a benchmark's spec may have
+    none), the warnings in its result, what its state allows."""
+    return {
+        "dataset_source": dataset_source if isinstance(dataset_source, str) else None,
+        "warnings": result_warnings(result),
+        "actions": list(user_actions(state)),
+    }
 
 
 def _summary_fields(row: dict[str, Any]) -> dict[str, Any]:
-    """A listed job's fields: its row, plus what is computed from it (the same as ``_derive``)."""
-    if not isinstance(row["dataset_source"], str):
-        row["dataset_source"] = None
-    row["warnings"] = result_warnings(row["result"])
-    row["actions"] = user_actions(row["state"])
+    """A listed job's fields: its row (the dataset source read in SQL), plus what is computed from it."""
+    row.update(_derived_fields(row["result"], row["state"], row["dataset_source"]))
     return row
 
 
