@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.deps import database_slots, refuse_nul_in_url
+from api.deps import database_slots, database_threads, refuse_nul_in_url
 from api.errors import register_error_handlers
 from api.observability import LatencyMiddleware, RequestIdMiddleware, ServiceMetrics
 from api.routes import artifacts, benchmarks, dashboard, docs, health, jobs, masks, models, streams, uploads
@@ -48,10 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     engine = make_engine(settings.database_url, connect_timeout_s=settings.database_connect_timeout_seconds)
     session_factory = make_session_factory(engine)
+    db_threads = database_threads(engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        db_threads.close()
         engine.dispose()
 
     app = FastAPI(
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = session_factory
     app.state.database_slots = database_slots(engine)
+    app.state.db_threads = db_threads
     app.state.celery = make_celery(settings)
     app.state.store = make_store(settings)
     app.state.metrics = ServiceMetrics(session_factory)

@@ -21,8 +21,8 @@ from fastapi.security import HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
-from starlette.concurrency import run_in_threadpool
 
+from api.db_threads import DatabaseThreads
 from jobs import repository
 from jobs.auth import Principal, authenticate, get_or_create_owner, record_key_use
 from jobs.errors import InvalidInput
@@ -101,19 +101,32 @@ def database_slots(engine: Engine) -> anyio.Semaphore | None:
     """One slot per connection the engine's pool can hand out (``None``: the pool never makes anyone wait).
 
     A request's session (:data:`SessionDep`) keeps its connection from its first query to its commit,
-    across several hops to the thread pool (dependencies, route, commit), and a checkout that finds the
-    pool empty blocks a worker thread; :meth:`Caller.run` holds a slot for its one hop. With more requests in flight than connections plus threads (30 + 40 on PostgreSQL),
-    every thread could be blocked on a checkout while every connection belongs to a request that waits
-    for a thread: the API answered nothing until the pool's 30 s timeout, then 500s. A request now takes
-    a slot, in the event loop without a thread, before its session exists, so its checkout never waits
-    on a request that is itself waiting for a thread (only, briefly, on /metrics, /readyz or an event
-    stream's poll, which use a connection within one call).
+    across several hops to the worker threads (dependencies, route, commit), and a checkout that finds
+    the pool empty blocks a worker thread; :meth:`Caller.run` holds a slot for its one hop. With more
+    requests in flight than connections plus threads (30 + 40 on PostgreSQL), every thread could be
+    blocked on a checkout while every connection belongs to a request that waits for a thread: the API
+    answered nothing until the pool's 30 s timeout, then 500s. A request now takes a slot, in the event
+    loop without a thread, before its session exists, so its checkout never waits on a request that is
+    itself waiting for a thread (only, briefly, on /metrics, /readyz or an event stream's poll, which
+    use a connection within one call).
     """
+    capacity = pool_capacity(engine)
+    return None if capacity is None else anyio.Semaphore(capacity)
+
+
+def pool_capacity(engine: Engine) -> int | None:
+    """How many connections the engine's pool hands out at most (``None``: no bound)."""
     pool = engine.pool
     if not isinstance(pool, QueuePool):
         return None
     overflow = getattr(pool, "_max_overflow", 0)
-    return None if overflow < 0 else anyio.Semaphore(pool.size() + overflow)
+    return None if overflow < 0 else pool.size() + overflow
+
+
+def database_threads(engine: Engine) -> DatabaseThreads:
+    """The request's database work runs in these threads: one per database slot (a request holds its
+    slot while its work runs, so a thread is always free for it)."""
+    return DatabaseThreads(pool_capacity(engine))
 
 
 class Caller:
@@ -192,11 +205,11 @@ class Caller:
         """
         if self.session is not None:  # the route also depends on SessionDep, which commits at its end
             session = self.session
-            return await run_in_threadpool(self._work_then_commit, session, work)
+            return await self._state.db_threads.run(self._work_then_commit, session, work)
         state = self._state
         slots: anyio.Semaphore | None = state.database_slots
         async with slots if slots is not None else nullcontext():
-            return await run_in_threadpool(self._in_own_transaction, work, read_only)
+            return await state.db_threads.run(self._in_own_transaction, work, read_only)
 
     def _work_then_commit(self, session: Session, work: Callable[[Session, Principal], T]) -> T:
         result = work(session, self.owner())
@@ -254,7 +267,7 @@ async def check_key_before_422(request: Request) -> None:
         return
     slots: anyio.Semaphore | None = state.database_slots
     async with slots if slots is not None else nullcontext():
-        await run_in_threadpool(caller.check_before_422)
+        await state.db_threads.run(caller.check_before_422)
 
 
 async def get_session(caller: CallerDep) -> AsyncIterator[Session]:
@@ -273,12 +286,12 @@ async def get_session(caller: CallerDep) -> AsyncIterator[Session]:
             yield session
         except BaseException:
             with anyio.CancelScope(shield=True):  # a client that went away still gets its rollback
-                await run_in_threadpool(_roll_back, session)
+                await state.db_threads.run(_roll_back, session)
             raise
         finally:
             caller.session = None
         if _has_work_left(session):
-            await run_in_threadpool(_commit, session)
+            await state.db_threads.run(_commit, session)
         else:
             session.close()
 
@@ -320,7 +333,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 async def get_current_owner(caller: CallerDep, _session: SessionDep) -> Principal:
     """The authenticated owner, in a hop of its own, in the request's session (a route that does its
     work with :meth:`Caller.run` does not need it)."""
-    return await run_in_threadpool(caller.owner)
+    return await caller._state.db_threads.run(caller.owner)
 
 
 def _record_key_use_after_commit(session: Session, engine: Engine, key_id: str, when: datetime) -> None:
