@@ -18,7 +18,7 @@ import anyio
 from celery import Celery
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPBearer
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
@@ -211,6 +211,34 @@ class Caller:
         async with slots if slots is not None else nullcontext():
             return await state.db_threads.run(self._in_own_transaction, work, read_only)
 
+    async def read(self, work: Callable[[Connection, Principal], T]) -> T:
+        """Authenticate and run ``work(connection, owner)``, which only reads (Core rows, no ORM
+        object), in one hop on a bare autocommit connection; return what ``work`` returned.
+
+        No session and no transaction: each SELECT sees what was committed before it started, as in
+        :meth:`run` with ``read_only``, without the session's bookkeeping (its transaction object,
+        its identity map, its commit and close), which cost a status read as much CPU as its query.
+        Without authentication (the one local owner, whom the first request creates) the work runs in
+        :meth:`run`'s session instead.
+        """
+        state = self._state
+        if self.session is not None or not state.settings.auth_enabled:
+            return await self.run(lambda session, owner: work(session.connection(), owner), read_only=True)
+        slots: anyio.Semaphore | None = state.database_slots
+        async with slots if slots is not None else nullcontext():
+            return await state.db_threads.run(self._read, work)
+
+    def _read(self, work: Callable[[Connection, Principal], T]) -> T:
+        engine: Engine = self._state.engine
+        with engine.connect() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._owner = principal = authenticate(connection, self.token)
+            result = work(connection, principal)
+        now = utcnow()
+        if principal.key_id is not None and principal.key_use_to_record(now):
+            _run([_key_use_recorder(engine, principal.key_id, now)], "after-read")
+        return result
+
     def _work_then_commit(self, session: Session, work: Callable[[Session, Principal], T]) -> T:
         result = work(session, self.owner())
         commit_now(session)
@@ -346,12 +374,15 @@ def _record_key_use_after_commit(session: Session, engine: Engine, key_id: str, 
     500s). The stamp is written after the commit instead, in its own one-statement transaction that
     skips a stamp another request already wrote.
     """
+    after_commit(session, _key_use_recorder(engine, key_id, when))
 
+
+def _key_use_recorder(engine: Engine, key_id: str, when: datetime) -> Callable[[], None]:
     def record() -> None:
         with engine.begin() as connection:
             record_key_use(connection, key_id, when)
 
-    after_commit(session, record)
+    return record
 
 
 CurrentOwner = Annotated[Principal, Depends(get_current_owner)]

@@ -13,6 +13,7 @@ from typing import Protocol
 from sqlalchemy import Connection, Select, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
+from jobs.db import connection_of
 from jobs.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from jobs.models import ApiKey, Owner, utcnow
 from jobs.text import name_problem
@@ -113,13 +114,13 @@ def _live_key_and_owner() -> Select[str, str, bool, str, str, datetime | None]:
     )
 
 
-def authenticate(session: Session, token: str | None) -> Principal:
+def authenticate(db: Session | Connection, token: str | None) -> Principal:
     """The owner of the unrevoked key ``token``; reads only (the key's use is recorded with
     :func:`record_key_use`, after the request's own work)."""
     if not token:
         raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")
     wanted = digest(token)
-    row = session.connection().execute(_live_key_and_owner(), {"digest": wanted}).first()
+    row = connection_of(db).execute(_live_key_and_owner(), {"digest": wanted}).first()
     # compare_digest keeps the final check constant-time even though the lookup is by digest.
     if row is None or not hmac.compare_digest(row[4], wanted):
         raise Unauthorized("invalid or revoked API key")

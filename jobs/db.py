@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 IDLE_PING_SECONDS = 5.0
 # Connections the pool keeps open, and the most it hands out at once (``api.deps.database_slots``).
 POOL_SIZE = 30
+
+
+def connection_of(db: Session | Connection) -> Connection:
+    """The Core connection a statement runs on: a session's own (inside its transaction), or ``db``
+    itself. Reads that need no ORM object take either, so a request that only reads can run them on a
+    bare connection, without a session's bookkeeping."""
+    return db.connection() if isinstance(db, Session) else db
 
 
 def make_engine(database_url: str, *, connect_timeout_s: int | None = None, **kwargs: Any) -> Engine:

@@ -11,12 +11,13 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Select, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jobs.auth import OwnerRef
 from jobs.benchmarks import stored_spec
+from jobs.db import connection_of
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
 from jobs.models import Artifact, Checkpoint, Dataset, HFModel, Job, JobEvent, utcnow
 from jobs.quota import lock_owner
@@ -87,10 +88,10 @@ def get_job(session: Session, job_id: str, owner: OwnerRef) -> Job:
     return job
 
 
-def read_job(session: Session, job_id: str, owner: OwnerRef, columns: tuple[Any, ...]) -> Row[Any]:
+def read_job(db: Session | Connection, job_id: str, owner: OwnerRef, columns: tuple[Any, ...]) -> Row[Any]:
     """The job's ``columns`` (``owner_id`` among them) as a row, for a response that only reads them:
     the same rule and 404 as :func:`get_job`, without building an ORM object."""
-    row = session.connection().execute(_job_by_id(columns), {"job_id": job_id}).first()
+    row = connection_of(db).execute(_job_by_id(columns), {"job_id": job_id}).first()
     if row is None or not _may_see(owner, row.owner_id):
         raise NotFound(f"job {job_id} not found")
     return row
@@ -226,7 +227,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 def list_jobs(
-    session: Session,
+    db: Session | Connection,
     owner: OwnerRef,
     filters: JobFilters,
     *,
@@ -247,7 +248,7 @@ def list_jobs(
         tuple(columns or Job.__table__.c), owner.is_admin, frozenset(params) - {"owner_id", "limit"}
     )
     # Core rows straight from the connection: the ORM's result handling adds nothing to plain columns.
-    rows = session.connection().execute(query, params).all()  # fetchall: one driver call, not one per row
+    rows = connection_of(db).execute(query, params).all()  # fetchall: one driver call, not one per row
     next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
 

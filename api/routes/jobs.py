@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from celery import Celery
 from fastapi import APIRouter, Header, Query, Response
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from api.deps import (
@@ -338,26 +339,28 @@ async def list_jobs(
         state=status.value if status else None, method=method, pattern=pattern, kind=kind
     )
 
-    def page(session: Session, owner: Principal) -> JobPage:
+    def page(connection: Connection, owner: Principal) -> JobPage:
         try:
             rows, next_cursor = repository.list_jobs(
-                session, owner, filters, columns=job_summary_columns(), limit=limit, cursor=cursor
+                connection, owner, filters, columns=job_summary_columns(), limit=limit, cursor=cursor
             )
         except InvalidInput as exc:  # only the cursor can be malformed here
             raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
         return JobPage(items=JobSummary.page_of_rows(rows), next_cursor=next_cursor)
 
-    return await caller.run(page, read_only=True)
+    return await caller.read(page)
 
 
 @router.get("/{job_id}", response_model=JobDetail, summary="Get a job", responses=NOT_FOUND)
 async def get_job(job_id: JobId, caller: CallerDep) -> JobDetail:
-    # Authentication, the lookup of JobDep and the commit in one thread hop (Caller.run); the job's
+    # Authentication and the lookup in one thread hop on a bare connection (Caller.read); the job's
     # columns as a row, without an ORM object.
-    def detail(session: Session, owner: Principal) -> JobDetail:
-        return JobDetail.of_row(repository.read_job(session, job_id, owner, job_detail_columns())._asdict())
+    def detail(connection: Connection, owner: Principal) -> JobDetail:
+        return JobDetail.of_row(
+            repository.read_job(connection, job_id, owner, job_detail_columns())._asdict()
+        )
 
-    return await caller.run(detail, read_only=True)
+    return await caller.read(detail)
 
 
 @router.post(
