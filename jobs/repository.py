@@ -19,7 +19,7 @@ from jobs.auth import OwnerRef
 from jobs.benchmarks import stored_spec
 from jobs.db import connection_of
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
-from jobs.models import Artifact, Checkpoint, Dataset, HFModel, Job, JobEvent, utcnow
+from jobs.models import Artifact, Checkpoint, Dataset, HFModel, Job, JobEvent, new_id, utcnow
 from jobs.quota import lock_owner
 from jobs.spec import SpecError, UploadRef
 from jobs.states import RETRYABLE, TERMINAL, JobState, transition
@@ -140,6 +140,7 @@ def create_job(
         raise InvalidInput("invalid job spec", details=gone)
     now = utcnow()
     job = Job(
+        id=new_id(),  # known before the flush: the job's first event names it
         owner_id=owner.id,
         name=summary.get("name"),
         kind=summary.get("kind", "sparsify"),
@@ -162,16 +163,19 @@ def create_job(
         queued_at=now,
         updated_at=now,
     )
+    # The job and its first event in one flush (the unit of work inserts the job first, by the foreign
+    # key): a flush of its own for the event cost a submit 0.1-0.2 ms of its 4 ms of CPU.
+    rows = [job, JobEvent(job_id=job.id, kind="state", attempt=0, data={"state": "queued"})]
     if not idempotency_key:
         # No savepoint without a key (nothing to race on): with SQLite's Python driver, a savepoint
         # opened before any write commits on release, so a request that failed later (its commit lost
         # the database) would leave a job the client was told does not exist.
-        session.add(job)
+        session.add_all(rows)
         session.flush()
     else:
         try:
             with session.begin_nested():  # a savepoint: losing the race must not undo the caller's work
-                session.add(job)
+                session.add_all(rows)
                 session.flush()
         except IntegrityError as exc:  # a concurrent retry with the same key won the race
             existing = session.scalar(
@@ -180,7 +184,6 @@ def create_job(
             if existing is not None:
                 return existing, False
             raise Conflict("job could not be created") from exc
-    session.add(JobEvent(job_id=job.id, kind="state", attempt=0, data={"state": "queued"}))
     return job, True
 
 

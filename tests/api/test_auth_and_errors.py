@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from jobs.auth import digest
 from jobs.db import transaction
-from jobs.models import ApiKey, JobEvent, Owner, utcnow
+from jobs.models import ApiKey, Job, Owner, utcnow
 from tests.api.conftest import AppFactory, Service, digits_spec
 
 BOTH = pytest.mark.parametrize("service", ["sqlite", "postgres"], indirect=True)
@@ -225,7 +225,7 @@ def test_a_commit_that_loses_the_database_is_a_503_and_nothing_is_kept(
     commit = Session.commit
 
     def commit_loses_connection(self: Session) -> None:
-        if any(isinstance(obj, JobEvent) for obj in self.new):  # the submit's "queued" event
+        if any(isinstance(obj, Job) for obj in self):  # the submit's session, which holds its new job
             raise sa_exc.OperationalError("COMMIT", {}, _DriverError("server closed the connection"))
         commit(self)
 
