@@ -656,5 +656,33 @@ def list_artifacts(session: Session, job_id: str) -> list[Artifact]:
 def get_artifact(session: Session, job_id: str, name: str) -> Artifact:
     artifact = session.scalar(select(Artifact).where(Artifact.job_id == job_id, Artifact.name == name))
     if artifact is None:
-        raise NotFound(f"artifact {name!r} not found for job {job_id}")
+        raise _no_artifact(job_id, name)
     return artifact
+
+
+def read_artifact(
+    db: Session | Connection, job_id: str, name: str, owner: OwnerRef
+) -> Row[str, str, str, str, str]:
+    """The artifact ``name`` of a job ``owner`` may see, as a row (``name``, ``sha256``,
+    ``content_type``, ``storage_key``), for a download: the job and its artifact in one query, with
+    the 404s of :func:`get_job` then :func:`get_artifact`, and no ORM object."""
+    row = connection_of(db).execute(_artifact_of_job(), {"job_id": job_id, "name": name}).first()
+    if row is None or not _may_see(owner, row.owner_id):
+        raise NotFound(f"job {job_id} not found")
+    if row.storage_key is None:
+        raise _no_artifact(job_id, name)
+    return row
+
+
+@cache
+def _artifact_of_job() -> Select[str, str, str, str, str]:
+    # Built once, like every hot read's statement: the job, and its artifact of that name if it has one.
+    return (
+        select(Job.owner_id, Artifact.name, Artifact.sha256, Artifact.content_type, Artifact.storage_key)
+        .outerjoin(Artifact, (Artifact.job_id == Job.id) & (Artifact.name == bindparam("name")))
+        .where(Job.id == bindparam("job_id"))
+    )
+
+
+def _no_artifact(job_id: str, name: str) -> NotFound:
+    return NotFound(f"artifact {name!r} not found for job {job_id}")

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from api.deps import CallerDep, JobDep, JobRef, SessionDep, StoreDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
@@ -117,12 +117,12 @@ async def download_artifact(
     """Streamed from object storage. The ETag is the quoted sha256, so a cached copy is revalidated
     with `If-None-Match` (304) and an interrupted download resumes with `Range` (206). HEAD answers the
     same headers without the body."""
-    # Authentication, the lookups, the object's size and (for a small one) its bytes in one thread hop.
-    return await caller.run(
-        lambda session, owner: _artifact_reply(
-            session, owner, store, job_id, name, range_header, if_none_match, if_range, body=True
-        ),
-        read_only=True,
+    # Authentication, the lookup (job and artifact in one query, on a bare connection: Caller.read), the
+    # object's size and (for a small one) its bytes in one thread hop.
+    return await caller.read(
+        lambda connection, owner: _artifact_reply(
+            connection, owner, store, job_id, name, range_header, if_none_match, if_range, body=True
+        )
     )
 
 
@@ -136,16 +136,15 @@ async def artifact_headers(
     if_none_match: IfNoneMatch = None,
     if_range: IfRange = None,
 ) -> Response:
-    return await caller.run(
-        lambda session, owner: _artifact_reply(
-            session, owner, store, job_id, name, range_header, if_none_match, if_range, body=False
-        ),
-        read_only=True,
+    return await caller.read(
+        lambda connection, owner: _artifact_reply(
+            connection, owner, store, job_id, name, range_header, if_none_match, if_range, body=False
+        )
     )
 
 
 def _artifact_reply(
-    session: Session,
+    connection: Connection,
     owner: Principal,
     store: ObjectStore,
     job_id: str,
@@ -156,8 +155,7 @@ def _artifact_reply(
     *,
     body: bool,
 ) -> Response:
-    job = repository.get_job(session, job_id, owner)
-    artifact = repository.get_artifact(session, job.id, name)
+    artifact = repository.read_artifact(connection, job_id, name, owner)
     etag = f'"{artifact.sha256}"'
     filename = artifact.name.rsplit("/", 1)[-1]
     headers = {

@@ -120,10 +120,15 @@ def test_missing_artifacts_and_other_owners_are_404(artifact: tuple[Service, dic
     service, headers, job_id = artifact
     missing = service.client.get(f"/v1/jobs/{job_id}/artifacts/nope.bin", headers=headers)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert missing.json()["error"]["message"] == f"artifact 'nope.bin' not found for job {job_id}"
     bob = service.caller("bob")
     assert service.client.get(f"/v1/jobs/{job_id}/artifacts", headers=bob.headers).status_code == 404
     stolen = service.client.get(f"/v1/jobs/{job_id}/artifacts/sparse.safetensors", headers=bob.headers)
     assert stolen.status_code == 404 and DATA[:20] not in stolen.content
+    # Another owner's job is missing as a whole: nothing says which artifacts it has.
+    assert stolen.json()["error"]["message"] == f"job {job_id} not found"
+    gone = service.client.get("/v1/jobs/0123456789abcdef/artifacts/sparse.safetensors", headers=headers)
+    assert gone.status_code == 404 and gone.json()["error"]["message"] == "job 0123456789abcdef not found"
 
 
 def test_head_answers_what_get_would_without_the_body(artifact: tuple[Service, dict[str, str], str]) -> None:
