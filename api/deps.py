@@ -24,7 +24,7 @@ from sqlalchemy.pool import QueuePool
 
 from api.db_threads import DatabaseThreads
 from jobs import repository
-from jobs.auth import Principal, authenticate, get_or_create_owner, record_key_use
+from jobs.auth import KeyCheck, Principal, authenticate, get_or_create_owner, record_key_use
 from jobs.errors import InvalidInput
 from jobs.models import Checkpoint, Dataset, HFModel, Job, utcnow
 from jobs.settings import Settings
@@ -211,29 +211,30 @@ class Caller:
         async with slots if slots is not None else nullcontext():
             return await state.db_threads.run(self._in_own_transaction, work, read_only)
 
-    async def read(self, work: Callable[[Connection, Principal], T]) -> T:
-        """Authenticate and run ``work(connection, owner)``, which only reads (Core rows, no ORM
-        object), in one hop on a bare autocommit connection; return what ``work`` returned.
+    async def read(self, work: Callable[[Connection, Principal | KeyCheck], tuple[Principal, T]]) -> T:
+        """Run ``work(connection, who)``, which only reads (Core rows, no ORM object) and checks the
+        request's key in its own statement (:func:`jobs.auth.read_as`), in one hop on a bare autocommit
+        connection; return what ``work`` returned after the principal it read.
 
-        No session and no transaction: each SELECT sees what was committed before it started, as in
-        :meth:`run` with ``read_only``, without the session's bookkeeping (its transaction object,
-        its identity map, its commit and close), which cost a status read as much CPU as its query.
-        Without authentication (the one local owner, whom the first request creates) the work runs in
-        :meth:`run`'s session instead.
+        One statement for the key and the read: the key's own query cost a status read a quarter of its
+        CPU (a round trip, and the thread's hand-offs around it). No session and no transaction: each
+        SELECT sees what was committed before it started, as in :meth:`run` with ``read_only``, without
+        the session's bookkeeping (its transaction object, its identity map, its commit and close).
+        Without authentication (the one local owner, whom the first request creates) the work runs as
+        that owner in :meth:`run`'s session instead.
         """
         state = self._state
         if self.session is not None or not state.settings.auth_enabled:
-            return await self.run(lambda session, owner: work(session.connection(), owner), read_only=True)
+            return await self.run(lambda session, owner: work(session.connection(), owner)[1], read_only=True)
         slots: anyio.Semaphore | None = state.database_slots
         async with slots if slots is not None else nullcontext():
             return await state.db_threads.run(self._read, work)
 
-    def _read(self, work: Callable[[Connection, Principal], T]) -> T:
+    def _read(self, work: Callable[[Connection, Principal | KeyCheck], tuple[Principal, T]]) -> T:
         engine: Engine = self._state.engine
         with engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
-            self._owner = principal = authenticate(connection, self.token)
-            result = work(connection, principal)
+            self._owner, result = principal, result = work(connection, KeyCheck(self.token))
         now = utcnow()
         if principal.key_id is not None and principal.key_use_to_record(now):
             _run([_key_use_recorder(engine, principal.key_id, now)], "after-read")

@@ -9,7 +9,6 @@ from typing import Any, Literal, Self
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-from sqlalchemy import Row
 
 from jobs.models import Artifact, Checkpoint, Dataset, HFModel, Job, JobEvent
 from jobs.states import user_actions
@@ -114,17 +113,11 @@ class JobSummary(_Out):
         return summary
 
     @classmethod
-    def page_of_rows(cls, rows: Sequence[Row[Any]]) -> list[JobSummary]:
-        """From rows of :func:`job_summary_columns`, validated as one list: one call into pydantic's
-        core per page rather than one per job, from plain dicts (validating a dict is several times
-        cheaper than reading a row's or an object's attributes, and ``dict(zip(...))`` than a row's
-        ``_asdict()``)."""
-        if not rows:
-            return []
-        names = rows[0]._fields
-        return _summaries().validate_python(
-            [_summary_fields(dict(zip(names, row, strict=True))) for row in rows]
-        )
+    def page_of(cls, rows: Sequence[dict[str, Any]]) -> list[JobSummary]:
+        """From rows of :func:`job_summary_columns` as dicts, validated as one list: one call into
+        pydantic's core per page rather than one per job, from plain dicts (validating a dict is several
+        times cheaper than reading a row's or an object's attributes)."""
+        return _summaries().validate_python([_summary_fields(row) for row in rows]) if rows else []
 
     def _derive(self, spec: Any) -> None:
         dataset = spec.get("dataset") if isinstance(spec, dict) else None

@@ -7,12 +7,15 @@ It answers "which part of a read is worth making cheaper", which a whole request
 or a profile under load (``load.py --py-spy-gil``) shows only mixed with the framework's work.
 
 Parts:
-  session            open a session, take an autocommit connection, close it (every read does)
-  authenticate       ``jobs.auth.authenticate`` in its own session (every authenticated request)
-  list query         ``repository.list_jobs`` for a page of 20, in an open session
-  list page build    ``JobSummary.page_of_rows`` and ``JobPage`` from those rows
+  connection         take an autocommit connection from the pool and give it back (every read does)
+  authenticate       ``jobs.auth.authenticate`` on its own connection (the requests that write: the
+                     reads check the key in their own statement)
+  list query         ``repository.list_jobs_as`` for a page of 20 with the key's check, on an open
+                     connection
+  list page build    ``JobSummary.page_of`` and ``JobPage`` from those rows
   list page json     the page serialised as the response body
-  status read        ``repository.read_job`` and ``JobDetail.of_row``, in its own session
+  status read        ``repository.read_job`` with the key's check and ``JobDetail.of_row``, on its own
+                     connection
 
 Usage:
   python benchmarks/read_path_cpu.py
@@ -57,7 +60,7 @@ def measure(app: Any, token: str, calls: int) -> None:
 
     from api.schemas import JobDetail, JobPage, JobSummary, job_detail_columns, job_summary_columns
     from jobs import repository
-    from jobs.auth import authenticate
+    from jobs.auth import KeyCheck, authenticate
 
     call = route_cpu.asgi_caller(app, token)
     spec = json.dumps(load.TINY_SPEC).encode()
@@ -71,41 +74,40 @@ def measure(app: Any, token: str, calls: int) -> None:
         return job_id
 
     job_id = asyncio.run(submit_page())
-    sessions = app.state.session_factory
-    with sessions() as session:
-        owner = authenticate(session, token)
+    engine = app.state.engine
+    key = KeyCheck(token)
     filters, columns = repository.JobFilters(), job_summary_columns()
-    open_session = sessions()
-    open_session.connection(execution_options=AUTOCOMMIT)
-    rows, _ = repository.list_jobs(open_session, owner, filters, columns=columns, limit=20)
-    page = JobPage(items=JobSummary.page_of_rows(rows), next_cursor=None)
+    open_connection = engine.connect().execution_options(**AUTOCOMMIT)
+    _, rows, _ = repository.list_jobs_as(open_connection, key, filters, columns=columns, limit=20)
+    page = JobPage(items=JobSummary.page_of(rows), next_cursor=None)
     page_json = TypeAdapter(JobPage)
 
-    def in_session(work: Callable[[Any], object]) -> Callable[[], None]:
+    def on_connection(work: Callable[[Any], object]) -> Callable[[], None]:
         def run() -> None:
-            session = sessions()
-            session.connection(execution_options=AUTOCOMMIT)
-            work(session)
-            session.close()
+            with engine.connect() as connection:
+                connection.execution_options(**AUTOCOMMIT)
+                work(connection)
 
         return run
 
     parts: dict[str, Callable[[], object]] = {
-        "session": in_session(lambda session: None),
-        "authenticate": in_session(lambda session: authenticate(session, token)),
-        "list query": lambda: repository.list_jobs(open_session, owner, filters, columns=columns, limit=20),
-        "list page build": lambda: JobPage(items=JobSummary.page_of_rows(rows), next_cursor=None),
+        "connection": on_connection(lambda connection: None),
+        "authenticate": on_connection(lambda connection: authenticate(connection, token)),
+        "list query": lambda: repository.list_jobs_as(
+            open_connection, key, filters, columns=columns, limit=20
+        ),
+        "list page build": lambda: JobPage(items=JobSummary.page_of(rows), next_cursor=None),
         "list page json": lambda: page_json.dump_json(page),
-        "status read": in_session(
-            lambda session: JobDetail.of_row(
-                repository.read_job(session, job_id, owner, job_detail_columns())._asdict()
+        "status read": on_connection(
+            lambda connection: JobDetail.of_row(
+                repository.read_job(connection, job_id, key, job_detail_columns())[1]
             )
         ),
     }
     print(f"{'part':<18} {'ms CPU/call':>11}")
     for name, work in parts.items():
         print(f"{name:<18} {best_ms(work, calls):>11.4f}")
-    open_session.close()
+    open_connection.close()
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, Connection, Row, Select, bindparam, func, 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jobs.auth import OwnerRef
+from jobs.auth import KeyCheck, OwnerRef, Principal, key_owner_id, read_as
 from jobs.benchmarks import stored_spec
 from jobs.db import connection_of
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
@@ -88,13 +88,16 @@ def get_job(session: Session, job_id: str, owner: OwnerRef) -> Job:
     return job
 
 
-def read_job(db: Session | Connection, job_id: str, owner: OwnerRef, columns: tuple[Any, ...]) -> Row[Any]:
-    """The job's ``columns`` (``owner_id`` among them) as a row, for a response that only reads them:
-    the same rule and 404 as :func:`get_job`, without building an ORM object."""
-    row = connection_of(db).execute(_job_by_id(columns), {"job_id": job_id}).first()
-    if row is None or not _may_see(owner, row.owner_id):
+def read_job(
+    connection: Connection, job_id: str, who: Principal | KeyCheck, columns: tuple[Any, ...]
+) -> tuple[Principal, dict[str, Any]]:
+    """The job's ``columns`` (``owner_id`` among them) as a dict, for a response that only reads them,
+    and who read it: the same rule and 404 as :func:`get_job`, without building an ORM object; a key
+    to check is checked in the same statement (:func:`jobs.auth.read_as`)."""
+    principal, rows = read_as(connection, who, _job_by_id(columns), {"job_id": job_id})
+    if not rows or not _may_see(principal, rows[0]["owner_id"]):
         raise NotFound(f"job {job_id} not found")
-    return row
+    return principal, rows[0]
 
 
 @cache
@@ -213,8 +216,8 @@ def _canonical(spec: dict[str, Any]) -> str:
 
 
 # -- listing -------------------------------------------------------------------------------------
-def _encode_cursor(job: Job | Row[Any]) -> str:
-    raw = json.dumps([job.created_at.isoformat(), job.id]).encode()
+def _encode_cursor(created_at: datetime, job_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), job_id]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -243,27 +246,70 @@ def list_jobs(
     Rows of ``columns`` (which include ``created_at`` and ``id``, the cursor's keys; default: every
     column) rather than ORM objects: a page needs neither those nor, often, every job's whole spec.
     """
-    params: dict[str, Any] = {"owner_id": owner.id, "limit": limit + 1}
+    params = _page_params(filters, limit, cursor)
+    query = _page_query(
+        tuple(columns or Job.__table__.c), "all" if owner.is_admin else "param", frozenset(params)
+    )
+    # Core rows straight from the connection: the ORM's result handling adds nothing to plain columns.
+    rows = connection_of(db).execute(query, {**params, "owner_id": owner.id}).all()  # one fetchall
+    return rows[:limit], _next_cursor(rows, limit)
+
+
+def list_jobs_as(
+    connection: Connection,
+    who: Principal | KeyCheck,
+    filters: JobFilters,
+    *,
+    columns: tuple[ColumnElement[Any], ...],
+    limit: int = 50,
+    cursor: str | None = None,
+) -> tuple[Principal, list[dict[str, Any]], str | None]:
+    """:func:`list_jobs` as dicts, for the caller ``who``, and who that is: a key to check is checked
+    in the page's own statement (:func:`jobs.auth.read_as`), which reads the key owner's jobs; an
+    admin's page (every owner's jobs) is read again once the key says it is an admin's."""
+    params = _page_params(filters, limit, cursor)
+    given = frozenset(params)
+    if isinstance(who, KeyCheck):
+        query = _page_query(columns, "key", given)
+        who, rows = read_as(connection, who, query, params, newest_first=("created_at", "id"))
+        if not who.is_admin:
+            return who, rows[:limit], _next_cursor(rows, limit)
+    owners = "all" if who.is_admin else "param"
+    principal, rows = read_as(
+        connection, who, _page_query(columns, owners, given), {**params, "owner_id": who.id}
+    )
+    return principal, rows[:limit], _next_cursor(rows, limit)
+
+
+def _page_params(filters: JobFilters, limit: int, cursor: str | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": limit + 1}  # one more than asked: whether a next page exists
     params.update((name, value) for name, value in vars(filters).items() if value)
     if cursor:
         params["created"], params["after_id"] = _decode_cursor(cursor)
-    query = _page_query(
-        tuple(columns or Job.__table__.c), owner.is_admin, frozenset(params) - {"owner_id", "limit"}
+    return params
+
+
+def _next_cursor(rows: Sequence[Row[Any]] | Sequence[dict[str, Any]], limit: int) -> str | None:
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    created_at, job_id = (
+        (last["created_at"], last["id"]) if isinstance(last, dict) else (last.created_at, last.id)
     )
-    # Core rows straight from the connection: the ORM's result handling adds nothing to plain columns.
-    rows = connection_of(db).execute(query, params).all()  # fetchall: one driver call, not one per row
-    next_cursor = _encode_cursor(rows[limit - 1]) if len(rows) > limit else None
-    return rows[:limit], next_cursor
+    return _encode_cursor(created_at, job_id)
 
 
 @cache
-def _page_query(columns: tuple[Any, ...], all_owners: bool, given: frozenset[str]) -> Select[Any]:
+def _page_query(columns: tuple[Any, ...], owners: str, given: frozenset[str]) -> Select[Any]:
     """A page's SELECT for one combination of filters, built once with bound parameters: building a
     statement of a few dozen columns and its cache key on every request cost about as much CPU as
-    running it."""
+    running it. ``owners``: ``all`` (an admin's page), ``param`` (the jobs of ``:owner_id``) or
+    ``key`` (the jobs of the live key ``:digest``'s owner, :func:`jobs.auth.key_owner_id`)."""
     query = select(*columns)
-    if not all_owners:
+    if owners == "param":
         query = query.where(Job.owner_id == bindparam("owner_id"))
+    elif owners == "key":
+        query = query.where(Job.owner_id == key_owner_id())
     for name in ("state", "method", "pattern", "kind"):
         if name in given:
             query = query.where(Job.__table__.c[name] == bindparam(name))
@@ -661,17 +707,18 @@ def get_artifact(session: Session, job_id: str, name: str) -> Artifact:
 
 
 def read_artifact(
-    db: Session | Connection, job_id: str, name: str, owner: OwnerRef
-) -> Row[str, str, str, str, str]:
-    """The artifact ``name`` of a job ``owner`` may see, as a row (``name``, ``sha256``,
-    ``content_type``, ``storage_key``), for a download: the job and its artifact in one query, with
-    the 404s of :func:`get_job` then :func:`get_artifact`, and no ORM object."""
-    row = connection_of(db).execute(_artifact_of_job(), {"job_id": job_id, "name": name}).first()
-    if row is None or not _may_see(owner, row.owner_id):
+    connection: Connection, job_id: str, name: str, who: Principal | KeyCheck
+) -> tuple[Principal, dict[str, Any]]:
+    """The artifact ``name`` of a job ``who`` may see (``name``, ``sha256``, ``content_type``,
+    ``storage_key``) for a download, and who read it: the job and its artifact in one query (with the
+    key's check, :func:`jobs.auth.read_as`), the 404s of :func:`get_job` then :func:`get_artifact`, and
+    no ORM object."""
+    principal, rows = read_as(connection, who, _artifact_of_job(), {"job_id": job_id, "name": name})
+    if not rows or not _may_see(principal, rows[0]["owner_id"]):
         raise NotFound(f"job {job_id} not found")
-    if row.storage_key is None:
+    if rows[0]["storage_key"] is None:
         raise _no_artifact(job_id, name)
-    return row
+    return principal, rows[0]
 
 
 @cache

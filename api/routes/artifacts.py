@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Response
@@ -14,7 +14,7 @@ from api.deps import CallerDep, JobDep, JobRef, SessionDep, StoreDep
 from api.errors import ERROR_RESPONSES, NOT_FOUND, ErrorEnvelope
 from api.schemas import ArtifactList, ArtifactOut
 from jobs import repository
-from jobs.auth import Principal
+from jobs.auth import KeyCheck, Principal
 from jobs.errors import NotFound, ServiceError
 from jobs.storage import ObjectNotFound, ObjectStore
 from jobs.storage.base import CHUNK_SIZE
@@ -120,8 +120,8 @@ async def download_artifact(
     # Authentication, the lookup (job and artifact in one query, on a bare connection: Caller.read), the
     # object's size and (for a small one) its bytes in one thread hop.
     return await caller.read(
-        lambda connection, owner: _artifact_reply(
-            connection, owner, store, job_id, name, range_header, if_none_match, if_range, body=True
+        lambda connection, who: _artifact_reply(
+            connection, who, store, job_id, name, range_header, if_none_match, if_range, body=True
         )
     )
 
@@ -137,15 +137,15 @@ async def artifact_headers(
     if_range: IfRange = None,
 ) -> Response:
     return await caller.read(
-        lambda connection, owner: _artifact_reply(
-            connection, owner, store, job_id, name, range_header, if_none_match, if_range, body=False
+        lambda connection, who: _artifact_reply(
+            connection, who, store, job_id, name, range_header, if_none_match, if_range, body=False
         )
     )
 
 
 def _artifact_reply(
     connection: Connection,
-    owner: Principal,
+    who: Principal | KeyCheck,
     store: ObjectStore,
     job_id: str,
     name: str,
@@ -154,10 +154,22 @@ def _artifact_reply(
     if_range: str | None,
     *,
     body: bool,
+) -> tuple[Principal, Response]:
+    principal, artifact = repository.read_artifact(connection, job_id, name, who)
+    return principal, _artifact_response(artifact, store, range_header, if_none_match, if_range, body=body)
+
+
+def _artifact_response(
+    artifact: dict[str, Any],
+    store: ObjectStore,
+    range_header: str | None,
+    if_none_match: str | None,
+    if_range: str | None,
+    *,
+    body: bool,
 ) -> Response:
-    artifact = repository.read_artifact(connection, job_id, name, owner)
-    etag = f'"{artifact.sha256}"'
-    filename = artifact.name.rsplit("/", 1)[-1]
+    etag = f'"{artifact["sha256"]}"'
+    filename = artifact["name"].rsplit("/", 1)[-1]
     headers = {
         "ETag": etag,
         "Accept-Ranges": "bytes",
@@ -167,9 +179,9 @@ def _artifact_reply(
     if _etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     try:
-        size = store.stat(artifact.storage_key).size
+        size = store.stat(artifact["storage_key"]).size
     except ObjectNotFound:
-        raise NotFound(f"the stored content of artifact {name!r} is missing") from None
+        raise NotFound(f"the stored content of artifact {artifact['name']!r} is missing") from None
     if if_range is not None and if_range.strip() != etag:
         range_header = None  # the client's partial copy is of another version: send everything
     selected = parse_range(range_header, size)
@@ -181,11 +193,11 @@ def _artifact_reply(
     length = max(0, end - start + 1)
     headers["Content-Length"] = str(length)
     if not body:  # the store is not read
-        return Response(status_code=status, media_type=artifact.content_type, headers=headers)
+        return Response(status_code=status, media_type=artifact["content_type"], headers=headers)
     if length <= CHUNK_SIZE:
         # One chunk of the store's stream, read here: streamed, it cost a thread hop per chunk and one
         # more for the end of the stream.
-        content = b"".join(store.open_range(artifact.storage_key, start, end)) if length else b""
-        return Response(content, status_code=status, media_type=artifact.content_type, headers=headers)
-    chunks = store.open_range(artifact.storage_key, start, end)
-    return StreamingResponse(chunks, status_code=status, media_type=artifact.content_type, headers=headers)
+        content = b"".join(store.open_range(artifact["storage_key"], start, end)) if length else b""
+        return Response(content, status_code=status, media_type=artifact["content_type"], headers=headers)
+    chunks = store.open_range(artifact["storage_key"], start, end)
+    return StreamingResponse(chunks, status_code=status, media_type=artifact["content_type"], headers=headers)

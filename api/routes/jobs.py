@@ -24,7 +24,7 @@ from api.json_body import JsonBody
 from api.schemas import JobDetail, JobPage, JobSummary, job_detail_columns, job_summary_columns
 from jobs import repository
 from jobs.admission import job_memory, over_limit, training_advice, upload_input_shape
-from jobs.auth import Principal
+from jobs.auth import KeyCheck, Principal
 from jobs.errors import InvalidInput
 from jobs.models import Checkpoint, Dataset, HFModel, Job
 from jobs.queue import route_job, send_job
@@ -339,26 +339,25 @@ async def list_jobs(
         state=status.value if status else None, method=method, pattern=pattern, kind=kind
     )
 
-    def page(connection: Connection, owner: Principal) -> JobPage:
+    def page(connection: Connection, who: Principal | KeyCheck) -> tuple[Principal, JobPage]:
         try:
-            rows, next_cursor = repository.list_jobs(
-                connection, owner, filters, columns=job_summary_columns(), limit=limit, cursor=cursor
+            principal, rows, next_cursor = repository.list_jobs_as(
+                connection, who, filters, columns=job_summary_columns(), limit=limit, cursor=cursor
             )
         except InvalidInput as exc:  # only the cursor can be malformed here
             raise InvalidInput(exc.message, details=[_problem("cursor", exc.message)]) from None
-        return JobPage(items=JobSummary.page_of_rows(rows), next_cursor=next_cursor)
+        return principal, JobPage(items=JobSummary.page_of(rows), next_cursor=next_cursor)
 
     return await caller.read(page)
 
 
 @router.get("/{job_id}", response_model=JobDetail, summary="Get a job", responses=NOT_FOUND)
 async def get_job(job_id: JobId, caller: CallerDep) -> JobDetail:
-    # Authentication and the lookup in one thread hop on a bare connection (Caller.read); the job's
-    # columns as a row, without an ORM object.
-    def detail(connection: Connection, owner: Principal) -> JobDetail:
-        return JobDetail.of_row(
-            repository.read_job(connection, job_id, owner, job_detail_columns())._asdict()
-        )
+    # The key's check and the lookup in one statement, in one thread hop on a bare connection
+    # (Caller.read); the job's columns as a row, without an ORM object.
+    def detail(connection: Connection, who: Principal | KeyCheck) -> tuple[Principal, JobDetail]:
+        principal, row = repository.read_job(connection, job_id, who, job_detail_columns())
+        return principal, JobDetail.of_row(row)
 
     return await caller.read(detail)
 

@@ -16,7 +16,14 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from jobs import repository as repo
-from jobs.auth import authenticate, create_api_key, get_or_create_owner, record_key_use, revoke_api_key
+from jobs.auth import (
+    KeyCheck,
+    authenticate,
+    create_api_key,
+    get_or_create_owner,
+    record_key_use,
+    revoke_api_key,
+)
 from jobs.db import make_engine, make_session_factory, transaction
 from jobs.errors import Conflict, IllegalTransition, InvalidInput, NotFound, QuotaExceeded, Unauthorized
 from jobs.models import ApiKey, Dataset, Job, JobEvent, Owner, utcnow
@@ -388,6 +395,83 @@ def test_authentication_reads_the_key_and_its_owner_in_one_query(factory) -> Non
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert len(queries) == 1, queries  # not a second round trip for the owner (a pre-ping is not a cursor)
+
+
+def _key(factory: sessionmaker[Session], owner: Owner) -> str:
+    with transaction(factory) as session:
+        _, token = create_api_key(session, owner, "reader")
+    return token
+
+
+def _selects_while(factory: sessionmaker[Session], read: Any) -> tuple[Any, list[str]]:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = factory.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with engine.connect() as connection:
+            result = read(connection)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    return result, [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+
+
+def test_a_hot_read_checks_its_key_in_its_own_statement(factory) -> None:
+    alice, bob = _owner(factory), _owner(factory, "bob")
+    token = _key(factory, alice)
+    mine, theirs = _submit(factory, alice), _submit(factory, bob)
+    columns = (Job.id, Job.owner_id, Job.state)
+    (principal, row), selects = _selects_while(
+        factory, lambda c: repo.read_job(c, mine.id, KeyCheck(token), columns)
+    )
+    assert len(selects) == 1, selects  # the key and the job in one round trip
+    assert principal.id == alice.id and principal.key_id is not None
+    assert row == {"id": mine.id, "owner_id": alice.id, "state": "queued"}
+    for job_id in (theirs.id, "missing"):  # another owner's job is missing, as a missing one is
+        with pytest.raises(NotFound), factory.kw["bind"].connect() as connection:
+            repo.read_job(connection, job_id, KeyCheck(token), columns)
+    with transaction(factory) as session:
+        revoke_api_key(session, token)
+    for bad in (None, "", token, "lbc_guess"):  # the key is refused before anything about the job
+        with pytest.raises(Unauthorized), factory.kw["bind"].connect() as connection:
+            repo.read_job(connection, theirs.id, KeyCheck(bad), columns)
+
+
+def test_a_page_read_with_its_key_is_the_key_owners_and_an_admins_is_everyones(factory) -> None:
+    alice, bob, root = _owner(factory), _owner(factory, "bob"), _owner(factory, "root", admin=True)
+    alices = [_submit(factory, alice).id for _ in range(5)]
+    _submit(factory, bob)
+    columns = (Job.id, Job.owner_id, Job.created_at)
+    token = _key(factory, alice)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        (principal, rows, cursor), selects = _selects_while(
+            factory,
+            lambda c, after=cursor: repo.list_jobs_as(
+                c, KeyCheck(token), repo.JobFilters(), columns=columns, limit=2, cursor=after
+            ),
+        )
+        assert len(selects) == 1 and principal.id == alice.id
+        seen += [row["id"] for row in rows]
+        if cursor is None:
+            break
+    assert seen == alices[::-1]  # newest first, each once, only alice's
+    newcomer = _key(factory, _owner(factory, "carol"))
+    (principal, rows, cursor), _ = _selects_while(
+        factory, lambda c: repo.list_jobs_as(c, KeyCheck(newcomer), repo.JobFilters(), columns=columns)
+    )
+    assert principal.name == "carol" and rows == [] and cursor is None
+    (principal, rows, _), _ = _selects_while(
+        factory,
+        lambda c: repo.list_jobs_as(c, KeyCheck(_key(factory, root)), repo.JobFilters(), columns=columns),
+    )
+    assert principal.is_admin and len(rows) == 6
+    with pytest.raises(Unauthorized), factory.kw["bind"].connect() as connection:
+        repo.list_jobs_as(connection, KeyCheck("lbc_guess"), repo.JobFilters(), columns=columns)
 
 
 def test_a_key_is_revoked_by_its_id_its_listed_prefix_or_itself(factory) -> None:
