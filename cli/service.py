@@ -138,14 +138,14 @@ def run_api(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": 5,
     }
     if args.workers == 1:
-        from api.app import create_app
+        from api.app import create_served_app
 
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_served_app(settings), **options)
     else:
         # Worker processes import the app by name and build it from the environment, so the flags that
         # override settings must reach them through it.
         os.environ["LBC_API_HOST"], os.environ["LBC_API_PORT"] = settings.api_host, str(settings.api_port)
-        uvicorn.run("api.app:create_app", factory=True, workers=args.workers, **options)
+        uvicorn.run("api.app:create_served_app", factory=True, workers=args.workers, **options)
     return 0
 
 

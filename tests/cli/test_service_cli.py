@@ -334,6 +334,28 @@ def test_api_access_log_never_shows_a_key(tmp_path: Path) -> None:
     assert "S3cr3t" not in text
 
 
+def test_the_served_app_freezes_its_start_up_heap_and_a_test_app_does_not(tmp_path: Path) -> None:
+    """``lbc api`` serves create_served_app, whose start-up objects the cyclic collector no longer walks
+    on every full collection; create_app (what tests build, many per process) leaves the collector alone."""
+    code = (
+        "import gc, sys\n"
+        "from api.app import create_app, create_served_app\n"
+        "from jobs.settings import Settings\n"
+        "settings = Settings(home=sys.argv[1])\n"
+        "create_app(settings)\n"
+        "plain = gc.get_freeze_count()\n"
+        "create_served_app(settings)\n"
+        "print(plain, gc.get_freeze_count())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBC_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    plain, served = map(int, done.stdout.split())
+    assert plain == 0 and served > 10_000  # the modules, the app and its routes: far more than a few
+
+
 def test_api_refuses_fewer_than_one_worker() -> None:
     result = lbc("api", "--workers", "0")
     assert result.returncode != 0
