@@ -377,26 +377,6 @@ def test_api_keys_are_stored_hashed_and_authenticate(factory) -> None:
             authenticate(session, bad)
 
 
-def test_authentication_reads_the_key_and_its_owner_in_one_query(factory) -> None:
-    owner = _owner(factory)
-    with transaction(factory) as session:
-        _, token = create_api_key(session, owner, "laptop")
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
-
-    engine = factory.kw["bind"]
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        with transaction(factory) as session:
-            assert authenticate(session, token).name == "alice"
-            queries = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    assert len(queries) == 1, queries  # not a second round trip for the owner (a pre-ping is not a cursor)
-
-
 def _key(factory: sessionmaker[Session], owner: Owner) -> str:
     with transaction(factory) as session:
         _, token = create_api_key(session, owner, "reader")
@@ -417,6 +397,13 @@ def _selects_while(factory: sessionmaker[Session], read: Any) -> tuple[Any, list
     finally:
         event.remove(engine, "before_cursor_execute", record)
     return result, [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+
+
+def test_authentication_reads_the_key_and_its_owner_in_one_query(factory) -> None:
+    token = _key(factory, _owner(factory))
+    principal, selects = _selects_while(factory, lambda connection: authenticate(connection, token))
+    assert principal.name == "alice"
+    assert len(selects) == 1, selects  # not a second round trip for the owner (a pre-ping is not a cursor)
 
 
 def test_a_hot_read_checks_its_key_in_its_own_statement(factory) -> None:
