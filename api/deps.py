@@ -234,7 +234,8 @@ class Caller:
         engine: Engine = self._state.engine
         with engine.connect() as connection:
             connection.execution_options(isolation_level="AUTOCOMMIT")
-            self._owner, result = principal, result = work(connection, KeyCheck(self.token))
+            principal, result = work(connection, KeyCheck(self.token))
+        self._owner = principal
         now = utcnow()
         if principal.key_id is not None and principal.key_use_to_record(now):
             _run([_key_use_recorder(engine, principal.key_id, now)], "after-read")
