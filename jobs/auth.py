@@ -165,7 +165,8 @@ def read_as(
     (the key's own query cost a status read a quarter of its CPU). ``query`` may name the key's owner
     with :func:`key_owner_id`. A key that is missing, unknown or revoked raises the same 401 as
     :func:`authenticate`, before anything about the rows. ``newest_first`` names columns of ``query``
-    whose descending order the rows keep (the join does not keep the query's own order).
+    whose descending order the rows keep (the join does not keep the query's own order). ``query`` is
+    built once (cached, with bound parameters): its joined form is cached by the query's identity.
     """
     names = _column_names(query)
     if isinstance(who, Principal):
