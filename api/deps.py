@@ -224,7 +224,7 @@ class Caller:
         that owner in :meth:`run`'s session instead.
         """
         state = self._state
-        if self.session is not None or not state.settings.auth_enabled:
+        if not state.settings.auth_enabled:
             return await self.run(lambda session, owner: work(session.connection(), owner)[1], read_only=True)
         slots: anyio.Semaphore | None = state.database_slots
         async with slots if slots is not None else nullcontext():

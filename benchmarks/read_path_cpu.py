@@ -10,7 +10,7 @@ Parts:
   connection         take an autocommit connection from the pool and give it back (every read does)
   authenticate       ``jobs.auth.authenticate`` on its own connection (the requests that write: the
                      reads check the key in their own statement)
-  list query         ``repository.list_jobs_as`` for a page of 20 with the key's check, on an open
+  list query         ``repository.list_jobs`` for a page of 20 with the key's check, on an open
                      connection
   list page build    ``JobSummary.page_of`` and ``JobPage`` from those rows
   list page json     the page serialised as the response body
@@ -78,7 +78,7 @@ def measure(app: Any, token: str, calls: int) -> None:
     key = KeyCheck(token)
     filters, columns = repository.JobFilters(), job_summary_columns()
     open_connection = engine.connect().execution_options(**AUTOCOMMIT)
-    _, rows, _ = repository.list_jobs_as(open_connection, key, filters, columns=columns, limit=20)
+    _, rows, _ = repository.list_jobs(open_connection, key, filters, columns=columns, limit=20)
     page = JobPage(items=JobSummary.page_of(rows), next_cursor=None)
     page_json = TypeAdapter(JobPage)
 
@@ -93,9 +93,7 @@ def measure(app: Any, token: str, calls: int) -> None:
     parts: dict[str, Callable[[], object]] = {
         "connection": on_connection(lambda connection: None),
         "authenticate": on_connection(lambda connection: authenticate(connection, token)),
-        "list query": lambda: repository.list_jobs_as(
-            open_connection, key, filters, columns=columns, limit=20
-        ),
+        "list query": lambda: repository.list_jobs(open_connection, key, filters, columns=columns, limit=20),
         "list page build": lambda: JobPage(items=JobSummary.page_of(rows), next_cursor=None),
         "list page json": lambda: page_json.dump_json(page),
         "status read": on_connection(

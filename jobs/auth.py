@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, ScalarSelect, Select, bindparam, or_, select, true, update
 from sqlalchemy.orm import Session
@@ -149,16 +149,19 @@ class KeyCheck:
     token: str | None
 
 
+Reader = TypeVar("Reader", bound=OwnerRef)
+
+
 def read_as(
     connection: Connection,
-    who: Principal | KeyCheck,
+    who: Reader | KeyCheck,
     query: AnySelect,
     params: dict[str, Any],
     *,
     newest_first: tuple[str, ...] = (),
-) -> tuple[Principal, list[dict[str, Any]]]:
-    """The rows of ``query`` (whose first column is never NULL) read by ``who``, as dicts by column
-    name, and who that is.
+) -> tuple[Reader | Principal, list[dict[str, Any]]]:
+    """The rows of ``query`` (whose first column is never NULL) read by ``who`` (an owner already known,
+    or a key to check), as dicts by column name, and who that is.
 
     For a :class:`KeyCheck`, the key is checked in the same statement as the query: its principal is
     joined in front of every row, so an authenticated read is one round trip to the database, not two
@@ -169,7 +172,7 @@ def read_as(
     built once (cached, with bound parameters): its joined form is cached by the query's identity.
     """
     names = _column_names(query)
-    if isinstance(who, Principal):
+    if not isinstance(who, KeyCheck):
         return who, [dict(zip(names, row, strict=True)) for row in connection.execute(query, params)]
     wanted = _wanted_digest(who.token)
     rows = connection.execute(_keyed(query, newest_first), {**params, "digest": wanted}).all()

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Select, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jobs.auth import KeyCheck, OwnerRef, Principal, key_owner_id, read_as
+from jobs.auth import KeyCheck, OwnerRef, Principal, Reader, key_owner_id, read_as
 from jobs.benchmarks import stored_spec
 from jobs.db import connection_of
 from jobs.errors import Conflict, InvalidInput, NotFound, QuotaExceeded
@@ -234,51 +234,40 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 def list_jobs(
     db: Session | Connection,
-    owner: OwnerRef,
+    who: Reader | KeyCheck,
     filters: JobFilters,
     *,
-    columns: Sequence[ColumnElement[Any]] = (),
+    columns: tuple[ColumnElement[Any], ...] = (),
     limit: int = 50,
     cursor: str | None = None,
-) -> tuple[Sequence[Row[Any]], str | None]:
-    """Newest first; filters apply before the limit; keyset pagination on (created_at, id).
+) -> tuple[Reader | Principal, list[dict[str, Any]], str | None]:
+    """A page of jobs newest first, for ``who`` (an owner, or a key to check in the page's own statement:
+    :func:`jobs.auth.read_as`), and who that is; filters apply before the limit; keyset pagination on
+    (created_at, id).
 
-    Rows of ``columns`` (which include ``created_at`` and ``id``, the cursor's keys; default: every
-    column) rather than ORM objects: a page needs neither those nor, often, every job's whole spec.
+    Rows of ``columns`` as dicts (which include ``created_at`` and ``id``, the cursor's keys; default:
+    every column) rather than ORM objects: a page needs neither those nor, often, every job's whole
+    spec. A key reads its owner's jobs; an admin's page (every owner's jobs) is read again once the key
+    says it is an admin's.
     """
-    params = _page_params(filters, limit, cursor)
-    query = _page_query(
-        tuple(columns or Job.__table__.c), "all" if owner.is_admin else "param", frozenset(params)
-    )
-    # Core rows straight from the connection: the ORM's result handling adds nothing to plain columns.
-    rows = connection_of(db).execute(query, {**params, "owner_id": owner.id}).all()  # one fetchall
-    return rows[:limit], _next_cursor(rows, limit)
-
-
-def list_jobs_as(
-    connection: Connection,
-    who: Principal | KeyCheck,
-    filters: JobFilters,
-    *,
-    columns: tuple[ColumnElement[Any], ...],
-    limit: int = 50,
-    cursor: str | None = None,
-) -> tuple[Principal, list[dict[str, Any]], str | None]:
-    """:func:`list_jobs` as dicts, for the caller ``who``, and who that is: a key to check is checked
-    in the page's own statement (:func:`jobs.auth.read_as`), which reads the key owner's jobs; an
-    admin's page (every owner's jobs) is read again once the key says it is an admin's."""
+    connection = connection_of(db)
+    columns = columns or tuple(Job.__table__.c)
     params = _page_params(filters, limit, cursor)
     given = frozenset(params)
+    owner: Reader | Principal
     if isinstance(who, KeyCheck):
-        query = _page_query(columns, "key", given)
-        who, rows = read_as(connection, who, query, params, newest_first=("created_at", "id"))
-        if not who.is_admin:
-            return who, rows[:limit], _next_cursor(rows, limit)
-    owners = "all" if who.is_admin else "param"
-    principal, rows = read_as(
-        connection, who, _page_query(columns, owners, given), {**params, "owner_id": who.id}
+        owner, rows = read_as(
+            connection, who, _page_query(columns, "key", given), params, newest_first=("created_at", "id")
+        )
+        if not owner.is_admin:
+            return owner, rows[:limit], _next_cursor(rows, limit)
+    else:
+        owner = who
+    owners = "all" if owner.is_admin else "param"
+    _, rows = read_as(
+        connection, owner, _page_query(columns, owners, given), {**params, "owner_id": owner.id}
     )
-    return principal, rows[:limit], _next_cursor(rows, limit)
+    return owner, rows[:limit], _next_cursor(rows, limit)
 
 
 def _page_params(filters: JobFilters, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -289,14 +278,10 @@ def _page_params(filters: JobFilters, limit: int, cursor: str | None) -> dict[st
     return params
 
 
-def _next_cursor(rows: Sequence[Row[Any]] | Sequence[dict[str, Any]], limit: int) -> str | None:
+def _next_cursor(rows: Sequence[dict[str, Any]], limit: int) -> str | None:
     if len(rows) <= limit:
         return None
-    last = rows[limit - 1]
-    created_at, job_id = (
-        (last["created_at"], last["id"]) if isinstance(last, dict) else (last.created_at, last.id)
-    )
-    return _encode_cursor(created_at, job_id)
+    return _encode_cursor(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
 
 
 @cache

@@ -341,7 +341,7 @@ async def list_jobs(
 
     def page(connection: Connection, who: Principal | KeyCheck) -> tuple[Principal, JobPage]:
         try:
-            principal, rows, next_cursor = repository.list_jobs_as(
+            principal, rows, next_cursor = repository.list_jobs(
                 connection, who, filters, columns=job_summary_columns(), limit=limit, cursor=cursor
             )
         except InvalidInput as exc:  # only the cursor can be malformed here

@@ -151,7 +151,7 @@ def test_unexpected_errors_are_500s_that_hide_internals(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(repository, "list_jobs_as", explode)
+    monkeypatch.setattr(repository, "list_jobs", explode)
     response = service.client.get("/v1/jobs", headers={**alice.headers, "X-Request-ID": "trace-me-123"})
     error = _error(response, 500, "internal_error")
     assert error["request_id"] == "trace-me-123"
@@ -205,7 +205,7 @@ def test_lost_database_connections_are_503s_and_other_database_errors_500s(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise raised
 
-    monkeypatch.setattr(repository, "list_jobs_as", explode)
+    monkeypatch.setattr(repository, "list_jobs", explode)
     response = service.client.get("/v1/jobs", headers=alice.headers)
     error = _error(response, status, code or "database_unavailable")
     if status == 503:

@@ -334,16 +334,16 @@ def test_listing_filters_before_paginating_and_hides_other_owners(factory) -> No
     cursor = None
     with factory() as session:
         while True:
-            page, cursor = repo.list_jobs(
+            _, page, cursor = repo.list_jobs(
                 session, alice, repo.JobFilters(method="lbc"), limit=2, cursor=cursor
             )
-            seen += [job.id for job in page]
+            seen += [job["id"] for job in page]
             if cursor is None:
                 break
     assert len(seen) == len(set(seen)) == 5 and set(seen) == lbc_ids
     admin = _owner(factory, "root", admin=True)
     with factory() as session:
-        everything, _ = repo.list_jobs(session, admin, repo.JobFilters(), limit=100)
+        _, everything, _ = repo.list_jobs(session, admin, repo.JobFilters(), limit=100)
     assert len(everything) == 9
 
 
@@ -438,7 +438,7 @@ def test_a_page_read_with_its_key_is_the_key_owners_and_an_admins_is_everyones(f
     while True:
         (principal, rows, cursor), selects = _selects_while(
             factory,
-            lambda c, after=cursor: repo.list_jobs_as(
+            lambda c, after=cursor: repo.list_jobs(
                 c, KeyCheck(token), repo.JobFilters(), columns=columns, limit=2, cursor=after
             ),
         )
@@ -449,16 +449,16 @@ def test_a_page_read_with_its_key_is_the_key_owners_and_an_admins_is_everyones(f
     assert seen == alices[::-1]  # newest first, each once, only alice's
     newcomer = _key(factory, _owner(factory, "carol"))
     (principal, rows, cursor), _ = _selects_while(
-        factory, lambda c: repo.list_jobs_as(c, KeyCheck(newcomer), repo.JobFilters(), columns=columns)
+        factory, lambda c: repo.list_jobs(c, KeyCheck(newcomer), repo.JobFilters(), columns=columns)
     )
     assert principal.name == "carol" and rows == [] and cursor is None
     (principal, rows, _), _ = _selects_while(
         factory,
-        lambda c: repo.list_jobs_as(c, KeyCheck(_key(factory, root)), repo.JobFilters(), columns=columns),
+        lambda c: repo.list_jobs(c, KeyCheck(_key(factory, root)), repo.JobFilters(), columns=columns),
     )
     assert principal.is_admin and len(rows) == 6
     with pytest.raises(Unauthorized), factory.kw["bind"].connect() as connection:
-        repo.list_jobs_as(connection, KeyCheck("lbc_guess"), repo.JobFilters(), columns=columns)
+        repo.list_jobs(connection, KeyCheck("lbc_guess"), repo.JobFilters(), columns=columns)
 
 
 def test_a_key_is_revoked_by_its_id_its_listed_prefix_or_itself(factory) -> None:
